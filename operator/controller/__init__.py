@@ -1,0 +1,1 @@
+"""The Baton Kubernetes operator (kopf) and its pure rollout state machine."""

@@ -1,0 +1,44 @@
+"""``baton``: one command, one subcommand per component.
+
+Each subcommand lives with its component (``baton.<component>.cli:main``) and is imported only
+when chosen, so ``baton sim`` does not pay for the gateway's imports and vice versa.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sim": ("baton.exchange_sim.cli", "run the Binance-wire-compatible exchange simulator"),
+    "gateway": ("baton.gateway.cli", "run the market gateway (clock, router, venue, ledger)"),
+    "strategy": ("baton.strategy.cli", "run a strategy host attached to a gateway"),
+    "demo": ("baton.demo", "run simulator, gateway and strategy locally; print the report"),
+    "presence": ("baton.gateway.report_cli", "print the presence report of a ledger file"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: baton <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`baton <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"baton: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    entry: Callable[[list[str]], int] = module.main
+    return entry(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,425 @@
+"""The market gateway process: wires the feed, the book, the clock, the router, the venue and
+the ledger together, and does all their I/O. The decisions live in the pure modules."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+
+from baton import wire
+from baton.gateway.clock import SlotClock, Tick
+from baton.gateway.config import ClockStart, GatewayConfig
+from baton.gateway.connection import Connection, SendResult
+from baton.gateway.exchange import ExchangeFeed
+from baton.gateway.ledger import DuplicateRecordError, Ledger
+from baton.gateway.market import MarketBook
+from baton.gateway.records import ConnectionEvent, EvaluationRecord, InstanceEvent
+from baton.gateway.router import InstanceInfo, Router, Send, Verdict, answered_record
+from baton.gateway.venue import PaperVenue, Rejection
+from baton.model import Action, Candle, EvaluationRequest, Role
+from baton.v1 import gateway_pb2 as gw
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("baton.gateway")
+
+# Bigger than any state snapshot we accept (the SDK caps state at 64 MiB).
+MAX_MESSAGE_BYTES = 96 * 1024 * 1024
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class GatewayStats:
+    ticks: int = 0
+    dispatched: int = 0
+    executed: int = 0
+    errors: int = 0
+    missed: int = 0
+    dropped_decisions: int = 0
+    malformed: int = 0
+    candles_closed: int = 0
+    duplicate_records: int = 0
+
+
+class Gateway:
+    """One gateway process. ``start()`` binds and begins; ``stop()`` ends cleanly."""
+
+    def __init__(self, config: GatewayConfig, *, now_ms: Callable[[], int] = wall_ms) -> None:
+        self.config = config
+        self._now_ms = now_ms
+        self.ledger = Ledger(config.ledger_path)
+        self.slots = config.slots
+        self._slot_by_id = {s.slot_id: s for s in self.slots}
+        self.book = MarketBook(config.streams, depth=max(config.history, 1))
+        self.venue = PaperVenue(config.venue, self.slots)
+        self.venue.restore(self.ledger.open_bets())
+        last = self.ledger.last_seqs()
+        # Sequence numbers never go backwards, even across gateway restarts.
+        self.router = Router(self.slots, seq_base={k: v + 1 for k, v in last.items()})
+        self.connections: dict[str, Connection] = {}
+        self.stats = GatewayStats()
+        self.feed = ExchangeFeed(config.exchange, config.streams, self)
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._clock_go = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing is pending
+        self._idle.set()
+        self.clock_started = asyncio.Event()
+        self._clock_task: asyncio.Task[None] | None = None
+        self.run_id = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from baton.gateway.server import add_servicer  # the servicer imports this module
+
+        self.run_id = self.ledger.record_run(
+            started_ms=self._now_ms(),
+            cadence_ms=self.config.cadence_ms,
+            slots=[s.slot_id for s in self.slots],
+            config_json=self.config.to_json(),
+        )
+        self.ledger.flush()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # Notice dead peers within seconds, not at the next TCP timeout.
+                ("grpc.keepalive_time_ms", 10_000),
+                ("grpc.keepalive_timeout_ms", 5_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ]
+        )
+        add_servicer(server, self)
+        self.port = server.add_insecure_port(self.config.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        await server.start()
+        self._server = server
+        self._tasks.append(asyncio.create_task(self.feed.run(), name="feed"))
+        self._clock_task = asyncio.create_task(self._run_clock(), name="clock")
+        if self.config.clock_start is ClockStart.IMMEDIATE:
+            self._clock_go.set()
+        log.info(
+            "gateway started",
+            extra={"port": self.port, "slots": len(self.slots), "run": self.run_id},
+        )
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """Finish the tick in flight (answers or timeouts), record it, then close everything."""
+        self._stopping.set()
+        if self._clock_task is not None:
+            await self._clock_task
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for conn in list(self.connections.values()):
+            conn.close("gateway stopping")
+        if self._server is not None:
+            await self._server.stop(grace_s)
+        self.ledger.close()
+        log.info("gateway stopped", extra={"stats": vars(self.stats)})
+
+    # -- the clock ----------------------------------------------------------------------------
+
+    async def _run_clock(self) -> None:
+        go = asyncio.create_task(self._clock_go.wait())
+        stop = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({go, stop}, return_when=asyncio.FIRST_COMPLETED)
+        go.cancel()
+        stop.cancel()
+        if self._stopping.is_set():
+            return
+        clock = SlotClock.starting_after(self.config.cadence_ms, self._now_ms())
+        self.clock_started.set()
+        log.info("clock started", extra={"origin_ms": clock.origin_ms})
+        next_index = 0
+        while not self._stopping.is_set():
+            await self._sleep_until(clock.tick(next_index).scheduled_ms)
+            now = self._now_ms()
+            self._resolve(self.router.expire(now))
+            plan = clock.plan(now, next_index)
+            for late in plan.late:
+                log.warning("tick missed by the gateway", extra={"tick": late.index})
+                self._resolve(self.router.on_late_tick(late))
+            if plan.dispatch is not None:
+                self._dispatch(plan.dispatch, now)
+            next_index = plan.next_index
+            self._flush()
+        # Stopping: every dispatched evaluation is resolved before we go.
+        last_deadline = clock.tick(next_index - 1).deadline_ms if next_index else 0
+        remaining = (last_deadline - self._now_ms()) / 1000
+        if self.router.pending and remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), remaining)
+        self._resolve(self.router.expire(max(self._now_ms(), last_deadline)))
+        self._flush()
+
+    async def _sleep_until(self, t_ms: int) -> None:
+        delay = (t_ms - self._now_ms()) / 1000
+        if delay <= 0:
+            return
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({stop}, timeout=delay)
+        finally:
+            stop.cancel()
+
+    def _dispatch(self, tick: Tick, now: int) -> None:
+        self.stats.ticks += 1
+        with tracer.start_as_current_span(
+            "gateway.tick",
+            attributes={"baton.tick": tick.index, "baton.scheduled_ms": tick.scheduled_ms},
+        ) as span:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            plan = self.router.on_tick(tick, now)
+            self._resolve(plan.missed)
+            for send in plan.sends:
+                self._send_evaluation(send, carrier)
+            span.set_attribute("baton.dispatched", len(plan.sends))
+        if self.router.pending:
+            self._idle.clear()
+
+    def _send_evaluation(self, send: Send, carrier: dict[str, str]) -> None:
+        slot = send.slot
+        request = EvaluationRequest(
+            slot=slot,
+            seq=send.seq,
+            scheduled_ms=send.tick.scheduled_ms,
+            deadline_ms=send.tick.deadline_ms,
+            epoch=send.epoch,
+            role=send.role,
+            live=self.book.live(slot.symbol, slot.timeframe),
+            history=self.book.history(slot.symbol, slot.timeframe, self.config.history),
+            trace_context=carrier,
+        )
+        msg = gw.AttachResponse(evaluate=wire.evaluation_to_proto(request))
+        conn = self.connections.get(send.instance_id)
+        result = conn.send(msg, droppable=True) if conn else SendResult.CLOSED
+        if result is SendResult.QUEUED:
+            self.stats.dispatched += 1
+            return
+        record = self.router.undelivered(slot.slot_id, send.seq)
+        if record is not None:
+            log.warning(
+                "evaluation undelivered",
+                extra={"slot": slot.slot_id, "seq": send.seq, "why": result.value},
+            )
+            self._resolve((record,))
+
+    def _resolve(self, records: tuple[EvaluationRecord, ...]) -> None:
+        for record in records:
+            if record.outcome.answered:
+                if record.executed:
+                    self.stats.executed += 1
+                else:
+                    self.stats.errors += 1
+            else:
+                self.stats.missed += 1
+            try:
+                self.ledger.record_evaluation(record)
+            except DuplicateRecordError:
+                # A second outcome for one (slot, seq) is a bug (G1/G2): say so loudly, keep the
+                # first outcome, and keep the clock running.
+                self.stats.duplicate_records += 1
+                log.error(
+                    "second outcome for one evaluation refused",
+                    extra={
+                        "slot": record.slot_id,
+                        "seq": record.seq,
+                        "outcome": record.outcome.value,
+                    },
+                )
+        if not self.router.pending:
+            self._idle.set()
+
+    def _flush(self) -> None:
+        try:
+            self.ledger.flush()
+        except Exception:  # the clock must keep its time even when the disk does not
+            log.exception("ledger flush failed; rows kept for the next flush")
+
+    # -- strategy instances -------------------------------------------------------------------
+
+    def attach(self, hello: gw.Hello) -> tuple[Connection, gw.Welcome]:
+        now = self._now_ms()
+        info = InstanceInfo(hello.pod_name, hello.strategy, hello.version, hello.state_schema)
+        instance = self.router.attach(info, now)
+        conn = Connection(instance.instance_id, self.config.send_queue)
+        self.connections[instance.instance_id] = conn
+        self.ledger.record_instance_event(
+            InstanceEvent(
+                now,
+                instance.instance_id,
+                "attached",
+                hello.pod_name,
+                hello.strategy,
+                hello.version,
+                instance.role.value,
+                self.router.epoch,
+            )
+        )
+        log.info(
+            "instance attached",
+            extra={
+                "instance": instance.instance_id,
+                "version": hello.version,
+                "role": instance.role.value,
+                "epoch": self.router.epoch,
+            },
+        )
+        if instance.role is Role.ACTIVE:
+            self._clock_go.set()
+        welcome = gw.Welcome(
+            instance_id=instance.instance_id,
+            role=wire.role_to_proto(instance.role),
+            epoch=self.router.epoch,
+            slots=[wire.slot_to_proto(s) for s in self.slots],
+            cadence_ms=self.config.cadence_ms,
+        )
+        return conn, welcome
+
+    def detach(self, conn: Connection, reason: str) -> None:
+        conn.close(reason)
+        self.connections.pop(conn.instance_id, None)
+        instance = self.router.detach(conn.instance_id)
+        if instance is None:
+            return
+        self.ledger.record_instance_event(
+            InstanceEvent(
+                self._now_ms(),
+                conn.instance_id,
+                "detached",
+                instance.info.pod_name,
+                instance.info.strategy,
+                instance.info.version,
+                instance.role.value,
+                self.router.epoch,
+                reason,
+            )
+        )
+        log.info("instance detached", extra={"instance": conn.instance_id, "why": reason})
+
+    def on_decision(self, instance_id: str, msg: gw.Decision) -> None:
+        now = self._now_ms()
+        try:
+            decision = wire.decision_from_proto(msg)
+        except wire.WireError as exc:
+            self._drop(instance_id, msg.slot_id, msg.seq, msg.epoch, now, None, f"invalid: {exc}")
+            return
+        judgement = self.router.judge(instance_id, decision, now)
+        pending = judgement.pending
+        if judgement.verdict not in (Verdict.EXECUTE, Verdict.ERROR) or pending is None:
+            action = decision.action.value if decision.action else None
+            self._drop(
+                instance_id,
+                decision.slot_id,
+                decision.seq,
+                decision.epoch,
+                now,
+                action,
+                judgement.verdict.value,
+            )
+            return
+        parent = propagate.extract(decision.trace_context)
+        token = otel_context.attach(parent)
+        try:
+            with tracer.start_as_current_span(
+                "gateway.execute",
+                attributes={"baton.slot": pending.slot.slot_id, "baton.seq": pending.seq},
+            ):
+                bet_id, note = None, ""
+                side = decision.action
+                if judgement.verdict is Verdict.EXECUTE and side in (Action.UP, Action.DOWN):
+                    assert side is not None
+                    bet_id, note = self._bet(pending.slot.slot_id, pending.seq, side, now)
+                self._resolve((answered_record(pending, decision, now, bet_id=bet_id, note=note),))
+        finally:
+            otel_context.detach(token)
+
+    def _bet(self, slot_id: str, seq: int, side: Action, now: int) -> tuple[str | None, str]:
+        """Place the bet an executed UP/DOWN decision asks for; a refusal is noted, not fatal."""
+        slot = self._slot_by_id[slot_id]
+        live = self.book.live(slot.symbol, slot.timeframe)
+        result = self.venue.place(slot, seq, side, live)
+        if isinstance(result, Rejection):
+            return None, f"bet rejected: {result.reason}"
+        active = self.router.active
+        self.ledger.record_bet(
+            result,
+            instance_id=active.instance_id if active else "",
+            version=active.info.version if active else "",
+            epoch=self.router.epoch,
+            placed_ms=now,
+        )
+        self._broadcast(gw.AttachResponse(fill=wire.fill_to_proto(result)))
+        return result.bet_id, ""
+
+    def _drop(
+        self,
+        instance_id: str,
+        slot_id: str,
+        seq: int,
+        epoch: int,
+        now: int,
+        action: str | None,
+        reason: str,
+    ) -> None:
+        self.stats.dropped_decisions += 1
+        self.ledger.record_dropped_decision(
+            slot_id=slot_id,
+            seq=seq,
+            instance_id=instance_id,
+            epoch=epoch,
+            received_ms=now,
+            action=action,
+            reason=reason,
+        )
+
+    def _broadcast(self, msg: gw.AttachResponse) -> None:
+        """Fills and settlements go to every attached instance so shadows can follow."""
+        for conn in list(self.connections.values()):
+            conn.send(msg, droppable=False)
+
+    # -- the exchange feed (FeedSink) ---------------------------------------------------------
+
+    def on_candle(self, candle: Candle, source: str) -> None:
+        update = self.book.apply(candle)
+        if not update.newly_closed:
+            return
+        now = self._now_ms()
+        self.stats.candles_closed += 1
+        self.ledger.record_candle(candle, source=source, observed_ms=now)
+        for settlement in self.venue.on_candle(candle):
+            self.ledger.record_settlement(settlement, settled_ms=now)
+            self._broadcast(gw.AttachResponse(settlement=wire.settlement_to_proto(settlement)))
+
+    def on_connection(self, event: str, detail: str) -> None:
+        self.ledger.record_connection_event(ConnectionEvent(self._now_ms(), event, detail))
+        log.info("exchange connection", extra={"event": event, "detail": detail})
+
+    def on_malformed(self, reason: str, raw: str) -> None:
+        self.stats.malformed += 1
+        log.warning("malformed exchange message skipped", extra={"why": reason, "raw": raw[:200]})

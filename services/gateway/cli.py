@@ -1,0 +1,69 @@
+"""``baton gateway``: run the market gateway until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from baton.common import ConfigError, announce_ready, load_settings, setup_logging, setup_tracing
+from baton.gateway.config import GatewayConfig, gateway_config_from
+
+log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="baton gateway", description=__doc__)
+    p.add_argument("--config", type=Path, help="TOML file (see docs/configuration.md)")
+    p.add_argument("--listen", help="HOST:PORT for gRPC (port 0 = any); overrides gateway.listen")
+    p.add_argument("--ledger", help="ledger SQLite path; overrides ledger.path")
+    p.add_argument("--exchange-ws", help="overrides exchange.ws_url")
+    p.add_argument("--exchange-rest", help="overrides exchange.rest_url")
+    p.add_argument("--cadence-s", help="overrides gateway.cadence_s")
+    return p
+
+
+def build_config(args: argparse.Namespace) -> GatewayConfig:
+    flat = load_settings(args.config)
+    for key, value in (
+        ("gateway.listen", args.listen),
+        ("ledger.path", args.ledger),
+        ("exchange.ws_url", args.exchange_ws),
+        ("exchange.rest_url", args.exchange_rest),
+        ("gateway.cadence_s", args.cadence_s),
+    ):
+        if value is not None:
+            flat[key] = value
+    return gateway_config_from(flat)
+
+
+async def serve(config: GatewayConfig) -> None:
+    from baton.gateway.app import Gateway
+
+    gateway = Gateway(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, gateway.request_stop)
+    await gateway.start()
+    host = config.listen.rpartition(":")[0]
+    announce_ready(grpc_addr=f"{host}:{gateway.port}", ledger=str(config.ledger_path))
+    try:
+        await gateway.wait_stopped()
+    finally:
+        await gateway.stop()
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = build_config(args)
+    except ConfigError as exc:
+        print(f"baton gateway: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("gateway", config.log_level)
+    setup_tracing("baton-gateway")
+    asyncio.run(serve(config))
+    return 0

@@ -1,0 +1,60 @@
+"""One attached strategy instance's outgoing stream: a bounded queue with an explicit policy.
+
+Evaluation requests that do not fit are refused (the caller records them as undelivered: the
+instance is too slow to be present). Anything else that does not fit closes the connection,
+because a strategy that missed a fill or a settlement can no longer keep an exact state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator
+
+from baton.v1 import gateway_pb2 as gw
+
+
+class SendResult(enum.Enum):
+    QUEUED = "queued"
+    FULL = "full"
+    CLOSED = "closed"
+
+
+class Connection:
+    def __init__(self, instance_id: str, limit: int) -> None:
+        self.instance_id = instance_id
+        self._limit = limit
+        # Unbounded underneath so that close() can always enqueue its sentinel; the bound is
+        # enforced in send().
+        self._queue: asyncio.Queue[gw.AttachResponse | None] = asyncio.Queue()
+        self.closed = False
+        self.close_reason = ""
+
+    def send(self, msg: gw.AttachResponse, *, droppable: bool) -> SendResult:
+        if self.closed:
+            return SendResult.CLOSED
+        if self._queue.qsize() >= self._limit:
+            if droppable:
+                return SendResult.FULL
+            self.close("send queue overflow on a message that cannot be dropped")
+            return SendResult.CLOSED
+        self._queue.put_nowait(msg)
+        return SendResult.QUEUED
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+            self._queue.put_nowait(None)
+
+    async def outgoing(self) -> AsyncIterator[gw.AttachResponse]:
+        """Messages to write, in order, until close()."""
+        while True:
+            msg = await self._queue.get()
+            if msg is None:
+                return
+            yield msg
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()

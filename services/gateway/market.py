@@ -1,0 +1,74 @@
+"""The gateway's view of the market: per stream, the live candle and recent closed ones.
+
+Pure: fed candles by the exchange feed, read by the clock when it builds evaluation requests.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from baton.model import Candle
+
+
+@dataclass(frozen=True, slots=True)
+class CandleUpdate:
+    """What one incoming candle changed. ``newly_closed`` is false for a repeat of a closed one."""
+
+    candle: Candle
+    newly_closed: bool
+    stale: bool  # older than what the book already holds: ignored
+
+
+class _Stream:
+    __slots__ = ("closed", "last_closed_open_ms", "live")
+
+    def __init__(self, depth: int) -> None:
+        self.live: Candle | None = None
+        self.closed: deque[Candle] = deque(maxlen=depth)
+        self.last_closed_open_ms = -1
+
+
+class MarketBook:
+    """Live and recent candles for a fixed set of (symbol, interval) streams."""
+
+    def __init__(self, streams: list[tuple[str, str]], depth: int) -> None:
+        if depth < 1:
+            raise ValueError("depth must be >= 1")
+        self._streams = {key: _Stream(depth) for key in streams}
+
+    def apply(self, candle: Candle) -> CandleUpdate:
+        """Take one candle update. Closed candles are kept once, in open-time order.
+
+        Exchange streams may repeat or reorder frames (and REST backfill overlaps the stream),
+        so anything at or before the last closed candle is a repeat and changes nothing.
+        """
+        stream = self._streams.get((candle.symbol, candle.interval))
+        if stream is None:
+            return CandleUpdate(candle, newly_closed=False, stale=True)
+        if candle.open_time_ms <= stream.last_closed_open_ms:
+            return CandleUpdate(candle, newly_closed=False, stale=True)
+        if candle.closed:
+            stream.closed.append(candle)
+            stream.last_closed_open_ms = candle.open_time_ms
+            if stream.live is None or stream.live.open_time_ms <= candle.open_time_ms:
+                stream.live = candle
+            return CandleUpdate(candle, newly_closed=True, stale=False)
+        if stream.live is not None and candle.open_time_ms < stream.live.open_time_ms:
+            return CandleUpdate(candle, newly_closed=False, stale=True)
+        stream.live = candle
+        return CandleUpdate(candle, newly_closed=False, stale=False)
+
+    def live(self, symbol: str, interval: str) -> Candle | None:
+        """The newest candle of the stream: the open one, or the last closed one until the
+        exchange sends the next window's first frame."""
+        stream = self._streams.get((symbol, interval))
+        return None if stream is None else stream.live
+
+    def history(self, symbol: str, interval: str, n: int) -> tuple[Candle, ...]:
+        """The ``n`` most recent closed candles, oldest first."""
+        stream = self._streams.get((symbol, interval))
+        if stream is None or n <= 0:
+            return ()
+        closed = stream.closed
+        return tuple(closed)[-n:] if n < len(closed) else tuple(closed)

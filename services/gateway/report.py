@@ -1,0 +1,324 @@
+"""The presence report: did the bot ever stop evaluating? Read from a ledger file.
+
+Read-only, from one consistent snapshot, so it can run against the ledger of a live gateway.
+Every figure is an SQL aggregate over indexed columns: the report stays fast on a ledger of
+millions of evaluations.
+
+Definitions:
+
+- ``scheduled``: evaluations recorded (one per scheduled slot and tick, G1);
+- ``evaluated``: executed (the ACTIVE instance answered in time under the current epoch);
+- ``errors``: the ACTIVE instance answered in time with an error;
+- ``missed``: no valid answer (``MISSED_OUTCOMES``: timeout, no active, gateway late,
+  undelivered), broken down in ``missed_by_reason``;
+- ``unaccounted``: holes in a slot's seq numbers, i.e. scheduled evaluations with no record
+  at all (0 unless the ledger lost rows, e.g. a gateway crash before a flush);
+- ``max_gap_ms``: the longest time between two consecutive answered evaluations of one slot,
+  measured on their ``decided_ms`` (a gateway outage or a failed handoff shows up here).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from baton.gateway.ledger import open_readonly
+from baton.gateway.records import MISSED_OUTCOMES, EvalOutcome
+
+_EXECUTED = EvalOutcome.EXECUTED.value
+_ERROR = EvalOutcome.ERROR.value
+_MISSED = tuple(sorted(o.value for o in MISSED_OUTCOMES))
+
+
+@dataclass(frozen=True, slots=True)
+class SlotCoverage:
+    slot_id: str
+    scheduled: int
+    evaluated: int
+    missed: int
+    errors: int
+    max_gap_ms: int
+    unaccounted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """One deployment (strategy version): the evaluations dispatched to it while it was ACTIVE.
+    Evaluations missed with no ACTIVE instance at all have version ``""``."""
+
+    version: str
+    scheduled: int
+    evaluated: int
+    missed: int
+    errors: int
+    bets: int
+    first_ms: int | None
+    last_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceReport:
+    slots: int
+    scheduled: int
+    evaluated: int
+    missed: int
+    errors: int
+    missed_by_reason: dict[str, int]
+    max_gap_ms: int
+    cadence_ms: int
+    bets: int
+    settled: int
+    wins: int
+    losses: int
+    win_rate: float | None
+    pnl: float
+    dropped_decisions: int
+    candles: int
+    per_slot: tuple[SlotCoverage, ...]
+    per_version: tuple[VersionRow, ...]
+    first_scheduled_ms: int | None
+    last_scheduled_ms: int | None
+    unaccounted: int = 0
+    runs: int = 0
+
+
+def presence_report(path: str | Path) -> PresenceReport:
+    """The report of the ledger at ``path``. Raises ``LedgerOpenError`` if it is not one."""
+    conn = open_readonly(path)
+    try:
+        conn.execute("BEGIN")  # one snapshot for every query: the figures add up
+        try:
+            return _report(conn)
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _report(conn: sqlite3.Connection) -> PresenceReport:
+    runs = conn.execute("SELECT cadence_ms, slots FROM runs ORDER BY id").fetchall()
+    per_slot = _per_slot(conn, configured=_configured_slots(s for _, s in runs))
+    per_version, missed_by_reason = _per_version(conn)
+    settled, wins, pnl = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(won), 0), COALESCE(SUM(pnl), 0.0) FROM settlements"
+    ).fetchone()
+    firsts = [v.first_ms for v in per_version if v.first_ms is not None]
+    lasts = [v.last_ms for v in per_version if v.last_ms is not None]
+    return PresenceReport(
+        slots=len(per_slot),
+        scheduled=sum(s.scheduled for s in per_slot),
+        evaluated=sum(s.evaluated for s in per_slot),
+        missed=sum(s.missed for s in per_slot),
+        errors=sum(s.errors for s in per_slot),
+        missed_by_reason=missed_by_reason,
+        max_gap_ms=max((s.max_gap_ms for s in per_slot), default=0),
+        cadence_ms=runs[-1][0] if runs else 0,
+        bets=_count(conn, "bets"),
+        settled=settled,
+        wins=wins,
+        losses=settled - wins,
+        win_rate=wins / settled if settled else None,
+        pnl=float(pnl),
+        dropped_decisions=_count(conn, "dropped_decisions"),
+        candles=_count(conn, "candles"),
+        per_slot=per_slot,
+        per_version=per_version,
+        first_scheduled_ms=min(firsts, default=None),
+        last_scheduled_ms=max(lasts, default=None),
+        unaccounted=sum(s.unaccounted for s in per_slot),
+        runs=len(runs),
+    )
+
+
+def _configured_slots(slot_lists: Iterable[str]) -> list[str]:
+    """Slots of every run, the latest run's order first: a configured slot with no evaluation
+    at all still gets a (zero) row."""
+    lists = [json.loads(s) for s in slot_lists]
+    ordered: dict[str, None] = {}
+    for slots in reversed(lists):
+        ordered.update(dict.fromkeys(slots))
+    return list(ordered)
+
+
+def _per_slot(conn: sqlite3.Connection, configured: list[str]) -> tuple[SlotCoverage, ...]:
+    counts = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT slot_id, COUNT(*), SUM(outcome = ?), SUM(outcome = ?), MIN(seq), MAX(seq) "
+            "FROM evaluations GROUP BY slot_id",
+            (_EXECUTED, _ERROR),
+        )
+    }
+    # A sort of the answered rows: a per-slot index would cost the writer one page per slot
+    # and tick (see the ledger schema); the report runs rarely, the writer every tick.
+    gaps = dict(
+        conn.execute(
+            "SELECT slot_id, MAX(gap) FROM ("
+            "  SELECT slot_id, decided_ms - LAG(decided_ms) OVER ("
+            "    PARTITION BY slot_id ORDER BY seq) AS gap"
+            "  FROM evaluations WHERE outcome IN (?, ?)"
+            ") GROUP BY slot_id",
+            (_EXECUTED, _ERROR),
+        ).fetchall()
+    )
+    order = configured + sorted(set(counts) - set(configured))
+    rows = []
+    for slot_id in order:
+        scheduled, evaluated, errors, lo, hi = counts.get(slot_id, (0, 0, 0, None, None))
+        rows.append(
+            SlotCoverage(
+                slot_id=slot_id,
+                scheduled=scheduled,
+                evaluated=evaluated,
+                missed=scheduled - evaluated - errors,
+                errors=errors,
+                max_gap_ms=gaps.get(slot_id) or 0,
+                unaccounted=(hi - lo + 1 - scheduled) if scheduled else 0,
+            )
+        )
+    return tuple(rows)
+
+
+def _per_version(
+    conn: sqlite3.Connection,
+) -> tuple[tuple[VersionRow, ...], dict[str, int]]:
+    """Rows per deployment, and the missed evaluations by reason (from the same scan of the
+    covering index evaluations_version (version, outcome, scheduled_ms))."""
+    bets = dict(conn.execute("SELECT version, COUNT(*) FROM bets GROUP BY version").fetchall())
+    by_version: dict[str, dict[str, int]] = {}
+    span: dict[str, tuple[int, int]] = {}
+    missed_by_reason = dict.fromkeys(_MISSED, 0)
+    for version, outcome, n, first, last in conn.execute(
+        "SELECT version, outcome, COUNT(*), MIN(scheduled_ms), MAX(scheduled_ms) "
+        "FROM evaluations GROUP BY version, outcome"
+    ):
+        by_version.setdefault(version, {})[outcome] = n
+        lo, hi = span.get(version, (first, last))
+        span[version] = (min(lo, first), max(hi, last))
+        if outcome in missed_by_reason:
+            missed_by_reason[outcome] += n
+    rows = []
+    for version, counts in by_version.items():
+        scheduled = sum(counts.values())
+        evaluated, errors = counts.get(_EXECUTED, 0), counts.get(_ERROR, 0)
+        rows.append(
+            VersionRow(
+                version=version,
+                scheduled=scheduled,
+                evaluated=evaluated,
+                missed=scheduled - evaluated - errors,
+                errors=errors,
+                bets=bets.get(version, 0),
+                first_ms=span[version][0],
+                last_ms=span[version][1],
+            )
+        )
+    # Deployments in the order they served; the unattributed row (no ACTIVE instance) last.
+    rows.sort(key=lambda v: (v.version == "", v.first_ms or 0, v.version))
+    return tuple(rows), missed_by_reason
+
+
+def _count(conn: sqlite3.Connection, table: str) -> int:
+    (n,) = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+    return int(n)
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def report_to_json(r: PresenceReport) -> dict[str, object]:
+    """The report as one JSON object. Headline figures first, then the tables. New sections
+    (e.g. handoffs) are added here as new keys; existing keys never change meaning."""
+    out: dict[str, object] = {
+        "slots": r.slots,
+        "scheduled": r.scheduled,
+        "evaluated": r.evaluated,
+        "missed": r.missed,
+        "errors": r.errors,
+        "unaccounted": r.unaccounted,
+        "missed_by_reason": dict(r.missed_by_reason),
+        "max_gap_ms": r.max_gap_ms,
+        "cadence_ms": r.cadence_ms,
+        "bets": r.bets,
+        "settled": r.settled,
+        "wins": r.wins,
+        "losses": r.losses,
+        "win_rate": r.win_rate,
+        "pnl": r.pnl,
+        "dropped_decisions": r.dropped_decisions,
+        "candles": r.candles,
+        "runs": r.runs,
+        "first_scheduled_ms": r.first_scheduled_ms,
+        "last_scheduled_ms": r.last_scheduled_ms,
+        "per_slot": [asdict(s) for s in r.per_slot],
+        "per_version": [asdict(v) for v in r.per_version],
+    }
+    return out
+
+
+def _iso(t_ms: int | None) -> str:
+    if t_ms is None:
+        return "-"
+    return datetime.fromtimestamp(t_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """Columns aligned; the first left-aligned (names), the rest right-aligned (figures)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    return [line(headers), *(line(r) for r in rows)]
+
+
+def format_report(r: PresenceReport) -> str:
+    """A human table. The first lines are the headline figures as ``name: value``."""
+    win_rate = "-" if r.win_rate is None else f"{r.win_rate:.1%}"
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(r.missed_by_reason.items()) if v)
+    lines = [
+        f"slots: {r.slots}",
+        f"scheduled: {r.scheduled}",
+        f"evaluated: {r.evaluated}",
+        f"missed: {r.missed}" + (f"  ({reasons})" if reasons else ""),
+        f"errors: {r.errors}",
+        f"unaccounted: {r.unaccounted}",
+        f"max_gap_ms: {r.max_gap_ms}  (cadence {r.cadence_ms} ms)",
+        f"bets: {r.bets}",
+        f"settled: {r.settled}  (won {r.wins}, lost {r.losses})",
+        f"win_rate: {win_rate}",
+        f"pnl: {r.pnl:+.2f}",
+        f"dropped_decisions: {r.dropped_decisions}",
+        f"candles: {r.candles}",
+        f"period: {_iso(r.first_scheduled_ms)} .. {_iso(r.last_scheduled_ms)} UTC"
+        f"  ({r.runs} gateway run{'s' if r.runs != 1 else ''})",
+    ]
+    if r.per_slot:
+        lines += ["", "per slot"]
+        lines += _table(
+            ["slot", "scheduled", "evaluated", "missed", "errors", "unaccounted", "max_gap_ms"],
+            [
+                [s.slot_id]
+                + [str(n) for n in (s.scheduled, s.evaluated, s.missed, s.errors)]
+                + [str(s.unaccounted), str(s.max_gap_ms)]
+                for s in r.per_slot
+            ],
+        )
+    if r.per_version:
+        lines += ["", "per version"]
+        lines += _table(
+            ["version", "scheduled", "evaluated", "missed", "errors", "bets", "first", "last"],
+            [
+                [v.version or "(no active)"]
+                + [str(n) for n in (v.scheduled, v.evaluated, v.missed, v.errors, v.bets)]
+                + [_iso(v.first_ms), _iso(v.last_ms)]
+                for v in r.per_version
+            ],
+        )
+    return "\n".join(lines)

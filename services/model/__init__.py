@@ -1,0 +1,23 @@
+"""The domain model every component shares: plain frozen dataclasses, no I/O.
+
+Protocol buffers stop at the edge: ``baton.wire`` converts between these and ``baton.v1``.
+"""
+
+from baton.model._evaluation import Action, Decision, EvaluationRequest, Role
+from baton.model._market import Candle, Market, Slot, make_slots, timeframe_ms, window_start
+from baton.model._venue import Fill, Settlement
+
+__all__ = [
+    "Action",
+    "Candle",
+    "Decision",
+    "EvaluationRequest",
+    "Fill",
+    "Market",
+    "Role",
+    "Settlement",
+    "Slot",
+    "make_slots",
+    "timeframe_ms",
+    "window_start",
+]

@@ -1,0 +1,232 @@
+"""The one place protocol buffers meet the domain model: ``to_proto`` / ``from_proto`` pairs.
+
+Everything else in Baton works on ``baton.model`` dataclasses. Values a peer could send out of
+range (unknown enum numbers, missing required parts) raise ``WireError`` naming the field.
+"""
+
+from __future__ import annotations
+
+from baton.model import (
+    Action,
+    Candle,
+    Decision,
+    EvaluationRequest,
+    Fill,
+    Role,
+    Settlement,
+    Slot,
+)
+from baton.v1 import gateway_pb2 as gw
+from baton.v1 import market_pb2 as mk
+
+
+class WireError(ValueError):
+    """A message from a peer that cannot be turned into the domain model."""
+
+
+_ACTION_TO = {Action.HOLD: mk.ACTION_HOLD, Action.UP: mk.ACTION_UP, Action.DOWN: mk.ACTION_DOWN}
+_ACTION_FROM = {v: k for k, v in _ACTION_TO.items()}
+_ROLE_TO = {
+    Role.STANDBY: mk.ROLE_STANDBY,
+    Role.SHADOW: mk.ROLE_SHADOW,
+    Role.ACTIVE: mk.ROLE_ACTIVE,
+    Role.DRAINING: mk.ROLE_DRAINING,
+}
+_ROLE_FROM = {v: k for k, v in _ROLE_TO.items()}
+
+
+def action_to_proto(action: Action | None) -> mk.Action.ValueType:
+    return mk.ACTION_UNSPECIFIED if action is None else _ACTION_TO[action]
+
+
+def action_from_proto(value: int, *, field: str = "action") -> Action | None:
+    if value == mk.ACTION_UNSPECIFIED:
+        return None
+    try:
+        return _ACTION_FROM[mk.Action.ValueType(value)]
+    except KeyError:
+        raise WireError(f"{field}: unknown action {value}") from None
+
+
+def role_to_proto(role: Role) -> mk.Role.ValueType:
+    return _ROLE_TO[role]
+
+
+def role_from_proto(value: int, *, field: str = "role") -> Role:
+    try:
+        return _ROLE_FROM[mk.Role.ValueType(value)]
+    except KeyError:
+        raise WireError(f"{field}: unknown role {value}") from None
+
+
+def candle_to_proto(c: Candle) -> mk.Candle:
+    return mk.Candle(
+        symbol=c.symbol,
+        interval=c.interval,
+        open_time_ms=c.open_time_ms,
+        close_time_ms=c.close_time_ms,
+        open=c.open,
+        high=c.high,
+        low=c.low,
+        close=c.close,
+        volume=c.volume,
+        trades=c.trades,
+        closed=c.closed,
+    )
+
+
+def candle_from_proto(m: mk.Candle) -> Candle:
+    return Candle(
+        symbol=m.symbol,
+        interval=m.interval,
+        open_time_ms=m.open_time_ms,
+        close_time_ms=m.close_time_ms,
+        open=m.open,
+        high=m.high,
+        low=m.low,
+        close=m.close,
+        volume=m.volume,
+        trades=m.trades,
+        closed=m.closed,
+    )
+
+
+def slot_to_proto(s: Slot) -> mk.Slot:
+    return mk.Slot(slot_id=s.slot_id, market=s.market, symbol=s.symbol, timeframe=s.timeframe)
+
+
+def slot_from_proto(m: mk.Slot) -> Slot:
+    slot = Slot(market=m.market, symbol=m.symbol, timeframe=m.timeframe)
+    if not (m.market and m.symbol and m.timeframe) or slot.slot_id != m.slot_id:
+        raise WireError(f"slot: inconsistent slot {m.slot_id!r} ({m.market}, {m.timeframe})")
+    return slot
+
+
+def evaluation_to_proto(r: EvaluationRequest) -> gw.EvaluationRequest:
+    msg = gw.EvaluationRequest(
+        slot=slot_to_proto(r.slot),
+        seq=r.seq,
+        scheduled_ms=r.scheduled_ms,
+        deadline_ms=r.deadline_ms,
+        epoch=r.epoch,
+        role=role_to_proto(r.role),
+        history=[candle_to_proto(c) for c in r.history],
+        trace_context=r.trace_context,
+    )
+    if r.live is not None:
+        msg.live.CopyFrom(candle_to_proto(r.live))
+    return msg
+
+
+def evaluation_from_proto(m: gw.EvaluationRequest) -> EvaluationRequest:
+    if not m.HasField("slot"):
+        raise WireError("evaluate.slot: missing")
+    return EvaluationRequest(
+        slot=slot_from_proto(m.slot),
+        seq=m.seq,
+        scheduled_ms=m.scheduled_ms,
+        deadline_ms=m.deadline_ms,
+        epoch=m.epoch,
+        role=role_from_proto(m.role, field="evaluate.role"),
+        live=candle_from_proto(m.live) if m.HasField("live") else None,
+        history=tuple(candle_from_proto(c) for c in m.history),
+        trace_context=dict(m.trace_context),
+    )
+
+
+def decision_to_proto(d: Decision) -> gw.Decision:
+    return gw.Decision(
+        slot_id=d.slot_id,
+        seq=d.seq,
+        epoch=d.epoch,
+        action=action_to_proto(d.action),
+        reason=d.reason,
+        error=d.error,
+        eval_us=d.eval_us,
+        trace_context=d.trace_context,
+    )
+
+
+def decision_from_proto(m: gw.Decision) -> Decision:
+    action = action_from_proto(m.action, field="decision.action")
+    if action is None and not m.error:
+        raise WireError("decision.action: unspecified without an error")
+    return Decision(
+        slot_id=m.slot_id,
+        seq=m.seq,
+        epoch=m.epoch,
+        action=action,
+        reason=m.reason,
+        error=m.error,
+        eval_us=m.eval_us,
+        trace_context=dict(m.trace_context),
+    )
+
+
+def _side_from_proto(value: int, field: str) -> Action:
+    side = action_from_proto(value, field=field)
+    if side not in (Action.UP, Action.DOWN):
+        raise WireError(f"{field}: must be UP or DOWN, got {value}")
+    return side
+
+
+def fill_to_proto(f: Fill) -> gw.Fill:
+    return gw.Fill(
+        bet_id=f.bet_id,
+        slot_id=f.slot_id,
+        seq=f.seq,
+        side=action_to_proto(f.side),
+        stake=f.stake,
+        price=f.price,
+        shares=f.shares,
+        fee=f.fee,
+        window_start_ms=f.window_start_ms,
+        window_end_ms=f.window_end_ms,
+    )
+
+
+def fill_from_proto(m: gw.Fill) -> Fill:
+    return Fill(
+        bet_id=m.bet_id,
+        slot_id=m.slot_id,
+        seq=m.seq,
+        side=_side_from_proto(m.side, "fill.side"),
+        stake=m.stake,
+        price=m.price,
+        shares=m.shares,
+        fee=m.fee,
+        window_start_ms=m.window_start_ms,
+        window_end_ms=m.window_end_ms,
+    )
+
+
+def settlement_to_proto(s: Settlement) -> gw.Settlement:
+    return gw.Settlement(
+        bet_id=s.bet_id,
+        slot_id=s.slot_id,
+        side=action_to_proto(s.side),
+        window_start_ms=s.window_start_ms,
+        window_end_ms=s.window_end_ms,
+        open_price=s.open_price,
+        close_price=s.close_price,
+        outcome=action_to_proto(s.outcome),
+        won=s.won,
+        payout=s.payout,
+        pnl=s.pnl,
+    )
+
+
+def settlement_from_proto(m: gw.Settlement) -> Settlement:
+    return Settlement(
+        bet_id=m.bet_id,
+        slot_id=m.slot_id,
+        side=_side_from_proto(m.side, "settlement.side"),
+        window_start_ms=m.window_start_ms,
+        window_end_ms=m.window_end_ms,
+        open_price=m.open_price,
+        close_price=m.close_price,
+        outcome=_side_from_proto(m.outcome, "settlement.outcome"),
+        won=m.won,
+        payout=m.payout,
+        pnl=m.pnl,
+    )

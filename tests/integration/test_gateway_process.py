@@ -1,0 +1,295 @@
+"""The data plane end to end with real processes: simulator -> gateway -> strategy -> decisions
+-> bets -> settlements, all read back from the gateway's SQLite ledger."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from procs import count, query, wait_until
+
+from baton.common import ProcessFailed, Service, spawn_baton
+from baton.gateway.ledger import LedgerReader
+from baton.gateway.records import EvalOutcome
+
+V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
+FAULTY = "baton.strategy.examples.faulty:Faulty"
+CADENCE_S = 0.25
+SLOTS = 16
+
+StartGateway = Callable[..., Awaitable[Service]]
+StartStrategy = Callable[..., Awaitable[Service]]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.sqlite"
+
+
+@pytest.fixture
+async def start_gateway(sim: Service, ledger: Path, log_dir: Path) -> AsyncIterator[StartGateway]:
+    started: list[Service] = []
+
+    async def start(**env: str) -> Service:
+        service = await spawn_baton(
+            "gateway",
+            ["gateway"],
+            log_dir=log_dir,
+            env={
+                "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
+                "BATON_GATEWAY__CADENCE_S": str(CADENCE_S),
+                "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
+                "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],
+                "BATON_EXCHANGE__STALL_TIMEOUT_S": "1.0",
+                "BATON_LEDGER__PATH": str(ledger),
+                **env,
+            },
+        )
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        await service.stop()
+
+
+@pytest.fixture
+async def start_strategy(log_dir: Path) -> AsyncIterator[StartStrategy]:
+    started: list[Service] = []
+
+    async def start(gateway: Service, entrypoint: str = V1, config: str = "{}") -> Service:
+        service = await spawn_baton(
+            f"strategy-{len(started)}",
+            [
+                "strategy",
+                "--gateway",
+                gateway.ready["grpc_addr"],
+                "--entrypoint",
+                entrypoint,
+                "--config",
+                config,
+                "--pod-name",
+                f"pod-{len(started)}",
+            ],
+            log_dir=log_dir,
+        )
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        await service.stop()
+
+
+def evaluations(ledger: Path) -> int:
+    return count(ledger, "SELECT count(*) FROM evaluations")
+
+
+async def run_ticks(ledger: Path, ticks: int) -> None:
+    await wait_until(
+        lambda: evaluations(ledger) >= ticks * SLOTS,
+        timeout_s=ticks * CADENCE_S + 20,
+        what=f"{ticks} ticks of evaluations in the ledger",
+    )
+
+
+def assert_every_scheduled_evaluation_accounted(ledger: Path) -> dict[str, list[int]]:
+    """Per slot, seqs run 1..N without a hole, and every slot has the same N."""
+    seqs: dict[str, list[int]] = {}
+    for slot_id, seq in query(ledger, "SELECT slot_id, seq FROM evaluations ORDER BY slot_id, seq"):
+        seqs.setdefault(slot_id, []).append(seq)
+    assert len(seqs) == SLOTS
+    lengths = {len(v) for v in seqs.values()}
+    assert len(lengths) == 1, f"slots have different evaluation counts: {lengths}"
+    for slot_id, values in seqs.items():
+        assert values == list(range(1, len(values) + 1)), f"{slot_id} has holes: {values}"
+    return seqs
+
+
+async def test_simulator_to_settlements_every_evaluation_accounted(
+    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+) -> None:
+    gateway = await start_gateway()
+    await start_strategy(gateway)
+    await run_ticks(ledger, 24)
+    # Bets settle when their window's candle closes (every 0.5 s real at 600x).
+    await wait_until(
+        lambda: count(ledger, "SELECT count(*) FROM settlements") > 0,
+        timeout_s=15,
+        what="a settled bet",
+    )
+    assert await gateway.stop() == 0
+
+    assert_every_scheduled_evaluation_accounted(ledger)
+    with LedgerReader(ledger) as reader:
+        evals = reader.evaluations()
+        bets = reader.bets()
+        settlements = reader.settlements()
+        instances = reader.instance_events()
+    outcomes = {e.outcome for e in evals}
+    assert outcomes == {EvalOutcome.EXECUTED}, f"unexpected outcomes {outcomes}"
+    assert all(e.decided_ms is not None and e.decided_ms < e.deadline_ms for e in evals)
+    assert all(e.version == "v1" and e.epoch == 1 for e in evals)
+    # Every bet comes from an executed UP/DOWN decision, at most one per slot-window.
+    by_bet = {e.bet_id: e for e in evals if e.bet_id}
+    assert {b.fill.bet_id for b in bets} == set(by_bet)
+    assert all(by_bet[b.fill.bet_id].action in ("UP", "DOWN") for b in bets)
+    windows = [(b.fill.slot_id, b.fill.window_start_ms) for b in bets]
+    assert len(windows) == len(set(windows))
+    # Settlements follow the venue's rule: UP iff close >= open.
+    placed = {b.fill.bet_id: b.fill for b in bets}
+    for s in settlements:
+        assert s.bet_id in placed
+        assert s.outcome.value == ("UP" if s.close_price >= s.open_price else "DOWN")
+        assert s.won == (s.outcome == placed[s.bet_id].side)
+    assert [e.event for e in instances][:1] == ["attached"]
+
+
+async def test_strategy_exception_is_recorded_and_the_clock_keeps_time(
+    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+) -> None:
+    gateway = await start_gateway()
+    await start_strategy(gateway, FAULTY, json.dumps({"raise_every": 3}))
+    await run_ticks(ledger, 9)
+    assert await gateway.stop() == 0
+
+    assert_every_scheduled_evaluation_accounted(ledger)
+    rows = query(ledger, "SELECT seq, outcome, error FROM evaluations")
+    for seq, outcome, error in rows:
+        if seq % 3 == 0:
+            assert outcome == EvalOutcome.ERROR.value
+            assert "FaultyError" in error
+            assert "injected failure" in error
+        else:
+            assert outcome == EvalOutcome.EXECUTED.value, (seq, outcome, error)
+
+
+async def test_invalid_config_fails_naming_the_setting(log_dir: Path) -> None:
+    with pytest.raises(ProcessFailed) as info:
+        await spawn_baton(
+            "gateway-bad",
+            ["gateway"],
+            log_dir=log_dir,
+            env={"BATON_GATEWAY__CADENCE_S": "-1"},
+            ready_timeout_s=20,
+        )
+    message = str(info.value)
+    assert "exited with 2" in message
+    assert "gateway.cadence_s" in message
+
+
+def _sim_fault(sim: Service, path: str) -> dict[str, object]:
+    with urllib.request.urlopen(sim.ready["rest_url"] + path, timeout=5) as resp:
+        result: dict[str, object] = json.loads(resp.read())
+        return result
+
+
+def _contiguous_candles(ledger: Path) -> dict[tuple[str, str], int]:
+    """Per stream, the number of closed candles, asserting no hole and no duplicate."""
+    steps = {"5m": 300_000, "15m": 900_000}
+    out: dict[tuple[str, str], int] = {}
+    rows = query(
+        ledger,
+        "SELECT symbol, interval, open_time_ms FROM candles"
+        " ORDER BY symbol, interval, open_time_ms",
+    )
+    streams: dict[tuple[str, str], list[int]] = {}
+    for symbol, interval, t in rows:
+        streams.setdefault((symbol, interval), []).append(t)
+    for key, opens in streams.items():
+        diffs = {b - a for a, b in itertools.pairwise(opens)}
+        assert diffs <= {steps[key[1]]}, f"{key}: gap or duplicate in closed candles {diffs}"
+        out[key] = len(opens)
+    return out
+
+
+async def test_exchange_drop_is_backfilled_without_a_missing_candle(
+    sim: Service, start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+) -> None:
+    gateway = await start_gateway()
+    await start_strategy(gateway)
+    await run_ticks(ledger, 4)
+
+    def reconnects() -> int:
+        return count(ledger, "SELECT count(*) FROM connection_events WHERE event = 'connected'")
+
+    before = reconnects()
+    _sim_fault(sim, "/_sim/faults/drop")
+    await wait_until(lambda: reconnects() > before, timeout_s=15, what="a reconnect")
+    # Enough time for several 5m candles (0.5 s each) to close across the reconnect.
+    target = evaluations(ledger) + 8 * SLOTS
+    await wait_until(lambda: evaluations(ledger) >= target, timeout_s=20, what="8 more ticks")
+    assert await gateway.stop() == 0
+
+    per_stream = _contiguous_candles(ledger)
+    assert len(per_stream) == SLOTS
+    assert all(n >= 2 for (_, tf), n in per_stream.items() if tf == "5m")
+    assert_every_scheduled_evaluation_accounted(ledger)
+    assert count(ledger, "SELECT count(*) FROM evaluations WHERE outcome != 'executed'") == 0
+
+
+async def test_malformed_frames_are_skipped_and_the_clock_keeps_time(
+    sim: Service, start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+) -> None:
+    gateway = await start_gateway()
+    await start_strategy(gateway)
+    await run_ticks(ledger, 3)
+    _sim_fault(sim, "/_sim/faults/malformed?count=20")
+    target = evaluations(ledger) + 6 * SLOTS
+    await wait_until(lambda: evaluations(ledger) >= target, timeout_s=20, what="6 more ticks")
+    assert await gateway.stop() == 0
+
+    skipped = [
+        json.loads(line)
+        for line in gateway.log_path.read_text().splitlines()
+        if "malformed exchange message skipped" in line
+    ]
+    assert len(skipped) >= 1
+    assert all(entry["why"] for entry in skipped)
+    assert_every_scheduled_evaluation_accounted(ledger)
+    _contiguous_candles(ledger)
+
+
+async def test_demo_json_report(tmp_path: Path) -> None:
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "baton",
+        "demo",
+        "--duration",
+        "3",
+        "--cadence-s",
+        "0.5",
+        "--time-scale",
+        "600",
+        "--json",
+        "--workdir",
+        str(tmp_path / "demo"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    for key in (
+        "slots",
+        "scheduled",
+        "evaluated",
+        "missed",
+        "max_gap_ms",
+        "bets",
+        "settled",
+        "win_rate",
+    ):
+        assert key in report
+    assert report["slots"] == SLOTS
+    assert report["missed"] == 0
+    assert report["scheduled"] >= 4 * SLOTS
+    assert report["evaluated"] == report["scheduled"]

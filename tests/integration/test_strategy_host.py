@@ -1,0 +1,661 @@
+"""The strategy host against a real gRPC gateway servicer on 127.0.0.1 (written here, in the test).
+
+The test gateway welcomes each attach, then lets the test script the stream: send evaluations,
+fills, settlements, export/import commands and drains, and read what the host answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+from baton import wire
+from baton.common import Backoff, parse_ready
+from baton.model import Action, Candle, EvaluationRequest, Role, Slot
+from baton.strategy import Strategy, decode_state, state_digest
+from baton.strategy.examples.faulty import Faulty
+from baton.strategy.examples.momentum_v1 import MomentumV1
+from baton.strategy.examples.momentum_v2 import MomentumV2
+from baton.strategy.host import HostExit, StrategyHost
+from baton.v1 import gateway_pb2 as gw
+from baton.v1 import gateway_pb2_grpc as gw_grpc
+from baton.v1 import market_pb2 as mk
+
+pytestmark = pytest.mark.timeout(30)
+
+WAIT = 5.0  # bound on every wait for the other side
+FIVE_MIN = 300_000
+BTC = Slot("BTC", "BTCUSDT", "5m")
+ETH = Slot("ETH", "ETHUSDT", "5m")
+FAST_BACKOFF = Backoff(initial_s=0.02, factor=2.0, max_s=0.2, jitter=0.0)
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+# -- the test gateway -----------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """One Attach stream as the gateway sees it."""
+
+    hello: gw.Hello
+    instance_id: str
+    inbox: asyncio.Queue[gw.AttachRequest] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[gw.AttachResponse | None] = field(default_factory=asyncio.Queue)
+    host_closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def send(self, **body: Any) -> None:
+        self.outbox.put_nowait(gw.AttachResponse(**body))
+
+    def end(self) -> None:
+        """End the stream from the gateway's side (status OK)."""
+        self.outbox.put_nowait(None)
+
+    async def recv(self, kind: str) -> Any:
+        """The host's next message, which must be of ``kind`` (a field of AttachRequest.body)."""
+        msg = await asyncio.wait_for(self.inbox.get(), WAIT)
+        assert msg.WhichOneof("body") == kind, msg
+        return getattr(msg, kind)
+
+
+class ScriptedGateway(gw_grpc.GatewayServiceServicer):
+    def __init__(
+        self,
+        role: mk.Role.ValueType = mk.ROLE_ACTIVE,
+        epoch: int = 7,
+        reject: bool = False,
+        silent: bool = False,
+    ) -> None:
+        self.role, self.epoch, self.reject, self.silent = role, epoch, reject, silent
+        self.hellos: asyncio.Queue[gw.Hello] = asyncio.Queue()
+        self.sessions: asyncio.Queue[Session] = asyncio.Queue()
+        self._count = 0
+
+    async def next_session(self) -> Session:
+        return await asyncio.wait_for(self.sessions.get(), WAIT)
+
+    async def Attach(
+        self,
+        request_iterator: AsyncIterator[gw.AttachRequest],
+        context: grpc.aio.ServicerContext[gw.AttachRequest, gw.AttachResponse],
+    ) -> AsyncIterator[gw.AttachResponse]:
+        first = await anext(request_iterator)
+        assert first.WhichOneof("body") == "hello"
+        self.hellos.put_nowait(first.hello)
+        if self.reject:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "strategy not served here")
+        if self.silent:  # never welcome: hold the stream until the host gives up on it
+            async for _ in request_iterator:
+                pass
+            return
+        self._count += 1
+        session = Session(first.hello, f"inst-{self._count}")
+        yield gw.AttachResponse(
+            welcome=gw.Welcome(
+                instance_id=session.instance_id,
+                role=self.role,
+                epoch=self.epoch,
+                slots=[wire.slot_to_proto(BTC), wire.slot_to_proto(ETH)],
+                cadence_ms=5000,
+            )
+        )
+        self.sessions.put_nowait(session)
+
+        async def pump() -> None:
+            async for msg in request_iterator:
+                session.inbox.put_nowait(msg)
+            session.host_closed.set()
+
+        reader = asyncio.create_task(pump())
+        try:
+            while True:
+                get = asyncio.create_task(session.outbox.get())
+                done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    return
+                msg = get.result()
+                if msg is None:
+                    return
+                yield msg
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                await reader
+
+
+@dataclass
+class Gateway:
+    servicer: ScriptedGateway
+    server: grpc.aio.Server
+    address: str
+
+
+async def start_gateway(servicer: ScriptedGateway, address: str = "127.0.0.1:0") -> Gateway:
+    # Room for large states, as the real gateway must allow (gRPC's default is 4 MiB).
+    limit = 80 * 1024 * 1024
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ]
+    )
+    gw_grpc.add_GatewayServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port(address)
+    await server.start()
+    return Gateway(servicer, server, f"127.0.0.1:{port}")
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    g = await start_gateway(ScriptedGateway())
+    yield g
+    await g.server.stop(None)
+
+
+@pytest.fixture
+async def hosts() -> AsyncIterator[list[tuple[StrategyHost, asyncio.Task[HostExit]]]]:
+    """Hosts started by a test; stopped and closed afterwards whatever happened."""
+    started: list[tuple[StrategyHost, asyncio.Task[HostExit]]] = []
+    yield started
+    for host, task in started:
+        host.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), WAIT)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        host.close()
+
+
+async def start_host(
+    hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]],
+    strategy: Strategy[Any],
+    address: str,
+    **kwargs: Any,
+) -> tuple[StrategyHost, asyncio.Task[HostExit]]:
+    host = StrategyHost(strategy, address, backoff=FAST_BACKOFF, **kwargs)
+    task = asyncio.create_task(host.run())
+    hosts.append((host, task))
+    return host, task
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+def candle(i: int, close: float, open_: float | None = None, closed: bool = True) -> Candle:
+    o = close if open_ is None else open_
+    return Candle(
+        "BTCUSDT", "5m", i * FIVE_MIN, (i + 1) * FIVE_MIN - 1, o, max(o, close), min(o, close),
+        close, closed=closed,
+    )  # fmt: skip
+
+
+CLOSES = [100.0, 101.0, 100.0, 101.0, 100.0, 101.0]
+
+
+def evaluation(
+    seq: int, *, slot: Slot = BTC, epoch: int = 7, live_close: float = 100.5, window: int = 6
+) -> dict[str, Any]:
+    req = EvaluationRequest(
+        slot=slot,
+        seq=seq,
+        scheduled_ms=window * FIVE_MIN + seq * 5000,
+        deadline_ms=window * FIVE_MIN + seq * 5000 + 5000,
+        epoch=epoch,
+        role=Role.ACTIVE,
+        live=candle(window, live_close, open_=100.0, closed=False),
+        history=tuple(candle(i, c) for i, c in enumerate(CLOSES[:window])),
+        trace_context={"traceparent": TRACEPARENT},
+    )
+    return {"evaluate": wire.evaluation_to_proto(req)}
+
+
+def fill(bet_id: str, seq: int, side: mk.Action.ValueType = mk.ACTION_UP) -> dict[str, Any]:
+    start = 6 * FIVE_MIN
+    return {
+        "fill": gw.Fill(
+            bet_id=bet_id, slot_id="BTC/5m", seq=seq, side=side, stake=5.0, price=0.5,
+            shares=10.0, window_start_ms=start, window_end_ms=start + FIVE_MIN,
+        )
+    }  # fmt: skip
+
+
+def settlement(bet_id: str, won: bool) -> dict[str, Any]:
+    start = 6 * FIVE_MIN
+    return {
+        "settlement": gw.Settlement(
+            bet_id=bet_id, slot_id="BTC/5m", side=mk.ACTION_UP, window_start_ms=start,
+            window_end_ms=start + FIVE_MIN, open_price=100.0, close_price=101.0,
+            outcome=mk.ACTION_UP if won else mk.ACTION_DOWN, won=won,
+            payout=10.0 if won else 0.0, pnl=5.0 if won else -5.0,
+        )
+    }  # fmt: skip
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+async def test_hello_welcome_and_decisions_carry_seq_and_epoch(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, _ = await start_host(hosts, MomentumV1({}), gateway.address, pod_name="blue-0")
+    session = await gateway.servicer.next_session()
+    assert (session.hello.pod_name, session.hello.strategy) == ("blue-0", "momentum")
+    assert (session.hello.version, session.hello.state_schema) == ("v1", 1)
+    attachment = await asyncio.wait_for(host.wait_attached(), WAIT)
+    assert (attachment.instance_id, attachment.role, attachment.epoch) == ("inst-1", Role.ACTIVE, 7)
+    assert attachment.slots == (BTC, ETH)
+
+    session.send(**evaluation(1))
+    session.send(**evaluation(1, slot=ETH, live_close=99.5))
+    session.send(**evaluation(2, live_close=101.0))
+    d1, d2, d3 = [await session.recv("decision") for _ in range(3)]
+    assert [(d.slot_id, d.seq, d.epoch) for d in (d1, d2, d3)] == [
+        ("BTC/5m", 1, 7),
+        ("ETH/5m", 1, 7),
+        ("BTC/5m", 2, 7),
+    ]
+    assert (d1.action, d2.action, d3.action) == (mk.ACTION_UP, mk.ACTION_DOWN, mk.ACTION_HOLD)
+    assert d3.reason == "already bet this window"
+    assert d1.error == ""
+    assert d1.eval_us >= 0
+    # The decision continues the gateway's trace.
+    assert d1.trace_context["traceparent"].split("-")[1] == TRACEPARENT.split("-")[1]
+    assert host.applied_seq == {"BTC/5m": 2, "ETH/5m": 1}
+    assert (host.evaluations, host.role, host.epoch, host.instance_id) == (
+        3,
+        Role.ACTIVE,
+        7,
+        "inst-1",
+    )
+
+
+async def test_strategy_error_is_answered_and_the_host_keeps_going(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    await start_host(hosts, Faulty({"raise_every": 2}), gateway.address)
+    session = await gateway.servicer.next_session()
+    for seq in (1, 2, 3):
+        session.send(**evaluation(seq))
+    ok, failed, after = [await session.recv("decision") for _ in range(3)]
+    assert (ok.seq, ok.action, ok.error) == (1, mk.ACTION_HOLD, "")
+    assert (failed.seq, failed.epoch, failed.action) == (2, 7, mk.ACTION_UNSPECIFIED)
+    assert failed.error == "FaultyError: injected failure at BTC/5m seq 2"
+    assert (after.seq, after.action, after.error) == (3, mk.ACTION_HOLD, "")
+
+
+async def test_role_change_is_remembered(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, _ = await start_host(hosts, MomentumV1({}), gateway.address)
+    session = await gateway.servicer.next_session()
+    session.send(role_change=gw.RoleChange(role=mk.ROLE_DRAINING, epoch=8))
+    session.send(**evaluation(1, epoch=8))  # ordered after the role change on the stream
+    assert (await session.recv("decision")).epoch == 8
+    assert (host.role, host.epoch) == (Role.DRAINING, 8)
+
+
+async def test_fills_and_settlements_reach_the_state_and_export_reports_it(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, _ = await start_host(hosts, MomentumV1({}), gateway.address)
+    session = await gateway.servicer.next_session()
+    session.send(**evaluation(1))
+    session.send(**fill("bet-1", 1))
+    session.send(**fill("bet-2", 1))
+    session.send(**settlement("bet-1", won=True))
+    session.send(export_state=gw.ExportState(handoff_id="h-1"))
+    await session.recv("decision")
+    snap = await session.recv("state_export")
+    assert (snap.handoff_id, snap.strategy, snap.version, snap.state_schema) == (
+        "h-1",
+        "momentum",
+        "v1",
+        1,
+    )
+    assert snap.digest == state_digest(snap.state)
+    assert dict(snap.applied_seq) == {"BTC/5m": 1}
+    state = decode_state(MomentumV1({}), snap.state).state
+    assert set(state.slots["BTC/5m"].open_bets) == {"bet-2"}
+    assert (state.counters.bets, state.counters.wins, state.counters.pnl) == (2, 1, 5.0)
+    assert await host.state_digest() == snap.digest
+
+
+async def test_export_from_v1_imports_into_v2_with_matching_digest(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    blue, _ = await start_host(hosts, MomentumV1({}), gateway.address, pod_name="blue")
+    blue_session = await gateway.servicer.next_session()
+    green, _ = await start_host(hosts, MomentumV2({}), gateway.address, pod_name="green")
+    green_session = await gateway.servicer.next_session()
+    assert green_session.hello.state_schema == 2
+
+    for seq in (1, 2, 3):
+        blue_session.send(**evaluation(seq, live_close=100.0 + seq / 10))
+    blue_session.send(**fill("bet-1", 1))
+    blue_session.send(export_state=gw.ExportState(handoff_id="h-7"))
+    for _ in range(3):
+        await blue_session.recv("decision")
+    snap = await blue_session.recv("state_export")
+
+    green_session.send(import_state=gw.ImportState(handoff_id="h-7", snapshot=snap))
+    result = await green_session.recv("import_result")
+    assert result.ok, result.error
+    assert (result.handoff_id, result.digest, result.state_schema) == ("h-7", snap.digest, 2)
+    assert result.migrated_digest == await green.state_digest()
+    assert green.applied_seq == blue.applied_seq == {"BTC/5m": 3}
+
+    # Green follows: its next evaluation is made on the imported state (one bet per window).
+    green_session.send(**evaluation(4, live_close=101.0))
+    decision = await green_session.recv("decision")
+    assert (decision.seq, decision.action, decision.reason) == (
+        4,
+        mk.ACTION_HOLD,
+        "already bet this window",
+    )
+
+
+async def test_import_into_same_schema_reproduces_blues_digest(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    await start_host(hosts, MomentumV1({}), gateway.address)
+    blue = await gateway.servicer.next_session()
+    green_host, _ = await start_host(hosts, MomentumV1({}), gateway.address)
+    green = await gateway.servicer.next_session()
+    blue.send(**evaluation(1))
+    blue.send(export_state=gw.ExportState(handoff_id="h"))
+    await blue.recv("decision")
+    snap = await blue.recv("state_export")
+    green.send(import_state=gw.ImportState(handoff_id="h", snapshot=snap))
+    result = await green.recv("import_result")
+    assert result.ok
+    assert result.digest == result.migrated_digest == snap.digest
+    assert await green_host.state_digest() == snap.digest
+
+
+async def test_failed_import_is_reported_and_keeps_the_state(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, _ = await start_host(hosts, MomentumV1({}), gateway.address)
+    session = await gateway.servicer.next_session()
+    session.send(**evaluation(1))
+    await session.recv("decision")
+    before = await host.state_digest()
+    bad = gw.StateSnapshot(strategy="momentum", state_schema=1, state=b"not json")
+    session.send(import_state=gw.ImportState(handoff_id="h-bad", snapshot=bad))
+    result = await session.recv("import_result")
+    assert not result.ok
+    assert result.error.startswith("StateDecodeError: state bytes are not canonical JSON")
+    assert result.digest == state_digest(b"not json")
+    assert await host.state_digest() == before
+    assert host.applied_seq == {"BTC/5m": 1}
+
+
+async def test_drain_finishes_queued_work_then_detaches(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    _, task = await start_host(hosts, Faulty({"delay_ms": 20}), gateway.address)
+    session = await gateway.servicer.next_session()
+    for seq in (1, 2, 3):
+        session.send(**evaluation(seq))
+    session.send(drain=gw.Drain(reason="handoff"))
+    assert [(await session.recv("decision")).seq for _ in range(3)] == [1, 2, 3]
+    complete = await session.recv("drain_complete")
+    assert dict(complete.applied_seq) == {"BTC/5m": 3}
+    await asyncio.wait_for(session.host_closed.wait(), WAIT)
+    session.end()
+    assert await asyncio.wait_for(task, WAIT) is HostExit.DRAINED
+
+
+async def test_stop_returns_stopped(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, task = await start_host(hosts, MomentumV1({}), gateway.address)
+    session = await gateway.servicer.next_session()
+    host.stop()
+    assert await asyncio.wait_for(task, WAIT) is HostExit.STOPPED
+    await asyncio.wait_for(session.host_closed.wait(), WAIT)
+
+
+async def test_reattaches_after_the_stream_ends_and_keeps_its_state(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, _ = await start_host(hosts, MomentumV1({}), gateway.address, pod_name="p")
+    first = await gateway.servicer.next_session()
+    first.send(**evaluation(1))
+    await first.recv("decision")
+    digest = await host.state_digest()
+    first.end()
+
+    second = await gateway.servicer.next_session()  # a new Hello on a new stream
+    assert second.hello.pod_name == "p"
+    assert second.instance_id == "inst-2"
+    await asyncio.wait_for(host.wait_attached(), WAIT)
+    assert host.attach_count == 2
+    assert await host.state_digest() == digest
+    second.send(**evaluation(2, live_close=101.0))
+    decision = await second.recv("decision")
+    assert decision.reason == "already bet this window"  # the state survived the reconnect
+    assert host.applied_seq == {"BTC/5m": 2}
+
+
+async def test_waits_for_a_gateway_that_starts_late(
+    hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]],
+) -> None:
+    # Learn a free port from a gateway, stop it, point the host at the silent port.
+    probe = await start_gateway(ScriptedGateway())
+    await probe.server.stop(None)
+    failures: list[str] = []
+    failed_twice = asyncio.Event()
+
+    def detached(reason: str) -> None:
+        failures.append(reason)
+        if len(failures) >= 2:
+            failed_twice.set()
+
+    host, _ = await start_host(hosts, MomentumV1({}), probe.address, on_detached=detached)
+    await asyncio.wait_for(failed_twice.wait(), WAIT)
+    assert failures[0].startswith("UNAVAILABLE")
+    assert not host.attached
+    late = await start_gateway(ScriptedGateway(), probe.address)
+    try:
+        session = await late.servicer.next_session()
+        await asyncio.wait_for(host.wait_attached(), WAIT)
+        session.send(**evaluation(1))
+        assert (await session.recv("decision")).seq == 1
+    finally:
+        await late.server.stop(None)
+
+
+async def test_exit_on_disconnect(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    _, task = await start_host(hosts, MomentumV1({}), gateway.address, exit_on_disconnect=True)
+    session = await gateway.servicer.next_session()
+    session.end()
+    end = await asyncio.wait_for(task, WAIT)
+    assert end is HostExit.DISCONNECTED
+    assert end.exit_code == 1
+
+
+async def test_non_retryable_refusal_ends_the_host(
+    hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]],
+) -> None:
+    g = await start_gateway(ScriptedGateway(reject=True))
+    try:
+        _, task = await start_host(hosts, MomentumV1({}), g.address)
+        assert await asyncio.wait_for(task, WAIT) is HostExit.REJECTED
+    finally:
+        await g.server.stop(None)
+
+
+class Blob(Strategy[dict[str, str]]):
+    """A strategy whose state is one big string (``size`` bytes)."""
+
+    name = "blob"
+    version = "v1"
+    state_schema = 1
+
+    def initial_state(self) -> dict[str, str]:
+        return {"blob": "x" * int(self.config.get("size", 0))}
+
+    def evaluate(self, request: EvaluationRequest, state: dict[str, str]) -> Action:
+        return Action.HOLD
+
+    def export_state(self, state: dict[str, str]) -> dict[str, Any]:
+        return dict(state)
+
+    def import_state(self, data: dict[str, Any]) -> dict[str, str]:
+        return {"blob": str(data["blob"])}
+
+
+async def test_states_larger_than_grpcs_default_message_limit_move(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    size = 6 * 1024 * 1024
+    await start_host(hosts, Blob({"size": size}), gateway.address)
+    blue = await gateway.servicer.next_session()
+    green_host, _ = await start_host(hosts, Blob({}), gateway.address)
+    green = await gateway.servicer.next_session()
+    blue.send(export_state=gw.ExportState(handoff_id="big"))
+    snap = await blue.recv("state_export")
+    assert len(snap.state) > size
+    green.send(import_state=gw.ImportState(handoff_id="big", snapshot=snap))
+    result = await green.recv("import_result")
+    assert result.ok, result.error
+    assert await green_host.state_digest() == snap.digest
+
+
+async def test_export_over_the_state_limit_answers_an_empty_snapshot(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    await start_host(hosts, Blob({"size": 4096}), gateway.address, max_state_bytes=1024)
+    session = await gateway.servicer.next_session()
+    session.send(export_state=gw.ExportState(handoff_id="h"))
+    snap = await session.recv("state_export")
+    assert (snap.handoff_id, snap.strategy, snap.state, snap.digest) == ("h", "blob", b"", "")
+    session.send(**evaluation(1))  # and it keeps serving
+    assert (await session.recv("decision")).seq == 1
+
+
+async def test_no_welcome_times_out_and_attaches_again_and_stop_cuts_the_wait(
+    hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]],
+) -> None:
+    g = await start_gateway(ScriptedGateway(silent=True))
+    lost = asyncio.Event()
+    reasons: list[str] = []
+
+    def detached(reason: str) -> None:
+        reasons.append(reason)
+        lost.set()
+
+    try:
+        host, task = await start_host(
+            hosts, MomentumV1({}), g.address, welcome_timeout_s=0.2, on_detached=detached
+        )
+        await asyncio.wait_for(lost.wait(), WAIT)
+        assert reasons[0] == "no Welcome within 0.2 s"
+        await asyncio.wait_for(g.servicer.hellos.get(), WAIT)
+        await asyncio.wait_for(g.servicer.hellos.get(), WAIT)  # a second Hello: it tried again
+        host.stop()
+        assert await asyncio.wait_for(task, WAIT) is HostExit.STOPPED
+    finally:
+        await g.server.stop(None)
+
+
+# -- the real command -----------------------------------------------------------------------
+
+
+async def start_cli(
+    address: str, tmp_path: Path, *extra: str
+) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+    """``baton strategy`` as a subprocess; returns it and its ready line's fields."""
+    stderr = (tmp_path / "strategy.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "baton", "strategy", "--gateway", address,
+        "--entrypoint", "baton.strategy.examples.momentum_v1:MomentumV1",
+        "--config", '{"threshold": 0.3}', "--pod-name", "cli-0", *extra,
+        stdout=asyncio.subprocess.PIPE, stderr=stderr,
+    )  # fmt: skip
+    stderr.close()
+    assert proc.stdout is not None
+    while True:
+        line = await asyncio.wait_for(proc.stdout.readline(), 15)
+        assert line, f"exited before ready: {(tmp_path / 'strategy.log').read_text()}"
+        ready = parse_ready(line.decode())
+        if ready is not None:
+            return proc, ready
+
+
+@pytest.fixture
+def processes() -> Iterator[list[asyncio.subprocess.Process]]:
+    started: list[asyncio.subprocess.Process] = []
+    yield started
+    for proc in started:
+        if proc.returncode is None:
+            proc.kill()
+
+
+async def test_cli_attaches_prints_ready_answers_and_exits_0_on_drain(
+    gateway: Gateway, tmp_path: Path, processes: list[asyncio.subprocess.Process]
+) -> None:
+    proc, ready = await start_cli(gateway.address, tmp_path)
+    processes.append(proc)
+    assert ready == {
+        "instance_id": "inst-1",
+        "role": "ACTIVE",
+        "strategy": "momentum",
+        "version": "v1",
+        "state_schema": 1,
+        "epoch": 7,
+        "pod_name": "cli-0",
+    }
+    session = await gateway.servicer.next_session()
+    session.send(**evaluation(1))
+    decision = await session.recv("decision")
+    assert (decision.seq, decision.epoch, decision.action) == (1, 7, mk.ACTION_UP)
+    session.send(drain=gw.Drain(reason="test"))
+    assert dict((await session.recv("drain_complete")).applied_seq) == {"BTC/5m": 1}
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_cli_exits_0_on_sigterm(
+    gateway: Gateway, tmp_path: Path, processes: list[asyncio.subprocess.Process]
+) -> None:
+    proc, _ = await start_cli(gateway.address, tmp_path)
+    processes.append(proc)
+    session = await gateway.servicer.next_session()
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    await asyncio.wait_for(session.host_closed.wait(), WAIT)
+
+
+async def test_cli_exits_1_on_disconnect_when_asked(
+    gateway: Gateway, tmp_path: Path, processes: list[asyncio.subprocess.Process]
+) -> None:
+    proc, _ = await start_cli(gateway.address, tmp_path, "--exit-on-disconnect")
+    processes.append(proc)
+    (await gateway.servicer.next_session()).end()
+    assert await asyncio.wait_for(proc.wait(), 10) == 1
+
+
+async def test_cli_reports_a_bad_entrypoint_and_exits_2(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "baton", "strategy", "--gateway", "127.0.0.1:1",
+        "--entrypoint", "baton.strategy.examples.nowhere:Nothing",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 2
+    assert "module 'baton.strategy.examples.nowhere' not found" in err.decode()

@@ -1,0 +1,98 @@
+"""Gateway configuration: reference defaults, file + environment layering, named errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from baton.common import ConfigError
+from baton.gateway.config import ClockStart, load_gateway_config
+
+
+def test_defaults_are_the_reference_workload() -> None:
+    config = load_gateway_config(None, environ={})
+    assert [m.name for m in config.markets] == [
+        "BTC",
+        "ETH",
+        "SOL",
+        "XRP",
+        "DOGE",
+        "AVAX",
+        "LINK",
+        "MATIC",
+    ]
+    assert len(config.slots) == 16
+    assert config.cadence_ms == 5000
+    assert config.venue.stake == 5.0
+    matic = next(m for m in config.markets if m.name == "MATIC")
+    assert matic.symbol == "POLUSDT", "MATIC trades as POL since 2024"
+    assert ("POLUSDT", "15m") in config.streams
+    assert config.exchange.ws_url == "wss://stream.binance.com:9443"
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(
+        '[gateway]\nmarkets = ["BTC", "MATIC=POLUSDT"]\ntimeframes = ["1m"]\ncadence_s = 2\n'
+        '[ledger]\npath = "/tmp/x.sqlite"\n'
+    )
+    config = load_gateway_config(
+        path, environ={"BATON_GATEWAY__CADENCE_S": "0.5", "BATON_GATEWAY__CLOCK_START": "immediate"}
+    )
+    assert [s.slot_id for s in config.slots] == ["BTC/1m", "MATIC/1m"]
+    assert config.cadence_s == 0.5
+    assert config.clock_start is ClockStart.IMMEDIATE
+    assert config.ledger_path == Path("/tmp/x.sqlite")
+
+
+@pytest.mark.parametrize(
+    ("env", "setting", "problem"),
+    [
+        ({"BATON_GATEWAY__CADENCE_S": "-1"}, "gateway.cadence_s", "must be >="),
+        ({"BATON_GATEWAY__CADENCE_S": "fast"}, "gateway.cadence_s", "expected a number"),
+        ({"BATON_GATEWAY__TIMEFRAMES": "5m,7x"}, "gateway.timeframes", "invalid timeframe"),
+        ({"BATON_GATEWAY__TIMEFRAMES": "5m,5m"}, "gateway.timeframes", "duplicate"),
+        ({"BATON_GATEWAY__MARKETS": "BTC,BTC"}, "gateway.markets", "duplicate"),
+        ({"BATON_GATEWAY__MARKETS": "BT-C"}, "gateway.markets", "bad market"),
+        ({"BATON_GATEWAY__MARKETS": ""}, "gateway.markets", "must not be empty"),
+        ({"BATON_GATEWAY__LISTEN": "nowhere"}, "gateway.listen", "HOST:PORT"),
+        ({"BATON_GATEWAY__CLOCK_START": "later"}, "gateway.clock_start", "expected one of"),
+        ({"BATON_EXCHANGE__WS_URL": "http://x"}, "exchange.ws_url", "ws://"),
+        ({"BATON_VENUE__STAKE": "0"}, "venue.stake", "must be >"),
+        ({"BATON_VENUE__FEE_RATE": "2"}, "venue.fee_rate", "must be <="),
+        ({"BATON_GATEWAY__HISTORY": "1.5"}, "gateway.history", "expected an integer"),
+        ({"BATON_GATEWAY__CADENCS_S": "1"}, "gateway.cadencs_s", "unknown setting"),
+    ],
+    ids=[
+        "negative cadence",
+        "cadence not a number",
+        "bad timeframe",
+        "duplicate timeframe",
+        "duplicate market",
+        "bad market name",
+        "no markets",
+        "listen without port",
+        "unknown clock start",
+        "exchange url scheme",
+        "zero stake",
+        "fee rate above 1",
+        "fractional history",
+        "a typo is an unknown setting, not silently ignored",
+    ],
+)
+def test_errors_name_the_setting(env: dict[str, str], setting: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_gateway_config(None, environ=env)
+    assert info.value.setting == setting
+    assert problem in str(info.value)
+    assert setting in str(info.value)
+
+
+def test_missing_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_gateway_config(tmp_path / "nope.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gateway\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_gateway_config(bad, environ={})

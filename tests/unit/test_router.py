@@ -1,0 +1,169 @@
+"""The router state machine: roles, epochs and which decisions execute (G1, G2)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from baton.gateway.clock import SlotClock
+from baton.gateway.records import EvalOutcome
+from baton.gateway.router import InstanceInfo, Router, Verdict, answered_record
+from baton.model import Action, Decision, Role, Slot
+
+SLOTS = (Slot("BTC", "BTCUSDT", "5m"), Slot("MATIC", "POLUSDT", "15m"))
+CLOCK = SlotClock(1000, 0)
+
+
+def info(pod: str = "blue", version: str = "v1") -> InstanceInfo:
+    return InstanceInfo(pod, "momentum", version, 1)
+
+
+def active_router() -> tuple[Router, str]:
+    router = Router(SLOTS)
+    instance = router.attach(info(), now_ms=0)
+    return router, instance.instance_id
+
+
+def test_first_attach_becomes_active_under_epoch_1_later_ones_standby() -> None:
+    router = Router(SLOTS)
+    first = router.attach(info("blue"), 0)
+    second = router.attach(info("green", "v2"), 0)
+    assert (first.role, second.role, router.epoch) == (Role.ACTIVE, Role.STANDBY, 1)
+    assert first.instance_id != second.instance_id
+
+
+def test_detach_of_active_leaves_no_active_and_next_attach_gets_a_new_epoch() -> None:
+    router, blue = active_router()
+    router.detach(blue)
+    assert router.active is None
+    green = router.attach(info("green"), 5)
+    assert green.role is Role.ACTIVE
+    assert router.epoch == 2
+
+
+def test_tick_without_active_is_missed_at_once() -> None:
+    router = Router(SLOTS)
+    plan = router.on_tick(CLOCK.tick(0), now_ms=0)
+    assert plan.sends == ()
+    assert [r.outcome for r in plan.missed] == [EvalOutcome.NO_ACTIVE] * 2
+    assert router.pending == {}
+
+
+def test_tick_sends_every_slot_to_active_with_per_slot_seq() -> None:
+    router, blue = active_router()
+    router.seq_base = {"BTC/5m": 41}
+    plan = router.on_tick(CLOCK.tick(2), now_ms=2000)
+    assert [(s.slot.slot_id, s.seq, s.instance_id) for s in plan.sends] == [
+        ("BTC/5m", 43, blue),
+        ("MATIC/15m", 3, blue),
+    ]
+    assert set(router.pending) == {("BTC/5m", 43), ("MATIC/15m", 3)}
+
+
+def decision(
+    seq: int = 1, epoch: int = 1, action: Action | None = Action.UP, error: str = ""
+) -> Decision:
+    return Decision("BTC/5m", seq, epoch, action, error=error)
+
+
+@pytest.mark.parametrize(
+    ("make_decision", "sender", "now", "verdict", "resolves"),
+    [
+        (lambda: decision(), "active", 500, Verdict.EXECUTE, True),
+        (lambda: decision(action=Action.HOLD), "active", 500, Verdict.EXECUTE, True),
+        (lambda: decision(action=None, error="boom"), "active", 500, Verdict.ERROR, True),
+        (lambda: decision(), "active", 1000, Verdict.LATE, False),
+        (lambda: decision(), "active", 1500, Verdict.LATE, False),
+        (lambda: decision(epoch=0), "active", 500, Verdict.FENCED, False),
+        (lambda: decision(epoch=2), "active", 500, Verdict.FENCED, False),
+        (lambda: decision(seq=99), "active", 500, Verdict.UNKNOWN, False),
+        (lambda: decision(), "standby", 500, Verdict.NOT_ACTIVE, False),
+        (lambda: decision(), "nobody", 500, Verdict.NOT_ACTIVE, False),
+    ],
+    ids=[
+        "active, current epoch, in time: executed",
+        "a HOLD is executed as a no-op",
+        "a strategy error resolves the evaluation without executing",
+        "at the deadline: late",
+        "after the deadline: late",
+        "an older epoch is fenced",
+        "a future epoch is fenced",
+        "a seq never sent is unknown",
+        "a standby's answer is never executed",
+        "an unknown instance's answer is never executed",
+    ],
+)
+def test_judge(
+    make_decision: Callable[[], Decision], sender: str, now: int, verdict: Verdict, resolves: bool
+) -> None:
+    router, blue = active_router()
+    standby = router.attach(info("green", "v2"), 0).instance_id
+    router.on_tick(CLOCK.tick(0), now_ms=0)
+    senders = {"active": blue, "standby": standby, "nobody": "i99-x"}
+    judgement = router.judge(senders[sender], make_decision(), now)
+    assert judgement.verdict is verdict
+    assert (("BTC/5m", 1) not in router.pending) is resolves
+
+
+def test_second_answer_for_the_same_seq_is_not_executed_twice() -> None:
+    router, blue = active_router()
+    router.on_tick(CLOCK.tick(0), now_ms=0)
+    assert router.judge(blue, decision(), 100).verdict is Verdict.EXECUTE
+    assert router.judge(blue, decision(), 200).verdict is Verdict.UNKNOWN
+
+
+def test_answer_from_a_previous_incarnation_after_reattach_is_fenced() -> None:
+    router, blue = active_router()
+    router.on_tick(CLOCK.tick(0), now_ms=0)
+    router.detach(blue)
+    again = router.attach(info(), 10).instance_id
+    assert router.judge(again, decision(epoch=1), 20).verdict is Verdict.FENCED
+    assert router.judge(again, decision(epoch=2), 20).verdict is Verdict.UNKNOWN
+
+
+def test_expire_resolves_pending_at_deadline_as_timeouts_once() -> None:
+    router, _ = active_router()
+    router.on_tick(CLOCK.tick(0), now_ms=3)
+    assert router.expire(999) == ()
+    expired = router.expire(1000)
+    assert [(r.slot_id, r.outcome, r.dispatched_ms) for r in expired] == [
+        ("BTC/5m", EvalOutcome.TIMEOUT, 3),
+        ("MATIC/15m", EvalOutcome.TIMEOUT, 3),
+    ]
+    assert router.expire(5000) == ()
+
+
+def test_late_tick_misses_every_slot_with_gateway_late() -> None:
+    router, _ = active_router()
+    records = router.on_late_tick(CLOCK.tick(4))
+    assert [(r.slot_id, r.seq, r.outcome) for r in records] == [
+        ("BTC/5m", 5, EvalOutcome.GATEWAY_LATE),
+        ("MATIC/15m", 5, EvalOutcome.GATEWAY_LATE),
+    ]
+
+
+def test_undelivered_resolves_once() -> None:
+    router, _ = active_router()
+    router.on_tick(CLOCK.tick(0), now_ms=0)
+    record = router.undelivered("BTC/5m", 1)
+    assert record is not None
+    assert record.outcome is EvalOutcome.UNDELIVERED
+    assert router.undelivered("BTC/5m", 1) is None
+
+
+def test_answered_record_carries_decision_and_bet() -> None:
+    router, blue = active_router()
+    router.on_tick(CLOCK.tick(0), now_ms=2)
+    judgement = router.judge(blue, decision(), 40)
+    assert judgement.pending is not None
+    record = answered_record(judgement.pending, decision(), 40, bet_id="b1")
+    assert (record.outcome, record.action, record.decided_ms, record.bet_id) == (
+        EvalOutcome.EXECUTED,
+        "UP",
+        40,
+        "b1",
+    )
+    assert record.executed
+    err = answered_record(judgement.pending, decision(action=None, error="x"), 40)
+    assert (err.outcome, err.executed, err.error) == (EvalOutcome.ERROR, False, "x")
