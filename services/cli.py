@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "strategy": ("baton.strategy.cli", "run a strategy host attached to a gateway"),
     "demo": ("baton.demo", "run simulator, gateway and strategy locally; print the report"),
     "presence": ("baton.gateway.report_cli", "print the presence report of a ledger file"),
+    "handoff": ("baton.control.cli:handoff_main", "promote an instance: zero-gap handoff"),
+    "instances": ("baton.control.cli:instances_main", "list a gateway's attached instances"),
 }
 
 
@@ -35,8 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"baton: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    entry: Callable[[list[str]], int] = module.main
+    module_name, _, func = COMMANDS[name][0].partition(":")
+    module = importlib.import_module(module_name)
+    entry: Callable[[list[str]], int] = getattr(module, func or "main")
     return entry(rest)
 
 

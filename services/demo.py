@@ -15,9 +15,12 @@ import tempfile
 from pathlib import Path
 
 from baton.common import ProcessFailed, Service, spawn_baton
+from baton.control import ControlClient, phase_name
 from baton.gateway.report import format_report, presence_report, report_to_json
+from baton.v1 import control_pb2 as ctl
 
 V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
+V2 = "baton.strategy.examples.momentum_v2:MomentumV2"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cadence-s", type=float, default=5.0, help="evaluation cadence (5)")
     p.add_argument("--seed", type=int, default=7, help="price path seed (7)")
     p.add_argument("--workdir", type=Path, help="keep ledger and logs here (default: a temp dir)")
+    p.add_argument(
+        "--handoffs",
+        type=int,
+        default=0,
+        help="live handoffs to perform while the clock runs, alternating v2 and v1 (0)",
+    )
+    p.add_argument("--bake-s", type=float, default=2.0, help="bake window of each handoff (2)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -80,7 +90,7 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> Path:
             f"(logs in {logs})",
             file=sys.stderr,
         )
-        await asyncio.sleep(args.duration)  # the demo's run time, not a synchronisation
+        await _run_handoffs(args, gateway, strategy, logs, services)
         code = await gateway.stop(timeout_s=args.cadence_s + 10)
         if code != 0:
             raise ProcessFailed(f"gateway exited with {code}:\n{gateway.log_tail()}")
@@ -88,6 +98,52 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> Path:
         for service in reversed(services):
             await service.stop()
     return ledger
+
+
+async def _run_handoffs(
+    args: argparse.Namespace,
+    gateway: Service,
+    blue: Service,
+    logs: Path,
+    services: list[Service],
+) -> None:
+    """Let the clock run for ``--duration``, performing ``--handoffs`` handoffs spread evenly
+    over it: each starts the other version as a new process and promotes it."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + args.duration
+    n = max(args.handoffs, 0)
+    policy = ctl.HandoffPolicy(bake_s=args.bake_s)
+    async with ControlClient(gateway.ready["grpc_addr"]) as client:
+        for i in range(n):
+            # Pace the handoffs through the run: this is the demo's schedule, not a wait.
+            await asyncio.sleep(max(0.0, (end - loop.time()) / (n - i + 1)))
+            version, entrypoint = ("v2", V2) if i % 2 == 0 else ("v1", V1)
+            green = await spawn_baton(
+                f"strategy-{version}-{i + 1}",
+                [
+                    "strategy",
+                    "--gateway",
+                    gateway.ready["grpc_addr"],
+                    "--entrypoint",
+                    entrypoint,
+                    "--pod-name",
+                    f"momentum-{version}-{i + 1}",
+                ],
+                log_dir=logs,
+            )
+            services.append(green)
+            started = await client.promote(green.ready["instance_id"], policy)
+            status = await asyncio.wait_for(client.wait(started.handoff_id), 120)
+            print(
+                f"demo: handoff {i + 1}/{n} {status.from_version} -> {status.to_version}: "
+                f"{phase_name(status.phase)}, pause {status.pause_ms:.2f} ms, "
+                f"missed {status.missed}",
+                file=sys.stderr,
+            )
+            if status.phase == ctl.HANDOFF_PHASE_COMPLETED:
+                await blue.stop()  # drained already: this only reaps the process
+                blue = green
+    await asyncio.sleep(max(0.0, end - loop.time()))
 
 
 def main(argv: list[str]) -> int:

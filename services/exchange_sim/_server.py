@@ -593,8 +593,11 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
     """Until ``event`` is set or ``seconds`` pass, whichever first."""
     if seconds <= 0:
         return
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+    # races with the event, and a push loop that cannot be cancelled hangs the server's stop.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def _response(

@@ -18,14 +18,17 @@ from baton import wire
 from baton.gateway.clock import SlotClock, Tick
 from baton.gateway.config import ClockStart, GatewayConfig
 from baton.gateway.connection import Connection, SendResult
+from baton.gateway.coordinator import Coordinator
 from baton.gateway.exchange import ExchangeFeed
+from baton.gateway.handoff import Handoff
 from baton.gateway.ledger import DuplicateRecordError, Ledger
 from baton.gateway.market import MarketBook
 from baton.gateway.records import ConnectionEvent, EvaluationRecord, InstanceEvent
-from baton.gateway.router import InstanceInfo, Router, Send, Verdict, answered_record
+from baton.gateway.router import InstanceInfo, Judgement, Router, Send, Verdict, answered_record
 from baton.gateway.venue import PaperVenue, Rejection
-from baton.model import Action, Candle, EvaluationRequest, Role
+from baton.model import Action, Candle, Decision, Role
 from baton.v1 import gateway_pb2 as gw
+from baton.v1 import market_pb2 as mk
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("baton.gateway")
@@ -36,6 +39,11 @@ MAX_MESSAGE_BYTES = 96 * 1024 * 1024
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def wall_ms_f() -> float:
+    """Wall time in ms with sub-ms precision: dispatch delays and cutover pauses are ~1 ms."""
+    return time.time_ns() / 1_000_000
 
 
 @dataclass
@@ -79,6 +87,8 @@ class Gateway:
         self.clock_started = asyncio.Event()
         self._clock_task: asyncio.Task[None] | None = None
         self.run_id = 0
+        self.handoffs = Coordinator(self, now_ms)
+        self._history_cache: dict[tuple[str, str], tuple[int, list[mk.Candle]]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -164,7 +174,10 @@ class Gateway:
                 log.warning("tick missed by the gateway", extra={"tick": late.index})
                 self._resolve(self.router.on_late_tick(late))
             if plan.dispatch is not None:
-                self._dispatch(plan.dispatch, now)
+                # Between two ticks: the only place a handoff flips (G4).
+                self.handoffs.on_boundary(now)
+                dispatched = self._dispatch(plan.dispatch, now)
+                self.handoffs.after_dispatch(plan.dispatch.scheduled_ms, dispatched)
             next_index = plan.next_index
             self._flush()
         # Stopping: every dispatched evaluation is resolved before we go.
@@ -186,8 +199,11 @@ class Gateway:
         finally:
             stop.cancel()
 
-    def _dispatch(self, tick: Tick, now: int) -> None:
+    def _dispatch(self, tick: Tick, now: int) -> float:
+        """Send one tick. Returns when (wall ms) the ACTIVE instance's last request was queued:
+        the moment the tick is dispatched to it (shadows are served after)."""
         self.stats.ticks += 1
+        active_done: float | None = None
         with tracer.start_as_current_span(
             "gateway.tick",
             attributes={"baton.tick": tick.index, "baton.scheduled_ms": tick.scheduled_ms},
@@ -196,27 +212,67 @@ class Gateway:
             propagate.inject(carrier)
             plan = self.router.on_tick(tick, now)
             self._resolve(plan.missed)
-            for send in plan.sends:
-                self._send_evaluation(send, carrier)
+            built: dict[str, gw.EvaluationRequest] = {}
+            for send in plan.sends:  # the ACTIVE's sends come first, then the shadows'
+                if send.role is Role.SHADOW and active_done is None:
+                    active_done = wall_ms_f()
+                self._send_evaluation(send, carrier, built)
+            if active_done is None:
+                active_done = wall_ms_f()
             span.set_attribute("baton.dispatched", len(plan.sends))
         if self.router.pending:
             self._idle.clear()
+        return active_done
 
-    def _send_evaluation(self, send: Send, carrier: dict[str, str]) -> None:
+    def _history(self, symbol: str, interval: str) -> list[mk.Candle]:
+        """Closed-candle history as protos, rebuilt only when a candle closed (not per send)."""
+        key = (symbol, interval)
+        stamp = self.book.last_closed(symbol, interval)
+        cached = self._history_cache.get(key)
+        if cached is None or cached[0] != stamp:
+            candles = self.book.history(symbol, interval, self.config.history)
+            cached = (stamp, [wire.candle_to_proto(c) for c in candles])
+            self._history_cache[key] = cached
+        return cached[1]
+
+    def _evaluation_proto(self, send: Send, carrier: dict[str, str]) -> gw.EvaluationRequest:
         slot = send.slot
-        request = EvaluationRequest(
-            slot=slot,
+        msg = gw.EvaluationRequest(
+            slot=wire.slot_to_proto(slot),
             seq=send.seq,
             scheduled_ms=send.tick.scheduled_ms,
             deadline_ms=send.tick.deadline_ms,
             epoch=send.epoch,
-            role=send.role,
-            live=self.book.live(slot.symbol, slot.timeframe),
-            history=self.book.history(slot.symbol, slot.timeframe, self.config.history),
+            role=wire.role_to_proto(send.role),
+            history=self._history(slot.symbol, slot.timeframe),
             trace_context=carrier,
         )
-        msg = gw.AttachResponse(evaluate=wire.evaluation_to_proto(request))
+        live = self.book.live(slot.symbol, slot.timeframe)
+        if live is not None:
+            msg.live.CopyFrom(wire.candle_to_proto(live))
+        return msg
+
+    def _send_evaluation(
+        self, send: Send, carrier: dict[str, str], built: dict[str, gw.EvaluationRequest]
+    ) -> None:
+        slot = send.slot
+        request = built.get(slot.slot_id)
+        if request is None:
+            request = built[slot.slot_id] = self._evaluation_proto(send, carrier)
+        elif send.role is Role.SHADOW:
+            # The same request the ACTIVE got, marked for the shadow (a copy, not a rebuild).
+            shadow = gw.EvaluationRequest()
+            shadow.CopyFrom(request)
+            shadow.role = wire.role_to_proto(Role.SHADOW)
+            request = shadow
+        msg = gw.AttachResponse(evaluate=request)
         conn = self.connections.get(send.instance_id)
+        if send.role is Role.SHADOW:
+            # A shadow that cannot keep up falls behind and is never flipped to: the handoff
+            # waits for it at the boundary (and aborts past its step timeout).
+            if conn is not None:
+                conn.send(msg, droppable=False)
+            return
         result = conn.send(msg, droppable=True) if conn else SendResult.CLOSED
         if result is SendResult.QUEUED:
             self.stats.dispatched += 1
@@ -238,6 +294,7 @@ class Gateway:
                     self.stats.errors += 1
             else:
                 self.stats.missed += 1
+            self.handoffs.on_record(record)
             try:
                 self.ledger.record_evaluation(record)
             except DuplicateRecordError:
@@ -321,6 +378,7 @@ class Gateway:
             )
         )
         log.info("instance detached", extra={"instance": conn.instance_id, "why": reason})
+        self.handoffs.on_gone(conn.instance_id, reason)
 
     def on_decision(self, instance_id: str, msg: gw.Decision) -> None:
         now = self._now_ms()
@@ -329,10 +387,21 @@ class Gateway:
         except wire.WireError as exc:
             self._drop(instance_id, msg.slot_id, msg.seq, msg.epoch, now, None, f"invalid: {exc}")
             return
-        judgement = self.router.judge(instance_id, decision, now)
+        self.handoffs.check_green_answer(instance_id, decision.error, decision.epoch)
+        self._apply_judgement(
+            instance_id, decision, self.router.judge(instance_id, decision, now), now
+        )
+
+    def _apply_judgement(
+        self, instance_id: str, decision: Decision, judgement: Judgement, now: int
+    ) -> None:
         pending = judgement.pending
+        action = decision.action.value if decision.action else None
+        if judgement.verdict is Verdict.SHADOW:
+            self.handoffs.on_shadow_answer(
+                instance_id, decision.slot_id, decision.seq, action or "ERROR"
+            )
         if judgement.verdict not in (Verdict.EXECUTE, Verdict.ERROR) or pending is None:
-            action = decision.action.value if decision.action else None
             self._drop(
                 instance_id,
                 decision.slot_id,
@@ -355,6 +424,8 @@ class Gateway:
                 if judgement.verdict is Verdict.EXECUTE and side in (Action.UP, Action.DOWN):
                     assert side is not None
                     bet_id, note = self._bet(pending.slot.slot_id, pending.seq, side, now)
+                if judgement.verdict is Verdict.EXECUTE:
+                    self.handoffs.on_executed(pending.slot.slot_id, pending.seq, action or "")
                 self._resolve((answered_record(pending, decision, now, bet_id=bet_id, note=note),))
         finally:
             otel_context.detach(token)
@@ -399,9 +470,86 @@ class Gateway:
         )
 
     def _broadcast(self, msg: gw.AttachResponse) -> None:
-        """Fills and settlements go to every attached instance so shadows can follow."""
-        for conn in list(self.connections.values()):
-            conn.send(msg, droppable=False)
+        """Fills and settlements go to every instance that keeps state (ACTIVE, SHADOW,
+        DRAINING) so shadows follow; a STANDBY has no state yet and gets it by import."""
+        for instance_id, conn in list(self.connections.items()):
+            instance = self.router.instances.get(instance_id)
+            if instance is not None and instance.role is not Role.STANDBY:
+                conn.send(msg, droppable=False)
+
+    # -- what the handoff coordinator drives -------------------------------------------------
+
+    def send_to(self, instance_id: str, msg: gw.AttachResponse) -> bool:
+        conn = self.connections.get(instance_id)
+        return conn is not None and conn.send(msg, droppable=False) is SendResult.QUEUED
+
+    def start_journal(self, instance_id: str) -> None:
+        conn = self.connections.get(instance_id)
+        if conn is not None:
+            conn.start_journal()
+
+    def stop_journal(self, instance_id: str) -> list[gw.AttachResponse]:
+        conn = self.connections.get(instance_id)
+        return conn.stop_journal() if conn is not None else []
+
+    def set_role(self, instance_id: str, role: Role) -> None:
+        if instance_id not in self.router.instances:
+            return
+        self.router.set_role(instance_id, role)
+        self._announce_role(instance_id)
+
+    def make_shadow(self, instance_id: str, replay: list[gw.AttachResponse]) -> None:
+        """Green follows as SHADOW: first what blue was sent after the snapshot, in order."""
+        if instance_id not in self.router.instances:
+            return
+        self.set_role(instance_id, Role.SHADOW)
+        evaluations = 0
+        for msg in replay:
+            if msg.WhichOneof("body") == "evaluate":
+                evaluations += 1
+            self.send_to(instance_id, msg)
+        self.router.shadow_sent(instance_id, evaluations)
+
+    def flip_to(self, instance_id: str, *, previous_role: Role = Role.SHADOW) -> None:
+        """Make ``instance_id`` ACTIVE under a new epoch. Evaluations the previous ACTIVE still
+        owed move to it; those it already answered as a shadow are executed now."""
+        previous = self.router.active_id
+        now = self._now_ms()
+        answered = self.router.flip(instance_id, previous_role=previous_role)
+        self._announce_role(instance_id)
+        if previous is not None and previous != instance_id:
+            self._announce_role(previous)
+        self.ledger.record_instance_event(
+            InstanceEvent(now, instance_id, "role", role=Role.ACTIVE.value, epoch=self.router.epoch)
+        )
+        for pending in answered:
+            decision = self.router.shadow_answers[(pending.slot.slot_id, pending.seq)][instance_id]
+            self._apply_judgement(
+                instance_id, decision, self.router.take_over_answer(pending, now), now
+            )
+
+    def drain(self, instance_id: str, reason: str) -> None:
+        if instance_id not in self.router.instances:
+            return
+        self.set_role(instance_id, Role.DRAINING)
+        self.send_to(instance_id, gw.AttachResponse(drain=gw.Drain(reason=reason)))
+
+    def _announce_role(self, instance_id: str) -> None:
+        instance = self.router.instances.get(instance_id)
+        if instance is None:
+            return
+        self.send_to(
+            instance_id,
+            gw.AttachResponse(
+                role_change=gw.RoleChange(
+                    role=wire.role_to_proto(instance.role), epoch=self.router.epoch
+                )
+            ),
+        )
+
+    def record_handoff(self, h: Handoff, missed: int) -> None:
+        self.ledger.record_handoff(h, missed=missed)
+        self._flush()
 
     # -- the exchange feed (FeedSink) ---------------------------------------------------------
 

@@ -29,6 +29,9 @@ class Connection:
         self._queue: asyncio.Queue[gw.AttachResponse | None] = asyncio.Queue()
         self.closed = False
         self.close_reason = ""
+        # While a handoff moves this instance's state, everything sent after the ExportState
+        # command is also kept here, to be replayed to green after it imports the snapshot.
+        self._journal: list[gw.AttachResponse] | None = None
 
     def send(self, msg: gw.AttachResponse, *, droppable: bool) -> SendResult:
         if self.closed:
@@ -39,7 +42,17 @@ class Connection:
             self.close("send queue overflow on a message that cannot be dropped")
             return SendResult.CLOSED
         self._queue.put_nowait(msg)
+        if self._journal is not None:
+            self._journal.append(msg)
         return SendResult.QUEUED
+
+    def start_journal(self) -> None:
+        self._journal = []
+
+    def stop_journal(self) -> list[gw.AttachResponse]:
+        """Stop journaling; what was journaled, in send order."""
+        journal, self._journal = self._journal or [], None
+        return journal
 
     def close(self, reason: str) -> None:
         if not self.closed:

@@ -279,7 +279,10 @@ class ExchangeFeed:
         received = False
         while True:
             try:
-                raw = await asyncio.wait_for(ws.recv(), self._config.stall_timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation racing with a message, and the feed would never stop.
+                async with asyncio.timeout(self._config.stall_timeout_s):
+                    raw = await ws.recv()
             except TimeoutError:
                 self._event("stalled", f"no message for {self._config.stall_timeout_s:g}s")
                 return _STALLED, received

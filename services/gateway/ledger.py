@@ -9,6 +9,7 @@ Readers (``baton presence``, tests) open the file read-only with ``open_readonly
 
 The schema is versioned in the ``meta`` table. Opening a ledger applies the migrations it is
 missing (in one transaction); a ledger written by a newer baton is refused, never modified.
+A read-only open never migrates: readers treat a table an older schema lacks as empty.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from baton.gateway.handoff import Handoff, Phase, Policy, Step
 from baton.gateway.records import (
     ConnectionEvent,
     DroppedDecision,
@@ -31,7 +33,7 @@ from baton.gateway.records import (
 )
 from baton.model import Action, Candle, Fill, Settlement
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # _MIGRATIONS[n] takes a ledger from schema version n to n + 1. Append only; never edit one
 # that shipped. Statements run one by one inside the opening transaction (executescript would
@@ -158,6 +160,44 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             event TEXT NOT NULL,
             detail TEXT NOT NULL)""",
     ),
+    # 1 -> 2: handoffs (issue 3). One row per finished handoff, written when it ends: every
+    # field of the machine's final value, so the row rebuilds it exactly. Policy, divergence
+    # examples and steps are JSON (read whole, never queried by part).
+    (
+        """CREATE TABLE handoffs (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            handoff_id TEXT NOT NULL UNIQUE,
+            strategy TEXT NOT NULL,
+            blue TEXT NOT NULL,
+            green TEXT NOT NULL,
+            from_version TEXT NOT NULL,
+            to_version TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            result TEXT NOT NULL,
+            started_ms INTEGER NOT NULL,
+            phase_since_ms INTEGER NOT NULL,
+            epoch_before INTEGER NOT NULL,
+            epoch_after INTEGER NOT NULL,
+            state_bytes INTEGER NOT NULL,
+            export_digest TEXT NOT NULL,
+            import_digest TEXT NOT NULL,
+            migrated_digest TEXT NOT NULL,
+            export_requested_ms INTEGER NOT NULL,
+            imported_ms INTEGER,
+            caught_up_boundaries INTEGER NOT NULL,
+            compared INTEGER NOT NULL,
+            divergences INTEGER NOT NULL,
+            divergence_examples TEXT NOT NULL,
+            bake_faults INTEGER NOT NULL,
+            flipped_ms INTEGER,
+            pause_ms REAL,
+            blue_gone INTEGER NOT NULL,
+            finished_ms INTEGER NOT NULL,
+            message TEXT NOT NULL,
+            steps TEXT NOT NULL,
+            missed INTEGER NOT NULL)""",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -181,6 +221,14 @@ _INSERTS: dict[str, str] = {
         pod_name, strategy, version, role, epoch, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
     "connection_events": """INSERT INTO connection_events (run_id, t_ms, event, detail)
         VALUES (?, ?, ?, ?)""",
+    "handoffs": """INSERT INTO handoffs (run_id, handoff_id, strategy, blue, green,
+        from_version, to_version, policy, result, started_ms, phase_since_ms, epoch_before,
+        epoch_after, state_bytes, export_digest, import_digest, migrated_digest,
+        export_requested_ms, imported_ms, caught_up_boundaries, compared, divergences,
+        divergence_examples, bake_faults, flipped_ms, pause_ms, blue_gone, finished_ms, message,
+        steps, missed)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+        ?, ?, ?)""",
 }
 
 _UPSERT_SLOT_SEQ = """INSERT INTO slot_seqs (slot_id, last_seq) VALUES (?, ?)
@@ -213,8 +261,9 @@ class LedgerConflictError(LedgerWriteError):
 
 
 class DuplicateRecordError(LedgerError):
-    """A second record for an evaluation (slot, seq), a bet or a settlement. Never written:
-    each scheduled evaluation has exactly one outcome (G1) and no bet is placed twice (G2)."""
+    """A second record for an evaluation (slot, seq), a bet, a settlement or a handoff. Never
+    written: each scheduled evaluation has exactly one outcome (G1), no bet is placed twice
+    (G2), and a handoff ends once."""
 
     def __init__(self, message: str, keys: Sequence[str]) -> None:
         super().__init__(message)
@@ -347,6 +396,93 @@ def _settlement_from_row(row: _Row) -> Settlement:
     )  # fmt: skip
 
 
+_HANDOFF_COLUMNS = (
+    "handoff_id, strategy, blue, green, from_version, to_version, policy, result, started_ms, "
+    "phase_since_ms, epoch_before, epoch_after, state_bytes, export_digest, import_digest, "
+    "migrated_digest, export_requested_ms, imported_ms, caught_up_boundaries, compared, "
+    "divergences, divergence_examples, bake_faults, flipped_ms, pause_ms, blue_gone, "
+    "finished_ms, message, steps, missed, run_id"
+)
+
+
+def _handoff_row(run_id: int | None, h: Handoff, missed: int) -> _Row:
+    steps = [{"name": s.name, "t_ms": s.t_ms, "detail": s.detail} for s in h.steps]
+    return (
+        run_id, h.handoff_id, h.strategy, h.blue, h.green, h.from_version, h.to_version,
+        json.dumps(asdict(h.policy)), h.phase.value, h.started_ms, h.phase_since_ms,
+        h.epoch_before, h.epoch_after, h.state_bytes, h.export_digest, h.import_digest,
+        h.migrated_digest, h.export_requested_ms, h.imported_ms, h.caught_up_boundaries,
+        h.compared, h.divergences, json.dumps(list(h.divergence_examples)), h.bake_faults,
+        h.flipped_ms, h.pause_ms, int(h.blue_gone), h.finished_ms, h.message, json.dumps(steps),
+        missed,
+    )  # fmt: skip
+
+
+def _policy_from_json(text: str) -> Policy:
+    # Only the fields this baton knows: a policy field added or dropped later must not make
+    # older rows unreadable (missing ones take their defaults).
+    known = {f.name for f in fields(Policy)}
+    return Policy(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+def _handoff_from_row(row: _Row) -> HandoffRow:
+    (
+        handoff_id, strategy, blue, green, from_version, to_version, policy, result, started_ms,
+        phase_since_ms, epoch_before, epoch_after, state_bytes, export_digest, import_digest,
+        migrated_digest, export_requested_ms, imported_ms, caught_up_boundaries, compared,
+        divergences, divergence_examples, bake_faults, flipped_ms, pause_ms, blue_gone,
+        finished_ms, message, steps, missed, run_id,
+    ) = row  # fmt: skip
+    h = Handoff(
+        handoff_id=handoff_id,
+        strategy=strategy,
+        blue=blue,
+        green=green,
+        from_version=from_version,
+        to_version=to_version,
+        policy=_policy_from_json(policy),
+        phase=Phase(result),
+        started_ms=started_ms,
+        phase_since_ms=phase_since_ms,
+        epoch_before=epoch_before,
+        epoch_after=epoch_after,
+        state_bytes=state_bytes,
+        export_digest=export_digest,
+        import_digest=import_digest,
+        migrated_digest=migrated_digest,
+        export_requested_ms=export_requested_ms,
+        imported_ms=imported_ms,
+        caught_up_boundaries=caught_up_boundaries,
+        compared=compared,
+        divergences=divergences,
+        divergence_examples=tuple(json.loads(divergence_examples)),
+        bake_faults=bake_faults,
+        flipped_ms=flipped_ms,
+        pause_ms=pause_ms,
+        blue_gone=bool(blue_gone),
+        finished_ms=finished_ms,
+        message=message,
+        steps=tuple(Step(s["name"], s["t_ms"], s["detail"]) for s in json.loads(steps)),
+    )
+    return HandoffRow(h, missed=missed, run_id=run_id)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None
+
+
+def read_handoffs(conn: sqlite3.Connection) -> list[HandoffRow]:
+    """Every recorded handoff in the order they started; none on a schema-1 ledger opened
+    read-only (it has no handoffs table, and a reader never migrates)."""
+    if not _has_table(conn, "handoffs"):
+        return []
+    rows = conn.execute(f"SELECT {_HANDOFF_COLUMNS} FROM handoffs ORDER BY started_ms, id")
+    return [_handoff_from_row(r) for r in rows]
+
+
 def _candle_from_row(row: _Row) -> Candle:
     symbol, interval, open_ms, close_ms, o, h, low, c, volume, trades = row
     return Candle(symbol, interval, open_ms, close_ms, o, h, low, c, volume, trades, closed=True)
@@ -386,6 +522,7 @@ class Ledger:
         self._eval_keys: set[tuple[str, int]] = set()
         self._bet_ids: set[str] = set()
         self._settled_ids: set[str] = set()
+        self._handoff_ids: set[str] = set()
 
     # -- recording (memory only) ------------------------------------------------------------------
 
@@ -497,6 +634,27 @@ class Ledger:
     def record_connection_event(self, ev: ConnectionEvent) -> None:
         self._buffer["connection_events"].append((self._run_id, ev.t_ms, ev.event, ev.detail))
 
+    def record_handoff(self, h: Handoff, *, missed: int) -> None:
+        """A finished handoff and the evaluations missed while it ran. Raises ``ValueError``
+        for one still running (its row would never be completed: rows are written once) and
+        ``DuplicateRecordError`` if ``h.handoff_id`` is already recorded, buffered or written."""
+        if not h.phase.terminal or h.finished_ms is None:
+            raise ValueError(
+                f"handoff {h.handoff_id} is still {h.phase.value}: only a finished one is recorded"
+            )
+        if missed < 0:
+            raise ValueError(f"handoff {h.handoff_id}: missed must be >= 0, got {missed}")
+        if h.handoff_id in self._handoff_ids or self._exists(
+            "SELECT 1 FROM handoffs WHERE handoff_id = ?", (h.handoff_id,)
+        ):
+            raise DuplicateRecordError(
+                f"handoff {h.handoff_id} already recorded; refusing a second record "
+                f"({h.phase.value})",
+                [h.handoff_id],
+            )
+        self._handoff_ids.add(h.handoff_id)
+        self._buffer["handoffs"].append(_handoff_row(self._run_id, h, missed))
+
     # -- writing ----------------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -535,6 +693,7 @@ class Ledger:
         self._eval_keys.clear()
         self._bet_ids.clear()
         self._settled_ids.clear()
+        self._handoff_ids.clear()
 
     def close(self) -> None:
         """Flush, then close. If the flush fails the ledger stays open (rows kept) and the
@@ -599,6 +758,16 @@ class Run:
     cadence_ms: int
     slots: tuple[str, ...]
     config_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRow:
+    """A handoff as the ledger holds it: the machine's final value (rebuilt exactly), the
+    evaluations missed while it ran, and the gateway run that recorded it."""
+
+    handoff: Handoff
+    missed: int
+    run_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -710,3 +879,7 @@ class LedgerReader:
     def connection_events(self) -> list[ConnectionEvent]:
         rows = self.conn.execute("SELECT t_ms, event, detail FROM connection_events ORDER BY id")
         return [ConnectionEvent(*r) for r in rows]
+
+    def handoffs(self) -> list[HandoffRow]:
+        """Finished handoffs in the order they started (none before schema 2)."""
+        return read_handoffs(self.conn)

@@ -65,6 +65,11 @@ class MarketBook:
         stream = self._streams.get((symbol, interval))
         return None if stream is None else stream.live
 
+    def last_closed(self, symbol: str, interval: str) -> int:
+        """Open time of the newest closed candle (-1: none yet); changes when history does."""
+        stream = self._streams.get((symbol, interval))
+        return -1 if stream is None else stream.last_closed_open_ms
+
     def history(self, symbol: str, interval: str, n: int) -> tuple[Candle, ...]:
         """The ``n`` most recent closed candles, oldest first."""
         stream = self._streams.get((symbol, interval))

@@ -15,23 +15,40 @@ Definitions:
   at all (0 unless the ledger lost rows, e.g. a gateway crash before a flush);
 - ``max_gap_ms``: the longest time between two consecutive answered evaluations of one slot,
   measured on their ``decided_ms`` (a gateway outage or a failed handoff shows up here).
+
+Handoffs (one ``HandoffSummary`` each, in the order they started):
+
+- ``result``: completed, aborted (failed before the flip; blue kept serving) or rolled_back
+  (green failed inside the bake window; blue took over again). ``handoffs_failed`` counts the
+  last two;
+- ``missed``: evaluations missed while the handoff ran, as the gateway counted them;
+- ``pause_ms``: the cutover pause as the gateway measured it (sub-millisecond): how late green's
+  first tick was dispatched against its schedule. ``pause_ms_p50``/``pause_ms_max`` are over the
+  completed handoffs that have one (the median, and the largest);
+- ``pause_ms_ledger``: the same pause measured independently from the evaluations, a
+  cross-check at millisecond resolution: the earliest tick dispatched to green under the
+  flip's epoch, ``min(dispatched_ms) - scheduled_ms``. None when green never got a tick.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from baton.gateway.ledger import open_readonly
+from baton.gateway.handoff import Phase, Step
+from baton.gateway.ledger import HandoffRow, open_readonly, read_handoffs
 from baton.gateway.records import MISSED_OUTCOMES, EvalOutcome
 
 _EXECUTED = EvalOutcome.EXECUTED.value
 _ERROR = EvalOutcome.ERROR.value
 _MISSED = tuple(sorted(o.value for o in MISSED_OUTCOMES))
+# Outcomes of an evaluation that was dispatched to an instance (it has a dispatched_ms).
+_DISPATCHED = (_EXECUTED, _ERROR, EvalOutcome.TIMEOUT.value, EvalOutcome.UNDELIVERED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +78,38 @@ class VersionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class HandoffSummary:
+    """One finished handoff (see the module docstring for the figures)."""
+
+    handoff_id: str
+    strategy: str
+    blue: str
+    green: str
+    from_version: str
+    to_version: str
+    result: str  # a terminal Phase value: completed / aborted / rolled_back
+    pause_ms: float | None
+    pause_ms_ledger: int | None
+    missed: int
+    state_bytes: int
+    transfer_ms: int | None
+    compared: int
+    divergences: int
+    divergence_examples: tuple[str, ...]
+    bake_faults: int
+    epoch_before: int
+    epoch_after: int
+    export_digest: str
+    import_digest: str
+    migrated_digest: str
+    started_ms: int
+    flipped_ms: int | None
+    finished_ms: int | None
+    message: str
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceReport:
     slots: int
     scheduled: int
@@ -84,6 +133,12 @@ class PresenceReport:
     last_scheduled_ms: int | None
     unaccounted: int = 0
     runs: int = 0
+    handoffs: tuple[HandoffSummary, ...] = ()
+    handoffs_completed: int = 0
+    handoffs_failed: int = 0
+    handoffs_missed: int = 0
+    pause_ms_p50: float | None = None
+    pause_ms_max: float | None = None
 
 
 def presence_report(path: str | Path) -> PresenceReport:
@@ -108,6 +163,10 @@ def _report(conn: sqlite3.Connection) -> PresenceReport:
     ).fetchone()
     firsts = [v.first_ms for v in per_version if v.first_ms is not None]
     lasts = [v.last_ms for v in per_version if v.last_ms is not None]
+    max_cadence = max((cadence for cadence, _ in runs), default=None)
+    handoffs = tuple(_handoff_summary(conn, row, max_cadence) for row in read_handoffs(conn))
+    completed = [h for h in handoffs if h.result == Phase.COMPLETED.value]
+    pauses = [h.pause_ms for h in completed if h.pause_ms is not None]
     return PresenceReport(
         slots=len(per_slot),
         scheduled=sum(s.scheduled for s in per_slot),
@@ -131,7 +190,87 @@ def _report(conn: sqlite3.Connection) -> PresenceReport:
         last_scheduled_ms=max(lasts, default=None),
         unaccounted=sum(s.unaccounted for s in per_slot),
         runs=len(runs),
+        handoffs=handoffs,
+        handoffs_completed=len(completed),
+        handoffs_failed=len(handoffs) - len(completed),
+        handoffs_missed=sum(h.missed for h in handoffs),
+        pause_ms_p50=statistics.median(pauses) if pauses else None,
+        pause_ms_max=max(pauses, default=None),
     )
+
+
+def _handoff_summary(
+    conn: sqlite3.Connection, row: HandoffRow, max_cadence: int | None
+) -> HandoffSummary:
+    h = row.handoff
+    return HandoffSummary(
+        handoff_id=h.handoff_id,
+        strategy=h.strategy,
+        blue=h.blue,
+        green=h.green,
+        from_version=h.from_version,
+        to_version=h.to_version,
+        result=h.phase.value,
+        pause_ms=h.pause_ms,
+        pause_ms_ledger=_ledger_pause(conn, row, max_cadence),
+        missed=row.missed,
+        state_bytes=h.state_bytes,
+        transfer_ms=h.transfer_ms,
+        compared=h.compared,
+        divergences=h.divergences,
+        divergence_examples=h.divergence_examples,
+        bake_faults=h.bake_faults,
+        epoch_before=h.epoch_before,
+        epoch_after=h.epoch_after,
+        export_digest=h.export_digest,
+        import_digest=h.import_digest,
+        migrated_digest=h.migrated_digest,
+        started_ms=h.started_ms,
+        flipped_ms=h.flipped_ms,
+        finished_ms=h.finished_ms,
+        message=h.message,
+        steps=h.steps,
+    )
+
+
+def _ledger_pause(conn: sqlite3.Connection, row: HandoffRow, max_cadence: int | None) -> int | None:
+    """Green's cutover pause from the evaluations alone: its first tick under the flip's epoch,
+    ``min(dispatched_ms) - scheduled_ms``.
+
+    Any dispatched outcome counts, not only executed ones: the pause is about when green's
+    first tick left the gateway; an answer that then timed out is a missed evaluation (counted
+    apart), and skipping it would measure a later tick than the gateway did.
+    """
+    h = row.handoff
+    if h.flipped_ms is None or not h.green:
+        return None
+    # Bounds that let the scan use evaluations_version (version, outcome, scheduled_ms), so it
+    # reads a tick or two instead of every row of a version that served many times: the first
+    # tick dispatched after the flip is past its schedule but before its deadline (one cadence
+    # later), and it was dispatched before the handoff ended.
+    where = [
+        "version = ?",
+        f"outcome IN ({', '.join('?' * len(_DISPATCHED))})",
+        "instance_id = ?",
+        "epoch = ?",
+        "dispatched_ms IS NOT NULL",
+    ]
+    params: list[object] = [h.to_version, *_DISPATCHED, h.green, h.epoch_after]
+    if max_cadence is not None:
+        where.append("scheduled_ms > ?")
+        params.append(h.flipped_ms - max_cadence)
+    if h.finished_ms is not None:
+        where.append("scheduled_ms <= ?")
+        params.append(h.finished_ms)
+    found = conn.execute(
+        "SELECT scheduled_ms, MIN(dispatched_ms) FROM evaluations "
+        f"WHERE {' AND '.join(where)} GROUP BY scheduled_ms ORDER BY scheduled_ms LIMIT 1",
+        params,
+    ).fetchone()
+    if found is None:
+        return None
+    scheduled_ms, dispatched_ms = found
+    return int(dispatched_ms - scheduled_ms)
 
 
 def _configured_slots(slot_lists: Iterable[str]) -> list[str]:
@@ -254,9 +393,22 @@ def report_to_json(r: PresenceReport) -> dict[str, object]:
         "runs": r.runs,
         "first_scheduled_ms": r.first_scheduled_ms,
         "last_scheduled_ms": r.last_scheduled_ms,
+        "handoffs_completed": r.handoffs_completed,
+        "handoffs_failed": r.handoffs_failed,
+        "handoffs_missed": r.handoffs_missed,
+        "pause_ms_p50": r.pause_ms_p50,
+        "pause_ms_max": r.pause_ms_max,
         "per_slot": [asdict(s) for s in r.per_slot],
         "per_version": [asdict(v) for v in r.per_version],
+        "handoffs": [_handoff_to_json(h) for h in r.handoffs],
     }
+    return out
+
+
+def _handoff_to_json(h: HandoffSummary) -> dict[str, object]:
+    out = asdict(h)  # steps become {"name", "t_ms", "detail"} objects
+    out["divergence_examples"] = list(h.divergence_examples)
+    out["steps"] = [asdict(s) for s in h.steps]
     return out
 
 
@@ -266,14 +418,17 @@ def _iso(t_ms: int | None) -> str:
     return datetime.fromtimestamp(t_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    """Columns aligned; the first left-aligned (names), the rest right-aligned (figures)."""
+def _table(headers: list[str], rows: list[list[str]], *, left: int = 1) -> list[str]:
+    """Columns aligned; the first ``left`` left-aligned (names), the rest right-aligned
+    (figures)."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join([first, *rest]).rstrip()
+        aligned = [
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(aligned).rstrip()
 
     return [line(headers), *(line(r) for r in rows)]
 
@@ -296,6 +451,9 @@ def format_report(r: PresenceReport) -> str:
         f"pnl: {r.pnl:+.2f}",
         f"dropped_decisions: {r.dropped_decisions}",
         f"candles: {r.candles}",
+        f"handoffs: {len(r.handoffs)}  (completed {r.handoffs_completed}, "
+        f"failed {r.handoffs_failed}, missed during them {r.handoffs_missed})",
+        f"pause_ms: p50 {_ms(r.pause_ms_p50)}, max {_ms(r.pause_ms_max)}  (completed handoffs)",
         f"period: {_iso(r.first_scheduled_ms)} .. {_iso(r.last_scheduled_ms)} UTC"
         f"  ({r.runs} gateway run{'s' if r.runs != 1 else ''})",
     ]
@@ -321,4 +479,37 @@ def format_report(r: PresenceReport) -> str:
                 for v in r.per_version
             ],
         )
+    if r.handoffs:
+        lines += ["", "handoffs"]
+        lines += _handoff_table(r.handoffs)
     return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _handoff_table(handoffs: tuple[HandoffSummary, ...]) -> list[str]:
+    """One row per handoff, numbered; then why each one that says so ended as it did (messages
+    are sentences: they would make the table unreadable)."""
+    rows = [
+        [
+            str(n),
+            f"{h.from_version or '(none)'} -> {h.to_version}",
+            h.result,
+            _ms(h.pause_ms),
+            "-" if h.pause_ms_ledger is None else str(h.pause_ms_ledger),
+            str(h.missed),
+            f"{h.state_bytes / 1024:.1f}",
+            "-" if h.transfer_ms is None else str(h.transfer_ms),
+            str(h.divergences),
+        ]
+        for n, h in enumerate(handoffs, 1)
+    ]
+    headers = [
+        "#", "handoff", "result", "pause_ms", "ledger_ms", "missed", "state_kb", "transfer_ms",
+        "divergences",
+    ]  # fmt: skip
+    lines = _table(headers, rows, left=3)
+    notes = [f"  #{n} {h.result}: {h.message}" for n, h in enumerate(handoffs, 1) if h.message]
+    return lines + (["", *notes] if notes else [])

@@ -12,7 +12,7 @@ each evaluation to, and what to do with each decision that comes back:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from baton.gateway.clock import Tick
 from baton.gateway.records import EvalOutcome, EvaluationRecord
@@ -70,6 +70,7 @@ class TickPlan:
 
 class Verdict(enum.Enum):
     EXECUTE = "execute"  # act on it (a HOLD is executed as a no-op)
+    SHADOW = "shadow"  # a SHADOW's answer: recorded and compared, never executed
     ERROR = "error"  # the ACTIVE instance answered with an error: resolved, nothing executed
     LATE = "late"  # answered at or after the deadline
     FENCED = "fenced"  # carries an epoch other than the current one
@@ -91,6 +92,11 @@ class Router:
     instances: dict[str, Instance] = field(default_factory=dict)
     active_id: str | None = None
     pending: dict[tuple[str, int], Pending] = field(default_factory=dict)
+    # Per SHADOW instance: evaluations sent and not yet answered (0 = caught up).
+    outstanding: dict[str, int] = field(default_factory=dict)
+    # Shadow answers for still-pending evaluations, kept so that an instance taking over
+    # (hand-back, fail-over) can have its answer executed without asking again.
+    shadow_answers: dict[tuple[str, int], dict[str, Decision]] = field(default_factory=dict)
     _next_number: int = 1
 
     # -- membership ---------------------------------------------------------------------------
@@ -110,10 +116,67 @@ class Router:
         instance.role = Role.ACTIVE
         self.active_id = instance.instance_id
 
+    def set_role(self, instance_id: str, role: Role) -> None:
+        """Change a non-ACTIVE role (STANDBY, SHADOW, DRAINING). Use ``flip`` to promote."""
+        if role is Role.ACTIVE:
+            raise ValueError("use flip() to make an instance ACTIVE")
+        instance = self.instances[instance_id]
+        if self.active_id == instance_id:
+            self.active_id = None
+        instance.role = role
+        if role is Role.SHADOW:
+            self.outstanding.setdefault(instance_id, 0)
+        else:
+            self.outstanding.pop(instance_id, None)
+
+    def shadow_sent(self, instance_id: str, n: int = 1) -> None:
+        """``n`` evaluations went to a shadow outside a tick (a replay)."""
+        self.outstanding[instance_id] = self.outstanding.get(instance_id, 0) + n
+
+    def caught_up(self, instance_id: str) -> bool:
+        return self.outstanding.get(instance_id, 0) == 0
+
+    def flip(self, to_id: str, *, previous_role: Role = Role.SHADOW) -> tuple[Pending, ...]:
+        """Make ``to_id`` ACTIVE under a new epoch; the previous ACTIVE (if still attached) takes
+        ``previous_role``. Evaluations still pending on the previous ACTIVE move to the new one
+        (they keep the epoch they were sent under, which is what ``to_id`` saw as a shadow).
+
+        Returns the moved evaluations for which ``to_id`` already answered as a shadow: the
+        caller executes those answers now (``take_over_answer``).
+        """
+        instance = self.instances[to_id]
+        previous = self.active_id
+        if previous is not None and previous != to_id:
+            self.instances[previous].role = previous_role
+            if previous_role is Role.SHADOW:
+                self.outstanding[previous] = 0
+        self.outstanding.pop(to_id, None)
+        self._promote(instance)
+        answered: list[Pending] = []
+        for key, pending in list(self.pending.items()):
+            owner = pending.instance_id
+            # Move what the previous ACTIVE owed, or what an instance that went away owed.
+            if owner == to_id or (owner != previous and owner in self.instances):
+                continue
+            moved = replace(pending, instance_id=to_id, version=instance.info.version)
+            self.pending[key] = moved
+            if to_id in self.shadow_answers.get(key, {}):
+                answered.append(moved)
+        return tuple(answered)
+
+    def take_over_answer(self, pending: Pending, now_ms: int) -> Judgement:
+        """Judge the shadow answer the new ACTIVE gave for a moved evaluation, as if it had
+        just arrived."""
+        decision = self.shadow_answers.get((pending.slot.slot_id, pending.seq), {})[
+            pending.instance_id
+        ]
+        return self.judge(pending.instance_id, decision, now_ms)
+
     def detach(self, instance_id: str) -> Instance | None:
         """Forget an instance. Its pending evaluations stay pending and time out (or are
         answered by nobody): a detach never resolves an evaluation by itself."""
         instance = self.instances.pop(instance_id, None)
+        self.outstanding.pop(instance_id, None)
         if instance is not None and self.active_id == instance_id:
             self.active_id = None
         return instance
@@ -131,8 +194,13 @@ class Router:
         """Plan one tick: every slot's evaluation goes to the ACTIVE instance (and is pending
         until answered or expired), or is missed at once when there is none."""
         active = self.active
+        shadows = [i for i in self.instances.values() if i.role is Role.SHADOW]
         sends: list[Send] = []
         missed: list[EvaluationRecord] = []
+        for shadow in shadows:
+            self.outstanding[shadow.instance_id] = self.outstanding.get(
+                shadow.instance_id, 0
+            ) + len(self.slots)
         for slot in self.slots:
             seq = self.seq_of(slot, tick)
             if active is None:
@@ -151,6 +219,14 @@ class Router:
                 slot, seq, tick, active.instance_id, active.info.version, self.epoch, now_ms
             )
             sends.append(Send(active.instance_id, Role.ACTIVE, slot, seq, tick, self.epoch))
+        # Shadows after the ACTIVE: the executed path is never delayed by the followers.
+        if active is not None:
+            active_sends = list(sends)
+            for shadow in shadows:
+                sends.extend(
+                    replace(s, instance_id=shadow.instance_id, role=Role.SHADOW)
+                    for s in active_sends
+                )
         return TickPlan(tuple(sends), tuple(missed))
 
     def on_late_tick(self, tick: Tick) -> tuple[EvaluationRecord, ...]:
@@ -172,11 +248,14 @@ class Router:
         pending = self.pending.pop((slot_id, seq), None)
         if pending is None:
             return None
+        self.shadow_answers.pop((slot_id, seq), None)
         return _missed(pending, EvalOutcome.UNDELIVERED)
 
     def expire(self, now_ms: int) -> tuple[EvaluationRecord, ...]:
         """Resolve every pending evaluation whose deadline has passed as a timeout."""
         expired = [key for key, p in self.pending.items() if p.tick.deadline_ms <= now_ms]
+        for key in expired:
+            self.shadow_answers.pop(key, None)
         return tuple(_missed(self.pending.pop(key), EvalOutcome.TIMEOUT) for key in expired)
 
     # -- decisions ----------------------------------------------------------------------------
@@ -184,21 +263,29 @@ class Router:
     def judge(self, instance_id: str, decision: Decision, now_ms: int) -> Judgement:
         """Decide what a decision from ``instance_id`` received at ``now_ms`` is worth.
 
-        Only EXECUTE and ERROR resolve the pending evaluation; the order of checks makes the
-        recorded reason the most specific one (a shadow's answer is NOT_ACTIVE even if late).
+        Only EXECUTE and ERROR resolve the pending evaluation. A pending evaluation can be
+        answered only by the instance it is assigned to, under the epoch it was sent with:
+        anything else is FENCED (an old ACTIVE after a flip, a previous incarnation).
         """
         instance = self.instances.get(instance_id)
-        if instance is None or instance.role is not Role.ACTIVE:
+        if instance is None or instance.role not in (Role.ACTIVE, Role.SHADOW):
             return Judgement(Verdict.NOT_ACTIVE)
-        if decision.epoch != self.epoch:
-            return Judgement(Verdict.FENCED)
         key = (decision.slot_id, decision.seq)
         pending = self.pending.get(key)
-        if pending is None or pending.instance_id != instance_id or pending.epoch != self.epoch:
-            return Judgement(Verdict.UNKNOWN)
+        if instance.role is Role.SHADOW:
+            count = self.outstanding.get(instance_id, 0)
+            self.outstanding[instance_id] = max(0, count - 1)
+            if pending is not None:
+                self.shadow_answers.setdefault(key, {})[instance_id] = decision
+            return Judgement(Verdict.SHADOW, pending)
+        if pending is None:
+            return Judgement(Verdict.UNKNOWN if decision.epoch == self.epoch else Verdict.FENCED)
+        if pending.instance_id != instance_id or decision.epoch != pending.epoch:
+            return Judgement(Verdict.FENCED)
         if now_ms >= pending.tick.deadline_ms:
             return Judgement(Verdict.LATE, pending)
         del self.pending[key]
+        self.shadow_answers.pop(key, None)
         if decision.error or decision.action is None:
             return Judgement(Verdict.ERROR, pending)
         return Judgement(Verdict.EXECUTE, pending)

@@ -42,11 +42,15 @@ class StateMismatchError(StateError):
 
 
 class StateSchemaError(StateError):
-    """The snapshot's state schema is newer than this strategy's code knows."""
+    """The snapshot's state schema differs from this code's and ``migrate`` has no way from it.
+
+    Raised by the default ``Strategy.migrate`` (and when an override raises
+    ``NotImplementedError``): ``"no migration from schema N to M"``.
+    """
 
 
 class StateMigrationError(StateError):
-    """Migrating an older state schema failed (no migration, or the migration raised)."""
+    """``migrate`` raised (other than "no migration") or did not return a dict."""
 
 
 class StateImportError(StateError):

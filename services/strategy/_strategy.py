@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
 from baton.model import Action, EvaluationRequest, Fill, Settlement
+from baton.strategy._errors import StateSchemaError
 
 S = TypeVar("S")
 
@@ -28,7 +29,8 @@ class Strategy(abc.ABC, Generic[S]):
       same name.
     - ``version``: this code's version, e.g. ``"v2"``.
     - ``state_schema``: the version of the state *layout*. Bump it whenever ``export_state``
-      changes shape, and teach ``migrate`` to read the previous layout.
+      changes shape, and teach ``migrate`` to read the previous layout (and, if this version
+      must take state back from a newer one, the newer layout too).
 
     Worked example, a strategy that counts evaluations per slot and always holds::
 
@@ -99,18 +101,24 @@ class Strategy(abc.ABC, Generic[S]):
     def import_state(self, data: dict[str, Any]) -> S:
         """Build the state from ``data``, always in THIS strategy's ``state_schema``.
 
-        Older layouts reach here only after ``migrate`` converted them.
+        Other layouts reach here only after ``migrate`` converted them.
         """
 
     def migrate(self, data: dict[str, Any], from_schema: int) -> dict[str, Any]:
-        """Convert exported ``data`` of an older ``from_schema`` to this ``state_schema``.
+        """Convert exported ``data`` of another ``from_schema`` to this ``state_schema``.
 
-        Default: no migration, the import fails with a clear error and the host keeps its
-        previous state. Override it when bumping ``state_schema``.
+        Called on import whenever the snapshot's schema differs from this code's, in either
+        direction: older (an upgrade, the usual handoff) or newer (a version that must accept
+        state back from its successor, e.g. when deployments alternate between two versions).
+        ``import_state`` then receives the result.
+
+        Default: no migration. It raises ``StateSchemaError`` ("no migration from schema N to
+        M"); the import fails and the host keeps its previous state. Override it for every
+        schema you can read and call ``super().migrate(data, from_schema)`` for the rest.
         """
-        raise NotImplementedError(
-            f"strategy {self.name!r} {self.version} has no migration from state_schema "
-            f"{from_schema} to {self.state_schema}"
+        raise StateSchemaError(
+            f"no migration from schema {from_schema} to {self.state_schema} in strategy "
+            f"{self.name!r} {self.version}"
         )
 
 

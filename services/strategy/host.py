@@ -9,6 +9,14 @@ on one worker thread (``SerialExecutor``) in the order its message arrived, so t
 never sees two calls at once and the loop stays responsive while it computes. Replies leave in
 the same order: a writer task awaits each queued call's result in turn.
 
+Roles and handoffs: the host behaves the same in every role. It evaluates every request it is
+sent and answers it with that request's own epoch (never the epoch of its last RoleChange), so a
+replay of requests journaled for another instance, or a request sent before a role change and
+answered after it, carries the epoch the gateway will check; fencing is the gateway's job. A
+RoleChange takes effect when it is read, not behind queued work, and only updates ``role`` /
+``epoch`` (and calls ``on_role_changed``). ExportState, ImportState and Drain are answered in
+stream order with everything else, so an export covers exactly the messages sent before it.
+
 Backpressure, not loss: the queue of calls in flight is bounded; when it is full the reader stops
 reading and gRPC flow control slows the gateway. Dropping an evaluation would fork the state from
 what the gateway believes it has seen.
@@ -51,9 +59,9 @@ from baton.common import Backoff
 from baton.model import Decision, Role, Slot
 from baton.strategy._errors import StateError
 from baton.strategy._executor import SerialExecutor
-from baton.strategy._state import DEFAULT_MAX_STATE_BYTES
+from baton.strategy._state import DEFAULT_MAX_STATE_BYTES, state_digest
 from baton.strategy._strategy import Strategy
-from baton.strategy.runtime import EncodedState, StrategyRuntime, describe_error
+from baton.strategy.runtime import EncodedState, ImportOutcome, StrategyRuntime, describe_error
 from baton.v1 import gateway_pb2 as gw
 from baton.v1 import gateway_pb2_grpc as gw_grpc
 
@@ -154,6 +162,7 @@ class StrategyHost:
         max_in_flight: int = 10_000,
         on_attached: Callable[[Attachment], None] | None = None,
         on_detached: Callable[[str], None] | None = None,
+        on_role_changed: Callable[[Role, int], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.strategy = strategy
@@ -168,6 +177,7 @@ class StrategyHost:
         self._max_in_flight = max_in_flight
         self._on_attached = on_attached
         self._on_detached = on_detached
+        self._on_role_changed = on_role_changed
         self._max_message = max_state_bytes + _MESSAGE_OVERHEAD
         self._runtime = StrategyRuntime(strategy, max_state_bytes=max_state_bytes)
         self._worker = SerialExecutor("baton-strategy-worker")
@@ -469,6 +479,8 @@ class StrategyHost:
             },
         )
         self._role, self._epoch = role, change.epoch
+        if self._on_role_changed is not None:
+            self._on_role_changed(role, change.epoch)
 
     # Worker-thread handlers: proto in, proto reply out.
 
@@ -505,22 +517,27 @@ class StrategyHost:
         self._runtime.on_settlement(settlement)
 
     def _export(self, m: gw.ExportState) -> gw.AttachRequest:
-        snapshot = gw.StateSnapshot(
-            handoff_id=m.handoff_id,
-            strategy=self.strategy.name,
-            version=self.strategy.version,
-            state_schema=self.strategy.state_schema,
-        )
+        # Built in place: a 10 MB state is copied into the message once, not once more by
+        # wrapping a finished StateSnapshot in an AttachRequest.
+        reply = gw.AttachRequest()
+        snapshot = reply.state_export
+        snapshot.handoff_id = m.handoff_id
+        snapshot.strategy = self.strategy.name
+        snapshot.version = self.strategy.version
+        snapshot.state_schema = self.strategy.state_schema
         try:
             encoded = self._runtime.export()
-        except StateError as exc:
-            # StateSnapshot has no error field: an empty digest (never valid for a real export)
-            # tells the gateway the export failed, so it aborts the handoff at once.
+        except Exception as exc:
+            # StateError is the expected failure; anything else is still answered, so the
+            # gateway aborts the handoff at once instead of waiting out its step timeout.
+            # State and digest stay empty (never valid for a real export).
+            snapshot.error = describe_error(exc)
             log.error(
                 "state export failed",
-                extra={"handoff_id": m.handoff_id, "error": describe_error(exc)},
+                extra={"handoff_id": m.handoff_id, "error": snapshot.error},
+                exc_info=not isinstance(exc, StateError),
             )
-            return gw.AttachRequest(state_export=snapshot)
+            return reply
         snapshot.state = encoded.data
         snapshot.digest = encoded.digest
         snapshot.applied_seq.update(encoded.applied_seq)
@@ -533,20 +550,29 @@ class StrategyHost:
                 "applied_seq_slots": len(encoded.applied_seq),
             },
         )
-        return gw.AttachRequest(state_export=snapshot)
+        return reply
 
     def _import(self, m: gw.ImportState) -> gw.AttachRequest:
         s = m.snapshot
-        outcome = self._runtime.import_(
-            EncodedState(
-                strategy=s.strategy,
-                version=s.version,
-                state_schema=s.state_schema,
-                data=s.state,
-                digest=s.digest,
-                applied_seq=dict(s.applied_seq),
+        data = s.state
+        if s.error:
+            # A failed export forwarded by mistake: say so rather than "not canonical JSON".
+            outcome = ImportOutcome(
+                ok=False,
+                digest=state_digest(data),
+                error=f"StateDecodeError: the snapshot is a failed export ({s.error})",
             )
-        )
+        else:
+            outcome = self._runtime.import_(
+                EncodedState(
+                    strategy=s.strategy,
+                    version=s.version,
+                    state_schema=s.state_schema,
+                    data=data,
+                    digest=s.digest,
+                    applied_seq=dict(s.applied_seq),
+                )
+            )
         log.info(
             "state import answered",
             extra={"handoff_id": m.handoff_id, "ok": outcome.ok, "error": outcome.error},

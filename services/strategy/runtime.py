@@ -7,10 +7,12 @@ one worker thread. It is tested directly, without sockets.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ from baton.model import Action, Decision, EvaluationRequest, Fill, Settlement
 from baton.strategy._errors import StateDecodeError, StateError, StateMismatchError
 from baton.strategy._state import (
     DEFAULT_MAX_STATE_BYTES,
+    DecodedState,
     decode_state,
     encode_state,
     state_digest,
@@ -37,6 +40,25 @@ def describe_error(exc: BaseException) -> str:
     """``"Type: message"``, bounded, as recorded in ``Decision.error`` and ``ImportResult``."""
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while a large state is exported or imported.
+
+    Building or parsing a state allocates hundreds of thousands of containers, each allocation
+    counting towards a collection, and a full collection walks every object the state holds: on
+    a 10 MB state that is most of the time spent (export 4x, parse 2x slower with it running).
+    Nothing cyclic is freed in between, so nothing is lost by collecting afterwards. Restores
+    the previous setting (a process that disabled the collector keeps it disabled).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +224,8 @@ class StrategyRuntime:
     def export(self) -> EncodedState:
         """The current state, encoded. Raises ``StateError`` (state is left as it was)."""
         applied = self.applied_seq
-        data = encode_state(self.strategy, self._state, applied, max_bytes=self.max_state_bytes)
+        with gc_paused():
+            data = encode_state(self.strategy, self._state, applied, max_bytes=self.max_state_bytes)
         return EncodedState(
             strategy=self.strategy.name,
             version=self.strategy.version,
@@ -220,31 +243,8 @@ class StrategyRuntime:
         """
         digest = state_digest(snapshot.data)
         try:
-            if snapshot.digest and snapshot.digest != digest:
-                raise StateMismatchError(
-                    f"digest mismatch: snapshot says {snapshot.digest}, its bytes hash to {digest}"
-                )
-            if snapshot.strategy and snapshot.strategy != self.strategy.name:
-                raise StateMismatchError(
-                    f"snapshot is state of strategy {snapshot.strategy!r}; "
-                    f"this host runs {self.strategy.name!r}"
-                )
-            decoded = decode_state(self.strategy, snapshot.data, max_bytes=self.max_state_bytes)
-            if snapshot.state_schema and snapshot.state_schema != decoded.from_schema:
-                raise StateDecodeError(
-                    f"snapshot says state_schema {snapshot.state_schema}, "
-                    f"its bytes carry {decoded.from_schema}"
-                )
-            if snapshot.applied_seq and dict(snapshot.applied_seq) != decoded.applied_seq:
-                raise StateDecodeError("snapshot applied_seq differs from the one in its bytes")
-            # Re-export before adopting: a state this code cannot export again would strand
-            # the next handoff, so it fails the import while the old state is still in place.
-            reexported = encode_state(
-                self.strategy,
-                decoded.state,
-                decoded.applied_seq,
-                max_bytes=self.max_state_bytes,
-            )
+            with gc_paused():
+                decoded, reexported = self._decode(snapshot, digest)
         except StateError as exc:
             error = describe_error(exc)
             log.warning("state import failed", extra={"error": error, "digest": digest})
@@ -270,3 +270,34 @@ class StrategyRuntime:
             },
         )
         return outcome
+
+    def _decode(self, snapshot: EncodedState, digest: str) -> tuple[DecodedState[Any], bytes]:
+        """The snapshot's state and its re-export, or ``StateError``; touches nothing."""
+        if snapshot.digest and snapshot.digest != digest:
+            raise StateMismatchError(
+                f"digest mismatch: snapshot says {snapshot.digest}, its bytes hash to {digest}"
+            )
+        if snapshot.strategy and snapshot.strategy != self.strategy.name:
+            raise StateMismatchError(
+                f"snapshot is state of strategy {snapshot.strategy!r}; "
+                f"this host runs {self.strategy.name!r}"
+            )
+        decoded = decode_state(self.strategy, snapshot.data, max_bytes=self.max_state_bytes)
+        if snapshot.state_schema and snapshot.state_schema != decoded.from_schema:
+            raise StateDecodeError(
+                f"snapshot says state_schema {snapshot.state_schema}, "
+                f"its bytes carry {decoded.from_schema}"
+            )
+        if snapshot.applied_seq and dict(snapshot.applied_seq) != decoded.applied_seq:
+            raise StateDecodeError("snapshot applied_seq differs from the one in its bytes")
+        # Re-export before adopting: a state this code cannot export again would strand
+        # the next handoff, so it fails the import while the old state is still in place.
+        # Exactly once: its digest is the ImportResult's migrated_digest (equal to the
+        # snapshot's when no migration ran: import and export are inverse).
+        reexported = encode_state(
+            self.strategy,
+            decoded.state,
+            decoded.applied_seq,
+            max_bytes=self.max_state_bytes,
+        )
+        return decoded, reexported

@@ -104,7 +104,8 @@ class RecordingSink:
                 raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
 
 
 def check_sequence(candles: Sequence[Candle]) -> None:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from procs import CADENCE_S, V1, StartGateway, StartStrategy
 
 from baton.common import Service, spawn_baton
 
@@ -37,3 +38,63 @@ async def sim(log_dir: Path) -> AsyncIterator[Service]:
     )
     yield service
     await service.stop()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.sqlite"
+
+
+@pytest.fixture
+async def start_gateway(sim: Service, ledger: Path, log_dir: Path) -> AsyncIterator[StartGateway]:
+    started: list[Service] = []
+
+    async def start(**env: str) -> Service:
+        service = await spawn_baton(
+            "gateway",
+            ["gateway"],
+            log_dir=log_dir,
+            env={
+                "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
+                "BATON_GATEWAY__CADENCE_S": str(CADENCE_S),
+                "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
+                "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],
+                "BATON_EXCHANGE__STALL_TIMEOUT_S": "1.0",
+                "BATON_LEDGER__PATH": str(ledger),
+                **env,
+            },
+        )
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        await service.stop()
+
+
+@pytest.fixture
+async def start_strategy(log_dir: Path) -> AsyncIterator[StartStrategy]:
+    started: list[Service] = []
+
+    async def start(gateway: Service, entrypoint: str = V1, config: str = "{}") -> Service:
+        service = await spawn_baton(
+            f"strategy-{len(started)}",
+            [
+                "strategy",
+                "--gateway",
+                gateway.ready["grpc_addr"],
+                "--entrypoint",
+                entrypoint,
+                "--config",
+                config,
+                "--pod-name",
+                f"pod-{len(started)}",
+            ],
+            log_dir=log_dir,
+        )
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        await service.stop()

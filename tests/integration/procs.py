@@ -5,11 +5,23 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from baton.common import Service
+
 POLL_S = 0.05
+
+V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
+FAULTY = "baton.strategy.examples.faulty:Faulty"
+# Generous for 2 shared cores: a strategy process starting next to a running one must not
+# make it miss a deadline (this tests presence, not speed; bench/ measures speed).
+CADENCE_S = 0.5
+SLOTS = 16
+
+StartGateway = Callable[..., Awaitable[Service]]
+StartStrategy = Callable[..., Awaitable[Service]]
 
 
 async def wait_until(
@@ -45,3 +57,28 @@ def query(ledger: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 def count(ledger: Path, sql: str, *params: Any) -> int:
     rows = query(ledger, sql, *params)
     return int(rows[0][0]) if rows else 0
+
+
+def evaluations(ledger: Path) -> int:
+    return count(ledger, "SELECT count(*) FROM evaluations")
+
+
+async def run_ticks(ledger: Path, ticks: int) -> None:
+    await wait_until(
+        lambda: evaluations(ledger) >= ticks * SLOTS,
+        timeout_s=ticks * CADENCE_S + 20,
+        what=f"{ticks} ticks of evaluations in the ledger",
+    )
+
+
+def assert_every_scheduled_evaluation_accounted(ledger: Path) -> dict[str, list[int]]:
+    """Per slot, seqs run 1..N without a hole, and every slot has the same N."""
+    seqs: dict[str, list[int]] = {}
+    for slot_id, seq in query(ledger, "SELECT slot_id, seq FROM evaluations ORDER BY slot_id, seq"):
+        seqs.setdefault(slot_id, []).append(seq)
+    assert len(seqs) == SLOTS
+    lengths = {len(v) for v in seqs.values()}
+    assert len(lengths) == 1, f"slots have different evaluation counts: {lengths}"
+    for slot_id, values in seqs.items():
+        assert values == list(range(1, len(values) + 1)), f"{slot_id} has holes: {values}"
+    return seqs

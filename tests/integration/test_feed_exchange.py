@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import pytest
 from _sim import (
+    FAST,
     RecordingSink,
     check_against_sim,
     check_sequence,
@@ -17,6 +19,7 @@ from _sim import (
     feed_config,
     running_sim,
 )
+from websockets.asyncio.client import ClientConnection, connect
 
 from baton.exchange_sim import ExchangeSim
 from baton.gateway.exchange import ExchangeConfig, ExchangeFeed
@@ -239,3 +242,48 @@ async def test_an_unreachable_exchange_is_retried_with_backoff() -> None:
         await sink.wait_for(lambda: feed.stats.reconnects >= 2, 5, "two retries")
         assert not feed.connected.is_set()
         assert all(e in ("connecting", "disconnected") for e in sink.event_names())
+
+
+async def test_the_feed_stops_promptly_whenever_it_is_cancelled() -> None:
+    """Cancellation may land while a frame arrives, during a backfill or a reconnect; the feed
+    must end every time (on Python 3.11 ``asyncio.wait_for`` could swallow it)."""
+    streams = [(s, i) for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT") for i in ("1m", "5m")]
+    async with running_sim(time_scale=600.0, push_interval_s=0.05) as sim:
+        for n in range(20):
+            feed = ExchangeFeed(feed_config(sim, backfill_limit=50), streams, RecordingSink())
+            task = asyncio.create_task(feed.run())
+            # Not a synchronisation: the point is to cancel at a different moment each round
+            # (connecting, backfilling, streaming).
+            await asyncio.sleep(n * 0.012)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=2.0)
+            assert task in done, f"the feed ignored its cancellation (round {n})"
+
+
+async def test_the_simulator_stops_promptly_with_busy_connections() -> None:
+    sim = ExchangeSim(replace(FAST, time_scale=600.0, push_interval_s=0.02))
+    await sim.start()
+    url = f"{sim.ws_url}/stream?streams=btcusdt@kline_1m/ethusdt@kline_1m/solusdt@kline_1s"
+    clients = [await connect(url, close_timeout=1.0) for _ in range(5)]
+
+    async def drain(ws: ClientConnection) -> None:
+        async for _ in ws:
+            pass
+
+    readers = [asyncio.create_task(drain(ws)) for ws in clients]
+    try:
+        for ws in clients:
+            await ws.recv()
+        stopping = asyncio.create_task(sim.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=3.0)
+        assert stopping in done, "the simulator did not stop"
+        # Every client saw the server go away, with a close frame.
+        for ws in clients:
+            await asyncio.wait_for(ws.wait_closed(), 3.0)
+            assert ws.close_code == 1001
+    finally:
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for ws in clients:
+            await ws.close()

@@ -7,108 +7,25 @@ import itertools
 import json
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from procs import count, query, wait_until
+from procs import (
+    FAULTY,
+    SLOTS,
+    StartGateway,
+    StartStrategy,
+    assert_every_scheduled_evaluation_accounted,
+    count,
+    evaluations,
+    query,
+    run_ticks,
+    wait_until,
+)
 
 from baton.common import ProcessFailed, Service, spawn_baton
 from baton.gateway.ledger import LedgerReader
 from baton.gateway.records import EvalOutcome
-
-V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
-FAULTY = "baton.strategy.examples.faulty:Faulty"
-CADENCE_S = 0.25
-SLOTS = 16
-
-StartGateway = Callable[..., Awaitable[Service]]
-StartStrategy = Callable[..., Awaitable[Service]]
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.sqlite"
-
-
-@pytest.fixture
-async def start_gateway(sim: Service, ledger: Path, log_dir: Path) -> AsyncIterator[StartGateway]:
-    started: list[Service] = []
-
-    async def start(**env: str) -> Service:
-        service = await spawn_baton(
-            "gateway",
-            ["gateway"],
-            log_dir=log_dir,
-            env={
-                "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
-                "BATON_GATEWAY__CADENCE_S": str(CADENCE_S),
-                "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
-                "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],
-                "BATON_EXCHANGE__STALL_TIMEOUT_S": "1.0",
-                "BATON_LEDGER__PATH": str(ledger),
-                **env,
-            },
-        )
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        await service.stop()
-
-
-@pytest.fixture
-async def start_strategy(log_dir: Path) -> AsyncIterator[StartStrategy]:
-    started: list[Service] = []
-
-    async def start(gateway: Service, entrypoint: str = V1, config: str = "{}") -> Service:
-        service = await spawn_baton(
-            f"strategy-{len(started)}",
-            [
-                "strategy",
-                "--gateway",
-                gateway.ready["grpc_addr"],
-                "--entrypoint",
-                entrypoint,
-                "--config",
-                config,
-                "--pod-name",
-                f"pod-{len(started)}",
-            ],
-            log_dir=log_dir,
-        )
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        await service.stop()
-
-
-def evaluations(ledger: Path) -> int:
-    return count(ledger, "SELECT count(*) FROM evaluations")
-
-
-async def run_ticks(ledger: Path, ticks: int) -> None:
-    await wait_until(
-        lambda: evaluations(ledger) >= ticks * SLOTS,
-        timeout_s=ticks * CADENCE_S + 20,
-        what=f"{ticks} ticks of evaluations in the ledger",
-    )
-
-
-def assert_every_scheduled_evaluation_accounted(ledger: Path) -> dict[str, list[int]]:
-    """Per slot, seqs run 1..N without a hole, and every slot has the same N."""
-    seqs: dict[str, list[int]] = {}
-    for slot_id, seq in query(ledger, "SELECT slot_id, seq FROM evaluations ORDER BY slot_id, seq"):
-        seqs.setdefault(slot_id, []).append(seq)
-    assert len(seqs) == SLOTS
-    lengths = {len(v) for v in seqs.values()}
-    assert len(lengths) == 1, f"slots have different evaluation counts: {lengths}"
-    for slot_id, values in seqs.items():
-        assert values == list(range(1, len(values) + 1)), f"{slot_id} has holes: {values}"
-    return seqs
 
 
 async def test_simulator_to_settlements_every_evaluation_accounted(

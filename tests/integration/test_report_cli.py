@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from baton.cli import main
+from baton.gateway import handoff as hm
 from baton.gateway.ledger import Ledger
 from baton.gateway.records import EvalOutcome, EvaluationRecord
 
@@ -29,6 +30,15 @@ def ledger_path(tmp_path: Path) -> Path:
                     instance_id="i1-blue", version="v1", epoch=1, action="HOLD",
                 )
             )  # fmt: skip
+        led.record_handoff(
+            hm.Handoff(
+                "h-1", "momentum", "i0-blue", "i1-blue", "v0", "v1", hm.Policy(),
+                hm.Phase.COMPLETED, started_ms=T0 + 2000, phase_since_ms=T0 + 9000,
+                epoch_before=0, epoch_after=1, state_bytes=3072, export_requested_ms=T0 + 2000,
+                imported_ms=T0 + 2012, flipped_ms=T0 + 5001, pause_ms=1.25, finished_ms=T0 + 9000,
+            ),
+            missed=0,
+        )  # fmt: skip
     return path
 
 
@@ -49,6 +59,42 @@ def test_prints_json(ledger_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         "max_gap_ms": 5000,
     }
     assert (data["bets"], data["settled"], data["win_rate"]) == (0, 0, None)
+    (handoff,) = data["handoffs"]
+    assert {k: handoff[k] for k in ("from_version", "to_version", "result", "missed")} == {
+        "from_version": "v0",
+        "to_version": "v1",
+        "result": "completed",
+        "missed": 0,
+    }
+    assert (handoff["pause_ms"], handoff["pause_ms_ledger"], handoff["state_bytes"]) == (
+        1.25,
+        0,  # the evaluation of seq 1 was dispatched on its schedule
+        3072,
+    )
+    assert (data["handoffs_completed"], data["handoffs_failed"], data["pause_ms_max"]) == (
+        1,
+        0,
+        1.25,
+    )
+
+
+def test_prints_the_handoffs_table(ledger_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["presence", "--ledger", str(ledger_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    table = out[out.index("handoffs") + 1 :]
+    assert table[1].split() == [
+        "1",
+        "v0",
+        "->",
+        "v1",
+        "completed",
+        "1.25",
+        "0",
+        "0",
+        "3.0",
+        "12",
+        "0",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,8 @@ import pytest
 from baton import wire
 from baton.common import Backoff, parse_ready
 from baton.model import Action, Candle, EvaluationRequest, Role, Slot
-from baton.strategy import Strategy, decode_state, state_digest
-from baton.strategy.examples.faulty import Faulty
+from baton.strategy import Outcome, Strategy, decode_state, state_digest
+from baton.strategy.examples.faulty import Faulty, FaultyV2
 from baton.strategy.examples.momentum_v1 import MomentumV1
 from baton.strategy.examples.momentum_v2 import MomentumV2
 from baton.strategy.host import HostExit, StrategyHost
@@ -205,7 +206,13 @@ CLOSES = [100.0, 101.0, 100.0, 101.0, 100.0, 101.0]
 
 
 def evaluation(
-    seq: int, *, slot: Slot = BTC, epoch: int = 7, live_close: float = 100.5, window: int = 6
+    seq: int,
+    *,
+    slot: Slot = BTC,
+    epoch: int = 7,
+    live_close: float = 100.5,
+    window: int = 6,
+    role: Role = Role.ACTIVE,
 ) -> dict[str, Any]:
     req = EvaluationRequest(
         slot=slot,
@@ -213,7 +220,7 @@ def evaluation(
         scheduled_ms=window * FIVE_MIN + seq * 5000,
         deadline_ms=window * FIVE_MIN + seq * 5000 + 5000,
         epoch=epoch,
-        role=Role.ACTIVE,
+        role=role,
         live=candle(window, live_close, open_=100.0, closed=False),
         history=tuple(candle(i, c) for i, c in enumerate(CLOSES[:window])),
         trace_context={"traceparent": TRACEPARENT},
@@ -545,8 +552,15 @@ async def test_export_over_the_state_limit_answers_an_empty_snapshot(
     session.send(export_state=gw.ExportState(handoff_id="h"))
     snap = await session.recv("state_export")
     assert (snap.handoff_id, snap.strategy, snap.state, snap.digest) == ("h", "blob", b"", "")
+    assert snap.error.startswith("StateTooLargeError: encoded state is "), snap.error
+    assert snap.error.endswith("over the limit of 1024 bytes (max_state_bytes)")
     session.send(**evaluation(1))  # and it keeps serving
     assert (await session.recv("decision")).seq == 1
+    # A failed export forwarded to an import is refused with a message saying so.
+    session.send(import_state=gw.ImportState(handoff_id="h", snapshot=snap))
+    result = await session.recv("import_result")
+    assert not result.ok
+    assert result.error.startswith("StateDecodeError: the snapshot is a failed export (State")
 
 
 async def test_no_welcome_times_out_and_attaches_again_and_stop_cuts_the_wait(
@@ -574,18 +588,238 @@ async def test_no_welcome_times_out_and_attaches_again_and_stop_cuts_the_wait(
         await g.server.stop(None)
 
 
+# -- the handoff, as the gateway drives it -------------------------------------------------------
+
+
+async def decisions(session: Session, n: int) -> list[Any]:
+    return [await session.recv("decision") for _ in range(n)]
+
+
+def summary(ds: list[Any]) -> list[tuple[int, int, int, str]]:
+    return [(d.seq, d.epoch, d.action, d.reason) for d in ds]
+
+
+@pytest.mark.parametrize(
+    ("green_cls", "same_schema"),
+    [(MomentumV1, True), (MomentumV2, False)],
+    ids=["v1-to-v1", "v1-to-v2"],
+)
+async def test_handoff_choreography(
+    gateway: Gateway,
+    hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]],
+    green_cls: type[Strategy[Any]],
+    same_schema: bool,
+) -> None:
+    """Export, import, shadow with a journal replay, flip, bake with blue shadowing, drain."""
+    blue, blue_task = await start_host(hosts, MomentumV1({}), gateway.address, pod_name="blue")
+    b = await gateway.servicer.next_session()
+    gateway.servicer.role = mk.ROLE_STANDBY  # green attaches as STANDBY and is sent nothing
+    green, _ = await start_host(hosts, green_cls({}), gateway.address, pod_name="green")
+    g = await gateway.servicer.next_session()
+    assert (await asyncio.wait_for(green.wait_attached(), WAIT)).role is Role.STANDBY
+
+    # 1. blue: ticks, a fill, then ExportState in-stream; what follows it is journaled.
+    b.send(**evaluation(1))
+    b.send(**evaluation(1, slot=ETH, live_close=99.5))
+    b.send(**fill("bet-1", 1))
+    b.send(export_state=gw.ExportState(handoff_id="h-1"))
+    journal = [evaluation(2, live_close=100.7), evaluation(2, slot=ETH), settlement("bet-1", True)]
+    for msg in journal:
+        b.send(**msg)
+    await decisions(b, 2)  # the ticks before the export
+    snap = await b.recv("state_export")
+    assert (snap.error, dict(snap.applied_seq)) == ("", {"BTC/5m": 1, "ETH/5m": 1})
+    blue_journaled = await decisions(b, 2)
+
+    # 2. green: import, SHADOW under the current epoch, the journal replayed (requests still
+    # say ACTIVE: they were built for blue), then live ticks as SHADOW alongside blue.
+    g.send(import_state=gw.ImportState(handoff_id="h-1", snapshot=snap))
+    result = await g.recv("import_result")
+    assert result.ok, result.error
+    assert result.digest == snap.digest
+    assert (result.migrated_digest == snap.digest) is same_schema
+    g.send(role_change=gw.RoleChange(role=mk.ROLE_SHADOW, epoch=7))
+    for msg in journal:
+        g.send(**msg)
+    green_journaled = await decisions(g, 2)
+    assert [(d.seq, d.epoch) for d in green_journaled] == [(2, 7), (2, 7)]
+    if same_schema:
+        assert summary(green_journaled) == summary(blue_journaled)
+    else:  # v2 decides on the migrated state: blue's bet on this window is remembered
+        assert green_journaled[0].reason == "already bet this window"
+    b.send(**evaluation(3, live_close=100.2))
+    g.send(**evaluation(3, live_close=100.2, role=Role.SHADOW))
+    blue_live, green_live = await decisions(b, 1), await decisions(g, 1)
+    assert (green.role, green.epoch) == (Role.SHADOW, 7)
+    assert green.applied_seq == blue.applied_seq == {"BTC/5m": 3, "ETH/5m": 2}
+    if same_schema:
+        assert summary(green_live) == summary(blue_live)
+        assert await green.state_digest() == await blue.state_digest()
+
+    # 3. the flip at a tick boundary: green ACTIVE and blue SHADOW, both under epoch 8.
+    g.send(role_change=gw.RoleChange(role=mk.ROLE_ACTIVE, epoch=8))
+    b.send(role_change=gw.RoleChange(role=mk.ROLE_SHADOW, epoch=8))
+    g.send(**evaluation(4, epoch=8, live_close=99.0))
+    b.send(**evaluation(4, epoch=8, live_close=99.0, role=Role.SHADOW))
+    (green_first,), (blue_shadow,) = await decisions(g, 1), await decisions(b, 1)
+    assert (green_first.seq, green_first.epoch, blue_shadow.epoch) == (4, 8, 8)
+    assert (green.role, green.epoch, blue.role, blue.epoch) == (Role.ACTIVE, 8, Role.SHADOW, 8)
+    if same_schema:  # blue shadows on a state equal to green's: it can take back at any tick
+        assert await green.state_digest() == await blue.state_digest()
+
+    # 4. bake over: blue drains and detaches; green goes on.
+    b.send(drain=gw.Drain(reason="handoff h-1 completed"))
+    complete = await b.recv("drain_complete")
+    assert dict(complete.applied_seq) == {"BTC/5m": 4, "ETH/5m": 2}
+    await asyncio.wait_for(b.host_closed.wait(), WAIT)
+    b.end()
+    assert await asyncio.wait_for(blue_task, WAIT) is HostExit.DRAINED
+    g.send(**evaluation(5, epoch=8))
+    assert (await g.recv("decision")).seq == 5
+
+
+async def test_rollback_in_the_bake_window_gives_blue_back_the_lead(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    """After the flip green fails; blue, shadowing with its state current, is ACTIVE again."""
+    blue, _ = await start_host(hosts, MomentumV1({}), gateway.address)
+    b = await gateway.servicer.next_session()
+    b.send(role_change=gw.RoleChange(role=mk.ROLE_SHADOW, epoch=8))  # green took over
+    b.send(**evaluation(1, epoch=8, role=Role.SHADOW))
+    b.send(role_change=gw.RoleChange(role=mk.ROLE_ACTIVE, epoch=9))  # green failed
+    b.send(**evaluation(2, epoch=9))
+    assert [(d.seq, d.epoch) for d in await decisions(b, 2)] == [(1, 8), (2, 9)]
+    assert (blue.role, blue.epoch, blue.applied_seq) == (Role.ACTIVE, 9, {"BTC/5m": 2})
+
+
+class Gate(Faulty):
+    """Faulty whose evaluation of seq 1 blocks the worker until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.gate = threading.Event()
+
+    def evaluate(self, request: EvaluationRequest, state: dict[str, int]) -> Outcome:
+        if request.seq == 1:
+            self.gate.wait(WAIT)
+        return super().evaluate(request, state)
+
+
+async def test_role_changes_between_queued_evaluations_leave_every_answers_epoch_alone(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    """Role changes take effect on arrival, even with evaluations still queued, and never
+    rewrite an answer: each decision carries its own request's epoch, late or replayed."""
+    strategy = Gate()
+    draining = asyncio.Event()
+
+    def role_changed(role: Role, epoch: int) -> None:
+        if role is Role.DRAINING:
+            draining.set()
+
+    host, _ = await start_host(hosts, strategy, gateway.address, on_role_changed=role_changed)
+    session = await gateway.servicer.next_session()
+    session.send(**evaluation(1, epoch=7))  # blocks the worker: everything below queues
+    session.send(role_change=gw.RoleChange(role=mk.ROLE_SHADOW, epoch=8))
+    session.send(**evaluation(2, epoch=7))  # journaled before the change, replayed after it
+    session.send(role_change=gw.RoleChange(role=mk.ROLE_ACTIVE, epoch=9))
+    session.send(**evaluation(3, epoch=9))
+    session.send(**evaluation(4, epoch=5))  # a stale epoch is answered as given: fencing is
+    session.send(role_change=gw.RoleChange(role=mk.ROLE_DRAINING, epoch=9))  # the gateway's
+    session.send(**evaluation(5, epoch=9))
+    await asyncio.wait_for(draining.wait(), WAIT)
+    assert (host.epoch, host.evaluations) == (9, 0)  # every change in, no answer out yet
+    assert session.inbox.empty()
+    strategy.gate.set()
+    got = await decisions(session, 5)
+    assert [(d.seq, d.epoch) for d in got] == [(1, 7), (2, 7), (3, 9), (4, 5), (5, 9)]
+    assert host.applied_seq == {"BTC/5m": 5}
+
+
+async def test_state_goes_v1_to_v2_and_back_to_v1_over_the_wire(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    """``baton demo --handoffs 2``: v1 -> v2 -> v1. With no tick in between, the second v1
+    holds exactly the first one's state (digest), open bets and counters included."""
+    await start_host(hosts, MomentumV1({}), gateway.address, pod_name="v1-a")
+    a = await gateway.servicer.next_session()
+    gateway.servicer.role = mk.ROLE_STANDBY
+    await start_host(hosts, MomentumV2({}), gateway.address, pod_name="v2")
+    v2 = await gateway.servicer.next_session()
+    last, _ = await start_host(hosts, MomentumV1({}), gateway.address, pod_name="v1-b")
+    c = await gateway.servicer.next_session()
+
+    for seq in (1, 2):
+        a.send(**evaluation(seq))
+        a.send(**evaluation(seq, slot=ETH, live_close=99.0))
+    a.send(**fill("bet-1", 1))
+    a.send(**fill("bet-2", 1))
+    a.send(**settlement("bet-1", won=True))
+    a.send(export_state=gw.ExportState(handoff_id="h-1"))
+    await decisions(a, 4)
+    first = await a.recv("state_export")
+
+    v2.send(import_state=gw.ImportState(handoff_id="h-1", snapshot=first))
+    up = await v2.recv("import_result")
+    assert (up.ok, up.state_schema) == (True, 2), up.error
+    v2.send(export_state=gw.ExportState(handoff_id="h-2"))
+    second = await v2.recv("state_export")
+    assert (second.state_schema, second.version, second.digest) == (2, "v2", up.migrated_digest)
+
+    c.send(import_state=gw.ImportState(handoff_id="h-2", snapshot=second))
+    down = await c.recv("import_result")
+    assert (down.ok, down.state_schema, down.digest) == (True, 1, second.digest), down.error
+    assert down.migrated_digest == first.digest
+    assert await last.state_digest() == first.digest
+    state = decode_state(MomentumV1({}), (await last.export_state()).data).state
+    assert set(state.slots["BTC/5m"].open_bets) == {"bet-2"}
+    assert (state.counters.evaluations, state.counters.bets, state.counters.wins) == (4, 2, 1)
+
+
+async def test_faulty_answers_a_wrong_epoch_and_fails_imports_on_demand(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    await start_host(hosts, Faulty({}), gateway.address)
+    blue = await gateway.servicer.next_session()
+    await start_host(hosts, FaultyV2({"wrong_epoch": True}), gateway.address)
+    stale = await gateway.servicer.next_session()
+    failing, _ = await start_host(hosts, FaultyV2({"fail_import": True}), gateway.address)
+    broken = await gateway.servicer.next_session()
+
+    blue.send(**evaluation(1))
+    blue.send(export_state=gw.ExportState(handoff_id="h"))
+    assert (await blue.recv("decision")).epoch == 7
+    snap = await blue.recv("state_export")
+    assert (snap.strategy, snap.version) == ("faulty", "v1")
+
+    stale.send(import_state=gw.ImportState(handoff_id="h", snapshot=snap))
+    assert (await stale.recv("import_result")).ok
+    stale.send(**evaluation(2, epoch=8))
+    assert (await stale.recv("decision")).epoch == 1008
+
+    before = await failing.state_digest()
+    broken.send(import_state=gw.ImportState(handoff_id="h", snapshot=snap))
+    result = await broken.recv("import_result")
+    assert not result.ok
+    assert result.error.endswith("FaultyError: injected import failure (fail_import)")
+    assert await failing.state_digest() == before
+
+
 # -- the real command -----------------------------------------------------------------------
 
 
 async def start_cli(
-    address: str, tmp_path: Path, *extra: str
+    address: str,
+    tmp_path: Path,
+    *extra: str,
+    entrypoint: str = "baton.strategy.examples.momentum_v1:MomentumV1",
+    config: str = '{"threshold": 0.3}',
 ) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
     """``baton strategy`` as a subprocess; returns it and its ready line's fields."""
     stderr = (tmp_path / "strategy.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "baton", "strategy", "--gateway", address,
-        "--entrypoint", "baton.strategy.examples.momentum_v1:MomentumV1",
-        "--config", '{"threshold": 0.3}', "--pod-name", "cli-0", *extra,
+        "--entrypoint", entrypoint, "--config", config, "--pod-name", "cli-0", *extra,
         stdout=asyncio.subprocess.PIPE, stderr=stderr,
     )  # fmt: skip
     stderr.close()
@@ -659,3 +893,25 @@ async def test_cli_reports_a_bad_entrypoint_and_exits_2(tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode == 2
     assert "module 'baton.strategy.examples.nowhere' not found" in err.decode()
+
+
+async def test_cli_faulty_crashes_with_status_3_on_exit_on_seq(
+    gateway: Gateway, tmp_path: Path, processes: list[asyncio.subprocess.Process]
+) -> None:
+    proc, ready = await start_cli(
+        gateway.address,
+        tmp_path,
+        entrypoint="baton.strategy.examples.faulty:FaultyV2",
+        config='{"exit_on_seq": 2}',
+    )
+    processes.append(proc)
+    assert (ready["strategy"], ready["version"]) == ("faulty", "v2")
+    session = await gateway.servicer.next_session()
+    session.send(**evaluation(1))
+    # Awaited before sending seq 2: a crash may also lose answers still on their way out.
+    assert (await session.recv("decision")).seq == 1
+    session.send(**evaluation(2))
+    session.send(**evaluation(3))
+    assert await asyncio.wait_for(proc.wait(), 10) == 3
+    assert session.inbox.empty()  # no answer to seq 2 or 3: it died mid-evaluation
+    assert "crashing on purpose (exit_on_seq)" in (tmp_path / "strategy.log").read_text()

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baton.gateway import _binance
@@ -185,11 +185,13 @@ def test_malformed_frames_are_reported_not_raised(frame: str | bytes, reason: st
     assert got.raw
 
 
+@settings(deadline=None)  # a loaded CI machine must not fail a property for being slow
 @given(st.one_of(st.text(max_size=300), st.binary(max_size=300)))
 def test_parse_frame_never_raises(frame: str | bytes) -> None:
     parse_frame(frame)
 
 
+@settings(deadline=None)
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),

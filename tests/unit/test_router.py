@@ -118,8 +118,9 @@ def test_answer_from_a_previous_incarnation_after_reattach_is_fenced() -> None:
     router.on_tick(CLOCK.tick(0), now_ms=0)
     router.detach(blue)
     again = router.attach(info(), 10).instance_id
+    # The pending evaluation was sent to the old incarnation: nobody else may answer it.
     assert router.judge(again, decision(epoch=1), 20).verdict is Verdict.FENCED
-    assert router.judge(again, decision(epoch=2), 20).verdict is Verdict.UNKNOWN
+    assert router.judge(again, decision(epoch=2), 20).verdict is Verdict.FENCED
 
 
 def test_expire_resolves_pending_at_deadline_as_timeouts_once() -> None:
@@ -167,3 +168,89 @@ def test_answered_record_carries_decision_and_bet() -> None:
     assert record.executed
     err = answered_record(judgement.pending, decision(action=None, error="x"), 40)
     assert (err.outcome, err.executed, err.error) == (EvalOutcome.ERROR, False, "x")
+
+
+def shadowing_router() -> tuple[Router, str, str]:
+    router, blue = active_router()
+    green = router.attach(info("green", "v2"), 0).instance_id
+    router.set_role(green, Role.SHADOW)
+    return router, blue, green
+
+
+def test_shadow_gets_every_evaluation_and_its_answers_are_never_executed() -> None:
+    router, blue, green = shadowing_router()
+    plan = router.on_tick(CLOCK.tick(0), now_ms=0)
+    assert sorted((s.instance_id, s.role) for s in plan.sends) == sorted(
+        [(blue, Role.ACTIVE)] * 2 + [(green, Role.SHADOW)] * 2
+    )
+    assert not router.caught_up(green)
+    assert router.judge(green, decision(), 10).verdict is Verdict.SHADOW
+    assert ("BTC/5m", 1) in router.pending, "a shadow answer resolves nothing"
+    router.judge(green, Decision("MATIC/15m", 1, 1, Action.HOLD), 11)
+    assert router.caught_up(green)
+    assert router.judge(blue, decision(), 12).verdict is Verdict.EXECUTE
+
+
+def test_standby_and_draining_receive_nothing() -> None:
+    router, blue = active_router()
+    standby = router.attach(info("green", "v2"), 0).instance_id
+    draining = router.attach(info("old", "v0"), 0).instance_id
+    router.set_role(draining, Role.DRAINING)
+    plan = router.on_tick(CLOCK.tick(0), now_ms=0)
+    assert {s.instance_id for s in plan.sends} == {blue}
+    assert router.judge(standby, decision(), 5).verdict is Verdict.NOT_ACTIVE
+    assert router.judge(draining, decision(), 5).verdict is Verdict.NOT_ACTIVE
+
+
+def test_flip_at_a_boundary_new_epoch_old_active_fenced() -> None:
+    router, blue, green = shadowing_router()
+    router.on_tick(CLOCK.tick(0), now_ms=0)
+    for slot in ("BTC/5m", "MATIC/15m"):
+        router.judge(blue, Decision(slot, 1, 1, Action.HOLD), 5)
+    assert router.flip(green) == ()
+    assert router.epoch == 2
+    assert router.active_id == green
+    assert router.instances[blue].role is Role.SHADOW
+    plan = router.on_tick(CLOCK.tick(1), now_ms=1000)
+    assert {(s.instance_id, s.role, s.epoch) for s in plan.sends} == {
+        (green, Role.ACTIVE, 2),
+        (blue, Role.SHADOW, 2),
+    }
+    # Blue, now a shadow, can never have a decision executed.
+    assert router.judge(blue, decision(seq=2, epoch=2), 1005).verdict is Verdict.SHADOW
+    assert router.judge(green, decision(seq=2, epoch=2), 1006).verdict is Verdict.EXECUTE
+
+
+def test_fail_over_moves_pending_to_the_shadow_and_uses_its_answer() -> None:
+    router, blue, green = shadowing_router()
+    router.on_tick(CLOCK.tick(0), now_ms=0)
+    router.judge(green, decision(), 3)  # green answered BTC as a shadow; MATIC not yet
+    router.detach(blue)  # blue dies with both evaluations pending
+    answered = router.flip(green)
+    assert [p.slot.slot_id for p in answered] == ["BTC/5m"]
+    assert {p.instance_id for p in router.pending.values()} == {green}
+    judgement = router.take_over_answer(answered[0], now_ms=4)
+    assert judgement.verdict is Verdict.EXECUTE
+    # The rest is answered live, under the epoch it was sent with.
+    late = router.judge(green, Decision("MATIC/15m", 1, 1, Action.DOWN), 6)
+    assert late.verdict is Verdict.EXECUTE
+    assert router.pending == {}
+
+
+def test_hand_back_makes_blue_active_and_green_standby() -> None:
+    router, blue, green = shadowing_router()
+    router.flip(green)
+    router.on_tick(CLOCK.tick(0), now_ms=0)
+    router.judge(blue, decision(epoch=2), 2)  # blue shadows green
+    answered = router.flip(blue, previous_role=Role.STANDBY)
+    assert router.epoch == 3
+    assert router.instances[green].role is Role.STANDBY
+    assert [p.slot.slot_id for p in answered] == ["BTC/5m"]
+    assert router.take_over_answer(answered[0], 5).verdict is Verdict.EXECUTE
+    assert router.judge(green, decision(seq=1, epoch=2), 6).verdict is Verdict.NOT_ACTIVE
+
+
+def test_set_role_refuses_active() -> None:
+    router, blue = active_router()
+    with pytest.raises(ValueError, match="flip"):
+        router.set_role(blue, Role.ACTIVE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from baton.model import Action, Candle, EvaluationRequest, Role, Slot
-from baton.strategy import encode_state, state_digest
+from baton.strategy import StateEncodeError, encode_state, state_digest
 from baton.strategy._executor import SerialExecutor
 from baton.strategy.examples.faulty import Faulty
 from baton.strategy.examples.momentum_v1 import MomentumV1
@@ -213,6 +214,49 @@ def test_import_that_cannot_be_exported_again_fails_before_adopting() -> None:
     assert not outcome.ok
     assert outcome.error.startswith("StateEncodeError: state['x']: nan"), outcome.error
     assert green.export() == before
+
+
+def test_import_of_a_newer_schema_runs_the_downgrade() -> None:
+    blue = StrategyRuntime(MomentumV2({}))
+    blue.evaluate(request(1))
+    snap = blue.export()
+    green = StrategyRuntime(MomentumV1({}))
+    outcome = green.import_(snap)
+    assert outcome.ok, outcome.error
+    assert (outcome.from_schema, outcome.state_schema) == (2, 1)
+    assert outcome.migrated_digest == green.export().digest
+    assert green.applied_seq == {"BTC/5m": 1}
+
+
+class SeesTheCollector(Faulty):
+    """Records whether the cyclic GC was enabled while its state was exported/imported."""
+
+    seen: list[bool]
+
+    def export_state(self, state: dict[str, int]) -> dict[str, Any]:
+        self.seen.append(gc.isenabled())
+        if "FAIL/5m" in state:
+            raise RuntimeError("export failed")
+        return dict(state)
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["gc-enabled", "gc-disabled"])
+def test_export_and_import_pause_the_collector_and_restore_it(enabled: bool) -> None:
+    strategy = SeesTheCollector({})
+    strategy.seen = []
+    rt = StrategyRuntime(strategy)
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        snap = rt.export()
+        assert rt.import_(snap).ok
+        rt.evaluate(request(1, Slot("FAIL", "FAILUSDT", "5m")))  # and a failed export too
+        with pytest.raises(StateEncodeError):
+            rt.export()
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert strategy.seen == [False, False, False]  # export, re-export on import, failed export
 
 
 def test_serial_executor_runs_in_order_on_one_daemon_thread() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import doctest
+import enum
+import importlib
 import json
+from collections import defaultdict
 from typing import Any
 
 import pytest
@@ -134,6 +138,62 @@ def test_older_schema_is_migrated_on_import() -> None:
     assert decoded.applied_seq == {"s": 2}
 
 
+class BoxDowngrade(Box):
+    """Schema 1 code that reads schema 2 back (a version that alternates with a newer one)."""
+
+    def migrate(self, data: dict[str, Any], from_schema: int) -> dict[str, Any]:
+        if from_schema != 2:
+            return super().migrate(data, from_schema)
+        return {k: v for k, v in data.items() if k != "v2"}
+
+
+def test_newer_schema_is_migrated_on_import_when_the_strategy_reads_it() -> None:
+    data = encode_state(BoxV2(), {"v2": True, "a": 1}, {"s": 5})
+    decoded = decode_state(BoxDowngrade(), data)
+    assert decoded.state == {"a": 1}
+    assert (decoded.from_schema, decoded.to_schema, decoded.migrated) == (2, 1, True)
+    assert decoded.applied_seq == {"s": 5}
+
+
+def test_round_trip_up_and_down_gives_the_first_bytes_back() -> None:
+    first = encode_state(BoxDowngrade(), {"a": [1, 2.5]}, {"s": 1})
+    up = decode_state(BoxV2(), first)
+    down = decode_state(BoxDowngrade(), encode_state(BoxV2(), up.state, up.applied_seq))
+    assert encode_state(BoxDowngrade(), down.state, down.applied_seq) == first
+
+
+def test_a_migration_that_reads_neither_schema_falls_back_to_no_migration() -> None:
+    with pytest.raises(StateSchemaError, match="no migration from schema 3 to 1"):
+        decode_state(BoxDowngrade(), envelope(state_schema=3))
+
+
+class RaisesNotImplemented(Box):
+    def migrate(self, data: dict[str, Any], from_schema: int) -> dict[str, Any]:
+        raise NotImplementedError("v9 state is not readable yet")
+
+
+class RaisesSchemaError(Box):
+    def migrate(self, data: dict[str, Any], from_schema: int) -> dict[str, Any]:
+        raise StateSchemaError("refusing schema 2: the layout was withdrawn")
+
+
+@pytest.mark.parametrize(
+    ("strategy", "message"),
+    [
+        (
+            RaisesNotImplemented(),
+            "no migration from schema 2 to 1 in strategy 'box' v1: v9 state is not readable yet",
+        ),
+        (RaisesSchemaError(), "refusing schema 2: the layout was withdrawn"),
+    ],
+    ids=["not-implemented-error", "own-schema-error"],
+)
+def test_a_migrate_override_can_say_no_migration(strategy: Strategy[Any], message: str) -> None:
+    with pytest.raises(StateSchemaError) as info:
+        decode_state(strategy, envelope(state_schema=2))
+    assert str(info.value) == message
+
+
 @pytest.mark.parametrize(
     ("state", "where"),
     [
@@ -142,13 +202,65 @@ def test_older_schema_is_migrated_on_import() -> None:
         ({"x": {1: "a"}}, "state['x']: dict key 1"),
         ({"x": {1, 2}}, "state['x']: set is not JSON"),
         ({"x": b"bytes"}, "bytes is not JSON"),
+        ({"x": {"a": 1, 2: "b"}}, "state['x']: dict key 2 is a int"),
+        ({"x": {True: 1}}, "state['x']: dict key True is a bool"),
+        ({"x": {None: 1}}, "state['x']: dict key None is a NoneType"),
+        ({"x": {1.5: 1}}, "state['x']: dict key 1.5 is a float"),
+        ({"x": defaultdict(int, {3: 1})}, "state['x']: dict key 3 is a int"),
+        ({"w": [*range(20), {"k": {7: 0}}]}, "state['w'][20]['k']: dict key 7"),
+        ({"w": [[i, 0.5] for i in range(20)] + [[1, {8: 0}]]}, "state['w'][20][1]: dict key 8"),
+        ({"w": [(i, float("nan")) for i in range(20)]}, "state['w'][0][1]: nan"),
     ],
-    ids=["nan", "infinity-in-list", "int-dict-key", "set", "bytes"],
+    ids=[
+        "nan",
+        "infinity-in-list",
+        "int-dict-key",
+        "set",
+        "bytes",
+        "int-key-among-string-keys",
+        "bool-dict-key",
+        "none-dict-key",
+        "float-dict-key",
+        "defaultdict-with-int-key",
+        "int-key-after-many-scalars",
+        "int-key-inside-a-long-list-of-pairs",
+        "nan-in-a-long-list-of-tuples",
+    ],
 )
 def test_export_of_non_json_state_names_the_place(state: dict[str, Any], where: str) -> None:
     with pytest.raises(StateEncodeError) as info:
         encode_state(Box(), state, {})
     assert where in str(info.value)
+
+
+def test_circular_or_too_deep_state_is_an_encode_error() -> None:
+    looped: dict[str, Any] = {"a": []}
+    looped["a"].append(looped)
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    for state in ({"x": looped}, {"x": deep}):
+        with pytest.raises(StateEncodeError, match="nested too deeply"):
+            encode_state(Box(), state, {})
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+def test_tuples_str_subclass_keys_and_int_subclass_values_encode_as_their_json() -> None:
+    plain = {"red": [[1, 2.5]] * 20, "level": 3}
+    fancy = {Colour.RED: [(1, 2.5)] * 20, "level": Level.HIGH}
+    assert encode_state(Box(), fancy, {}) == encode_state(Box(), plain, {})
+
+
+def test_a_value_json_cannot_write_is_reported_with_the_encoders_words() -> None:
+    with pytest.raises(StateEncodeError, match="state is not canonical JSON: Exceeds the limit"):
+        encode_state(Box(), {"x": 10**5000}, {})
 
 
 def test_export_that_raises_or_returns_a_non_dict_is_an_encode_error() -> None:
@@ -201,8 +313,13 @@ IMPORT_ERRORS: list[tuple[Any, bytes, type[StateError], str]] = [
     (Box(), envelope(state_schema=0), StateDecodeError, "state_schema must be an integer"),
     (Box(), b'{"format":"baton.state/1","x":NaN}', StateDecodeError, "NaN is not allowed"),
     (Box(), envelope(strategy="other"), StateMismatchError, "strategy 'other'"),
-    (Box(), envelope(state_schema=2), StateSchemaError, "state_schema 2 is newer"),
-    (BoxV2NoMigration(), envelope(), StateMigrationError, "no migration from state_schema 1"),
+    (
+        Box(),
+        envelope(state_schema=2),
+        StateSchemaError,
+        "no migration from schema 2 to 1 in strategy 'box' v1",
+    ),
+    (BoxV2NoMigration(), envelope(), StateSchemaError, "no migration from schema 1 to 2"),
     (BoxV2(), envelope(state={"bad_migration": 1}), StateMigrationError, "cannot read field x"),
     (BoxV2(), envelope(state={"migrate_to_list": 1}), StateMigrationError, "must return a dict"),
     (Box(), envelope(state={"explode": 1}), StateImportError, "import_state of 'box' v1 raised"),
@@ -225,7 +342,7 @@ IMPORT_ERRORS: list[tuple[Any, bytes, type[StateError], str]] = [
         "zero-schema",
         "nan-constant",
         "other-strategy",
-        "newer-schema",
+        "newer-schema-without-migration",
         "older-schema-without-migration",
         "migration-raises",
         "migration-returns-non-dict",
@@ -266,3 +383,22 @@ def test_normalize_outcome(outcome: object, expected: tuple[Action, str]) -> Non
 def test_normalize_outcome_rejects_anything_else(outcome: object) -> None:
     with pytest.raises(TypeError, match="expected an Action or an"):
         normalize_outcome(outcome)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "baton.strategy.sdk",
+        "baton.strategy._state",
+        "baton.strategy._strategy",
+        "baton.strategy.runtime",
+        "baton.strategy.host",
+        "baton.strategy.loader",
+        "baton.strategy.examples._momentum",
+        "baton.strategy.examples.faulty",
+    ],
+)
+def test_docstring_examples_run(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0
+    assert result.attempted > 0

@@ -103,6 +103,14 @@ class Counters:
             pnl=float(d["pnl"]),
         )
 
+    def add(self, other: Counters) -> None:
+        """Fold ``other``'s tallies into these (v2's per-slot stats into v1's global counters)."""
+        self.evaluations += other.evaluations
+        self.bets += other.bets
+        self.wins += other.wins
+        self.losses += other.losses
+        self.pnl += other.pnl
+
     def settle(self, settlement: Settlement) -> None:
         if settlement.won:
             self.wins += 1

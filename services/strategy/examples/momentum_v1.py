@@ -21,6 +21,13 @@ State (``export_state``)::
                                             "window_start_ms": 1700000300000},
                           "open_bets": {"bet-12": {"seq": 7, "side": "UP", "stake": 5.0,
                                                    "window_end_ms": ..., "window_start_ms": ...}}}}}
+
+Reading state back from v2 (``migrate(data, 2)``, a downgrade): ``baton demo --handoffs N``
+alternates v1 and v2, so v1 takes over v2's state every other handoff. Per slot the rolling
+window, open bets, last decision and last bet window are kept exactly; the EMAs are dropped (v1
+has none, and v2 derives them again from the window); v2's ``carried`` counters plus every
+slot's ``stats`` become v1's global ``counters``. A v1 -> v2 -> v1 round trip with no ticks in
+between gives back v1's bytes exactly.
 """
 
 from __future__ import annotations
@@ -142,6 +149,22 @@ class MomentumV1(Strategy[MomentumStateV1]):
                 for slot_id, s in state.slots.items()
             },
         }
+
+    def migrate(self, data: dict[str, Any], from_schema: int) -> dict[str, Any]:
+        if from_schema != 2:
+            return super().migrate(data, from_schema)  # StateSchemaError: no migration
+        counters = Counters.from_json(data["carried"])
+        slots: dict[str, Any] = {}
+        # Sorted, as MomentumStateV2.totals sums: the float pnl comes out the same everywhere.
+        for slot_id, s in sorted(data["slots"].items()):
+            counters.add(Counters.from_json(s["stats"]))
+            slots[slot_id] = {
+                "closes": s["closes"],
+                "last_bet_window_ms": s["last_bet_window_ms"],
+                "last_decision": s["last_decision"],
+                "open_bets": s["open_bets"],
+            }
+        return {"counters": counters.to_json(), "slots": slots}
 
     def import_state(self, data: dict[str, Any]) -> MomentumStateV1:
         return MomentumStateV1(

@@ -100,14 +100,13 @@ class MomentumStateV2:
     carried: Counters = field(default_factory=Counters)
 
     def totals(self) -> Counters:
-        """All-time counters: what v1 carried over plus every slot's own."""
+        """All-time counters: what v1 carried over plus every slot's own.
+
+        Slots are summed in sorted order, as v1's downgrade does, so both give the same float.
+        """
         t = Counters(**{k: getattr(self.carried, k) for k in Counters.__slots__})
-        for s in self.slots.values():
-            t.evaluations += s.stats.evaluations
-            t.bets += s.stats.bets
-            t.wins += s.stats.wins
-            t.losses += s.stats.losses
-            t.pnl += s.stats.pnl
+        for _, s in sorted(self.slots.items()):
+            t.add(s.stats)
         return t
 
 
@@ -217,7 +216,7 @@ class MomentumV2(Strategy[MomentumStateV2]):
 
     def migrate(self, data: dict[str, Any], from_schema: int) -> dict[str, Any]:
         if from_schema != 1:
-            raise ValueError(f"no migration from state_schema {from_schema} (knows 1)")
+            return super().migrate(data, from_schema)  # StateSchemaError: no migration
         slots: dict[str, Any] = {}
         for slot_id, s in data["slots"].items():
             closes = closes_from_json(s["closes"])

@@ -1,0 +1,11 @@
+"""Client side of the gateway's ControlService, shared by the CLI, the demo and the operator."""
+
+from baton.control.client import (
+    TERMINAL_PHASES,
+    ControlClient,
+    ControlError,
+    phase_name,
+    role_name,
+)
+
+__all__ = ["TERMINAL_PHASES", "ControlClient", "ControlError", "phase_name", "role_name"]

@@ -1,0 +1,130 @@
+"""``baton handoff`` and ``baton instances``: drive the gateway's control service by hand."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+
+from baton.control.client import (
+    TERMINAL_PHASES,
+    ControlClient,
+    ControlError,
+    phase_name,
+    role_name,
+)
+from baton.v1 import control_pb2 as ctl
+
+
+def _handoff_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="baton handoff",
+        description="Promote an attached instance: move the ACTIVE instance's state into it "
+        "and flip between two ticks. Exit 0 when the handoff completed, 1 otherwise.",
+    )
+    p.add_argument("--gateway", required=True, help="gateway HOST:PORT")
+    p.add_argument("--to", required=True, help="instance id to promote (see `baton instances`)")
+    p.add_argument("--shadow-ticks", type=int, default=0, help="caught-up ticks before the flip")
+    p.add_argument("--bake-s", type=float, default=0.0, help="bake window after the flip (10)")
+    p.add_argument("--max-divergence", type=int, help="abort past this many differing decisions")
+    p.add_argument("--max-bake-faults", type=int, default=0)
+    p.add_argument("--no-auto-rollback", action="store_true")
+    p.add_argument("--step-timeout-s", type=float, default=0.0)
+    p.add_argument("--timeout-s", type=float, default=600.0, help="give up watching after this")
+    p.add_argument("--json", action="store_true", help="print the final status as JSON")
+    return p
+
+
+def _describe(status: ctl.HandoffStatus) -> str:
+    step = status.steps[-1] if status.steps else None
+    where = f"{step.name}: {step.detail}" if step else ""
+    return f"{status.handoff_id} {phase_name(status.phase):<12} {where}"
+
+
+def status_to_json(status: ctl.HandoffStatus) -> dict[str, object]:
+    return {
+        "handoff_id": status.handoff_id,
+        "from_version": status.from_version,
+        "to_version": status.to_version,
+        "result": phase_name(status.phase),
+        "message": status.message,
+        "pause_ms": status.pause_ms if status.pause_ms >= 0 else None,
+        "missed": status.missed,
+        "state_bytes": status.state_bytes,
+        "transfer_ms": status.transfer_ms if status.transfer_ms >= 0 else None,
+        "divergences": status.divergences,
+        "epoch": status.epoch_after or status.epoch_before,
+    }
+
+
+async def _handoff(args: argparse.Namespace) -> int:
+    policy = ctl.HandoffPolicy(
+        shadow_ticks=args.shadow_ticks,
+        bake_s=args.bake_s,
+        max_bake_faults=args.max_bake_faults,
+        no_auto_rollback=args.no_auto_rollback,
+        step_timeout_s=args.step_timeout_s,
+    )
+    if args.max_divergence is not None:
+        policy.max_divergence = args.max_divergence
+    async with ControlClient(args.gateway) as client:
+        status = await client.promote(args.to, policy, request_id=uuid.uuid4().hex)
+        print(_describe(status), file=sys.stderr)
+
+        async def follow() -> ctl.HandoffStatus:
+            last = status
+            async for update in client.watch(status.handoff_id):
+                if len(update.steps) != len(last.steps) or update.phase != last.phase:
+                    print(_describe(update), file=sys.stderr)
+                last = update
+                if update.phase in TERMINAL_PHASES:
+                    break
+            return last
+
+        final = await asyncio.wait_for(follow(), args.timeout_s)
+    if args.json:
+        print(json.dumps(status_to_json(final), indent=2))
+    else:
+        print(
+            f"{phase_name(final.phase)}: {final.from_version} -> {final.to_version}, "
+            f"pause {final.pause_ms:.2f} ms, missed {final.missed}, "
+            f"state {final.state_bytes} bytes" + (f" ({final.message})" if final.message else "")
+        )
+    return 0 if final.phase == ctl.HANDOFF_PHASE_COMPLETED else 1
+
+
+async def _instances(address: str) -> int:
+    async with ControlClient(address) as client:
+        response = await client.list_instances()
+    print(f"epoch {response.epoch}, active {response.active_instance_id or '-'}")
+    for i in response.instances:
+        print(
+            f"{i.instance_id:<28} {role_name(i.role):<9} {i.strategy}/{i.version} "
+            f"schema {i.state_schema}  pod {i.pod_name}"
+        )
+    return 0
+
+
+def handoff_main(argv: list[str]) -> int:
+    args = _handoff_parser().parse_args(argv)
+    try:
+        return asyncio.run(_handoff(args))
+    except ControlError as exc:
+        print(f"baton handoff: {exc}", file=sys.stderr)
+        return 2
+    except TimeoutError:
+        print(f"baton handoff: still running after {args.timeout_s}s", file=sys.stderr)
+        return 1
+
+
+def instances_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="baton instances", description="List attached instances.")
+    p.add_argument("--gateway", required=True, help="gateway HOST:PORT")
+    args = p.parse_args(argv)
+    try:
+        return asyncio.run(_instances(args.gateway))
+    except ControlError as exc:
+        print(f"baton instances: {exc}", file=sys.stderr)
+        return 2

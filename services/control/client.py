@@ -1,0 +1,138 @@
+"""An asyncio client for ``baton.v1.ControlService`` with bounded calls and typed errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+import grpc
+
+from baton.v1 import control_pb2 as ctl
+from baton.v1 import control_pb2_grpc as ctl_grpc
+from baton.v1 import market_pb2 as mk
+
+TERMINAL_PHASES = frozenset(
+    {
+        ctl.HANDOFF_PHASE_COMPLETED,
+        ctl.HANDOFF_PHASE_ABORTED,
+        ctl.HANDOFF_PHASE_ROLLED_BACK,
+    }
+)
+
+
+def phase_name(phase: int) -> str:
+    """``HANDOFF_PHASE_BAKING`` -> ``baking``."""
+    return (
+        ctl.HandoffPhase.Name(ctl.HandoffPhase.ValueType(phase))
+        .removeprefix("HANDOFF_PHASE_")
+        .lower()
+    )
+
+
+def role_name(role: int) -> str:
+    return mk.Role.Name(mk.Role.ValueType(role)).removeprefix("ROLE_")
+
+
+class ControlError(Exception):
+    """A control call failed. ``code`` is the gRPC status name; ``retryable`` for transient ones."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.retryable = code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
+
+
+def _error(exc: grpc.aio.AioRpcError) -> ControlError:
+    return ControlError(exc.code().name, exc.details() or "")
+
+
+class ControlClient:
+    def __init__(self, address: str, *, timeout_s: float = 10.0) -> None:
+        self.address = address
+        self._timeout_s = timeout_s
+        self._channel = grpc.aio.insecure_channel(address)
+        self._stub = ctl_grpc.ControlServiceStub(self._channel)
+
+    async def __aenter__(self) -> ControlClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+    async def list_instances(self) -> ctl.ListInstancesResponse:
+        try:
+            return await self._stub.ListInstances(
+                ctl.ListInstancesRequest(), timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+
+    async def promote(
+        self,
+        instance_id: str,
+        policy: ctl.HandoffPolicy | None = None,
+        *,
+        request_id: str = "",
+        trace_context: dict[str, str] | None = None,
+    ) -> ctl.HandoffStatus:
+        request = ctl.PromoteRequest(
+            instance_id=instance_id,
+            request_id=request_id,
+            trace_context=trace_context or {},
+        )
+        if policy is not None:
+            request.policy.CopyFrom(policy)
+        try:
+            response = await self._stub.Promote(request, timeout=self._timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+        return response.handoff
+
+    async def rollback(self, handoff_id: str = "", reason: str = "") -> ctl.HandoffStatus:
+        try:
+            response = await self._stub.Rollback(
+                ctl.RollbackRequest(handoff_id=handoff_id, reason=reason), timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+        return response.handoff
+
+    async def get(self, handoff_id: str = "") -> ctl.HandoffStatus:
+        try:
+            response = await self._stub.GetHandoff(
+                ctl.GetHandoffRequest(handoff_id=handoff_id), timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+        return response.handoff
+
+    async def watch(self, handoff_id: str) -> AsyncIterator[ctl.HandoffStatus]:
+        """The status after each step until a terminal phase (no overall deadline: a bake
+        window can be long; callers bound it)."""
+        call = self._stub.WatchHandoff(ctl.WatchHandoffRequest(handoff_id=handoff_id))
+        try:
+            async for response in call:
+                yield response.handoff
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+        finally:
+            call.cancel()
+
+    async def wait(self, handoff_id: str) -> ctl.HandoffStatus:
+        """The terminal status of a handoff."""
+        last: ctl.HandoffStatus | None = None
+        async for status in self.watch(handoff_id):
+            last = status
+            if status.phase in TERMINAL_PHASES:
+                return status
+        if last is None:
+            raise ControlError("NOT_FOUND", f"no handoff {handoff_id!r}")
+        return await self.get(handoff_id)
