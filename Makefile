@@ -21,7 +21,7 @@ $(GEN): $(PROTOS) hack/codegen.sh $(STAMP)
 	PYTHON=$(PY) hack/codegen.sh
 
 demo: setup
-	$(VENV)/bin/baton demo
+	$(VENV)/bin/baton demo --handoffs 3
 
 test: setup
 	$(PY) -m pytest -q

@@ -97,7 +97,7 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
     swaps = args.baseline_swaps if args.baseline_swaps is not None else (3 if quick else 10)
     state_mb = args.state_mb if args.state_mb is not None else (2.0 if quick else 10.0)
     # Quick: a shorter ring warms up in fewer ticks (each baseline swap waits for a warm blue).
-    window = 4 if quick else 8
+    window = 2 if quick else 8
     heavy_markets = tuple(f"C{i:03d}=C{i:03d}USDT" for i in range(1, HEAVY_MARKETS + 1))
     chosen = set(args.only or ["reference", "heavy"])
     out = []
@@ -155,16 +155,8 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError, IndexError):
         first = Path("/proc/meminfo").read_text().splitlines()[0]
         mem_gb = round(int(first.split()[1]) / 1024 / 1024, 1)
-    commit = ""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
+    commit = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     return {
         "nproc": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -174,7 +166,16 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit,
+        "git_uncommitted_changes": dirty,
     }
+
+
+def _git(*args: str) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
+    return ""
 
 
 async def _run(chosen: list[Workload], workdir: Path) -> list[ScenarioResult]:

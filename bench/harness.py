@@ -494,6 +494,9 @@ class ScenarioRun:
                         else bool(s.export_digest) and s.import_digest == s.export_digest
                     ),
                     missed_by_reason=interval.missed_by_reason,
+                    steps=()
+                    if s is None
+                    else tuple((st.name, st.t_ms - s.started_ms, st.detail) for st in s.steps),
                 )
             )
         return ScenarioResult(

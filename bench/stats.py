@@ -54,6 +54,8 @@ class Swap:
     divergences: int = 0
     digest_ok: bool | None = None
     missed_by_reason: dict[str, int] = field(default_factory=dict)
+    # The handoff's steps as the gateway recorded them: (name, ms since Promote, detail).
+    steps: tuple[tuple[str, int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +156,11 @@ class Summary:
     missed_total: int  # summed over the swaps, from the ledger
     missed_per_swap: float
     missed_report: int  # the whole scenario's ledger (presence report): the cross-check
-    missed_status: int | None  # the gateway's own count during handoffs
+    missed_before_first_swap: int
+    # missed_total + missed_before_first_swap == missed_report: the swaps account for every
+    # missed evaluation of the run.
+    ledger_consistent: bool
+    missed_status: int | None  # the gateway's own count while its handoffs ran
     state_carried: bool
     state_bytes_p50: int  # carried (Baton) or lost (baselines) per swap
     cold_decisions_per_swap: float
@@ -192,6 +198,8 @@ def summarize(r: ScenarioResult) -> Summary:
         missed_total=missed_total,
         missed_per_swap=missed_total / n if n else 0.0,
         missed_report=r.missed,
+        missed_before_first_swap=r.missed_before_first_swap,
+        ledger_consistent=missed_total + r.missed_before_first_swap == r.missed,
         missed_status=sum(statuses) if statuses else None,
         state_carried=carried,
         state_bytes_p50=round(size_p50) if size_p50 is not None else 0,
@@ -269,7 +277,9 @@ TABLE_HEADERS = (
     "pause max ms",
     "transfer p50 ms",
     "transfer p99 ms",
+    "handoff p50 s",
     "swap wall p50 s",
+    "ledger check",
 )
 
 
@@ -293,7 +303,9 @@ def table_rows(summaries: Sequence[Summary]) -> list[list[str]]:
                 _ms(s.pause_ms_max),
                 _ms(s.transfer_ms_p50),
                 _ms(s.transfer_ms_p99),
+                "-" if s.handoff_ms_p50 is None else f"{s.handoff_ms_p50 / 1000:.1f}",
                 "-" if s.cycle_ms_p50 is None else f"{s.cycle_ms_p50 / 1000:.1f}",
+                "ok" if s.ledger_consistent else f"MISMATCH ({s.missed_report})",
             ]
         )
     return rows

@@ -133,7 +133,8 @@ async def _run_handoffs(
             )
             services.append(green)
             started = await client.promote(green.ready["instance_id"], policy)
-            status = await asyncio.wait_for(client.wait(started.handoff_id), 120)
+            async with asyncio.timeout(120):
+                status = await client.wait(started.handoff_id)
             print(
                 f"demo: handoff {i + 1}/{n} {status.from_version} -> {status.to_version}: "
                 f"{phase_name(status.phase)}, pause {status.pause_ms:.2f} ms, "

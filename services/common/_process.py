@@ -57,7 +57,8 @@ class Service:
                     return fields
 
         try:
-            self.ready = await asyncio.wait_for(read(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                self.ready = await read()
         except TimeoutError:
             raise ProcessFailed(
                 f"{self.name} not ready within {timeout_s}s:\n{self.log_tail()}"
@@ -76,7 +77,8 @@ class Service:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(sig)
             try:
-                await asyncio.wait_for(self.proc.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await self.proc.wait()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()

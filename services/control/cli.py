@@ -83,7 +83,8 @@ async def _handoff(args: argparse.Namespace) -> int:
                     break
             return last
 
-        final = await asyncio.wait_for(follow(), args.timeout_s)
+        async with asyncio.timeout(args.timeout_s):
+            final = await follow()
     if args.json:
         print(json.dumps(status_to_json(final), indent=2))
     else:

@@ -184,8 +184,10 @@ class Gateway:
         last_deadline = clock.tick(next_index - 1).deadline_ms if next_index else 0
         remaining = (last_deadline - self._now_ms()) / 1000
         if self.router.pending and remaining > 0:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._idle.wait()
         self._resolve(self.router.expire(max(self._now_ms(), last_deadline)))
         self._flush()
 

@@ -45,6 +45,7 @@ class _Running:
     snapshot: gw.StateSnapshot | None = None
     missed: int = 0
     first_green_tick: bool = False
+    export_due: bool = False  # ExportState goes out right after the next tick's dispatch
     span: trace.Span | None = None
 
 
@@ -172,13 +173,7 @@ class Coordinator:
             "handoff started",
             extra={"handoff": handoff_id, "blue": blue.instance_id, "green": green_id},
         )
-        if t.handoff.phase is hm.Phase.EXPORTING:
-            # The snapshot point: everything blue is sent after this is journaled for green.
-            self._gw.send_to(
-                blue.instance_id,
-                gw.AttachResponse(export_state=gw.ExportState(handoff_id=handoff_id)),
-            )
-            self._gw.start_journal(blue.instance_id)
+        self._running.export_due = t.handoff.phase is hm.Phase.EXPORTING
         self._apply(t)
         return t.handoff
 
@@ -205,6 +200,17 @@ class Coordinator:
         if running is not None and running.first_green_tick:
             running.first_green_tick = False
             self._feed(hm.FirstGreenTick(dispatched_ms - scheduled_ms))
+        if running is not None and running.export_due:
+            # Right after a dispatch: blue answers this tick first (stream order), then has
+            # a whole cadence to export before the next tick's requests queue behind it.
+            running.export_due = False
+            h = running.handoff
+            # The snapshot point: everything blue is sent after this is journaled for green.
+            self._gw.send_to(
+                h.blue, gw.AttachResponse(export_state=gw.ExportState(handoff_id=h.handoff_id))
+            )
+            self._gw.start_journal(h.blue)
+            self._feed(hm.ExportSent(self._now_ms()))
         self._prune_compare(scheduled_ms)
 
     def on_exported(self, instance_id: str, snapshot: gw.StateSnapshot) -> None:

@@ -118,6 +118,14 @@ class Exported:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportSent:
+    """The ExportState command went out (right after a tick's dispatch, so that blue has a
+    whole cadence to export before its next evaluations queue up behind the export)."""
+
+    t_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Imported:
     t_ms: int
     ok: bool
@@ -306,6 +314,10 @@ def _timed_out(h: Handoff, event: Event) -> bool:
 
 
 def _exporting(h: Handoff, event: Event) -> Transition:
+    if isinstance(event, ExportSent):
+        return Transition(
+            _step(replace(h, export_requested_ms=event.t_ms), "export sent", event.t_ms)
+        )
     if isinstance(event, Exported):
         if event.error or not event.digest:
             return _abort(h, event.t_ms, f"blue's export failed: {event.error or 'no digest'}")

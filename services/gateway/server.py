@@ -42,7 +42,8 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
         context: grpc.aio.ServicerContext[gw.AttachRequest, gw.AttachResponse],
     ) -> AsyncIterator[gw.AttachResponse]:
         try:
-            first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT_S)
+            async with asyncio.timeout(HELLO_TIMEOUT_S):
+                first = await anext(request_iterator)
         except (StopAsyncIteration, TimeoutError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected a Hello first")
         if not first.HasField("hello"):

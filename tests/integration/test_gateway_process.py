@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import sys
@@ -172,27 +173,31 @@ async def test_malformed_frames_are_skipped_and_the_clock_keeps_time(
     _contiguous_candles(ledger)
 
 
-async def test_demo_json_report(tmp_path: Path) -> None:
-    import asyncio
-
-    proc = await asyncio.create_subprocess_exec(
+async def test_demo_json_report_with_a_live_handoff(tmp_path: Path) -> None:
+    command = [
         sys.executable,
         "-m",
         "baton",
         "demo",
         "--duration",
-        "3",
+        "6",
         "--cadence-s",
         "0.5",
         "--time-scale",
         "600",
+        "--handoffs",
+        "1",
+        "--bake-s",
+        "0.5",
         "--json",
         "--workdir",
         str(tmp_path / "demo"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    async with asyncio.timeout(90):
+        out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     report = json.loads(out)
     for key in (
@@ -204,9 +209,19 @@ async def test_demo_json_report(tmp_path: Path) -> None:
         "bets",
         "settled",
         "win_rate",
+        "handoffs",
     ):
         assert key in report
     assert report["slots"] == SLOTS
     assert report["missed"] == 0
-    assert report["scheduled"] >= 4 * SLOTS
+    assert report["scheduled"] >= 6 * SLOTS
     assert report["evaluated"] == report["scheduled"]
+    (handoff,) = report["handoffs"]
+    assert (handoff["from_version"], handoff["to_version"], handoff["result"]) == (
+        "v1",
+        "v2",
+        "completed",
+    )
+    assert handoff["missed"] == 0
+    assert handoff["state_bytes"] > 0
+    assert 0 <= handoff["pause_ms"] < 100

@@ -6,6 +6,8 @@ continuity from the handoff record (G3), the pause from the gateway (G4)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from pathlib import Path
 
 from procs import (
@@ -122,3 +124,57 @@ async def test_many_consecutive_handoffs_alternating_versions(
     assert [s.epoch_after for s in statuses] == list(range(2, 8))
     assert_every_scheduled_evaluation_accounted(ledger)
     assert query(ledger, "SELECT count(*) FROM evaluations WHERE outcome != 'executed'") == [(0,)]
+
+
+async def _baton(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "baton",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_handoff_by_hand_with_the_cli(
+    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+) -> None:
+    gateway = await start_gateway()
+    await start_strategy(gateway, V1)
+    green = await start_strategy(gateway, V2)
+    address = gateway.ready["grpc_addr"]
+
+    code, out, _ = await _baton("instances", "--gateway", address)
+    assert code == 0
+    assert green.ready["instance_id"] in out
+    assert "STANDBY" in out
+    assert "ACTIVE" in out
+
+    code, out, err = await _baton(
+        "handoff",
+        "--gateway",
+        address,
+        "--to",
+        green.ready["instance_id"],
+        "--bake-s",
+        "0.5",
+        "--json",
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["result"], result["from_version"], result["to_version"]) == (
+        "completed",
+        "v1",
+        "v2",
+    )
+    assert result["missed"] == 0
+    assert "flip" in err  # each step is printed as it happens
+
+    code, _, err = await _baton("handoff", "--gateway", address, "--to", "i99-nobody")
+    assert code == 2
+    assert "NOT_FOUND" in err

@@ -22,6 +22,7 @@ from baton.gateway.handoff import (
     Drained,
     Event,
     Exported,
+    ExportSent,
     FirstGreenTick,
     Gone,
     GreenFault,
@@ -940,3 +941,19 @@ def test_invariants_hold_for_any_event_sequence(policy: Policy, run: list[Event]
         assert h.flipped_ms is None
     if Act.HAND_BACK in emitted:
         assert Act.FLIP in emitted
+
+
+def test_export_sent_after_the_next_dispatch_starts_the_transfer_clock() -> None:
+    h, acts = feed(
+        begin(now_ms=T0).handoff,
+        (ExportSent(T0 + 40), Exported(T0 + 90, 10, "d1"), Imported(T0 + 130, True, "d1")),
+    )
+    assert acts == (Act.REQUEST_IMPORT, Act.START_SHADOW)
+    assert h.export_requested_ms == T0 + 40
+    assert h.transfer_ms == 90
+    assert names(h)[:3] == ["start", "export", "export sent"]
+
+
+def test_export_sent_outside_exporting_changes_nothing() -> None:
+    shadowing, _ = feed(begin().handoff, (Exported(T0, 10, "d1"), Imported(T0, True, "d1")))
+    assert transition(shadowing, ExportSent(T0 + 5)).handoff == shadowing
