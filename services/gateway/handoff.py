@@ -192,7 +192,8 @@ class Cancel:
 
 
 Event = (
-    Exported
+    ExportSent
+    | Exported
     | Imported
     | Boundary
     | Compared
