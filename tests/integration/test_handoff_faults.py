@@ -236,3 +236,26 @@ async def test_two_racing_promotions_end_with_exactly_one_winner(
         listing = await one.list_instances()
         assert listing.active_instance_id == winner.to_instance
     await finish_and_check(gateway, ledger)
+
+
+async def test_shadow_divergence_past_the_policy_limit_aborts_before_the_flip(
+    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+) -> None:
+    gateway = await start_gateway()
+    await start_strategy(gateway, BLUE, HOLD)
+    await run_ticks(ledger, 2)
+    # Green would bet UP everywhere blue holds: every shadow decision differs.
+    green = await start_strategy(gateway, GREEN, json.dumps({"action": "UP"}))
+    async with ControlClient(gateway.ready["grpc_addr"]) as client:
+        started = await client.promote(
+            green.ready["instance_id"], policy(shadow_ticks=20, max_divergence=3)
+        )
+        final = await asyncio.wait_for(client.wait(started.handoff_id), 20)
+        assert phase_name(final.phase) == "aborted"
+        assert "divergences" in final.message
+        assert final.divergences == 4
+        assert final.shadow_compared >= 4
+        assert await active_version(client) == ("v1", "ACTIVE")
+    await finish_and_check(gateway, ledger)
+    # Blue's HOLDs were the only decisions executed: green never placed a bet.
+    assert query(ledger, "SELECT count(*) FROM bets") == [(0,)]
