@@ -97,6 +97,8 @@ class Router:
     # Shadow answers for still-pending evaluations, kept so that an instance taking over
     # (hand-back, fail-over) can have its answer executed without asking again.
     shadow_answers: dict[tuple[str, int], dict[str, Decision]] = field(default_factory=dict)
+    # Evaluations resolved as missed recently: an answer for one of them is LATE, not UNKNOWN.
+    recently_missed: dict[tuple[str, int], None] = field(default_factory=dict)
     _next_number: int = 1
 
     # -- membership ---------------------------------------------------------------------------
@@ -256,7 +258,14 @@ class Router:
         expired = [key for key, p in self.pending.items() if p.tick.deadline_ms <= now_ms]
         for key in expired:
             self.shadow_answers.pop(key, None)
+            self._remember_missed(key)
         return tuple(_missed(self.pending.pop(key), EvalOutcome.TIMEOUT) for key in expired)
+
+    def _remember_missed(self, key: tuple[str, int]) -> None:
+        self.recently_missed[key] = None
+        # A few ticks' worth, oldest first out (dicts keep insertion order).
+        while len(self.recently_missed) > 4 * len(self.slots):
+            del self.recently_missed[next(iter(self.recently_missed))]
 
     # -- decisions ----------------------------------------------------------------------------
 
@@ -279,6 +288,8 @@ class Router:
                 self.shadow_answers.setdefault(key, {})[instance_id] = decision
             return Judgement(Verdict.SHADOW, pending)
         if pending is None:
+            if key in self.recently_missed:
+                return Judgement(Verdict.LATE)
             return Judgement(Verdict.UNKNOWN if decision.epoch == self.epoch else Verdict.FENCED)
         if pending.instance_id != instance_id or decision.epoch != pending.epoch:
             return Judgement(Verdict.FENCED)

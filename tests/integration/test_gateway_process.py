@@ -87,6 +87,27 @@ async def test_strategy_exception_is_recorded_and_the_clock_keeps_time(
             assert outcome == EvalOutcome.EXECUTED.value, (seq, outcome, error)
 
 
+async def test_strategy_timeout_is_recorded_late_answers_dropped_and_the_clock_keeps_time(
+    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+) -> None:
+    gateway = await start_gateway()
+    # Every 6th tick the strategy spends 16 x 40 ms > one cadence (0.5 s) evaluating.
+    await start_strategy(gateway, FAULTY, json.dumps({"delay_every": 6, "delay_ms": 40}))
+    await run_ticks(ledger, 12)
+    assert await gateway.stop() == 0
+
+    assert_every_scheduled_evaluation_accounted(ledger)
+    rows = query(ledger, "SELECT seq, outcome FROM evaluations")
+    timeouts = {seq for seq, outcome in rows if outcome == EvalOutcome.TIMEOUT.value}
+    assert timeouts, "the slow ticks must time out"
+    # Only the slow tick and the ones queued behind it can be late; then the strategy catches
+    # up and the clock, which never waited, finds it answering in time again.
+    assert all(seq % 6 in (0, 1, 2) for seq in timeouts), sorted(timeouts)
+    assert {outcome for seq, outcome in rows if seq % 6 in (4, 5)} == {"executed"}
+    late = query(ledger, "SELECT DISTINCT reason FROM dropped_decisions")
+    assert ("late",) in late
+
+
 async def test_invalid_config_fails_naming_the_setting(log_dir: Path) -> None:
     with pytest.raises(ProcessFailed) as info:
         await spawn_baton(

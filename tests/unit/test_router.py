@@ -254,3 +254,21 @@ def test_set_role_refuses_active() -> None:
     router, blue = active_router()
     with pytest.raises(ValueError, match="flip"):
         router.set_role(blue, Role.ACTIVE)
+
+
+def test_an_answer_after_its_timeout_was_recorded_is_late_not_unknown() -> None:
+    router, blue = active_router()
+    router.on_tick(CLOCK.tick(0), now_ms=0)
+    router.expire(1000)
+    assert router.judge(blue, decision(), 1200).verdict is Verdict.LATE
+    assert router.judge(blue, decision(seq=7), 1200).verdict is Verdict.UNKNOWN
+
+
+def test_recently_missed_memory_is_bounded() -> None:
+    router, _ = active_router()
+    for i in range(20):
+        router.on_tick(CLOCK.tick(i), now_ms=i * 1000)
+        router.expire((i + 1) * 1000)
+    assert len(router.recently_missed) == 4 * len(SLOTS)
+    assert ("BTC/5m", 20) in router.recently_missed
+    assert ("BTC/5m", 1) not in router.recently_missed
