@@ -17,7 +17,7 @@ V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
 FAULTY = "baton.strategy.examples.faulty:Faulty"
 # Generous for 2 shared cores: a strategy process starting next to a running one must not
 # make it miss a deadline (this tests presence, not speed; bench/ measures speed).
-CADENCE_S = 0.5
+CADENCE_S = 1.0
 SLOTS = 16
 
 StartGateway = Callable[..., Awaitable[Service]]
