@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run only this workload (repeatable; default both)",
     )
     p.add_argument(
+        "--seed", type=int, default=1, help="seed of the swaps' start phases (default 1)"
+    )
+    p.add_argument(
         "--workdir", type=Path, help="keep ledgers and process logs here (default: a temp dir)"
     )
     return p
@@ -156,7 +159,7 @@ def machine_info() -> dict[str, Any]:
         first = Path("/proc/meminfo").read_text().splitlines()[0]
         mem_gb = round(int(first.split()[1]) / 1024 / 1024, 1)
     commit = _git("rev-parse", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    dirty = _git("status", "--porcelain", "--untracked-files=no").splitlines()
     return {
         "nproc": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -166,6 +169,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit,
+        # Tracked files that differ from the commit when the run started.
         "git_uncommitted_changes": dirty,
     }
 
@@ -174,11 +178,11 @@ def _git(*args: str) -> str:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         return subprocess.run(
             ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=False
-        ).stdout.strip()
+        ).stdout.rstrip()  # not strip(): porcelain lines start with a status column
     return ""
 
 
-async def _run(chosen: list[Workload], workdir: Path) -> list[ScenarioResult]:
+async def _run(chosen: list[Workload], workdir: Path, seed: int) -> list[ScenarioResult]:
     began = time.monotonic()
 
     def progress(text: str) -> None:
@@ -191,7 +195,7 @@ async def _run(chosen: list[Workload], workdir: Path) -> list[ScenarioResult]:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     results: list[ScenarioResult] = []
     for w in chosen:
-        results += await run_workload(w, workdir, progress)
+        results += await run_workload(w, workdir, progress, seed)
     return results
 
 
@@ -204,11 +208,12 @@ def main(argv: list[str]) -> int:
     out_path: Path = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     command = "python -m bench" + "".join(f" {shlex.quote(a)}" for a in argv)
     started = time.monotonic()
+    machine = machine_info()  # before the run: the code that ran is the code at the start
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            results = asyncio.run(_run(chosen, workdir))
+            results = asyncio.run(_run(chosen, workdir, args.seed))
         except BenchError as exc:
             print(f"bench: {exc}", file=sys.stderr)
             return 1
@@ -220,7 +225,8 @@ def main(argv: list[str]) -> int:
     compared = comparisons(summaries)
     document = {
         "command": command,
-        "machine": machine_info(),
+        "machine": machine,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_s": round(time.monotonic() - started, 1),
         "workloads": [w.to_json() for w in chosen],
         "table": table.splitlines(),

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +24,7 @@ from baton.control import ControlClient, ControlError, phase_name
 from baton.gateway.records import MISSED_OUTCOMES
 from baton.gateway.report import presence_report
 from baton.v1 import control_pb2 as ctl
+from bench.cpu import foreign_cores, sample
 from bench.stats import LedgerTick, Scenario, ScenarioResult, Swap, bucket, percentile
 
 log = logging.getLogger(__name__)
@@ -214,7 +216,7 @@ def ledger_ticks(ledger: Path) -> list[LedgerTick]:
     """Per tick and outcome: how many, and how many executed answers were made cold."""
     with _ledger(ledger) as conn:
         rows = conn.execute(
-            "SELECT scheduled_ms, outcome, COUNT(*), "
+            "SELECT MAX(deadline_ms), outcome, COUNT(*), "
             "SUM(outcome = 'executed' AND reason LIKE 'warming up%') "
             "FROM evaluations GROUP BY scheduled_ms, outcome ORDER BY scheduled_ms"
         ).fetchall()
@@ -248,6 +250,7 @@ class _Partial:
     status: ctl.HandoffStatus | None = None
     outage_ms: float | None = None
     message: str = ""
+    foreign_cores: float | None = None
 
 
 class ScenarioRun:
@@ -262,6 +265,7 @@ class ScenarioRun:
         *,
         lost_bytes: int,
         progress: Callable[[str], None],
+        seed: int = 1,
     ) -> None:
         self.w = w
         self.scenario = scenario
@@ -271,6 +275,8 @@ class ScenarioRun:
         self.procs = Processes(workdir / "logs" / self.tag)
         self.lost_bytes = lost_bytes
         self.progress = progress
+        # Seeded per scenario: a rerun with the same seed starts its swaps at the same phases.
+        self.rng = random.Random(f"{seed}:{self.tag}")
         self._spawned = 0
         self._entrypoint_of: dict[str, str] = {}  # service name -> the entrypoint it runs
         self._env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), _pythonpath()]))}
@@ -314,6 +320,7 @@ class ScenarioRun:
 
     async def run(self) -> ScenarioResult:
         began = time.monotonic()
+        cpu = sample()
         partials: list[_Partial] = []
         try:
             gateway = await self.procs.spawn(
@@ -327,7 +334,14 @@ class ScenarioRun:
                 await self.wait_warm(blue)
                 n = self.w.handoffs if self.scenario is Scenario.BATON else self.w.baseline_swaps
                 for i in range(n):
+                    if not self.scenario.carries_state:
+                        await self.wait_warm(blue)  # a baseline throws away a full state
+                    # Deploys do not wait for a tick: start each swap at a random phase of the
+                    # cadence (the ledger waits above return right after a tick's flush).
+                    await asyncio.sleep(self.rng.uniform(0.0, self.w.cadence_s))
+                    cpu = sample()
                     partial, blue = await self._swap(i, gateway, client, blue)
+                    partial.foreign_cores = foreign_cores(cpu, sample())
                     partials.append(partial)
                     self.progress(self._describe(partial, n))
                     if self._failing(partials):
@@ -343,7 +357,7 @@ class ScenarioRun:
                 raise BenchError(f"{self.tag}: gateway exited with {code}:\n{gateway.log_tail()}")
         finally:
             await self.procs.close()
-        return self._result(partials, time.monotonic() - began)
+        return self._result(partials, time.monotonic() - began, foreign_cores(cpu, sample()))
 
     async def _run_ticks(self, gateway: Service, instance: Service, ticks: int) -> None:
         instance_id = instance.ready["instance_id"]
@@ -369,6 +383,8 @@ class ScenarioRun:
             text += f", handoff {s.finished_ms - s.started_ms} ms"
         if p.outage_ms is not None:
             text += f", outage {p.outage_ms:.0f} ms"
+        if p.foreign_cores is not None and p.foreign_cores >= 0.2:
+            text += f", other processes used {p.foreign_cores:.2f} cores"
         text += f", cycle {p.cycle_ms:.0f} ms"
         return text + (f" ({p.message})" if p.message else "")
 
@@ -377,8 +393,6 @@ class ScenarioRun:
     ) -> tuple[_Partial, Service]:
         if self.scenario is Scenario.STOP_RESTART:
             return await self._stop_restart(i, gateway, client, blue)
-        if self.scenario is Scenario.ROLLING:
-            await self.wait_warm(blue)
         return await self._handoff(i, gateway, client, blue)
 
     async def _handoff(
@@ -418,7 +432,6 @@ class ScenarioRun:
     ) -> tuple[_Partial, Service]:
         """SIGTERM blue, wait for it to exit, start the new version: with no ACTIVE instance
         left, the gateway makes it ACTIVE as it attaches, with a fresh state."""
-        await self.wait_warm(blue)
         from_version = blue.ready["version"]
         t0 = now_ms()
         await self.procs.reap(blue)
@@ -450,7 +463,9 @@ class ScenarioRun:
 
     # -- results ------------------------------------------------------------------------------
 
-    def _result(self, partials: list[_Partial], wall_s: float) -> ScenarioResult:
+    def _result(
+        self, partials: list[_Partial], wall_s: float, foreign: float | None
+    ) -> ScenarioResult:
         report = presence_report(self.ledger)
         ledger_pause = {h.handoff_id: h.pause_ms_ledger for h in report.handoffs}
         before, intervals = bucket(
@@ -494,6 +509,7 @@ class ScenarioRun:
                         else bool(s.export_digest) and s.import_digest == s.export_digest
                     ),
                     missed_by_reason=interval.missed_by_reason,
+                    foreign_cpu_cores=p.foreign_cores,
                     steps=()
                     if s is None
                     else tuple((st.name, st.t_ms - s.started_ms, st.detail) for st in s.steps),
@@ -512,6 +528,7 @@ class ScenarioRun:
             missed_before_first_swap=before.missed,
             unaccounted=report.unaccounted,
             wall_s=round(wall_s, 3),
+            foreign_cpu_cores=foreign,
         )
 
 
@@ -520,7 +537,7 @@ def _pythonpath() -> str:
 
 
 async def run_workload(
-    w: Workload, workdir: Path, progress: Callable[[str], None]
+    w: Workload, workdir: Path, progress: Callable[[str], None], seed: int = 1
 ) -> list[ScenarioResult]:
     """Baton's handoffs first (their exports size the state the baselines lose), then the two
     baselines, each on a fresh gateway and ledger fed by the same simulator."""
@@ -531,7 +548,9 @@ async def run_workload(
         progress(f"{w.name}: simulator up ({w.slots} slots, cadence {w.cadence_s:g} s)")
         lost = 0
         for scenario in (Scenario.BATON, Scenario.STOP_RESTART, Scenario.ROLLING):
-            run = ScenarioRun(w, scenario, sim, workdir, lost_bytes=lost, progress=progress)
+            run = ScenarioRun(
+                w, scenario, sim, workdir, lost_bytes=lost, progress=progress, seed=seed
+            )
             try:
                 result = await run.run()
             except ProcessFailed as exc:

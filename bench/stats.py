@@ -56,6 +56,8 @@ class Swap:
     missed_by_reason: dict[str, int] = field(default_factory=dict)
     # The handoff's steps as the gateway recorded them: (name, ms since Promote, detail).
     steps: tuple[tuple[str, int, str], ...] = ()
+    # Cores used by processes outside the benchmark during the swap (a shared machine).
+    foreign_cpu_cores: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +74,14 @@ class ScenarioResult:
     missed_before_first_swap: int
     unaccounted: int
     wall_s: float
+    foreign_cpu_cores: float | None = None  # over the whole scenario
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerTick:
     """The evaluations of one tick with one outcome, as counted in the ledger."""
 
-    scheduled_ms: int
+    deadline_ms: int
     outcome: str
     count: int
     cold: int  # executed answers made on an empty state ("warming up ...")
@@ -86,7 +89,7 @@ class LedgerTick:
 
 @dataclass(frozen=True, slots=True)
 class Interval:
-    """What the ledger recorded between two swap starts."""
+    """What the ledger resolved between two swap starts."""
 
     missed: int = 0
     cold: int = 0
@@ -96,9 +99,12 @@ class Interval:
 def bucket(
     rows: Sequence[LedgerTick], starts: Sequence[int], missed_outcomes: frozenset[str]
 ) -> tuple[Interval, list[Interval]]:
-    """Split the ledger's ticks by swap: swap ``i`` owns the ticks scheduled in
+    """Split the ledger's ticks by swap: swap ``i`` owns the ticks whose deadline falls in
     ``[starts[i], starts[i + 1])`` (the last one, everything after its start). Returns what came
     before the first swap, and one interval per swap. ``starts`` must be ascending.
+
+    By deadline, not schedule: the tick in flight when a swap starts (dispatched to the old
+    instance, not answered yet) is the first one a stop-and-restart can lose.
 
     >>> rows = [LedgerTick(5, "executed", 16, 0), LedgerTick(12, "no_active", 16, 0),
     ...         LedgerTick(13, "executed", 16, 16), LedgerTick(30, "timeout", 2, 0)]
@@ -110,7 +116,7 @@ def bucket(
     per: list[dict[str, int]] = [{} for _ in starts]
     cold = [0] * len(starts)
     for row in rows:
-        i = bisect.bisect_right(starts, row.scheduled_ms) - 1
+        i = bisect.bisect_right(starts, row.deadline_ms) - 1
         counts = before if i < 0 else per[i]
         if row.outcome in missed_outcomes:
             counts[row.outcome] = counts.get(row.outcome, 0) + row.count
@@ -172,6 +178,8 @@ class Summary:
     handoff_ms_p50: float | None
     cycle_ms_p50: float | None
     outage_ms_p50: float | None
+    foreign_cpu_cores: float | None  # over the whole scenario
+    foreign_cpu_cores_max: float | None  # the busiest swap
 
 
 def summarize(r: ScenarioResult) -> Summary:
@@ -187,6 +195,7 @@ def summarize(r: ScenarioResult) -> Summary:
     missed_total = sum(s.missed_ledger for s in swaps)
     handoff = [float(s.handoff_ms) for s in swaps if s.handoff_ms is not None]
     outages = [s.outage_ms for s in swaps if s.outage_ms is not None]
+    foreign = [s.foreign_cpu_cores for s in swaps if s.foreign_cpu_cores is not None]
     size_p50 = percentile([float(x) for x in sizes], 50)
     return Summary(
         workload=r.workload,
@@ -212,6 +221,8 @@ def summarize(r: ScenarioResult) -> Summary:
         handoff_ms_p50=percentile(handoff, 50),
         cycle_ms_p50=percentile([s.cycle_ms for s in swaps], 50),
         outage_ms_p50=percentile(outages, 50),
+        foreign_cpu_cores=r.foreign_cpu_cores,
+        foreign_cpu_cores_max=max(foreign, default=None),
     )
 
 
@@ -254,6 +265,12 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _cores(whole: float | None, worst: float | None) -> str:
+    if whole is None:
+        return "-"
+    return f"{whole:.2f} ({worst:.2f})" if worst is not None else f"{whole:.2f}"
+
+
 def _bytes(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1e6:.1f} MB"
@@ -277,8 +294,10 @@ TABLE_HEADERS = (
     "pause max ms",
     "transfer p50 ms",
     "transfer p99 ms",
+    "outage p50 ms",
     "handoff p50 s",
     "swap wall p50 s",
+    "other CPU (max)",
     "ledger check",
 )
 
@@ -303,8 +322,10 @@ def table_rows(summaries: Sequence[Summary]) -> list[list[str]]:
                 _ms(s.pause_ms_max),
                 _ms(s.transfer_ms_p50),
                 _ms(s.transfer_ms_p99),
+                _ms(s.outage_ms_p50),
                 "-" if s.handoff_ms_p50 is None else f"{s.handoff_ms_p50 / 1000:.1f}",
                 "-" if s.cycle_ms_p50 is None else f"{s.cycle_ms_p50 / 1000:.1f}",
+                _cores(s.foreign_cpu_cores, s.foreign_cpu_cores_max),
                 "ok" if s.ledger_consistent else f"MISMATCH ({s.missed_report})",
             ]
         )
