@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -71,14 +72,27 @@ async def finish_and_check(gateway: Service, ledger: Path, ticks_after: int = 3)
     assert missed == [], f"missed or errored evaluations: {missed}"
 
 
+StartPair = Callable[[str], Awaitable[tuple[Service, Service, Service]]]
+
+
 @pytest.fixture
-async def pair(
+def start_pair(
     start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
-) -> tuple[Service, Service, Service]:
-    gateway = await start_gateway()
-    blue = await start_strategy(gateway, BLUE, HOLD)
-    await run_ticks(ledger, 2)
-    return gateway, blue, await start_strategy(gateway, GREEN, HOLD)
+) -> StartPair:
+    """Gateway, blue (ACTIVE, holding, 2 ticks in), then green with ``green_config``."""
+
+    async def start(green_config: str) -> tuple[Service, Service, Service]:
+        gateway = await start_gateway()
+        blue = await start_strategy(gateway, BLUE, HOLD)
+        await run_ticks(ledger, 2)
+        return gateway, blue, await start_strategy(gateway, GREEN, green_config)
+
+    return start
+
+
+@pytest.fixture
+async def pair(start_pair: StartPair) -> tuple[Service, Service, Service]:
+    return await start_pair(HOLD)
 
 
 async def test_green_dies_before_import_aborts_with_blue_untouched(
@@ -132,13 +146,8 @@ async def test_green_dies_right_after_the_flip_rolls_back_to_blue(
     await finish_and_check(gateway, ledger)
 
 
-async def test_green_import_raising_aborts(
-    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
-) -> None:
-    gateway = await start_gateway()
-    await start_strategy(gateway, BLUE, HOLD)
-    await run_ticks(ledger, 2)
-    green = await start_strategy(gateway, GREEN, json.dumps({"fail_import": True}))
+async def test_green_import_raising_aborts(start_pair: StartPair, ledger: Path) -> None:
+    gateway, _, green = await start_pair(json.dumps({"fail_import": True}))
     async with ControlClient(gateway.ready["grpc_addr"]) as client:
         started = await client.promote(green.ready["instance_id"], policy())
         final = await asyncio.wait_for(client.wait(started.handoff_id), 20)
@@ -150,12 +159,9 @@ async def test_green_import_raising_aborts(
 
 
 async def test_green_answering_with_a_stale_epoch_is_fenced_and_rolled_back(
-    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+    start_pair: StartPair, ledger: Path
 ) -> None:
-    gateway = await start_gateway()
-    await start_strategy(gateway, BLUE, HOLD)
-    await run_ticks(ledger, 2)
-    green = await start_strategy(gateway, GREEN, json.dumps({"wrong_epoch": True}))
+    gateway, _, green = await start_pair(json.dumps({"wrong_epoch": True}))
     async with ControlClient(gateway.ready["grpc_addr"]) as client:
         started = await client.promote(green.ready["instance_id"], policy(bake_s=60))
         final = await asyncio.wait_for(client.wait(started.handoff_id), 20)
@@ -239,13 +245,10 @@ async def test_two_racing_promotions_end_with_exactly_one_winner(
 
 
 async def test_shadow_divergence_past_the_policy_limit_aborts_before_the_flip(
-    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+    start_pair: StartPair, ledger: Path
 ) -> None:
-    gateway = await start_gateway()
-    await start_strategy(gateway, BLUE, HOLD)
-    await run_ticks(ledger, 2)
     # Green would bet UP everywhere blue holds: every shadow decision differs.
-    green = await start_strategy(gateway, GREEN, json.dumps({"action": "UP"}))
+    gateway, _, green = await start_pair(json.dumps({"action": "UP"}))
     async with ControlClient(gateway.ready["grpc_addr"]) as client:
         started = await client.promote(
             green.ready["instance_id"], policy(shadow_ticks=20, max_divergence=3)
