@@ -525,10 +525,8 @@ class Gateway:
             InstanceEvent(now, instance_id, "role", role=Role.ACTIVE.value, epoch=self.router.epoch)
         )
         for pending in answered:
-            decision = self.router.shadow_answers[(pending.slot.slot_id, pending.seq)][instance_id]
-            self._apply_judgement(
-                instance_id, decision, self.router.take_over_answer(pending, now), now
-            )
+            decision, judgement = self.router.take_over_answer(pending, now)
+            self._apply_judgement(instance_id, decision, judgement, now)
 
     def drain(self, instance_id: str, reason: str) -> None:
         if instance_id not in self.router.instances:

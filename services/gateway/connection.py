@@ -67,7 +67,3 @@ class Connection:
             if msg is None:
                 return
             yield msg
-
-    @property
-    def backlog(self) -> int:
-        return self._queue.qsize()

@@ -211,7 +211,7 @@ class Coordinator:
             )
             self._gw.start_journal(h.blue)
             self._feed(hm.ExportSent(self._now_ms()))
-        self._prune_compare(scheduled_ms)
+        self._prune_compare()
 
     def on_exported(self, instance_id: str, snapshot: gw.StateSnapshot) -> None:
         running = self._running
@@ -295,7 +295,7 @@ class Coordinator:
             blue, green = self._blue_actions.pop(key), self._green_actions.pop(key)
             self._feed(hm.Compared(self._now_ms(), key[0], key[1], blue, green))
 
-    def _prune_compare(self, scheduled_ms: int) -> None:
+    def _prune_compare(self) -> None:
         if not self._blue_actions and not self._green_actions:
             return
         # Sequence numbers advance by one per tick: keep a few ticks' worth.

@@ -166,13 +166,11 @@ class Router:
                 answered.append(moved)
         return tuple(answered)
 
-    def take_over_answer(self, pending: Pending, now_ms: int) -> Judgement:
-        """Judge the shadow answer the new ACTIVE gave for a moved evaluation, as if it had
+    def take_over_answer(self, pending: Pending, now_ms: int) -> tuple[Decision, Judgement]:
+        """The shadow answer the new ACTIVE gave for a moved evaluation, judged as if it had
         just arrived."""
-        decision = self.shadow_answers.get((pending.slot.slot_id, pending.seq), {})[
-            pending.instance_id
-        ]
-        return self.judge(pending.instance_id, decision, now_ms)
+        decision = self.shadow_answers[(pending.slot.slot_id, pending.seq)][pending.instance_id]
+        return decision, self.judge(pending.instance_id, decision, now_ms)
 
     def detach(self, instance_id: str) -> Instance | None:
         """Forget an instance. Its pending evaluations stay pending and time out (or are

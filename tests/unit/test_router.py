@@ -229,7 +229,8 @@ def test_fail_over_moves_pending_to_the_shadow_and_uses_its_answer() -> None:
     answered = router.flip(green)
     assert [p.slot.slot_id for p in answered] == ["BTC/5m"]
     assert {p.instance_id for p in router.pending.values()} == {green}
-    judgement = router.take_over_answer(answered[0], now_ms=4)
+    decision_taken, judgement = router.take_over_answer(answered[0], now_ms=4)
+    assert decision_taken.slot_id == "BTC/5m"
     assert judgement.verdict is Verdict.EXECUTE
     # The rest is answered live, under the epoch it was sent with.
     late = router.judge(green, Decision("MATIC/15m", 1, 1, Action.DOWN), 6)
@@ -246,7 +247,7 @@ def test_hand_back_makes_blue_active_and_green_standby() -> None:
     assert router.epoch == 3
     assert router.instances[green].role is Role.STANDBY
     assert [p.slot.slot_id for p in answered] == ["BTC/5m"]
-    assert router.take_over_answer(answered[0], 5).verdict is Verdict.EXECUTE
+    assert router.take_over_answer(answered[0], 5)[1].verdict is Verdict.EXECUTE
     assert router.judge(green, decision(seq=1, epoch=2), 6).verdict is Verdict.NOT_ACTIVE
 
 
