@@ -10,6 +10,8 @@ from typing import Any
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is data.
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# kopf attaches its whole settings object (and event-posting hints) to every record it logs.
+_DROPPED = frozenset({"settings", "k8s_skip", "k8s_ref"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +29,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key not in _DROPPED and not key.startswith("_"):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)

@@ -1,0 +1,208 @@
+"""A StrategyVersion's spec, parsed and validated once into frozen data.
+
+The CRD's schema already rejects bad specs at ``kubectl apply`` time. The operator checks again
+here because it cannot trust that every object it reads went through the current schema (an
+object stored before a schema change, a CRD installed without validation): a spec that fails here
+fails its rollout with a status naming the field, instead of crashing a handler.
+Defaults are the CRD's defaults, so an object written without them behaves the same.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+GROUP = "baton.dev"
+VERSION = "v1alpha1"
+PLURAL = "strategyversions"
+KIND = "StrategyVersion"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ENTRYPOINT = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+class SpecError(ValueError):
+    """A spec the operator will not run; the message names the field."""
+
+
+class HandoffMode(enum.Enum):
+    STATE_TRANSFER = "StateTransfer"
+    SWAP = "Swap"  # flip without moving state: the baseline, state is lost
+
+
+class DeletionPolicy(enum.Enum):
+    PROTECT = "Protect"  # deleting the ACTIVE version with no successor is refused
+    ALLOW = "Allow"
+
+
+@dataclass(frozen=True)
+class HandoffSpec:
+    mode: HandoffMode = HandoffMode.STATE_TRANSFER
+    shadow_ticks: int = 1
+    bake_s: float = 10.0
+    auto_rollback: bool = True
+    max_divergence: int | None = None
+    max_bake_faults: int = 0
+    step_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class StartupSpec:
+    timeout_s: float = 120.0
+    max_restarts: int = 2
+
+
+@dataclass(frozen=True)
+class StrategyVersionSpec:
+    strategy: str
+    version: str
+    image: str
+    entrypoint: str
+    config_json: str = "{}"  # canonical JSON, handed to the strategy host as --config
+    env: tuple[tuple[str, str], ...] = ()
+    resources: Mapping[str, Mapping[str, str]] | None = None
+    handoff: HandoffSpec = HandoffSpec()
+    startup: StartupSpec = StartupSpec()
+    deletion_policy: DeletionPolicy = DeletionPolicy.PROTECT
+
+
+def _str(raw: Mapping[str, Any], key: str, path: str, *, max_len: int) -> str:
+    value = raw.get(key)
+    if value is None or value == "":
+        raise SpecError(f"{path}.{key}: required")
+    if not isinstance(value, str):
+        raise SpecError(f"{path}.{key}: must be a string, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise SpecError(f"{path}.{key}: longer than {max_len} characters")
+    return value
+
+
+def _number(
+    raw: Mapping[str, Any], key: str, path: str, default: float, *, positive: bool, maximum: float
+) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{path}.{key}: must be a number, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise SpecError(f"{path}.{key}: must be {'> 0' if positive else '>= 0'}, got {value}")
+    if value > maximum:
+        raise SpecError(f"{path}.{key}: must be <= {maximum:g}, got {value}")
+    return float(value)
+
+
+def _int(raw: Mapping[str, Any], key: str, path: str, default: int, *, minimum: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{path}.{key}: must be an integer, got {value!r}")
+    if value < minimum:
+        raise SpecError(f"{path}.{key}: must be >= {minimum}, got {value}")
+    return value
+
+
+def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"spec.{key}: must be an object")
+    return value
+
+
+def _enum(cls: type[E], raw: Mapping[str, Any], key: str, path: str, default: E) -> E:
+    value = raw.get(key, default.value)
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in cls)
+        raise SpecError(f"{path}.{key}: unknown value {value!r} (supported: {allowed})") from None
+
+
+def _handoff(raw: Mapping[str, Any]) -> HandoffSpec:
+    p = "spec.handoff"
+    max_divergence = raw.get("maxDivergence")
+    if max_divergence is not None:
+        max_divergence = _int(raw, "maxDivergence", p, 0, minimum=0)
+    auto_rollback = raw.get("autoRollback", True)
+    if not isinstance(auto_rollback, bool):
+        raise SpecError(f"{p}.autoRollback: must be true or false")
+    return HandoffSpec(
+        mode=_enum(HandoffMode, raw, "mode", p, HandoffMode.STATE_TRANSFER),
+        shadow_ticks=_int(raw, "shadowTicks", p, 1, minimum=1),
+        bake_s=_number(raw, "bakeSeconds", p, 10.0, positive=False, maximum=86400),
+        auto_rollback=auto_rollback,
+        max_divergence=max_divergence,
+        max_bake_faults=_int(raw, "maxBakeFaults", p, 0, minimum=0),
+        step_timeout_s=_number(raw, "stepTimeoutSeconds", p, 30.0, positive=True, maximum=3600),
+    )
+
+
+def _env(raw: Any) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError("spec.env: must be a list of {name, value}")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise SpecError(f"spec.env[{i}]: must be an object with a string name")
+        if not _ENV_NAME.match(item["name"]):
+            raise SpecError(f"spec.env[{i}].name: {item['name']!r} is not a valid variable name")
+        value = item.get("value", "")
+        if not isinstance(value, str):
+            raise SpecError(f"spec.env[{i}].value: must be a string")
+        out.append((item["name"], value))
+    return tuple(out)
+
+
+def _resources(raw: Any) -> Mapping[str, Mapping[str, str]] | None:
+    if not raw:
+        return None
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec.resources: must be an object")
+    out: dict[str, dict[str, str]] = {}
+    for kind in ("requests", "limits"):
+        values = raw.get(kind) or {}
+        if not isinstance(values, Mapping):
+            raise SpecError(f"spec.resources.{kind}: must be an object")
+        out[kind] = {str(k): str(v) for k, v in values.items()}
+    return out
+
+
+def parse_spec(raw: Mapping[str, Any]) -> StrategyVersionSpec:
+    """Validate ``.spec`` of a StrategyVersion; raise ``SpecError`` naming the bad field."""
+    p = "spec"
+    strategy = _str(raw, "strategy", p, max_len=63)
+    if not _DNS_LABEL.match(strategy):
+        raise SpecError(f"spec.strategy: {strategy!r} must be a DNS label (a-z, 0-9, '-')")
+    entrypoint = _str(raw, "entrypoint", p, max_len=256)
+    if not _ENTRYPOINT.match(entrypoint):
+        raise SpecError(f"spec.entrypoint: {entrypoint!r} must be MODULE:CLASS")
+    config = raw.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise SpecError("spec.config: must be an object")
+    startup = _section(raw, "startup")
+    return StrategyVersionSpec(
+        strategy=strategy,
+        version=_str(raw, "version", p, max_len=63),
+        image=_str(raw, "image", p, max_len=512),
+        entrypoint=entrypoint,
+        config_json=json.dumps(config, sort_keys=True, separators=(",", ":")),
+        env=_env(raw.get("env")),
+        resources=_resources(raw.get("resources")),
+        handoff=_handoff(_section(raw, "handoff")),
+        startup=StartupSpec(
+            timeout_s=_number(
+                startup, "timeoutSeconds", "spec.startup", 120.0, positive=True, maximum=3600
+            ),
+            max_restarts=_int(startup, "maxRestarts", "spec.startup", 2, minimum=0),
+        ),
+        deletion_policy=_enum(DeletionPolicy, raw, "deletionPolicy", p, DeletionPolicy.PROTECT),
+    )

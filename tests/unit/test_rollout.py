@@ -1,0 +1,629 @@
+"""The rollout state machine, phase by phase and edge by edge (table tests, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pytest
+
+from baton.operator.rollout import (
+    FAST_S,
+    REFUSED_S,
+    CreatePod,
+    Decision,
+    DeletePod,
+    Event,
+    EventType,
+    GatewayFacts,
+    HandoffFacts,
+    HandoffFigures,
+    HandoffPhase,
+    InstanceFacts,
+    Observed,
+    Phase,
+    PodFacts,
+    Progress,
+    Promote,
+    Role,
+    Rollback,
+    Sibling,
+    conditions,
+    decide,
+    pod_name_for,
+    request_id_for,
+)
+from baton.operator.spec import (
+    DeletionPolicy,
+    HandoffSpec,
+    SpecError,
+    StartupSpec,
+    StrategyVersionSpec,
+)
+
+NOW = 1_000_000.0
+UID = "0f1e2d3c-aaaa-bbbb-cccc-000000000002"
+POD = pod_name_for("mom-v2", UID)
+SPEC = StrategyVersionSpec(
+    strategy="momentum",
+    version="2",
+    image="baton:dev",
+    entrypoint="baton.strategy.examples.momentum_v2:MomentumV2",
+    startup=StartupSpec(timeout_s=60, max_restarts=2),
+)
+BLUE = InstanceFacts("i-blue", "mom-v1-aaaaaa", "momentum", "1", Role.ACTIVE)
+GREEN = InstanceFacts("i-green", POD, "momentum", "2", Role.STANDBY)
+V1 = Sibling("mom-v1", NOW - 3600, Phase.ACTIVE, "i-blue")
+V3 = Sibling("mom-v3", NOW - 1, Phase.PENDING)  # applied after mom-v2
+
+
+def gateway(*instances: InstanceFacts, active: str = "i-blue", **kw: object) -> GatewayFacts:
+    return GatewayFacts(epoch=7, active_instance=active, instances=instances, **kw)  # type: ignore[arg-type]
+
+
+def handoff(phase: HandoffPhase, message: str = "") -> HandoffFacts:
+    figures = HandoffFigures(
+        handoff_id="h-1",
+        phase=phase.value,
+        from_version="1",
+        pause_ms=3.2 if phase.flipped else None,
+        state_bytes=1234,
+    )
+    return HandoffFacts(figures, phase, "i-green", message)
+
+
+NEW = Progress()
+STARTING = Progress(
+    phase=Phase.STARTING,
+    message="created pod",
+    pod=POD,
+    started_at=NOW - 5,
+    request_id=request_id_for(UID),
+)
+HANDING_OFF = replace(
+    STARTING,
+    phase=Phase.HANDING_OFF,
+    instance_id="i-green",
+    handoff=HandoffFigures(handoff_id="h-1", phase="exporting"),
+)
+ACTIVE = replace(STARTING, phase=Phase.ACTIVE, instance_id="i-green", active=True, epoch=8)
+
+
+def observed(
+    progress: Progress = NEW,
+    *,
+    pod: PodFacts | None = None,
+    gw: GatewayFacts | None = None,
+    siblings: tuple[Sibling, ...] = (V1,),
+    spec: StrategyVersionSpec | SpecError = SPEC,
+    deleting: bool = False,
+    now: float = NOW,
+) -> Observed:
+    return Observed(
+        name="mom-v2",
+        uid=UID,
+        created=NOW - 10,
+        spec=spec,
+        progress=progress,
+        pod=pod,
+        gateway=gw if gw is not None else gateway(BLUE),
+        siblings=siblings,
+        now=now,
+        deleting=deleting,
+    )
+
+
+RUNNING = PodFacts(POD, phase="Running", ready=True)
+
+
+@dataclass(frozen=True)
+class Case:
+    o: Observed
+    phase: Phase | None  # expected phase after
+    actions: tuple[type, ...] = ()  # expected action types, in order (Events included)
+    message: str = ""  # a substring of the new status message
+    release: bool = False
+
+
+CASES = [
+    # -- Pending
+    pytest.param(
+        Case(observed(), Phase.STARTING, (CreatePod, Event), "created pod"),
+        id="pending-creates-pod",
+    ),
+    pytest.param(
+        Case(observed(siblings=(V1, V3)), Phase.SUPERSEDED, (Event,), "superseded by mom-v3"),
+        id="pending-superseded-by-newer",
+    ),
+    pytest.param(
+        Case(
+            observed(siblings=(V1, replace(V3, phase=Phase.FAILED))),
+            Phase.STARTING,
+            (CreatePod, Event),
+        ),
+        id="pending-ignores-failed-newer",
+    ),
+    pytest.param(
+        Case(
+            observed(spec=SpecError("spec.entrypoint: 'x' must be MODULE:CLASS")),
+            Phase.FAILED,
+            (Event,),
+            "invalid spec: spec.entrypoint",
+        ),
+        id="invalid-spec-fails",
+    ),
+    # -- Starting
+    pytest.param(
+        Case(observed(STARTING, pod=None), Phase.STARTING, (CreatePod,)),
+        id="starting-recreates-missing-pod",
+    ),
+    pytest.param(
+        Case(observed(STARTING, pod=RUNNING), Phase.STARTING, (), "waiting for pod"),
+        id="starting-waits-for-attach",
+    ),
+    pytest.param(
+        Case(
+            observed(STARTING, pod=RUNNING, gw=GatewayFacts(reachable=False, error="refused")),
+            Phase.STARTING,
+            (),
+            "waiting for the gateway: refused",
+        ),
+        id="starting-gateway-unreachable",
+    ),
+    pytest.param(
+        Case(
+            observed(STARTING, pod=RUNNING, gw=gateway(BLUE, GREEN)),
+            Phase.HANDING_OFF,
+            (Promote, Event),
+            "asked the gateway to hand off",
+        ),
+        id="starting-attached-promotes",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                STARTING,
+                pod=RUNNING,
+                gw=gateway(replace(GREEN, role=Role.ACTIVE), active="i-green"),
+                siblings=(),
+            ),
+            Phase.ACTIVE,
+            (Event,),
+            "first version",
+        ),
+        id="starting-first-version-active-on-attach",
+    ),
+    pytest.param(
+        Case(
+            observed(STARTING, pod=RUNNING, gw=gateway(BLUE, replace(GREEN, version="9"))),
+            Phase.FAILED,
+            (DeletePod, Event),
+            "runs momentum/9 but the spec says momentum/2",
+        ),
+        id="starting-wrong-code-fails",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                STARTING,
+                pod=replace(
+                    RUNNING, restarts=3, waiting_reason="CrashLoopBackOff", last_exit_code=2
+                ),
+            ),
+            Phase.FAILED,
+            (DeletePod, Event),
+            "crash-looping: restarted 3 times",
+        ),
+        id="starting-crash-loop-fails",
+    ),
+    pytest.param(
+        Case(
+            observed(STARTING, pod=replace(RUNNING, restarts=2)),
+            Phase.STARTING,
+            (),
+            "waiting for pod",
+        ),
+        id="starting-restarts-within-limit",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                STARTING,
+                pod=PodFacts(POD, phase="Failed", reason="UnsupportedImage", message="not baton"),
+            ),
+            Phase.FAILED,
+            (DeletePod, Event),
+            "pod " + POD + " failed: not baton",
+        ),
+        id="starting-pod-failed",
+    ),
+    pytest.param(
+        Case(
+            observed(STARTING, pod=RUNNING, now=NOW + 120),
+            Phase.FAILED,
+            (DeletePod, Event),
+            "not live within startup.timeoutSeconds=60",
+        ),
+        id="starting-timeout",
+    ),
+    pytest.param(
+        Case(
+            observed(STARTING, pod=RUNNING, siblings=(V1, V3)),
+            Phase.SUPERSEDED,
+            (DeletePod, Event),
+            "superseded by mom-v3",
+        ),
+        id="starting-superseded-deletes-pod",
+    ),
+    # -- HandingOff
+    pytest.param(
+        Case(
+            observed(
+                HANDING_OFF,
+                pod=RUNNING,
+                gw=gateway(BLUE, GREEN, handoff=handoff(HandoffPhase.IMPORTING)),
+            ),
+            Phase.HANDING_OFF,
+            (),
+            "handoff h-1: importing",
+        ),
+        id="handing-off-reports-progress",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                HANDING_OFF,
+                pod=RUNNING,
+                gw=gateway(
+                    BLUE,
+                    replace(GREEN, role=Role.ACTIVE),
+                    active="i-green",
+                    handoff=handoff(HandoffPhase.COMPLETED),
+                ),
+            ),
+            Phase.ACTIVE,
+            (Event,),
+            "completed: pause 3.20 ms, missed 0",
+        ),
+        id="handing-off-completed-active",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                HANDING_OFF,
+                pod=RUNNING,
+                gw=gateway(BLUE, GREEN, handoff=handoff(HandoffPhase.ABORTED, "import failed")),
+            ),
+            Phase.FAILED,
+            (DeletePod, Event),
+            "aborted before the flip: import failed; 1 stays ACTIVE",
+        ),
+        id="handing-off-aborted-fails",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                HANDING_OFF,
+                pod=RUNNING,
+                gw=gateway(
+                    BLUE, GREEN, handoff=handoff(HandoffPhase.ROLLED_BACK, "green timed out")
+                ),
+            ),
+            Phase.FAILED,
+            (DeletePod, Event),
+            "rolled back inside the bake window: green timed out",
+        ),
+        id="handing-off-rolled-back-fails",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                HANDING_OFF,
+                pod=RUNNING,
+                siblings=(V1, V3),
+                gw=gateway(
+                    BLUE,
+                    GREEN,
+                    handoff=handoff(HandoffPhase.ABORTED, "superseded by a promotion of i-v3"),
+                ),
+            ),
+            Phase.SUPERSEDED,
+            (DeletePod, Event),
+            "superseded by mom-v3",
+        ),
+        id="handing-off-cancelled-by-newer-superseded",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                HANDING_OFF,
+                pod=replace(RUNNING, restarts=5),
+                gw=gateway(BLUE, GREEN, handoff=handoff(HandoffPhase.SHADOWING)),
+            ),
+            Phase.HANDING_OFF,
+            (Rollback,),
+            "cancelling the handoff",
+        ),
+        id="handing-off-crash-loop-cancels",
+    ),
+    pytest.param(
+        Case(
+            observed(HANDING_OFF, pod=RUNNING, gw=gateway(BLUE, GREEN, handoff_missing=True)),
+            Phase.HANDING_OFF,
+            (Promote,),
+        ),
+        id="handing-off-unknown-handoff-asks-again",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                HANDING_OFF,
+                pod=RUNNING,
+                gw=gateway(
+                    replace(GREEN, role=Role.ACTIVE), active="i-green", handoff_missing=True
+                ),
+            ),
+            Phase.ACTIVE,
+            (Event,),
+        ),
+        id="handing-off-lost-record-but-active",
+    ),
+    pytest.param(
+        Case(
+            observed(HANDING_OFF, pod=None, gw=gateway(BLUE, handoff_missing=True)),
+            Phase.FAILED,
+            (Event,),
+            "handoff was lost",
+        ),
+        id="handing-off-lost-and-detached-fails",
+    ),
+    pytest.param(
+        Case(
+            observed(HANDING_OFF, pod=RUNNING, gw=GatewayFacts(reachable=False, error="down")),
+            Phase.HANDING_OFF,
+            (),
+            "gateway is unreachable",
+        ),
+        id="handing-off-gateway-down-waits",
+    ),
+    # -- Active
+    pytest.param(
+        Case(
+            observed(
+                ACTIVE, pod=RUNNING, gw=gateway(replace(GREEN, role=Role.ACTIVE), active="i-green")
+            ),
+            Phase.ACTIVE,
+            (),
+            "ACTIVE",
+        ),
+        id="active-steady",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                ACTIVE,
+                pod=RUNNING,
+                gw=gateway(replace(GREEN, role=Role.DRAINING), BLUE, active="i-v3"),
+                siblings=(Sibling("mom-v3", NOW, Phase.ACTIVE, "i-v3"),),
+            ),
+            Phase.RETIRED,
+            (DeletePod, Event),
+            "handed over to mom-v3",
+        ),
+        id="active-retires-after-successor",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                ACTIVE,
+                pod=RUNNING,
+                gw=gateway(replace(GREEN, role=Role.SHADOW), active="i-v3"),
+                siblings=(Sibling("mom-v3", NOW, Phase.HANDING_OFF, "i-v3"),),
+            ),
+            Phase.ACTIVE,
+            (),
+            "while a handoff runs",
+        ),
+        id="active-keeps-pod-during-successor-bake",
+    ),
+    pytest.param(
+        Case(
+            observed(ACTIVE, pod=replace(RUNNING, restarts=1), gw=gateway(active="")),
+            Phase.ACTIVE,
+            (),
+            "not attached",
+        ),
+        id="active-pod-restarting",
+    ),
+    # -- terminal
+    pytest.param(
+        Case(
+            observed(replace(ACTIVE, phase=Phase.RETIRED), pod=RUNNING), Phase.RETIRED, (DeletePod,)
+        ),
+        id="retired-cleans-leftover-pod",
+    ),
+    pytest.param(
+        Case(observed(replace(ACTIVE, phase=Phase.FAILED), pod=None), Phase.FAILED, ()),
+        id="failed-stays",
+    ),
+    # -- deleting
+    pytest.param(
+        Case(
+            observed(STARTING, pod=RUNNING, deleting=True),
+            Phase.STARTING,
+            (DeletePod,),
+            release=True,
+        ),
+        id="delete-starting-deletes-pod",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                HANDING_OFF,
+                pod=RUNNING,
+                deleting=True,
+                gw=gateway(BLUE, GREEN, handoff=handoff(HandoffPhase.SHADOWING)),
+            ),
+            Phase.HANDING_OFF,
+            (Rollback,),
+            "cancelling",
+        ),
+        id="delete-mid-handoff-cancels-first",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                ACTIVE,
+                pod=RUNNING,
+                deleting=True,
+                siblings=(),
+                gw=gateway(replace(GREEN, role=Role.ACTIVE), active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (Event,),
+            "deletion refused",
+        ),
+        id="delete-active-without-successor-refused",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                ACTIVE,
+                pod=RUNNING,
+                deleting=True,
+                siblings=(),
+                spec=replace(SPEC, deletion_policy=DeletionPolicy.ALLOW),
+                gw=gateway(replace(GREEN, role=Role.ACTIVE), active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (DeletePod, Event),
+            release=True,
+        ),
+        id="delete-active-allowed-by-policy",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                ACTIVE,
+                pod=RUNNING,
+                deleting=True,
+                siblings=(Sibling("mom-v3", NOW, Phase.HANDING_OFF, "i-v3"),),
+                gw=gateway(replace(GREEN, role=Role.ACTIVE), active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (),
+            "waits for the handoff to mom-v3",
+        ),
+        id="delete-active-waits-for-incoming",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                ACTIVE,
+                pod=RUNNING,
+                deleting=True,
+                siblings=(Sibling("mom-v3", NOW, Phase.ACTIVE, "i-v3"),),
+                gw=gateway(replace(GREEN, role=Role.DRAINING), active="i-v3"),
+            ),
+            Phase.ACTIVE,
+            (DeletePod,),
+            release=True,
+        ),
+        id="delete-active-after-takeover",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                ACTIVE, pod=RUNNING, deleting=True, siblings=(), gw=GatewayFacts(reachable=False)
+            ),
+            Phase.ACTIVE,
+            (Event,),
+            "deletion refused",
+        ),
+        id="delete-active-gateway-down-refused",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_decide(case: Case) -> None:
+    d = decide(case.o)
+    assert d.progress.phase is case.phase, d.progress.message
+    assert tuple(type(a) for a in d.actions) == case.actions, d.actions
+    assert case.message in d.progress.message
+    assert d.release is case.release
+
+
+def test_every_phase_has_a_case() -> None:
+    seen = {c.values[0].o.progress.phase or Phase.PENDING for c in CASES}  # type: ignore[union-attr]
+    assert seen >= {Phase.PENDING, Phase.STARTING, Phase.HANDING_OFF, Phase.ACTIVE, Phase.RETIRED}
+
+
+def test_decisions_are_repeatable() -> None:
+    """Resuming after a restart: the same facts give the same decision (idempotent actions)."""
+    for case in CASES:
+        o = case.values[0].o  # type: ignore[union-attr]
+        assert decide(o) == decide(o)
+
+
+def test_promote_keyed_by_uid_survives_restart() -> None:
+    """A restarted operator asks again with the same key, so the gateway returns the same one."""
+    first = decide(observed(STARTING, pod=RUNNING, gw=gateway(BLUE, GREEN)))
+    again = decide(
+        observed(HANDING_OFF, pod=RUNNING, gw=gateway(BLUE, GREEN, handoff_missing=True))
+    )
+    keys = {a.request_id for d in (first, again) for a in d.actions if isinstance(a, Promote)}
+    assert keys == {request_id_for(UID)}
+
+
+def test_promote_carries_the_spec_policy() -> None:
+    spec = replace(SPEC, handoff=HandoffSpec(shadow_ticks=3, bake_s=2.5, auto_rollback=False))
+    d = decide(observed(STARTING, pod=RUNNING, gw=gateway(BLUE, GREEN), spec=spec))
+    promote = next(a for a in d.actions if isinstance(a, Promote))
+    assert (promote.instance_id, promote.policy) == ("i-green", spec.handoff)
+
+
+def test_refusal_event_is_not_repeated() -> None:
+    o = observed(
+        ACTIVE,
+        pod=RUNNING,
+        deleting=True,
+        siblings=(),
+        gw=gateway(replace(GREEN, role=Role.ACTIVE), active="i-green"),
+    )
+    first = decide(o)
+    again = decide(replace(o, progress=first.progress))
+    assert next(a for a in first.actions if isinstance(a, Event)).type is EventType.WARNING
+    assert again.actions == ()
+    assert again.requeue_s == REFUSED_S
+
+
+def test_pod_name_is_deterministic_and_a_dns_label() -> None:
+    name = pod_name_for("a" * 80, UID)
+    assert name == pod_name_for("a" * 80, UID)
+    assert len(name) <= 63
+
+
+@pytest.mark.parametrize(
+    ("progress", "expected"),
+    [
+        pytest.param(Progress(), {"Progressing": True, "Active": False, "Failed": False}, id="new"),
+        pytest.param(ACTIVE, {"Progressing": False, "Active": True, "Failed": False}, id="active"),
+        pytest.param(
+            replace(ACTIVE, active=False),
+            {"Progressing": False, "Active": False, "Failed": False},
+            id="active-version-not-serving",
+        ),
+        pytest.param(
+            replace(STARTING, phase=Phase.FAILED),
+            {"Progressing": False, "Active": False, "Failed": True},
+            id="failed",
+        ),
+    ],
+)
+def test_conditions(progress: Progress, expected: dict[str, bool]) -> None:
+    assert {c.type: c.status for c in conditions(progress)} == expected
+
+
+def test_fast_requeue_while_moving() -> None:
+    d: Decision = decide(observed(STARTING, pod=RUNNING))
+    assert d.requeue_s == FAST_S
