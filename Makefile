@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 GEN := proto/baton/v1/gateway_pb2.py
 PROTOS := $(wildcard proto/baton/v1/*.proto)
 
-.PHONY: setup demo test check lint typecheck imports bench clean
+.PHONY: setup demo test testbed-bins check lint typecheck imports bench clean
 
 setup: $(STAMP) $(GEN)
 
@@ -23,8 +23,14 @@ $(GEN): $(PROTOS) hack/codegen.sh $(STAMP)
 demo: setup
 	$(VENV)/bin/baton demo --handoffs 3
 
-test: setup
+test: setup testbed-bins
 	$(PY) -m pytest -q
+
+# etcd, kube-apiserver, kubectl and helm for the e2e test bed (tests/e2e), built once from their
+# Go modules into ${BATON_CACHE:-${XDG_CACHE_HOME:-~/.cache}/baton}/bin; a no-op when they are
+# there (see hack/README-testbed.md).
+testbed-bins:
+	hack/build-k8s-bins.sh
 
 # A mirror of the import layout (real folders, linked files) for the tools that walk folders
 # themselves: mypy and import-linter cannot follow setuptools' package-dir mapping.
@@ -39,9 +45,13 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Tests: one mypy run per folder. Each folder has its own conftest.py and imports its sibling
+# modules by plain name (pytest's rootdir/prepend mode), which one run would see as duplicates.
 typecheck: typecheck-tree
 	MYPYPATH=build/typecheck $(VENV)/bin/mypy -p baton
-	MYPYPATH=build/typecheck $(VENV)/bin/mypy tests $(wildcard bench/*.py)
+	MYPYPATH=build/typecheck $(VENV)/bin/mypy $(wildcard bench/*.py)
+	$(if $(wildcard tests/*.py),MYPYPATH=build/typecheck:tests $(VENV)/bin/mypy $(wildcard tests/*.py))
+	set -e; for d in $(wildcard tests/*/); do MYPYPATH=build/typecheck:tests $(VENV)/bin/mypy "$$d"; done
 
 imports: typecheck-tree
 	PYTHONPATH=build/typecheck $(VENV)/bin/lint-imports

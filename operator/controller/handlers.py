@@ -78,6 +78,9 @@ def build_registry(
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix="baton.dev", key="last-handled-configuration"
         )
+        # The CRD is installed before the operator (the chart's crds/), and the namespaces are
+        # given: no need to watch CRDs and namespaces, so no RBAC for them either.
+        settings.scanning.disabled = True
         # Our Events tell the rollout story; kopf's own only when something is wrong.
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 120

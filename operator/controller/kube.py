@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -161,7 +161,8 @@ class Kube:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{meta.get('name')}.{uuid.uuid4().hex[:16]}",
+                # As the kubelet names them: object name + hex nanoseconds, so names sort in time.
+                "name": f"{meta.get('name')}.{time.time_ns():x}",
                 "namespace": namespace,
             },
             "involvedObject": {

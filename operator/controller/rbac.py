@@ -40,11 +40,8 @@ RULES: tuple[Rule, ...] = (
     Rule("", ("events",), ("create",), "tell the rollout story in Events"),
 )
 
-# kopf lists the cluster's API resources (discovery, allowed to every authenticated user) and,
-# cluster-wide, watches namespaces to find new ones.
-CLUSTER_ONLY: tuple[Rule, ...] = (
-    Rule("", ("namespaces",), ("list", "watch"), "kopf: follow namespaces when cluster-wide"),
-)
+# Nothing cluster-only: kopf's scanning of CRDs and namespaces is off (handlers.py), and API
+# discovery is allowed to every authenticated user.
 
 
 def render(
@@ -75,7 +72,7 @@ def render(
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": {"name": name},
-            "rules": [r.to_k8s() for r in (*RULES, *CLUSTER_ONLY)],
+            "rules": [r.to_k8s() for r in RULES],
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -244,7 +244,7 @@ class Decision:
 # (pod and SV changes), so these only bound how stale a gateway-side fact can get.
 FAST_S = 0.5
 STEADY_S = 5.0
-REFUSED_S = 15.0
+REFUSED_S = 5.0
 
 
 def pod_name_for(name: str, uid: str) -> str:

@@ -82,3 +82,9 @@ def assert_every_scheduled_evaluation_accounted(ledger: Path) -> dict[str, list[
     for slot_id, values in seqs.items():
         assert values == list(range(1, len(values) + 1)), f"{slot_id} has holes: {values}"
     return seqs
+
+
+def not_executed(ledger: Path) -> list[tuple[str, int]]:
+    """Evaluations whose outcome is anything but executed (missed, error...): safe to read live."""
+    sql = "SELECT outcome, count(*) FROM evaluations WHERE outcome != 'executed' GROUP BY 1"
+    return [(str(outcome), int(n)) for outcome, n in query(ledger, sql)]

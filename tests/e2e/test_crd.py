@@ -1,0 +1,275 @@
+"""The StrategyVersion CRD's schema, enforced by a real kube-apiserver at `kubectl apply` time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from testbed import CRD_DIR, Cluster
+
+CRD_FILE = CRD_DIR / "strategyversions.baton.dev.yaml"
+CRD_NAME = "strategyversions.baton.dev"
+API_VERSION = "baton.dev/v1alpha1"
+IMMUTABLE = "is immutable; apply a new StrategyVersion instead"
+MODULE_CLASS = "must be MODULE:CLASS, e.g. baton.strategy.examples.momentum_v1:MomentumV1"
+
+Spec = Mapping[str, Any]
+
+VALID: Spec = {
+    "strategy": "momentum",
+    "version": "v2",
+    "image": "baton:dev",
+    "entrypoint": "baton.strategy.examples.momentum_v2:MomentumV2",
+    "config": {"lookback": 12},
+    "handoff": {"mode": "StateTransfer", "bakeSeconds": 2.5, "shadowTicks": 3},
+}
+
+
+def entrypoint_error(value: str) -> str:
+    return f"spec.entrypoint: Invalid value: {json.dumps(value)}: {MODULE_CLASS}"
+
+
+def with_(spec: Spec, **changes: Any) -> dict[str, Any]:
+    """``spec`` with top-level fields replaced (a dict value is merged one level deep)."""
+    out = dict(spec)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def without(spec: Spec, *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in keys}
+
+
+def _yaml(value: Mapping[str, Any], indent: int) -> str:
+    pad = " " * indent
+    lines = []
+    for key, item in value.items():
+        if isinstance(item, Mapping):
+            lines.append(f"{pad}{key}:\n{_yaml(item, indent + 2)}")
+        else:
+            lines.append(f"{pad}{key}: {json.dumps(item)}\n")  # a JSON scalar is a YAML scalar
+    return "".join(lines)
+
+
+def manifest(name: str, namespace: str, spec: Spec) -> str:
+    return (
+        f"apiVersion: {API_VERSION}\n"
+        "kind: StrategyVersion\n"
+        "metadata:\n"
+        f"  name: {json.dumps(name)}\n"
+        f"  namespace: {json.dumps(namespace)}\n"  # quoted: `y` or `no` would be a YAML bool
+        f"spec:\n{_yaml(spec, 2)}"
+    )
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: Cluster) -> dict[str, Any]:
+    """The StrategyVersion CRD as the apiserver serves it (the `cluster` fixture installed it)."""
+    assert CRD_FILE.is_file(), f"{CRD_FILE} is missing: the chart must ship the CRD"
+    got: dict[str, Any] = json.loads(cluster.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
+    return got
+
+
+def test_a_valid_strategy_version_is_accepted_listed_and_defaulted(
+    cluster: Cluster, namespace: str, crd: dict[str, Any]
+) -> None:
+    applied = cluster.kubectl("apply", "-f", "-", input=manifest("momentum-v2", namespace, VALID))
+    assert "strategyversion.baton.dev/momentum-v2 created" in applied.stdout
+
+    # The printer columns, by the short name, as the CRD declares them.
+    (version,) = crd["spec"]["versions"]
+    columns = [c["name"].upper() for c in version["additionalPrinterColumns"]]
+    default_columns = [
+        c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")
+    ]
+    assert default_columns == ["STRATEGY", "VERSION", "PHASE", "ACTIVE", "PAUSE-MS", "AGE"]
+    header, row = cluster.kubectl("get", "sv", "-n", namespace).stdout.splitlines()
+    assert header.split() == ["NAME", *default_columns]
+    assert row.split()[:3] == ["momentum-v2", "momentum", "v2"]
+
+    # Status columns show what the operator writes through the status subresource.
+    status = {
+        "phase": "Active",
+        "active": True,
+        "message": "serving",
+        "handoff": {"pauseMs": 3.4},
+    }
+    cluster.kubectl(
+        "patch",
+        "sv",
+        "momentum-v2",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+    header, row = cluster.kubectl("get", "sv", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert header.split() == ["NAME", *columns]
+    assert row.split()[:7] == ["momentum-v2", "momentum", "v2", "Active", "true", "3.4", "serving"]
+
+    # The schema's defaults are filled in; what was given is kept.
+    got = json.loads(cluster.kubectl("get", "sv", "momentum-v2", "-n", namespace, "-o=json").stdout)
+    assert got["spec"]["handoff"] == {
+        "mode": "StateTransfer",
+        "shadowTicks": 3,
+        "bakeSeconds": 2.5,
+        "autoRollback": True,
+        "maxBakeFaults": 0,
+        "stepTimeoutSeconds": 30,
+    }
+    assert got["spec"]["startup"] == {"timeoutSeconds": 120, "maxRestarts": 2}
+    assert got["spec"]["deletionPolicy"] == "Protect"
+    assert got["spec"]["config"] == {"lookback": 12}
+
+    # Re-applying the same object is not a change (the immutability rules allow it).
+    again = cluster.kubectl("apply", "-f", "-", input=manifest("momentum-v2", namespace, VALID))
+    assert "unchanged" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("existing", "spec", "messages"),
+    [
+        pytest.param(
+            None,
+            without(VALID, "image"),
+            ["spec.image: Required value"],
+            id="missing-image",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, image=""),
+            ["spec.image in body should be at least 1 chars long"],
+            id="empty-image",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, entrypoint="baton.strategy.examples.momentum_v2.MomentumV2"),
+            [entrypoint_error("baton.strategy.examples.momentum_v2.MomentumV2")],
+            id="entrypoint-without-class",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, entrypoint="baton/strategy/examples/momentum_v2.py:MomentumV2"),
+            [entrypoint_error("baton/strategy/examples/momentum_v2.py:MomentumV2")],
+            id="entrypoint-is-a-file-path",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, entrypoint="baton.strategy:momentum:MomentumV2"),
+            [entrypoint_error("baton.strategy:momentum:MomentumV2")],
+            id="entrypoint-with-two-colons",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, handoff={"bakeSeconds": -1}),
+            [
+                "spec.handoff.bakeSeconds: Invalid value: -1: "
+                "spec.handoff.bakeSeconds in body should be greater than or equal to 0"
+            ],
+            id="negative-bake-seconds",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, handoff={"stepTimeoutSeconds": -0.5}),
+            ["spec.handoff.stepTimeoutSeconds in body should be greater than 0"],
+            id="negative-step-timeout",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, handoff={"stepTimeoutSeconds": 0}),
+            ["spec.handoff.stepTimeoutSeconds in body should be greater than 0"],
+            id="zero-step-timeout",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, startup={"timeoutSeconds": -5}),
+            ["spec.startup.timeoutSeconds in body should be greater than 0"],
+            id="negative-startup-timeout",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, handoff={"bakeSeconds": -1}, startup={"timeoutSeconds": -5}),
+            [
+                "spec.handoff.bakeSeconds in body should be greater than or equal to 0",
+                "spec.startup.timeoutSeconds in body should be greater than 0",
+            ],
+            id="every-negative-duration-is-reported",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, handoff={"mode": "Canary"}),
+            [
+                'spec.handoff.mode: Unsupported value: "Canary": '
+                'supported values: "StateTransfer", "Swap"'
+            ],
+            id="unknown-handoff-mode",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, handoff={"mode": "statetransfer"}),
+            ['spec.handoff.mode: Unsupported value: "statetransfer"'],
+            id="handoff-mode-is-case-sensitive",
+        ),
+        pytest.param(
+            VALID,
+            with_(VALID, image="baton:v2-hotfix"),
+            [f'spec.image: Invalid value: "baton:v2-hotfix": {IMMUTABLE}'],
+            id="immutable-image",
+        ),
+        pytest.param(
+            VALID,
+            with_(VALID, entrypoint="baton.strategy.examples.momentum_v1:MomentumV1"),
+            [
+                'spec.entrypoint: Invalid value: "baton.strategy.examples.momentum_v1:MomentumV1": '
+                f"{IMMUTABLE}"
+            ],
+            id="immutable-entrypoint",
+        ),
+        pytest.param(
+            VALID,
+            with_(VALID, version="v3"),
+            [f'spec.version: Invalid value: "v3": {IMMUTABLE}'],
+            id="immutable-version",
+        ),
+        pytest.param(
+            VALID,
+            with_(VALID, strategy="momentum-fast"),
+            [f'spec.strategy: Invalid value: "momentum-fast": {IMMUTABLE}'],
+            id="immutable-strategy",
+        ),
+    ],
+)
+def test_an_invalid_strategy_version_is_rejected(
+    cluster: Cluster,
+    namespace: str,
+    crd: dict[str, Any],
+    existing: Spec | None,
+    spec: Spec,
+    messages: list[str],
+) -> None:
+    name = "momentum-v2"
+    if existing is not None:
+        cluster.kubectl("apply", "-f", "-", input=manifest(name, namespace, existing))
+
+    result = cluster.kubectl("apply", "-f", "-", input=manifest(name, namespace, spec), check=False)
+
+    assert result.returncode != 0, result.stdout
+    assert f'The StrategyVersion "{name}" is invalid' in result.stderr, result.stderr
+    for message in messages:
+        assert message in result.stderr
+    stored = cluster.kubectl("get", "sv", name, "-n", namespace, "-o", "json", check=False)
+    if existing is None:
+        assert "NotFound" in stored.stderr, stored.stdout
+    else:
+        kept = json.loads(stored.stdout)["spec"]
+        assert {k: kept[k] for k in ("strategy", "version", "image", "entrypoint")} == {
+            k: existing[k] for k in ("strategy", "version", "image", "entrypoint")
+        }

@@ -1,0 +1,186 @@
+"""The operator end to end: kubectl apply StrategyVersions against a real kube-apiserver, pods
+run by the local pod runner, a real gateway and simulator; the ledger proves presence.
+
+The operator runs as a ServiceAccount user bound only to the generated Role, so these tests
+also prove the RBAC rules are enough (and a missing rule fails them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from procs import (
+    SLOTS,
+    StartGateway,
+    assert_every_scheduled_evaluation_accounted,
+    evaluations,
+    not_executed,
+    run_ticks,
+)
+from stack import V1, V2, Stack, admin_kube, eventually, operator_rbac, sv_yaml
+from testbed import Cluster
+
+from baton.common import Service
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+async def stack(
+    cluster: Cluster,
+    namespace: str,
+    pod_runner: Any,
+    start_gateway: StartGateway,
+    ledger: Path,
+    log_dir: Path,
+) -> AsyncIterator[Stack]:
+    gateway: Service = await start_gateway()
+    s = Stack(
+        cluster=cluster,
+        namespace=namespace,
+        gateway=gateway,
+        ledger=ledger,
+        log_dir=log_dir,
+        operator_kubeconfig=operator_rbac(cluster, namespace),
+        kube=admin_kube(cluster),
+    )
+    await s.start_operator()
+    yield s
+    for op in s.operators:
+        await op.stop()
+
+
+async def _presence_kept(s: Stack, ticks: int) -> None:
+    """A few more ticks, then stop the gateway (its last tick flushed) and read the record:
+    every scheduled evaluation of every slot there, each executed by the ACTIVE version."""
+    await run_ticks(s.ledger, evaluations(s.ledger) // SLOTS + ticks)
+    assert await s.gateway.stop() == 0
+    assert_every_scheduled_evaluation_accounted(s.ledger)
+    assert not_executed(s.ledger) == []
+
+
+async def _v1_active(s: Stack) -> dict[str, Any]:
+    s.apply(sv_yaml("mom-v1", "v1", V1))
+    v1 = await s.wait_phase("mom-v1", "Active")
+    await run_ticks(s.ledger, 2)
+    return v1
+
+
+async def test_apply_v1_then_v2_hands_off_with_zero_missed(stack: Stack) -> None:
+    s = stack
+    v1 = await _v1_active(s)
+    assert v1["status"]["active"] is True
+    v1_pod = v1["status"]["pod"]
+
+    s.apply(sv_yaml("mom-v2", "v2", V2))
+    v2 = await s.wait_phase("mom-v2", "Active", "Failed")
+    assert v2["status"]["phase"] == "Active", v2["status"]["message"]
+    await s.wait_phase("mom-v1", "Retired")
+    await s.pod_gone(v1_pod)
+    # G1 across the handoff: every scheduled evaluation of every slot, executed, no hole.
+    await _presence_kept(s, 3)
+    handoff = v2["status"]["handoff"]
+    assert handoff["missed"] == 0
+    assert handoff["fromVersion"] == "v1"
+    assert handoff["exportDigest"] == handoff["importDigest"] != ""
+    assert handoff["pauseMs"] >= 0
+
+    rows = {line.split()[0]: line.split() for line in s.kubectl("get", "sv").splitlines()}
+    assert rows["NAME"][:5] == ["NAME", "STRATEGY", "VERSION", "PHASE", "ACTIVE"]
+    assert rows["mom-v1"][1:5] == ["momentum", "v1", "Retired", "false"]
+    assert rows["mom-v2"][1:5] == ["momentum", "v2", "Active", "true"]
+
+    v2_story = [reason for _, reason, _ in s.events("mom-v2")]
+    assert v2_story[:3] == ["Starting", "HandoffStarted", "HandoffCompleted"], v2_story
+    v1_story = [reason for _, reason, _ in s.events("mom-v1")]
+    assert v1_story == ["Starting", "Activated", "Retired"], v1_story
+
+
+async def test_crash_looping_green_fails_and_blue_stays_active(stack: Stack) -> None:
+    s = stack
+    await _v1_active(s)
+    # A valid spec whose code does not import: the host exits 2 at every start.
+    s.apply(
+        sv_yaml("mom-v2", "v2", "baton.strategy.examples.missing:Nope", startup={"maxRestarts": 1})
+    )
+    v2 = await s.wait_phase("mom-v2", "Failed")
+    assert "crash-looping" in v2["status"]["message"], v2["status"]["message"]
+    assert "untouched" in v2["status"]["message"]
+    await s.pod_gone(v2["status"]["pod"])
+    v1 = await s.wait_phase("mom-v1", "Active")
+    assert v1["status"]["active"] is True
+    await _presence_kept(s, 6)
+    warnings = [(t, r) for t, r, _ in s.events("mom-v2") if t == "Warning"]
+    assert warnings == [("Warning", "StartFailed")]
+
+
+@pytest.mark.parametrize("phase", ["Pending", "Starting", "HandingOff", "Active"])
+async def test_operator_restart_in_every_phase_converges(stack: Stack, phase: str) -> None:
+    s = stack
+    await _v1_active(s)
+    if phase == "Pending":
+        # Killed before it ever saw v2: the new one must pick it up from scratch.
+        await s.kill_operator()
+        s.apply(sv_yaml("mom-v2", "v2", V2, handoff={"bakeSeconds": 3}))
+    else:
+        s.apply(sv_yaml("mom-v2", "v2", V2, handoff={"bakeSeconds": 3}))
+        await s.wait_phase("mom-v2", phase, timeout_s=60)
+        await s.kill_operator()
+    await s.start_operator()
+
+    v2 = await s.wait_phase("mom-v2", "Active", "Failed", timeout_s=90)
+    assert v2["status"]["phase"] == "Active", v2["status"]["message"]
+    v1 = await s.wait_phase("mom-v1", "Retired", timeout_s=60)
+    await s.pod_gone(v1["status"]["pod"])
+    await _presence_kept(s, 4)
+    assert v2["status"]["handoff"]["missed"] == 0
+
+
+async def test_newer_version_mid_handoff_supersedes(stack: Stack) -> None:
+    s = stack
+    await _v1_active(s)
+    # v2 shadows for many ticks before its flip: a wide window for v3 to arrive in.
+    s.apply(sv_yaml("mom-v2", "v2", V2, handoff={"shadowTicks": 30}))
+    await s.wait_phase("mom-v2", "HandingOff")
+    s.apply(sv_yaml("mom-v3", "v2", V2))
+
+    v2 = await s.wait_phase("mom-v2", "Superseded", "Failed", "Active", timeout_s=60)
+    assert v2["status"]["phase"] == "Superseded", v2["status"]["message"]
+    assert v2["status"]["supersededBy"] == "mom-v3"
+    v3 = await s.wait_phase("mom-v3", "Active", "Failed", timeout_s=60)
+    assert v3["status"]["phase"] == "Active", v3["status"]["message"]
+    await s.wait_phase("mom-v1", "Retired")
+    await s.pod_gone(v2["status"]["pod"])
+    await _presence_kept(s, 4)
+
+
+async def test_deleting_the_active_version_is_refused_until_a_successor_takes_over(
+    stack: Stack,
+) -> None:
+    s = stack
+    v1 = await _v1_active(s)
+    s.kubectl("delete", "sv", "mom-v1", "--wait=false")
+
+    async def refused() -> bool:
+        return any(r == "DeletionRefused" for _, r, _ in s.events("mom-v1"))
+
+    await eventually(refused, timeout_s=30, what="a DeletionRefused event")
+    obj = await s.sv("mom-v1")
+    assert obj is not None
+    assert obj["metadata"].get("deletionTimestamp")
+    assert "deletion refused" in obj["status"]["message"]
+    await run_ticks(s.ledger, evaluations(s.ledger) // SLOTS + 4)
+    assert not_executed(s.ledger) == []  # still evaluating, nothing missed
+
+    s.apply(sv_yaml("mom-v2", "v2", V2))
+    await s.wait_phase("mom-v2", "Active")
+
+    async def gone() -> bool:
+        return await s.sv("mom-v1") is None
+
+    await eventually(gone, timeout_s=60, what="mom-v1 deleted after v2 took over")
+    await s.pod_gone(v1["status"]["pod"])
+    await _presence_kept(s, 6)
