@@ -7,7 +7,13 @@ STAMP := $(VENV)/.installed-stamp
 GEN := proto/baton/v1/gateway_pb2.py
 PROTOS := $(wildcard proto/baton/v1/*.proto)
 
-.PHONY: setup demo test testbed-bins check lint typecheck imports bench clean
+.PHONY: setup demo test testbed-bins check lint typecheck imports bench clean image kind-load chart-lint
+
+# The image every component runs from (Dockerfile), and the kind cluster of kind-config.yaml.
+IMAGE ?= baton:dev
+KIND_CLUSTER ?= baton
+# helm as hack/build-k8s-bins.sh builds it (`make testbed-bins`).
+HELM ?= $(or $(BATON_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/baton)/bin/helm
 
 setup: $(STAMP) $(GEN)
 
@@ -60,6 +66,19 @@ check: lint typecheck imports
 
 bench: setup
 	$(PY) -m bench
+
+# Needs a Docker engine (none on the development machine; tests/unit/test_dockerfile.py lints
+# the Dockerfile and checks it against this Makefile instead).
+image:
+	docker build -t $(IMAGE) .
+
+# Copy the image into the kind cluster's node (`kind create cluster --config kind-config.yaml`).
+kind-load:
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+# The chart, strictly; tests/e2e/test_chart.py also lints it with other values and applies it.
+chart-lint: testbed-bins
+	$(HELM) lint --strict charts/baton
 
 clean:
 	rm -rf build $(VENV) proto/baton/v1/*_pb2*.py proto/baton/v1/*_pb2*.pyi

@@ -158,6 +158,7 @@ async def start_sim(w: Workload, procs: Processes) -> Service:
 def _gateway_env(w: Workload, sim: Service, ledger: Path) -> dict[str, str]:
     env = {
         "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
+        "BATON_METRICS__LISTEN": "127.0.0.1:0",  # never clash with a gateway on 9464
         "BATON_GATEWAY__CADENCE_S": str(w.cadence_s),
         "BATON_GATEWAY__TIMEFRAMES": ",".join(w.timeframes),
         "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],

@@ -64,6 +64,7 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> Path:
             log_dir=logs,
             env={
                 "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
+                "BATON_METRICS__LISTEN": "127.0.0.1:0",  # never clash with a gateway on 9464
                 "BATON_GATEWAY__CADENCE_S": str(args.cadence_s),
                 "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
                 "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],

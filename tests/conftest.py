@@ -60,6 +60,8 @@ async def start_gateway(sim: Service, ledger: Path, log_dir: Path) -> AsyncItera
             log_dir=log_dir,
             env={
                 "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
+                # Any free port: gateways of other tests (or a demo) may hold the default 9464.
+                "BATON_METRICS__LISTEN": "127.0.0.1:0",
                 "BATON_GATEWAY__CADENCE_S": str(CADENCE_S),
                 "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
                 "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],

@@ -5,7 +5,7 @@ from baton.common._config import ConfigError, Settings, load_settings
 from baton.common._logging import JsonFormatter, setup_logging
 from baton.common._process import ProcessFailed, Service, spawn_baton
 from baton.common._ready import announce_ready, parse_ready
-from baton.common._telemetry import setup_tracing
+from baton.common._telemetry import sampled, setup_tracing
 
 __all__ = [
     "Backoff",
@@ -17,6 +17,7 @@ __all__ = [
     "announce_ready",
     "load_settings",
     "parse_ready",
+    "sampled",
     "setup_logging",
     "setup_tracing",
     "spawn_baton",

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from baton import wire
+from baton.common import sampled
 from baton.gateway.clock import SlotClock, Tick
 from baton.gateway.config import ClockStart, GatewayConfig
 from baton.gateway.connection import Connection, SendResult
@@ -23,8 +23,17 @@ from baton.gateway.exchange import ExchangeFeed
 from baton.gateway.handoff import Handoff
 from baton.gateway.ledger import DuplicateRecordError, Ledger
 from baton.gateway.market import MarketBook
+from baton.gateway.metrics import GatewayMetrics, MetricsServer
 from baton.gateway.records import ConnectionEvent, EvaluationRecord, InstanceEvent
-from baton.gateway.router import InstanceInfo, Judgement, Router, Send, Verdict, answered_record
+from baton.gateway.router import (
+    InstanceInfo,
+    Judgement,
+    Pending,
+    Router,
+    Send,
+    Verdict,
+    answered_record,
+)
 from baton.gateway.venue import PaperVenue, Rejection
 from baton.model import Action, Candle, Decision, Role
 from baton.v1 import gateway_pb2 as gw
@@ -76,7 +85,10 @@ class Gateway:
         self.router = Router(self.slots, seq_base={k: v + 1 for k, v in last.items()})
         self.connections: dict[str, Connection] = {}
         self.stats = GatewayStats()
-        self.feed = ExchangeFeed(config.exchange, config.streams, self)
+        self.metrics = GatewayMetrics(s.slot_id for s in self.slots)
+        self._metrics_server = MetricsServer(self.metrics.registry)
+        self.metrics_addr: str | None = None  # bound HOST:PORT of /metrics, once started
+        self.feed = ExchangeFeed(config.exchange, config.streams, self, self.metrics.feed)
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -117,6 +129,8 @@ class Gateway:
         self.port = server.add_insecure_port(self.config.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.listen}")
+        if self.config.metrics_listen is not None:
+            self.metrics_addr = self._metrics_server.start(self.config.metrics_listen)
         await server.start()
         self._server = server
         self._tasks.append(asyncio.create_task(self.feed.run(), name="feed"))
@@ -205,13 +219,17 @@ class Gateway:
         """Send one tick. Returns when (wall ms) the ACTIVE instance's last request was queued:
         the moment the tick is dispatched to it (shadows are served after)."""
         self.stats.ticks += 1
+        self.metrics.tick_dispatched(tick.scheduled_ms, wall_ms_f())
         active_done: float | None = None
         with tracer.start_as_current_span(
             "gateway.tick",
             attributes={"baton.tick": tick.index, "baton.scheduled_ms": tick.scheduled_ms},
         ) as span:
+            # The tick's context rides in every request of the tick, but only when the tick is
+            # sampled: an unsampled tick makes no per-evaluation span anywhere.
             carrier: dict[str, str] = {}
-            propagate.inject(carrier)
+            if span.get_span_context().trace_flags.sampled:
+                propagate.inject(carrier)
             plan = self.router.on_tick(tick, now)
             self._resolve(plan.missed)
             built: dict[str, gw.EvaluationRequest] = {}
@@ -299,6 +317,7 @@ class Gateway:
             self.handoffs.on_record(record)
             try:
                 self.ledger.record_evaluation(record)
+                self.metrics.resolved(record)  # as the ledger has it: not a refused duplicate
             except DuplicateRecordError:
                 # A second outcome for one (slot, seq) is a bug (G1/G2): say so loudly, keep the
                 # first outcome, and keep the clock running.
@@ -315,10 +334,17 @@ class Gateway:
             self._idle.set()
 
     def _flush(self) -> None:
+        writing = self.ledger.pending_rows > 0
+        started = time.perf_counter()
         try:
             self.ledger.flush()
         except Exception:  # the clock must keep its time even when the disk does not
             log.exception("ledger flush failed; rows kept for the next flush")
+        else:
+            if writing:
+                self.metrics.ledger_flushed(time.perf_counter() - started)
+        # Once per tick, right after the rows: between ticks the counters equal the ledger.
+        self.metrics.commit()
 
     # -- strategy instances -------------------------------------------------------------------
 
@@ -358,12 +384,14 @@ class Gateway:
             slots=[wire.slot_to_proto(s) for s in self.slots],
             cadence_ms=self.config.cadence_ms,
         )
+        self._observe_membership()
         return conn, welcome
 
     def detach(self, conn: Connection, reason: str) -> None:
         conn.close(reason)
         self.connections.pop(conn.instance_id, None)
         instance = self.router.detach(conn.instance_id)
+        self._observe_membership()
         if instance is None:
             return
         self.ledger.record_instance_event(
@@ -414,23 +442,50 @@ class Gateway:
                 judgement.verdict.value,
             )
             return
-        parent = propagate.extract(decision.trace_context)
-        token = otel_context.attach(parent)
-        try:
-            with tracer.start_as_current_span(
-                "gateway.execute",
-                attributes={"baton.slot": pending.slot.slot_id, "baton.seq": pending.seq},
-            ):
-                bet_id, note = None, ""
-                side = decision.action
-                if judgement.verdict is Verdict.EXECUTE and side in (Action.UP, Action.DOWN):
-                    assert side is not None
+        if not sampled(decision.trace_context):  # an unsampled tick: no span, no extraction
+            self._execute(judgement.verdict, pending, decision, now, None)
+            return
+        # A sampled tick: the context came back in the decision, so this span is the child of
+        # the strategy's evaluate span and the tick's trace reads dispatch -> evaluate -> execute.
+        with tracer.start_as_current_span(
+            "gateway.execute",
+            context=propagate.extract(decision.trace_context),
+            attributes={
+                "baton.slot_id": pending.slot.slot_id,
+                "baton.seq": pending.seq,
+                "baton.instance": instance_id,
+                "baton.verdict": judgement.verdict.value,
+                "baton.action": action or "ERROR",
+            },
+        ) as span:
+            self._execute(judgement.verdict, pending, decision, now, span)
+
+    def _execute(
+        self,
+        verdict: Verdict,
+        pending: Pending,
+        decision: Decision,
+        now: int,
+        span: trace.Span | None,
+    ) -> None:
+        """Carry out an answer the router accepted: place its bet, record its outcome."""
+        bet_id, note = None, ""
+        side = decision.action
+        if verdict is Verdict.EXECUTE and side in (Action.UP, Action.DOWN):
+            assert side is not None
+            if span is None:
+                bet_id, note = self._bet(pending.slot.slot_id, pending.seq, side, now)
+            else:
+                with tracer.start_as_current_span("gateway.bet") as bet_span:
                     bet_id, note = self._bet(pending.slot.slot_id, pending.seq, side, now)
-                if judgement.verdict is Verdict.EXECUTE:
-                    self.handoffs.on_executed(pending.slot.slot_id, pending.seq, action or "")
-                self._resolve((answered_record(pending, decision, now, bet_id=bet_id, note=note),))
-        finally:
-            otel_context.detach(token)
+                    bet_span.set_attribute("baton.side", side.value)
+                    bet_span.set_attribute("baton.bet_id", bet_id or "")
+                    if note:
+                        bet_span.set_attribute("baton.note", note)
+        if verdict is Verdict.EXECUTE:
+            action = decision.action.value if decision.action else ""
+            self.handoffs.on_executed(pending.slot.slot_id, pending.seq, action)
+        self._resolve((answered_record(pending, decision, now, bet_id=bet_id, note=note),))
 
     def _bet(self, slot_id: str, seq: int, side: Action, now: int) -> tuple[str | None, str]:
         """Place the bet an executed UP/DOWN decision asks for; a refusal is noted, not fatal."""
@@ -534,7 +589,12 @@ class Gateway:
         self.set_role(instance_id, Role.DRAINING)
         self.send_to(instance_id, gw.AttachResponse(drain=gw.Drain(reason=reason)))
 
+    def _observe_membership(self) -> None:
+        roles = (i.role for i in self.router.instances.values())
+        self.metrics.membership(roles, self.router.epoch)
+
     def _announce_role(self, instance_id: str) -> None:
+        self._observe_membership()  # every role change is announced
         instance = self.router.instances.get(instance_id)
         if instance is None:
             return
@@ -549,6 +609,7 @@ class Gateway:
 
     def record_handoff(self, h: Handoff, missed: int) -> None:
         self.ledger.record_handoff(h, missed=missed)
+        self.metrics.handoff(h.phase.value, h.pause_ms)
         self._flush()
 
     # -- the exchange feed (FeedSink) ---------------------------------------------------------

@@ -24,6 +24,9 @@ Example file (every key optional)::
 
     [ledger]
     path = "baton-ledger.sqlite"
+
+    [metrics]
+    listen = "127.0.0.1:9464"   # Prometheus /metrics; "off" disables, port 0 picks a free one
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ REFERENCE_TIMEFRAMES = ("5m", "15m")
 QUOTE = "USDT"
 # A gateway serves at most this many slots; past it, shard across gateways (docs/scaling.md).
 MAX_SLOTS = 20_000
+# Prometheus' conventional port for a service's own exporter; "off" (or "") disables it.
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
+METRICS_OFF = ("", "off")
 
 
 def reference_markets() -> tuple[Market, ...]:
@@ -71,6 +77,7 @@ class GatewayConfig:
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     venue: VenueConfig = field(default_factory=VenueConfig)
     log_level: str = "INFO"
+    metrics_listen: str | None = DEFAULT_METRICS_LISTEN  # None: no /metrics endpoint
 
     @property
     def slots(self) -> tuple[Slot, ...]:
@@ -107,6 +114,20 @@ def _listen(settings: Settings, key: str, default: str) -> str:
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(key, f"expected HOST:PORT, got {value!r}")
     return value
+
+
+def parse_metrics_listen(value: object) -> str | None:
+    """The ``metrics.listen`` setting: ``HOST:PORT`` (port 0: any free port), or ``"off"`` /
+    ``""`` for no endpoint (None)."""
+    if not isinstance(value, str):
+        raise ConfigError("metrics.listen", f'expected HOST:PORT or "off", got {value!r}')
+    text = value.strip()
+    if text.lower() in METRICS_OFF:
+        return None
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("metrics.listen", f'expected HOST:PORT or "off", got {value!r}')
+    return text
 
 
 def load_gateway_config(
@@ -176,6 +197,7 @@ def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
         exchange=exchange,
         venue=venue,
         log_level=_log_level(s),
+        metrics_listen=parse_metrics_listen(s.raw("metrics.listen", DEFAULT_METRICS_LISTEN)),
     )
     s.check_unknown(())
     return config

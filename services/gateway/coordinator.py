@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 
 from baton.gateway import handoff as hm
 from baton.gateway.records import MISSED_OUTCOMES, EvaluationRecord
@@ -46,7 +46,8 @@ class _Running:
     missed: int = 0
     first_green_tick: bool = False
     export_due: bool = False  # ExportState goes out right after the next tick's dispatch
-    span: trace.Span | None = None
+    span: trace.Span | None = None  # gateway.handoff, the whole handoff
+    phase_span: trace.Span | None = None  # gateway.handoff.<phase>, its child, the current phase
 
 
 class Coordinator:
@@ -95,7 +96,15 @@ class Coordinator:
 
     # -- commands -----------------------------------------------------------------------------
 
-    def promote(self, green_id: str, policy: hm.Policy, request_id: str = "") -> hm.Handoff:
+    def promote(
+        self,
+        green_id: str,
+        policy: hm.Policy,
+        request_id: str = "",
+        trace_context: Mapping[str, str] | None = None,
+    ) -> hm.Handoff:
+        """Start a handoff to ``green_id``. ``trace_context`` (W3C, from the caller: the
+        operator's rollout) makes the ``gateway.handoff`` span part of the caller's trace."""
         if request_id and request_id in self._by_request:
             existing = self.get(self._by_request[request_id])
             assert existing is not None
@@ -160,10 +169,16 @@ class Coordinator:
         )
         span = tracer.start_span(
             "gateway.handoff",
+            context=propagate.extract(trace_context) if trace_context else None,
             attributes={
                 "baton.handoff": handoff_id,
+                "baton.strategy": blue.info.strategy,
                 "baton.from": blue.info.version,
                 "baton.to": green.info.version,
+                "baton.blue": blue.instance_id,
+                "baton.green": green_id,
+                "baton.epoch_before": router.epoch,
+                "baton.request_id": request_id,
             },
         )
         self._running = _Running(t.handoff, span=span)
@@ -324,6 +339,8 @@ class Coordinator:
                 )
                 if running.span is not None:
                     running.span.add_event(f"handoff.{step.name}", {"detail": step.detail})
+        if h.phase is not before.phase or running.phase_span is None:
+            self._phase_span(running, h)
         for act in t.actions:
             self._act(running, act)
         if not h.phase.terminal:
@@ -358,13 +375,29 @@ class Coordinator:
             gwy.drain(h.green, f"handoff {h.handoff_id} rolled back: {h.message}")
         elif act is hm.Act.FINISHED:
             gwy.stop_journal(h.blue)
+            if running.phase_span is not None:
+                running.phase_span.end()
+                running.phase_span = None
             if running.span is not None:
-                running.span.set_attribute("baton.result", h.phase.value)
-                running.span.end()
+                _end_handoff_span(running.span, h, running.missed)
             self._running = None
             self._blue_actions.clear()
             self._green_actions.clear()
             self._finish(h, running.missed)
+
+    def _phase_span(self, running: _Running, h: hm.Handoff) -> None:
+        """One child span per phase (exporting, importing, shadowing, baking, draining): the
+        trace shows how long each took. Ended when the next begins or the handoff finishes."""
+        if running.phase_span is not None:
+            running.phase_span.end()
+            running.phase_span = None
+        if running.span is None or h.phase.terminal:
+            return
+        running.phase_span = tracer.start_span(
+            f"gateway.handoff.{h.phase.value}",
+            context=trace.set_span_in_context(running.span),
+            attributes={"baton.handoff": h.handoff_id, "baton.epoch": self._gw.router.epoch},
+        )
 
     def missed_of(self, handoff_id: str) -> int:
         running = self._running
@@ -391,3 +424,21 @@ class Coordinator:
     def _notify(self, h: hm.Handoff) -> None:
         for queue in self._watchers.get(h.handoff_id, []):
             queue.put_nowait(h)
+
+
+def _end_handoff_span(span: trace.Span, h: hm.Handoff, missed: int) -> None:
+    span.set_attribute("baton.result", h.phase.value)
+    span.set_attribute("baton.missed", missed)
+    span.set_attribute("baton.state_bytes", h.state_bytes)
+    span.set_attribute("baton.divergences", h.divergences)
+    if h.pause_ms is not None:
+        span.set_attribute("baton.pause_ms", h.pause_ms)
+    if h.transfer_ms is not None:
+        span.set_attribute("baton.transfer_ms", h.transfer_ms)
+    if h.epoch_after:
+        span.set_attribute("baton.epoch_after", h.epoch_after)
+    if h.message:
+        span.set_attribute("baton.message", h.message)
+    if h.phase is not hm.Phase.COMPLETED:
+        span.set_status(trace.Status(trace.StatusCode.ERROR, h.message or h.phase.value))
+    span.end()

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -49,6 +50,7 @@ from baton.gateway._binance import (
     shard_streams,
     subscribe_message,
 )
+from baton.gateway.metrics import FeedMetrics
 from baton.model import Candle, timeframe_ms
 
 log = logging.getLogger(__name__)
@@ -145,10 +147,16 @@ class ExchangeFeed:
     """Streams ``(symbol, interval)`` klines into ``sink``. ``await run()`` until cancelled."""
 
     def __init__(
-        self, config: ExchangeConfig, streams: Sequence[tuple[str, str]], sink: FeedSink
+        self,
+        config: ExchangeConfig,
+        streams: Sequence[tuple[str, str]],
+        sink: FeedSink,
+        metrics: FeedMetrics | None = None,
     ) -> None:
         self._config = config
         self._sink = sink
+        # Without a gateway's metrics (tests), a registry of its own that nobody scrapes.
+        self._metrics = metrics if metrics is not None else FeedMetrics(CollectorRegistry())
         self._states: dict[str, StreamState] = {}
         for symbol, interval in streams:
             timeframe_ms(interval)  # raises ValueError on an interval the feed cannot track
@@ -157,6 +165,8 @@ class ExchangeFeed:
         self._shards = shard_streams(list(self._states), config.max_streams_per_connection)
         self._shard_up = [False] * len(self._shards)
         self._shard_ready = [False] * len(self._shards)
+        for index in range(len(self._shards)):
+            self._metrics.connection(str(index), up=False)
         self._permanent_failures: set[str] = set()
         self._exchange_now_ms: int | None = None
         self._stats = FeedStats()
@@ -207,6 +217,7 @@ class ExchangeFeed:
         while True:
             if not first:
                 self._count(reconnects=1)
+                self._metrics.reconnect()
             first = False
             try:
                 healthy = await self._session(index, names)
@@ -243,6 +254,7 @@ class ExchangeFeed:
             self._permanent_failures.discard(name)  # try once more on every connection
         self._shard_up[index] = True
         self._shard_ready[index] = False
+        self._metrics.connection(str(index), up=True)
         wake = asyncio.Event()
         wake.set()
         helpers = [asyncio.create_task(self._backfill_loop(index, names, wake))]
@@ -258,6 +270,7 @@ class ExchangeFeed:
             await asyncio.gather(*helpers, return_exceptions=True)
             self._shard_up[index] = False
             self._shard_ready[index] = False
+            self._metrics.connection(str(index), up=False)
             self._connected.clear()
             if reason == _STALLED:
                 ws.transport.abort()  # the peer may be gone: do not wait for a close handshake
@@ -291,6 +304,7 @@ class ExchangeFeed:
             received = True
             self._count(messages=1)
             event = parse_frame(raw)
+            self._metrics.message(event)
             if isinstance(event, KlineEvent):
                 if event.stream not in own:
                     self._malformed(f"unexpected stream {event.stream!r}", str(raw)[:500])
@@ -320,6 +334,7 @@ class ExchangeFeed:
 
     def _malformed(self, reason: str, raw: str) -> None:
         self._count(malformed=1)
+        self._metrics.malformed()
         log.warning("malformed exchange message", extra={"why": reason})
         try:
             self._sink.on_malformed(reason, raw)

@@ -209,7 +209,13 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            h = self._gateway.handoffs.promote(request.instance_id, policy, request.request_id)
+            # The caller's trace context (the operator's rollout) parents the handoff's span.
+            h = self._gateway.handoffs.promote(
+                request.instance_id,
+                policy,
+                request.request_id,
+                trace_context=dict(request.trace_context),
+            )
         except PromoteError as exc:
             await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         return ctl.PromoteResponse(handoff=self._status(h))

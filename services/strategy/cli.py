@@ -91,7 +91,9 @@ def main(argv: list[str]) -> int:
     except StrategyError as exc:
         print(f"baton strategy: {exc}", file=sys.stderr)
         return 2
-    provider = setup_tracing("baton-strategy", version=cls.version)
+    provider = setup_tracing(
+        "baton-strategy", version=cls.version, attributes={"baton.strategy": cls.name}
+    )
     pod_name = args.pod_name or default_pod_name()
 
     def ready(attachment: Attachment) -> None:

@@ -13,12 +13,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
+from baton.common import sampled
 from baton.model import Action, Decision, EvaluationRequest, Fill, Settlement
 from baton.strategy._errors import StateDecodeError, StateError, StateMismatchError
 from baton.strategy._state import (
@@ -148,11 +149,17 @@ class StrategyRuntime:
         )
 
     def evaluate(self, request: EvaluationRequest) -> Decision:
-        """Run ``strategy.evaluate`` in a ``strategy.evaluate`` span; never raises."""
-        slot_id = request.slot.slot_id
+        """Run ``strategy.evaluate``; never raises.
+
+        In a ``strategy.evaluate`` span, child of the gateway's tick, only when the request
+        carries a sampled trace context: the gateway sends one only for sampled ticks, and an
+        unsampled evaluation pays for no extraction, span or injection (the decision then
+        carries no context either)."""
+        if not sampled(request.trace_context):
+            return self._evaluate(request, None)
         parent = propagate.extract(request.trace_context)
         attributes: dict[str, str | int] = {
-            "baton.slot_id": slot_id,
+            "baton.slot_id": request.slot.slot_id,
             "baton.seq": request.seq,
             "baton.epoch": request.epoch,
             "baton.role": request.role.value,
@@ -162,28 +169,35 @@ class StrategyRuntime:
         with self._tracer.start_as_current_span(
             "strategy.evaluate", context=parent, attributes=attributes
         ) as span:
-            started = self._clock_ns()
-            action: Action | None = None
-            reason = error = ""
-            try:
-                action, reason = normalize_outcome(self.strategy.evaluate(request, self._state))
-            except Exception as exc:
-                error = describe_error(exc)
-                self._errors += 1
+            decision = self._evaluate(request, span)
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)  # the gateway's execute span follows this one
+        return replace(decision, trace_context=carrier)
+
+    def _evaluate(self, request: EvaluationRequest, span: trace.Span | None) -> Decision:
+        slot_id = request.slot.slot_id
+        started = self._clock_ns()
+        action: Action | None = None
+        reason = error = ""
+        try:
+            action, reason = normalize_outcome(self.strategy.evaluate(request, self._state))
+        except Exception as exc:
+            error = describe_error(exc)
+            self._errors += 1
+            if span is not None:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, error))
-                log.warning(
-                    "strategy evaluate raised",
-                    extra={"slot_id": slot_id, "seq": request.seq, "error": error},
-                    exc_info=True,
-                )
-            else:
+            log.warning(
+                "strategy evaluate raised",
+                extra={"slot_id": slot_id, "seq": request.seq, "error": error},
+                exc_info=True,
+            )
+        else:
+            if span is not None:
                 span.set_attribute("baton.action", action.value)
-            eval_us = max(0, (self._clock_ns() - started) // 1000)
-            self._evaluations += 1
-            self._advance(slot_id, request.seq)
-            carrier: dict[str, str] = {}
-            propagate.inject(carrier)
+        eval_us = max(0, (self._clock_ns() - started) // 1000)
+        self._evaluations += 1
+        self._advance(slot_id, request.seq)
         return Decision(
             slot_id=slot_id,
             seq=request.seq,
@@ -192,7 +206,6 @@ class StrategyRuntime:
             reason=reason,
             error=error,
             eval_us=eval_us,
-            trace_context=carrier,
         )
 
     def on_fill(self, fill: Fill) -> str:

@@ -1,10 +1,17 @@
-"""Fixtures for the end-to-end tests: a real etcd + kube-apiserver (see testbed.py)."""
+"""Fixtures for the end-to-end tests: a real etcd + kube-apiserver (testbed.py), the local pod
+runner (podrunner.py), Jaeger (jaeger.py) and the whole Baton stack on them (stack.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 
 import pytest
+from jaeger import Jaeger, start_jaeger
+from podrunner import PodRunnerProcess
+from procs import StartGateway
+from stack import Stack, StartStack, admin_kube, operator_rbac
 from testbed import Cluster, chart_crds, install_crds, namespace_name, start_cluster
 
 
@@ -33,10 +40,6 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 # --------------------------------------------------------------------------------------------
 # The local pod runner (podrunner.py): the test bed's scheduler + kubelet stand-in.
 
-import itertools  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from podrunner import PodRunnerProcess  # noqa: E402
 
 POD_RUNNER_READY_TIMEOUT_S = 30.0
 POD_RUNNER_STOP_TIMEOUT_S = 15.0
@@ -67,3 +70,56 @@ def pod_runner(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Pod
         yield runner
     finally:
         runner.stop(timeout_s=POD_RUNNER_STOP_TIMEOUT_S)
+
+
+# --------------------------------------------------------------------------------------------
+# Jaeger v2 (jaeger.py): a real trace store for the tracing tests.
+
+
+@pytest.fixture
+def jaeger(tmp_path: Path) -> Iterator[Jaeger]:
+    """A Jaeger v2 of the test's own, built by `make testbed-bins`: OTLP gRPC on a free
+    loopback port (``.otlp_endpoint``, for OTEL_EXPORTER_OTLP_ENDPOINT), memory storage, the
+    query API at ``.query_url``. Config and log in ``tmp_path / "jaeger"``."""
+    with start_jaeger(tmp_path / "jaeger") as j:
+        yield j
+
+
+@pytest.fixture
+async def start_stack(
+    cluster: Cluster,
+    namespace: str,
+    pod_runner: PodRunnerProcess,
+    start_gateway: StartGateway,
+    ledger: Path,
+    log_dir: Path,
+) -> AsyncIterator[StartStack]:
+    """Start the stack in the test's namespace: a gateway, the pod runner, and the operator as
+    a ServiceAccount bound only to its generated Role. ``gateway_env``, ``operator_env`` and
+    ``pod_env`` add environment (e.g. OTEL_*). Operators started are stopped at teardown."""
+    stacks: list[Stack] = []
+
+    async def start(
+        *,
+        gateway_env: Mapping[str, str] | None = None,
+        operator_env: Mapping[str, str] | None = None,
+        pod_env: Mapping[str, str] | None = None,
+    ) -> Stack:
+        gateway = await start_gateway(**(gateway_env or {}))
+        s = Stack(
+            cluster=cluster,
+            namespace=namespace,
+            gateway=gateway,
+            ledger=ledger,
+            log_dir=log_dir,
+            operator_kubeconfig=operator_rbac(cluster, namespace),
+            kube=admin_kube(cluster),
+        )
+        await s.start_operator(env=operator_env, pod_env=pod_env)
+        stacks.append(s)
+        return s
+
+    yield start
+    for s in stacks:
+        for op in s.operators:
+            await op.stop()

@@ -10,7 +10,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -87,7 +87,11 @@ class Stack:
     def operator(self) -> Service:
         return self.operators[-1]
 
-    async def start_operator(self) -> Service:
+    async def start_operator(
+        self, env: Mapping[str, str] | None = None, pod_env: Mapping[str, str] | None = None
+    ) -> Service:
+        """``env``: the operator process's extra environment; ``pod_env``: every strategy
+        pod's (``--pod-env NAME=VALUE``)."""
         n = len(self.operators)
         service = await spawn_baton(
             f"operator-{n}",
@@ -101,8 +105,10 @@ class Stack:
                 str(self.operator_kubeconfig),
                 "--log-level",
                 "DEBUG",
+                *(f"--pod-env={k}={v}" for k, v in (pod_env or {}).items()),
             ],
             log_dir=self.log_dir,
+            env=env,
         )
         self.operators.append(service)
         return service
@@ -182,3 +188,8 @@ def operator_rbac(cluster: Cluster, namespace: str) -> Path:
 
 def admin_kube(cluster: Cluster) -> Kube:
     return Kube(load_api_client(str(cluster.kubeconfig)))
+
+
+# What the ``start_stack`` fixture (conftest.py) gives a test. Here, not in conftest.py: with
+# one conftest per test folder, ``import conftest`` would depend on collection order.
+StartStack = Callable[..., Awaitable[Stack]]

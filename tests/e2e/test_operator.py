@@ -7,50 +7,24 @@ also prove the RBAC rules are enough (and a missing rule fails them).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from procs import (
     SLOTS,
-    StartGateway,
     assert_every_scheduled_evaluation_accounted,
     evaluations,
     not_executed,
     run_ticks,
 )
-from stack import V1, V2, Stack, admin_kube, eventually, operator_rbac, sv_yaml
-from testbed import Cluster
-
-from baton.common import Service
+from stack import V1, V2, Stack, StartStack, eventually, sv_yaml
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
-async def stack(
-    cluster: Cluster,
-    namespace: str,
-    pod_runner: Any,
-    start_gateway: StartGateway,
-    ledger: Path,
-    log_dir: Path,
-) -> AsyncIterator[Stack]:
-    gateway: Service = await start_gateway()
-    s = Stack(
-        cluster=cluster,
-        namespace=namespace,
-        gateway=gateway,
-        ledger=ledger,
-        log_dir=log_dir,
-        operator_kubeconfig=operator_rbac(cluster, namespace),
-        kube=admin_kube(cluster),
-    )
-    await s.start_operator()
-    yield s
-    for op in s.operators:
-        await op.stop()
+async def stack(start_stack: StartStack) -> Stack:
+    return await start_stack()
 
 
 async def _presence_kept(s: Stack, ticks: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -80,6 +81,22 @@ def test_evaluate_span_is_a_child_of_the_request_trace_and_the_decision_carries_
 def test_decision_continues_the_request_trace_without_a_tracer_provider() -> None:
     d = StrategyRuntime(MomentumV1({})).evaluate(request(1))
     assert d.trace_context["traceparent"].split("-")[1] == TRACEPARENT.split("-")[1]
+
+
+@pytest.mark.parametrize("context", [{}, {"traceparent": TRACEPARENT[:-2] + "00"}])
+def test_an_evaluation_of_an_unsampled_tick_makes_no_span(context: dict[str, str]) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    rt = StrategyRuntime(Faulty({"raise_every": 2}), tracer=provider.get_tracer("test"))
+    ok = rt.evaluate(replace(request(1), trace_context=context))
+    failed = rt.evaluate(replace(request(2), trace_context=context))
+    assert exporter.get_finished_spans() == ()
+    assert ok.trace_context == failed.trace_context == {}
+    assert ok.action is Action.HOLD
+    assert failed.error == "FaultyError: injected failure at BTC/5m seq 2"
+    assert rt.applied_seq == {"BTC/5m": 2}
+    provider.shutdown()
 
 
 def test_strategy_error_becomes_a_decision_error_and_still_advances_applied_seq() -> None:
