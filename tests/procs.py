@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import sqlite3
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -88,3 +91,29 @@ def not_executed(ledger: Path) -> list[tuple[str, int]]:
     """Evaluations whose outcome is anything but executed (missed, error...): safe to read live."""
     sql = "SELECT outcome, count(*) FROM evaluations WHERE outcome != 'executed' GROUP BY 1"
     return [(str(outcome), int(n)) for outcome, n in query(ledger, sql)]
+
+
+def sim_fault(sim: Service, path: str) -> dict[str, object]:
+    """Call one of the simulator's fault endpoints (docs/simulator.md) and return its answer."""
+    with urllib.request.urlopen(sim.ready["rest_url"] + path, timeout=5) as resp:
+        result: dict[str, object] = json.loads(resp.read())
+        return result
+
+
+def contiguous_candles(ledger: Path) -> dict[tuple[str, str], int]:
+    """Per stream, the number of closed candles, asserting no hole and no duplicate."""
+    steps = {"5m": 300_000, "15m": 900_000}
+    out: dict[tuple[str, str], int] = {}
+    rows = query(
+        ledger,
+        "SELECT symbol, interval, open_time_ms FROM candles"
+        " ORDER BY symbol, interval, open_time_ms",
+    )
+    streams: dict[tuple[str, str], list[int]] = {}
+    for symbol, interval, t in rows:
+        streams.setdefault((symbol, interval), []).append(t)
+    for key, opens in streams.items():
+        diffs = {b - a for a, b in itertools.pairwise(opens)}
+        assert diffs <= {steps[key[1]]}, f"{key}: gap or duplicate in closed candles {diffs}"
+        out[key] = len(opens)
+    return out

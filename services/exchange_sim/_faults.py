@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import enum
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +94,8 @@ class FaultState:
         self._malformed_index = 0
         self.rest_pending = 0
         self.rest_fault = RestFault()
+        self.duplicate_pending = 0
+        self.reorder_pending = 0
 
     def stall(self, now: float, seconds: float) -> None:
         self.stall_until = max(self.stall_until, now + seconds)
@@ -121,3 +125,62 @@ class FaultState:
             return None
         self.rest_pending -= 1
         return self.rest_fault
+
+    def add_duplicates(self, count: int) -> None:
+        self.duplicate_pending += count
+
+    def take_duplicates(self) -> int:
+        """How many recent frames to send again now (all that is pending; 0 when none)."""
+        count, self.duplicate_pending = self.duplicate_pending, 0
+        return count
+
+    def add_reorders(self, count: int) -> None:
+        self.reorder_pending += count
+
+    def take_reorder(self) -> bool:
+        """Whether to hold the next frame back until the one after it has gone."""
+        if self.reorder_pending <= 0:
+            return False
+        self.reorder_pending -= 1
+        return True
+
+
+# Kline frames a connection remembers for ``duplicate`` faults.
+DISORDER_MEMORY = 64
+
+
+class Disorder:
+    """One connection's duplicate and reorder faults over its outgoing kline frames.
+
+    ``outgoing`` turns the (stream, frame) pairs due now into the frames to send: first the
+    most recent frames sent again (a pending ``duplicate``), then the due ones, of which each
+    frame picked by a pending ``reorder`` is held back and sent right after the next frame of
+    its stream (in a later batch if none follows in this one).
+
+    >>> faults, d = FaultState(), Disorder()
+    >>> d.outgoing([("x", "x1"), ("y", "y1")], faults)
+    ['x1', 'y1']
+    >>> faults.add_duplicates(2); faults.add_reorders(1)
+    >>> d.outgoing([("x", "x2"), ("y", "y2"), ("x", "x3")], faults)
+    ['x1', 'y1', 'y2', 'x3', 'x2']
+    """
+
+    def __init__(self, memory: int = DISORDER_MEMORY) -> None:
+        self._recent: deque[str] = deque(maxlen=memory)
+        self.held: dict[str, str] = {}  # stream -> the frame held back
+
+    def outgoing(self, frames: Sequence[tuple[str, str]], faults: FaultState) -> list[str]:
+        out: list[str] = []
+        repeat = min(faults.take_duplicates(), len(self._recent))
+        if repeat:
+            out.extend(list(self._recent)[-repeat:])
+        for stream, frame in frames:
+            held = self.held.pop(stream, None)
+            if held is not None:
+                out += [frame, held]
+            elif faults.take_reorder():
+                self.held[stream] = frame
+            else:
+                out.append(frame)
+        self._recent.extend(out[repeat:])
+        return out

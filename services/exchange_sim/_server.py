@@ -36,7 +36,7 @@ from baton.exchange_sim._candles import (
 )
 from baton.exchange_sim._clock import SimClock
 from baton.exchange_sim._config import SimConfig
-from baton.exchange_sim._faults import FaultState, RestFault, corrupt
+from baton.exchange_sim._faults import Disorder, FaultState, RestFault, corrupt
 from baton.exchange_sim._prices import PricePath, symbol_spec
 from baton.exchange_sim._protocol import (
     SERVER_SHUTDOWN_STREAM,
@@ -109,6 +109,7 @@ class _Session:
         self.wake = asyncio.Event()
         self.closing = False
         self.limiter = RateLimiter(sim.config.max_incoming_per_s)
+        self.disorder = Disorder()
 
     def on_incoming_frame(self) -> None:
         if self.closing:
@@ -133,6 +134,8 @@ class SimStatus:
     stalled: bool
     malformed_pending: int
     rest_errors_pending: int
+    duplicates_pending: int
+    reorders_pending: int
     time_scale: float
     seed: int
 
@@ -168,6 +171,23 @@ class SimFaults:
             raise ValueError(f"count must be >= 0, got {count}")
         self._sim.fault_state.add_malformed(count)
         log.info("fault: malformed frames", extra={"count": count})
+
+    def duplicate(self, count: int) -> None:
+        """Send the last ``count`` kline frames of every connection again, at its next push."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        self._sim.fault_state.add_duplicates(count)
+        for s in self._sim.sessions:
+            s.wake.set()
+        log.info("fault: duplicate frames", extra={"count": count})
+
+    def reorder(self, count: int) -> None:
+        """Hold each of the next ``count`` kline frames back and send it after the next frame
+        of its stream."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        self._sim.fault_state.add_reorders(count)
+        log.info("fault: reordered frames", extra={"count": count})
 
     def rest_error(self, count: int, status: int = 500, retry_after_s: int = 1) -> None:
         """Fail the next ``count`` REST calls with ``status`` (5xx, or 429 with Retry-After)."""
@@ -294,6 +314,8 @@ class ExchangeSim:
             stalled=self.fault_state.stalled(now),
             malformed_pending=self.fault_state.malformed_pending,
             rest_errors_pending=self.fault_state.rest_pending,
+            duplicates_pending=self.fault_state.duplicate_pending,
+            reorders_pending=self.fault_state.reorder_pending,
             time_scale=self.config.time_scale,
             seed=self.config.seed,
         )
@@ -380,6 +402,14 @@ class ExchangeSim:
                 count = int(params.get("count", "1"))
                 self.faults.malformed(count)
                 return _ack("malformed", count=count)
+            if path == "/_sim/faults/duplicate":
+                count = int(params.get("count", "1"))
+                self.faults.duplicate(count)
+                return _ack("duplicate", count=count)
+            if path == "/_sim/faults/reorder":
+                count = int(params.get("count", "1"))
+                self.faults.reorder(count)
+                return _ack("reorder", count=count)
             if path == "/_sim/faults/rest_error":
                 count = int(params.get("count", "1"))
                 status = int(params.get("status", "500"))
@@ -524,7 +554,7 @@ class ExchangeSim:
                 frames, next_close_ms = self._due_frames(session, sim_now, push_due)
                 if push_due:
                     next_push = max(next_push + interval_s, now)
-                for text in frames:
+                for text in session.disorder.outgoing(frames, self.fault_state):
                     await self._send(session, text)
                 wake_at = next_push
                 if next_close_ms is not None:
@@ -540,8 +570,9 @@ class ExchangeSim:
 
     def _due_frames(
         self, session: _Session, sim_now: int, push_due: bool
-    ) -> tuple[list[str], int | None]:
-        frames: list[str] = []
+    ) -> tuple[list[tuple[str, str]], int | None]:
+        """The (stream, frame) pairs due now, and when the next candle closes."""
+        frames: list[tuple[str, str]] = []
         next_close: int | None = None
         for sub in list(session.subs.values()):
             ref = sub.ref
@@ -554,13 +585,13 @@ class ExchangeSim:
                 while open_ms < current and n < _MAX_CATCH_UP:
                     k = build_kline(path, ref.interval, open_ms, sim_now)
                     if k is not None:
-                        frames.append(self._frame(session, ref.name, k, sim_now))
+                        frames.append((ref.name, self._frame(session, ref.name, k, sim_now)))
                     open_ms = interval_next(open_ms, ref.interval)
                     n += 1
             if push_due or sub.last_open is None:
                 k = build_kline(path, ref.interval, current, sim_now)
                 if k is not None:
-                    frames.append(self._frame(session, ref.name, k, sim_now))
+                    frames.append((ref.name, self._frame(session, ref.name, k, sim_now)))
             sub.last_open = current
             closes_at = interval_next(current, ref.interval)
             next_close = closes_at if next_close is None else min(next_close, closes_at)

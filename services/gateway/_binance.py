@@ -451,6 +451,10 @@ class StreamState:
     next_open_ms: int | None = None  # None: nothing delivered yet
     seen_open_ms: int | None = None  # newest open time the stream has shown
     held: tuple[Candle, ...] = ()  # frames received while backfilling, oldest first
+    # The newest stream frame taken (delivered or held): its candle's open time and its event
+    # time E. A later frame of the same candle with an older E is an out-of-order update.
+    ws_open_ms: int | None = None
+    ws_event_ms: int | None = None
 
     @classmethod
     def new(cls, symbol: str, interval: str) -> StreamState:
@@ -509,12 +513,14 @@ def _hold(held: tuple[Candle, ...], candle: Candle) -> tuple[Candle, ...]:
     return (*ordered, live) if live is not None else tuple(ordered)
 
 
-def on_ws_candle(state: StreamState, candle: Candle) -> Step:
-    """A candle from the live stream.
+def on_ws_candle(state: StreamState, candle: Candle, event_time_ms: int | None = None) -> Step:
+    """A candle from the live stream, with its event time ``E`` when known.
 
     Delivered when it is the expected candle (the one after the last closed). Older ones are
-    repeats and dropped. A newer one means closed candles were missed: it is held, and the
-    stream goes back to BACKFILL until REST has supplied what is missing.
+    repeats and dropped, and so is an update of the newest candle taken whose event time is
+    older than that candle's last update (a reordered frame must not overwrite a newer one). A
+    newer one means closed candles were missed: it is held, and the stream goes back to
+    BACKFILL until REST has supplied what is missing.
 
     >>> s = replace(StreamState.new("BTCUSDT", "1m"), phase=Phase.LIVE, next_open_ms=60_000)
     >>> c = Candle("BTCUSDT", "1m", 60_000, 119_999, 1, 1, 1, 1, closed=True)
@@ -526,6 +532,15 @@ def on_ws_candle(state: StreamState, candle: Candle) -> Step:
     >>> on_ws_candle(step.state, replace(c, open_time_ms=240_000)).state.phase.value
     'backfill'
     """
+    if event_time_ms is not None:
+        if (
+            candle.open_time_ms == state.ws_open_ms
+            and state.ws_event_ms is not None
+            and event_time_ms < state.ws_event_ms
+        ):
+            return Step(state, dropped=1)
+        if state.ws_open_ms is None or candle.open_time_ms >= state.ws_open_ms:
+            state = replace(state, ws_open_ms=candle.open_time_ms, ws_event_ms=event_time_ms)
     state = replace(state, seen_open_ms=_max(state.seen_open_ms, candle.open_time_ms))
     if state.phase is Phase.BACKFILL:
         return Step(replace(state, held=_hold(state.held, candle)))

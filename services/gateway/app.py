@@ -74,7 +74,8 @@ class Gateway:
     def __init__(self, config: GatewayConfig, *, now_ms: Callable[[], int] = wall_ms) -> None:
         self.config = config
         self._now_ms = now_ms
-        self.ledger = Ledger(config.ledger_path)
+        self.ledger = Ledger(config.ledger_path, max_pending_rows=config.ledger_max_pending_rows)
+        self._failed_flushes = 0  # consecutive failed ledger flushes (0: the ledger is healthy)
         self.slots = config.slots
         self._slot_by_id = {s.slot_id: s for s in self.slots}
         self.book = MarketBook(config.streams, depth=max(config.history, 1))
@@ -191,6 +192,11 @@ class Gateway:
                 # Between two ticks: the only place a handoff flips (G4).
                 self.handoffs.on_boundary(now)
                 dispatched = self._dispatch(plan.dispatch, now)
+                if self.router.pending:
+                    # Written with this tick's flush, before any request leaves the process
+                    # (no await in between): a restart after a crash never reuses these seqs.
+                    tick, seq_of = plan.dispatch, self.router.seq_of
+                    self.ledger.reserve_seqs({s.slot_id: seq_of(s, tick) for s in self.slots})
                 self.handoffs.after_dispatch(plan.dispatch.scheduled_ms, dispatched)
             next_index = plan.next_index
             self._flush()
@@ -334,15 +340,39 @@ class Gateway:
             self._idle.set()
 
     def _flush(self) -> None:
-        writing = self.ledger.pending_rows > 0
+        ledger = self.ledger
+        writing = ledger.pending_rows > 0
+        discarded = ledger.discarded_rows
         started = time.perf_counter()
         try:
-            self.ledger.flush()
-        except Exception:  # the clock must keep its time even when the disk does not
-            log.exception("ledger flush failed; rows kept for the next flush")
+            ledger.flush()
+        except Exception as exc:  # the clock must keep its time even when the disk does not
+            self._failed_flushes += 1
+            self.metrics.ledger_write_failed(ledger.discarded_rows - discarded)
+            # The traceback once per outage; then one line per failed flush.
+            log.error(
+                "ledger flush failed; rows kept for the next flush",
+                exc_info=self._failed_flushes == 1,
+                extra={
+                    "error": str(exc),
+                    "pending_rows": ledger.pending_rows,
+                    "discarded_rows": ledger.discarded_rows,
+                    "failed_flushes": self._failed_flushes,
+                },
+            )
         else:
             if writing:
                 self.metrics.ledger_flushed(time.perf_counter() - started)
+            if self._failed_flushes:
+                log.warning(
+                    "ledger writes recovered",
+                    extra={
+                        "failed_flushes": self._failed_flushes,
+                        "discarded_rows": ledger.discarded_rows,
+                    },
+                )
+                self._failed_flushes = 0
+        self.metrics.ledger_pending(ledger.pending_rows)
         # Once per tick, right after the rows: between ticks the counters equal the ledger.
         self.metrics.commit()
 

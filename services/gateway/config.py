@@ -40,6 +40,7 @@ from typing import Any
 
 from baton.common import ConfigError, Settings, load_settings
 from baton.gateway.exchange import ExchangeConfig
+from baton.gateway.ledger import DEFAULT_MAX_PENDING_ROWS
 from baton.gateway.venue import VenueConfig
 from baton.model import Market, Slot, make_slots, timeframe_ms
 
@@ -74,6 +75,7 @@ class GatewayConfig:
     clock_start: ClockStart = ClockStart.ON_FIRST_ACTIVE
     send_queue: int = 8192
     ledger_path: Path = Path("baton-ledger.sqlite")
+    ledger_max_pending_rows: int = DEFAULT_MAX_PENDING_ROWS
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     venue: VenueConfig = field(default_factory=VenueConfig)
     log_level: str = "INFO"
@@ -194,6 +196,9 @@ def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
         clock_start=clock_start,
         send_queue=s.integer("gateway.send_queue", 8192, minimum=16),
         ledger_path=Path(s.text("ledger.path", "baton-ledger.sqlite")),
+        ledger_max_pending_rows=s.integer(
+            "ledger.max_pending_rows", DEFAULT_MAX_PENDING_ROWS, minimum=1
+        ),
         exchange=exchange,
         venue=venue,
         log_level=_log_level(s),

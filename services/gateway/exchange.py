@@ -315,7 +315,8 @@ class ExchangeFeed:
                     self._permanent_failures.discard(event.stream)  # it exists after all
                     wake.set()
                 before = self._states[event.stream].phase
-                self._apply(on_ws_candle(self._states[event.stream], event.candle))
+                state = self._states[event.stream]
+                self._apply(on_ws_candle(state, event.candle, event.event_time_ms))
                 if before is Phase.LIVE and self._states[event.stream].phase is Phase.BACKFILL:
                     self._count(gaps=1)
                     wake.set()

@@ -152,6 +152,21 @@ class GatewayMetrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self._ledger_write_errors = Counter(
+            "baton_ledger_write_errors",
+            "Ledger flushes that failed (rows kept in memory for the next flush)",
+            registry=r,
+        )
+        self._ledger_discarded = Counter(
+            "baton_ledger_rows_discarded",
+            "Ledger rows discarded unwritten: flushes kept failing past ledger.max_pending_rows",
+            registry=r,
+        )
+        self._ledger_pending = Gauge(
+            "baton_ledger_pending_rows",
+            "Ledger rows recorded and not yet written (0 after every good flush)",
+            registry=r,
+        )
         self.feed = FeedMetrics(r)
         # The tally of the tick in progress, committed once per tick.
         self._tally: dict[tuple[str, EvalOutcome], int] = {}
@@ -214,6 +229,15 @@ class GatewayMetrics:
 
     def ledger_flushed(self, seconds: float) -> None:
         self._ledger_write.observe(seconds)
+
+    def ledger_write_failed(self, discarded: int) -> None:
+        """A flush failed; ``discarded``: rows it discarded to keep the buffer bounded."""
+        self._ledger_write_errors.inc()
+        if discarded:
+            self._ledger_discarded.inc(discarded)
+
+    def ledger_pending(self, rows: int) -> None:
+        self._ledger_pending.set(rows)
 
     def handoff(self, result: str, pause_ms: float | None) -> None:
         child = self._handoffs.get(result)

@@ -15,6 +15,11 @@ Definitions:
   at all (0 unless the ledger lost rows, e.g. a gateway crash before a flush);
 - ``max_gap_ms``: the longest time between two consecutive answered evaluations of one slot,
   measured on their ``decided_ms`` (a gateway outage or a failed handoff shows up here).
+- ``not_scheduled``: ticks that fell while no gateway clock ran, i.e. between two gateway
+  runs (a restart, a crash): per slot, the cadences in the time between two consecutive
+  evaluations beyond those their seqs account for (seq holes are ``unaccounted`` already).
+  Nobody was there to schedule them, so they are neither ``scheduled`` nor ``missed``: the
+  down time is reported as such, next to the number of gateway runs.
 
 Handoffs (one ``HandoffSummary`` each, in the order they started):
 
@@ -133,6 +138,7 @@ class PresenceReport:
     last_scheduled_ms: int | None
     unaccounted: int = 0
     runs: int = 0
+    not_scheduled: int = 0
     handoffs: tuple[HandoffSummary, ...] = ()
     handoffs_completed: int = 0
     handoffs_failed: int = 0
@@ -190,6 +196,7 @@ def _report(conn: sqlite3.Connection) -> PresenceReport:
         last_scheduled_ms=max(lasts, default=None),
         unaccounted=sum(s.unaccounted for s in per_slot),
         runs=len(runs),
+        not_scheduled=_not_scheduled(conn),
         handoffs=handoffs,
         handoffs_completed=len(completed),
         handoffs_failed=len(handoffs) - len(completed),
@@ -322,6 +329,21 @@ def _per_slot(conn: sqlite3.Connection, configured: list[str]) -> tuple[SlotCove
     return tuple(rows)
 
 
+def _not_scheduled(conn: sqlite3.Connection) -> int:
+    """Ticks no gateway scheduled (see the module docstring). A row's cadence is its deadline
+    minus its schedule, so runs with different cadences count right."""
+    (n,) = conn.execute(
+        "SELECT COALESCE(SUM((scheduled_ms - prev_ms) / (deadline_ms - scheduled_ms)"
+        "  - (seq - prev_seq)), 0) FROM ("
+        "  SELECT seq, scheduled_ms, deadline_ms,"
+        "    LAG(seq) OVER w AS prev_seq, LAG(scheduled_ms) OVER w AS prev_ms"
+        "  FROM evaluations WINDOW w AS (PARTITION BY slot_id ORDER BY seq)"
+        ") WHERE prev_ms IS NOT NULL"
+        "  AND (scheduled_ms - prev_ms) / (deadline_ms - scheduled_ms) > seq - prev_seq"
+    ).fetchone()
+    return int(n)
+
+
 def _per_version(
     conn: sqlite3.Connection,
 ) -> tuple[tuple[VersionRow, ...], dict[str, int]]:
@@ -391,6 +413,7 @@ def report_to_json(r: PresenceReport) -> dict[str, object]:
         "dropped_decisions": r.dropped_decisions,
         "candles": r.candles,
         "runs": r.runs,
+        "not_scheduled": r.not_scheduled,
         "first_scheduled_ms": r.first_scheduled_ms,
         "last_scheduled_ms": r.last_scheduled_ms,
         "handoffs_completed": r.handoffs_completed,
@@ -445,6 +468,8 @@ def format_report(r: PresenceReport) -> str:
         f"errors: {r.errors}",
         f"unaccounted: {r.unaccounted}",
         f"max_gap_ms: {r.max_gap_ms}  (cadence {r.cadence_ms} ms)",
+        f"not_scheduled: {r.not_scheduled}  (ticks while no gateway ran, between its "
+        f"{r.runs} run{'s' if r.runs != 1 else ''})",
         f"bets: {r.bets}",
         f"settled: {r.settled}  (won {r.wins}, lost {r.losses})",
         f"win_rate: {win_rate}",

@@ -13,13 +13,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
+
+import pytest
 
 from baton.common import Backoff
 from baton.exchange_sim import ExchangeSim, SimConfig
 from baton.exchange_sim._protocol import format_decimal
-from baton.gateway.exchange import ExchangeConfig
+from baton.gateway.exchange import ExchangeConfig, ExchangeFeed
 from baton.model import Candle, timeframe_ms
 
 # 2023-11-14T22:13:20Z: fixed, so runs are reproducible. At 300x a 1m candle closes every
@@ -208,3 +211,22 @@ class SilentClient:
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
+
+
+STREAMS = [("BTCUSDT", "1m"), ("ETHUSDT", "1m")]
+
+
+@asynccontextmanager
+async def running_feed(
+    config: ExchangeConfig, streams: Sequence[tuple[str, str]] = STREAMS
+) -> AsyncIterator[tuple[ExchangeFeed, RecordingSink]]:
+    """An in-process feed against ``config``'s exchange, recording what it delivers."""
+    sink = RecordingSink()
+    feed = ExchangeFeed(config, streams, sink)
+    task = asyncio.create_task(feed.run())
+    try:
+        yield feed, sink
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):  # the feed must not swallow a cancel
+            await task

@@ -5,43 +5,28 @@ REST failures, server shutdowns and forced reconnects."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import pytest
 from _sim import (
     FAST,
+    STREAMS,
     RecordingSink,
     check_against_sim,
     check_sequence,
     closed_count_at_least,
     feed_config,
+    running_feed,
     running_sim,
 )
 from websockets.asyncio.client import ClientConnection, connect
 
 from baton.exchange_sim import ExchangeSim
-from baton.gateway.exchange import ExchangeConfig, ExchangeFeed
+from baton.gateway.exchange import ExchangeFeed
 
 pytestmark = pytest.mark.timeout(20)
-STREAMS = [("BTCUSDT", "1m"), ("ETHUSDT", "1m")]
 MIN = 60_000
-
-
-@asynccontextmanager
-async def running_feed(
-    config: ExchangeConfig, streams: Sequence[tuple[str, str]] = STREAMS
-) -> AsyncIterator[tuple[ExchangeFeed, RecordingSink]]:
-    sink = RecordingSink()
-    feed = ExchangeFeed(config, streams, sink)
-    task = asyncio.create_task(feed.run())
-    try:
-        yield feed, sink
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def check_all(

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,10 +15,12 @@ from procs import (
     StartGateway,
     StartStrategy,
     assert_every_scheduled_evaluation_accounted,
+    contiguous_candles,
     count,
     evaluations,
     query,
     run_ticks,
+    sim_fault,
     wait_until,
 )
 
@@ -122,31 +122,6 @@ async def test_invalid_config_fails_naming_the_setting(log_dir: Path) -> None:
     assert "gateway.cadence_s" in message
 
 
-def _sim_fault(sim: Service, path: str) -> dict[str, object]:
-    with urllib.request.urlopen(sim.ready["rest_url"] + path, timeout=5) as resp:
-        result: dict[str, object] = json.loads(resp.read())
-        return result
-
-
-def _contiguous_candles(ledger: Path) -> dict[tuple[str, str], int]:
-    """Per stream, the number of closed candles, asserting no hole and no duplicate."""
-    steps = {"5m": 300_000, "15m": 900_000}
-    out: dict[tuple[str, str], int] = {}
-    rows = query(
-        ledger,
-        "SELECT symbol, interval, open_time_ms FROM candles"
-        " ORDER BY symbol, interval, open_time_ms",
-    )
-    streams: dict[tuple[str, str], list[int]] = {}
-    for symbol, interval, t in rows:
-        streams.setdefault((symbol, interval), []).append(t)
-    for key, opens in streams.items():
-        diffs = {b - a for a, b in itertools.pairwise(opens)}
-        assert diffs <= {steps[key[1]]}, f"{key}: gap or duplicate in closed candles {diffs}"
-        out[key] = len(opens)
-    return out
-
-
 async def test_exchange_drop_is_backfilled_without_a_missing_candle(
     sim: Service, start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
 ) -> None:
@@ -158,14 +133,14 @@ async def test_exchange_drop_is_backfilled_without_a_missing_candle(
         return count(ledger, "SELECT count(*) FROM connection_events WHERE event = 'connected'")
 
     before = reconnects()
-    _sim_fault(sim, "/_sim/faults/drop")
+    sim_fault(sim, "/_sim/faults/drop")
     await wait_until(lambda: reconnects() > before, timeout_s=15, what="a reconnect")
     # Enough time for several 5m candles (0.5 s each) to close across the reconnect.
     target = evaluations(ledger) + 8 * SLOTS
     await wait_until(lambda: evaluations(ledger) >= target, timeout_s=20, what="8 more ticks")
     assert await gateway.stop() == 0
 
-    per_stream = _contiguous_candles(ledger)
+    per_stream = contiguous_candles(ledger)
     assert len(per_stream) == SLOTS
     assert all(n >= 2 for (_, tf), n in per_stream.items() if tf == "5m")
     assert_every_scheduled_evaluation_accounted(ledger)
@@ -178,7 +153,7 @@ async def test_malformed_frames_are_skipped_and_the_clock_keeps_time(
     gateway = await start_gateway()
     await start_strategy(gateway)
     await run_ticks(ledger, 3)
-    _sim_fault(sim, "/_sim/faults/malformed?count=20")
+    sim_fault(sim, "/_sim/faults/malformed?count=20")
     target = evaluations(ledger) + 6 * SLOTS
     await wait_until(lambda: evaluations(ledger) >= target, timeout_s=20, what="6 more ticks")
     assert await gateway.stop() == 0
@@ -191,7 +166,7 @@ async def test_malformed_frames_are_skipped_and_the_clock_keeps_time(
     assert len(skipped) >= 1
     assert all(entry["why"] for entry in skipped)
     assert_every_scheduled_evaluation_accounted(ledger)
-    _contiguous_candles(ledger)
+    contiguous_candles(ledger)
 
 
 async def test_demo_json_report_with_a_live_handoff(tmp_path: Path) -> None:
