@@ -15,6 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from procs import (
+    SLOTS,
+    assert_every_scheduled_evaluation_accounted,
+    evaluations,
+    not_executed,
+    run_ticks,
+)
 from testbed import Cluster
 
 from baton.common import Service, spawn_baton
@@ -172,6 +179,15 @@ class Stack:
         pods = self.kubectl("get", "pods", "-o", "wide", check=False)
         operator = self.operators[-1].log_tail(40) if self.operators else "(no operator)"
         return f"--- sv\n{svs}\n--- pods\n{pods}\n--- operator log\n{operator}"
+
+
+async def presence_kept(s: Stack, ticks: int) -> None:
+    """A few more ticks, then stop the gateway (its last tick flushed) and read the record:
+    every scheduled evaluation of every slot there, each executed by the ACTIVE version."""
+    await run_ticks(s.ledger, evaluations(s.ledger) // SLOTS + ticks)
+    assert await s.gateway.stop() == 0
+    assert_every_scheduled_evaluation_accounted(s.ledger)
+    assert not_executed(s.ledger) == []
 
 
 def operator_rbac(cluster: Cluster, namespace: str) -> Path:

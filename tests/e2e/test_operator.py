@@ -10,14 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from procs import (
-    SLOTS,
-    assert_every_scheduled_evaluation_accounted,
-    evaluations,
-    not_executed,
-    run_ticks,
-)
-from stack import V1, V2, Stack, StartStack, eventually, sv_yaml
+from procs import SLOTS, evaluations, not_executed, run_ticks
+from stack import V1, V2, Stack, StartStack, eventually, presence_kept, sv_yaml
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -25,15 +19,6 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture
 async def stack(start_stack: StartStack) -> Stack:
     return await start_stack()
-
-
-async def _presence_kept(s: Stack, ticks: int) -> None:
-    """A few more ticks, then stop the gateway (its last tick flushed) and read the record:
-    every scheduled evaluation of every slot there, each executed by the ACTIVE version."""
-    await run_ticks(s.ledger, evaluations(s.ledger) // SLOTS + ticks)
-    assert await s.gateway.stop() == 0
-    assert_every_scheduled_evaluation_accounted(s.ledger)
-    assert not_executed(s.ledger) == []
 
 
 async def _v1_active(s: Stack) -> dict[str, Any]:
@@ -55,7 +40,7 @@ async def test_apply_v1_then_v2_hands_off_with_zero_missed(stack: Stack) -> None
     await s.wait_phase("mom-v1", "Retired")
     await s.pod_gone(v1_pod)
     # G1 across the handoff: every scheduled evaluation of every slot, executed, no hole.
-    await _presence_kept(s, 3)
+    await presence_kept(s, 3)
     handoff = v2["status"]["handoff"]
     assert handoff["missed"] == 0
     assert handoff["fromVersion"] == "v1"
@@ -86,7 +71,7 @@ async def test_crash_looping_green_fails_and_blue_stays_active(stack: Stack) -> 
     await s.pod_gone(v2["status"]["pod"])
     v1 = await s.wait_phase("mom-v1", "Active")
     assert v1["status"]["active"] is True
-    await _presence_kept(s, 6)
+    await presence_kept(s, 6)
     warnings = [(t, r) for t, r, _ in s.events("mom-v2") if t == "Warning"]
     assert warnings == [("Warning", "StartFailed")]
 
@@ -109,7 +94,7 @@ async def test_operator_restart_in_every_phase_converges(stack: Stack, phase: st
     assert v2["status"]["phase"] == "Active", v2["status"]["message"]
     v1 = await s.wait_phase("mom-v1", "Retired", timeout_s=60)
     await s.pod_gone(v1["status"]["pod"])
-    await _presence_kept(s, 4)
+    await presence_kept(s, 4)
     assert v2["status"]["handoff"]["missed"] == 0
 
 
@@ -128,7 +113,7 @@ async def test_newer_version_mid_handoff_supersedes(stack: Stack) -> None:
     assert v3["status"]["phase"] == "Active", v3["status"]["message"]
     await s.wait_phase("mom-v1", "Retired")
     await s.pod_gone(v2["status"]["pod"])
-    await _presence_kept(s, 4)
+    await presence_kept(s, 4)
 
 
 async def test_deleting_the_active_version_is_refused_until_a_successor_takes_over(
@@ -157,4 +142,4 @@ async def test_deleting_the_active_version_is_refused_until_a_successor_takes_ov
 
     await eventually(gone, timeout_s=60, what="mom-v1 deleted after v2 took over")
     await s.pod_gone(v1["status"]["pod"])
-    await _presence_kept(s, 6)
+    await presence_kept(s, 6)

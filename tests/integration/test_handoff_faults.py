@@ -9,85 +9,24 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from procs import (
-    StartGateway,
-    StartStrategy,
-    assert_every_scheduled_evaluation_accounted,
-    evaluations,
-    query,
-    run_ticks,
-    wait_until,
+from handoff_helpers import (
+    GREEN,
+    HOLD,
+    StartPair,
+    active_version,
+    finish_and_check,
+    policy,
+    until_phase,
 )
+from handoff_helpers import start_pair as start_pair
+from procs import StartStrategy, query
 
 from baton.common import Service
-from baton.control import ControlClient, ControlError, phase_name, role_name
+from baton.control import ControlClient, ControlError, phase_name
 from baton.v1 import control_pb2 as ctl
-
-BLUE = "baton.strategy.examples.faulty:Faulty"
-GREEN = "baton.strategy.examples.faulty:FaultyV2"
-HOLD = json.dumps({"action": "HOLD"})
-
-
-def policy(**kw: object) -> ctl.HandoffPolicy:
-    base: dict[str, object] = {"shadow_ticks": 1, "bake_s": 0.5, "step_timeout_s": 10}
-    base.update(kw)
-    return ctl.HandoffPolicy(**base)  # type: ignore[arg-type]
-
-
-async def until_phase(client: ControlClient, handoff_id: str, phase: str) -> ctl.HandoffStatus:
-    async def watch() -> ctl.HandoffStatus:
-        async for status in client.watch(handoff_id):
-            if phase_name(status.phase) == phase:
-                return status
-            assert status.phase not in (
-                ctl.HANDOFF_PHASE_COMPLETED,
-                ctl.HANDOFF_PHASE_ABORTED,
-                ctl.HANDOFF_PHASE_ROLLED_BACK,
-            ), f"ended {phase_name(status.phase)} before {phase}: {status.message}"
-        raise AssertionError(f"watch ended before {phase}")
-
-    return await asyncio.wait_for(watch(), 20)
-
-
-async def active_version(client: ControlClient) -> tuple[str, str]:
-    listing = await client.list_instances()
-    active = next(i for i in listing.instances if i.instance_id == listing.active_instance_id)
-    return active.version, role_name(active.role)
-
-
-async def finish_and_check(gateway: Service, ledger: Path, ticks_after: int = 3) -> None:
-    """Let the clock run a little longer, stop the gateway, prove nothing was missed."""
-    target = evaluations(ledger) + ticks_after * 16
-    await wait_until(lambda: evaluations(ledger) >= target, timeout_s=20, what="more ticks")
-    assert await gateway.stop() == 0
-    assert_every_scheduled_evaluation_accounted(ledger)
-    missed = query(
-        ledger,
-        "SELECT outcome, count(*) FROM evaluations WHERE outcome != 'executed' GROUP BY outcome",
-    )
-    assert missed == [], f"missed or errored evaluations: {missed}"
-
-
-StartPair = Callable[[str], Awaitable[tuple[Service, Service, Service]]]
-
-
-@pytest.fixture
-def start_pair(
-    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
-) -> StartPair:
-    """Gateway, blue (ACTIVE, holding, 2 ticks in), then green with ``green_config``."""
-
-    async def start(green_config: str) -> tuple[Service, Service, Service]:
-        gateway = await start_gateway()
-        blue = await start_strategy(gateway, BLUE, HOLD)
-        await run_ticks(ledger, 2)
-        return gateway, blue, await start_strategy(gateway, GREEN, green_config)
-
-    return start
 
 
 @pytest.fixture
