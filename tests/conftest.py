@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from procs import CADENCE_S, StartGateway
+from procs import StartGateway, gateway_env
 
 from baton.common import Service, spawn_baton
 
@@ -58,17 +58,7 @@ async def start_gateway(sim: Service, ledger: Path, log_dir: Path) -> AsyncItera
             "gateway",
             ["gateway"],
             log_dir=log_dir,
-            env={
-                "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
-                # Any free port: gateways of other tests (or a demo) may hold the default 9464.
-                "BATON_METRICS__LISTEN": "127.0.0.1:0",
-                "BATON_GATEWAY__CADENCE_S": str(CADENCE_S),
-                "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
-                "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],
-                "BATON_EXCHANGE__STALL_TIMEOUT_S": "1.0",
-                "BATON_LEDGER__PATH": str(ledger),
-                **env,
-            },
+            env={**gateway_env(sim, ledger), **env},
         )
         started.append(service)
         return service

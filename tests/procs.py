@@ -117,3 +117,17 @@ def contiguous_candles(ledger: Path) -> dict[tuple[str, str], int]:
         assert diffs <= {steps[key[1]]}, f"{key}: gap or duplicate in closed candles {diffs}"
         out[key] = len(opens)
     return out
+
+
+def gateway_env(sim: Service, ledger: Path) -> dict[str, str]:
+    """A test gateway's settings: any free ports, the test cadence, the simulator, ``ledger``."""
+    return {
+        "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
+        # Any free port: gateways of other tests (or a demo) may hold the default 9464.
+        "BATON_METRICS__LISTEN": "127.0.0.1:0",
+        "BATON_GATEWAY__CADENCE_S": str(CADENCE_S),
+        "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
+        "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],
+        "BATON_EXCHANGE__STALL_TIMEOUT_S": "1.0",
+        "BATON_LEDGER__PATH": str(ledger),
+    }

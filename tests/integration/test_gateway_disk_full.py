@@ -22,6 +22,7 @@ from procs import (
     StartStrategy,
     assert_every_scheduled_evaluation_accounted,
     evaluations,
+    gateway_env,
     not_executed,
     query,
     run_ticks,
@@ -55,15 +56,7 @@ async def gateway_logging_to_a_pipe(
     would be under the same size limit."""
     os.makedirs(log_dir, exist_ok=True)
     log_path = log_dir / "gateway.log"
-    env = {
-        "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
-        "BATON_METRICS__LISTEN": "127.0.0.1:0",
-        "BATON_GATEWAY__CADENCE_S": str(CADENCE_S),
-        "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
-        "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],
-        "BATON_EXCHANGE__STALL_TIMEOUT_S": "1.0",
-        "BATON_LEDGER__PATH": str(ledger),
-    }
+    env = gateway_env(sim, ledger)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "baton", "gateway",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
