@@ -375,7 +375,11 @@ def _pod_failure(o: Observed, spec: StrategyVersionSpec) -> str | None:
 def _starting(o: Observed, spec: StrategyVersionSpec) -> Decision:
     p = o.progress
     newer = _newer_live(o)
-    if newer is not None:
+    attached = o.gateway.by_pod(p.pod) if o.gateway.reachable else None
+    # Superseded only if not already serving: a first version the gateway made ACTIVE on attach
+    # is live, and deleting it would leave nothing ACTIVE; it goes Active and the newer version
+    # hands off from it.
+    if newer is not None and not (attached is not None and attached.role is Role.ACTIVE):
         return _supersede(o, newer)
     failure = _pod_failure(o, spec)
     if failure is not None:

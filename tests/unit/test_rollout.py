@@ -247,6 +247,20 @@ CASES = [
     ),
     pytest.param(
         Case(
+            observed(
+                STARTING,
+                pod=RUNNING,
+                gw=gateway(replace(GREEN, role=Role.ACTIVE), active="i-green"),
+                siblings=(V3,),
+            ),
+            Phase.ACTIVE,
+            (Event,),
+            "first version",
+        ),
+        id="starting-already-active-is-not-superseded",
+    ),
+    pytest.param(
+        Case(
             observed(STARTING, pod=RUNNING, siblings=(V1, V3)),
             Phase.SUPERSEDED,
             (DeletePod, Event),
