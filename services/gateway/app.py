@@ -438,7 +438,7 @@ class Gateway:
             )
         )
         log.info("instance detached", extra={"instance": conn.instance_id, "why": reason})
-        self.handoffs.on_gone(conn.instance_id, reason)
+        self.handoffs.on_gone(conn.instance_id, reason, conn.stop_journal())
 
     def on_decision(self, instance_id: str, msg: gw.Decision) -> None:
         now = self._now_ms()
@@ -563,6 +563,7 @@ class Gateway:
             instance = self.router.instances.get(instance_id)
             if instance is not None and instance.role is not Role.STANDBY:
                 conn.send(msg, droppable=False)
+        self.handoffs.on_broadcast(msg)
 
     # -- what the handoff coordinator drives -------------------------------------------------
 

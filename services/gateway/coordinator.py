@@ -46,6 +46,10 @@ class _Running:
     missed: int = 0
     first_green_tick: bool = False
     export_due: bool = False  # ExportState goes out right after the next tick's dispatch
+    # Blue's journal, kept when blue went away mid-import (KEEP_JOURNAL); what the gateway
+    # broadcasts meanwhile (settlements) is added, for green to replay after its import.
+    kept_journal: list[gw.AttachResponse] | None = None
+    journal_of_gone: list[gw.AttachResponse] | None = None  # blue's, handed over by on_gone
     span: trace.Span | None = None  # gateway.handoff, the whole handoff
     phase_span: trace.Span | None = None  # gateway.handoff.<phase>, its child, the current phase
 
@@ -119,10 +123,12 @@ class Coordinator:
         if running is not None:
             if running.handoff.green == green_id:
                 return running.handoff
-            if running.handoff.phase.flipped:
+            if running.handoff.phase.flipped or running.handoff.blue_gone:
+                blue_gone = running.handoff.blue_gone
+                where = "failing over to its green" if blue_gone else "past its flip"
                 raise PromoteError(
                     "FAILED_PRECONDITION",
-                    f"handoff {running.handoff.handoff_id} is past its flip "
+                    f"handoff {running.handoff.handoff_id} is {where} "
                     f"({running.handoff.phase.value}); promote again when it has finished",
                 )
             self._feed(hm.Cancel(self._now_ms(), f"superseded by a promotion of {green_id}"))
@@ -256,9 +262,24 @@ class Coordinator:
         if running is not None and instance_id == running.handoff.blue:
             self._feed(hm.Drained(self._now_ms()))
 
-    def on_gone(self, instance_id: str, reason: str) -> None:
-        if self._running is not None:
+    def on_gone(
+        self, instance_id: str, reason: str, journal: list[gw.AttachResponse] | None = None
+    ) -> None:
+        """``journal``: what the instance's connection had journaled (blue's, mid-handoff)."""
+        running = self._running
+        if running is not None:
+            if instance_id == running.handoff.blue:
+                running.journal_of_gone = journal
             self._feed(hm.Gone(self._now_ms(), instance_id, reason))
+            if self._running is running:
+                running.journal_of_gone = None
+
+    def on_broadcast(self, msg: gw.AttachResponse) -> None:
+        """A fill or settlement went to the instances that keep state. While green is still
+        importing a gone blue's state, it is owed to green too, after the journal."""
+        running = self._running
+        if running is not None and running.kept_journal is not None:
+            running.kept_journal.append(msg)
 
     def on_record(self, record: EvaluationRecord) -> None:
         running = self._running
@@ -358,8 +379,17 @@ class Coordinator:
                 ),
             )
         elif act is hm.Act.START_SHADOW:
-            journal = gwy.stop_journal(h.blue)
+            if running.kept_journal is not None:
+                journal, running.kept_journal = running.kept_journal, None
+            else:
+                journal = gwy.stop_journal(h.blue)
             gwy.make_shadow(h.green, journal)
+        elif act is hm.Act.KEEP_JOURNAL:
+            running.kept_journal = running.journal_of_gone or []
+            log.warning(
+                "blue went away mid-import; its journal is kept for green",
+                extra={"handoff": h.handoff_id, "journaled": len(running.kept_journal)},
+            )
         elif act is hm.Act.STOP_SHADOW:
             gwy.stop_journal(h.blue)
             gwy.set_role(h.green, Role.STANDBY)

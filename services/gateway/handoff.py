@@ -13,6 +13,12 @@ them in, and executes the actions.
 Before the flip any failure ends in ABORTED with blue untouched (it never stopped being
 ACTIVE). Inside the bake window a failure of green hands back to blue (ROLLED_BACK): blue has
 shadowed green, so its state is current and nothing flows back over the wire.
+
+Blue dying is the exception: there is nothing left to abort to. Once its snapshot has left it
+(IMPORTING, SHADOWING) green has everything blue had, the snapshot plus the journal of what blue
+was sent after it, so the handoff fails over: green takes over as soon as its import is
+confirmed (at once when it is already shadowing). Only a blue that dies before its export
+(EXPORTING) takes the current state with it.
 """
 
 from __future__ import annotations
@@ -95,6 +101,7 @@ class Handoff:
     flipped_ms: int | None = None
     pause_ms: float | None = None
     blue_gone: bool = False
+    green_gone: bool = False
     finished_ms: int | None = None
     message: str = ""
     steps: tuple[Step, ...] = field(default=())
@@ -211,6 +218,7 @@ Event = (
 class Act(enum.Enum):
     REQUEST_IMPORT = "request_import"  # send blue's snapshot to green
     START_SHADOW = "start_shadow"  # green -> SHADOW; replay what blue got after the snapshot
+    KEEP_JOURNAL = "keep_journal"  # blue went away mid-import: keep its journal for green
     STOP_SHADOW = "stop_shadow"  # green -> STANDBY; forget the journal (abort before the flip)
     FLIP = "flip"  # new epoch: green ACTIVE, blue SHADOW (or gone)
     HAND_BACK = "hand_back"  # new epoch: blue ACTIVE again, green out
@@ -292,9 +300,10 @@ def transition(h: Handoff, event: Event) -> Transition:
     if h.phase.terminal:
         return Transition(h)
     if isinstance(event, Cancel):
+        if h.phase is Phase.DRAINING or h.blue_gone:
+            # Nothing to hand back or abort to any more: green holds the only current state.
+            return Transition(h)
         if h.phase.flipped:
-            if h.phase is Phase.DRAINING or h.blue_gone:
-                return Transition(h)  # nothing to hand back to any more
             return _hand_back(h, event.t_ms, event.reason)
         return _abort(h, event.t_ms, event.reason)
     if isinstance(event, Gone):
@@ -348,6 +357,10 @@ def _importing(h: Handoff, event: Event) -> Transition:
             imported_ms=event.t_ms,
         )
         h = _to(h, Phase.SHADOWING, event.t_ms, "shadow", "green follows as SHADOW")
+        if h.blue_gone:
+            # Fail-over: green replays blue's journal, then takes over right away.
+            detail = "blue went away: green takes over after its import"
+            return _take_over(h, event.t_ms, detail, replay=True)
         return Transition(h, (Act.START_SHADOW,))
     if _timed_out(h, event):
         assert isinstance(event, Boundary)
@@ -411,12 +424,32 @@ def _baking(h: Handoff, event: Event) -> Transition:
 
 def _draining(h: Handoff, event: Event) -> Transition:
     if isinstance(event, Drained):
-        return _end(h, Phase.COMPLETED, event.t_ms, "")
+        return _end(h, Phase.COMPLETED, event.t_ms, _drained_message(h))
     if _timed_out(h, event):
         assert isinstance(event, Boundary)
         # Blue holds nothing the system needs any more: finish, and let it be detached.
-        return _end(h, Phase.COMPLETED, event.t_ms, "blue did not confirm its drain in time")
+        late = "blue did not confirm its drain in time"
+        return _end(h, Phase.COMPLETED, event.t_ms, _said(_drained_message(h), late))
     return Transition(h)
+
+
+def _drained_message(h: Handoff) -> str:
+    # Past the point of no return the handoff completes whatever green does, but a green that
+    # died meanwhile leaves nobody ACTIVE: the final status must say so, not look clean.
+    return "green went away while blue drained: nobody is ACTIVE" if h.green_gone else ""
+
+
+def _take_over(h: Handoff, t_ms: int, detail: str, *, replay: bool = False) -> Transition:
+    """Blue is gone and green's state follows blue's: flip now (G4 still holds: nobody else
+    is ACTIVE, and what blue owed moves to green with its shadow answers). ``replay``: green
+    has just imported, so it first gets the journal (START_SHADOW), then the flip."""
+    h = replace(h, blue_gone=True, flipped_ms=t_ms, epoch_after=h.epoch_before + 1)
+    h = _to(h, Phase.BAKING, t_ms, "flip", detail)
+    return Transition(h, (Act.START_SHADOW, Act.FLIP) if replay else (Act.FLIP,))
+
+
+def _said(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def _gone(h: Handoff, event: Gone) -> Transition:
@@ -428,9 +461,13 @@ def _gone(h: Handoff, event: Gone) -> Transition:
         if who == "blue" and h.phase is Phase.SHADOWING:
             # Blue died while green was shadowing: green's state follows blue's, so take over
             # now rather than leave the bot without an ACTIVE instance.
-            h = replace(h, blue_gone=True, flipped_ms=event.t_ms, epoch_after=h.epoch_before + 1)
-            h = _to(h, Phase.BAKING, event.t_ms, "flip", f"{why}: green takes over")
-            return Transition(h, (Act.FLIP,))
+            return _take_over(h, event.t_ms, f"{why}: green takes over")
+        if who == "blue" and h.phase is Phase.IMPORTING and not h.blue_gone:
+            # The snapshot has left blue and the gateway keeps the journal of what blue was
+            # sent after it (KEEP_JOURNAL): green can still finish its import and take over.
+            h = replace(h, blue_gone=True)
+            h = _step(h, "blue gone", event.t_ms, f"{why}: green takes over after its import")
+            return Transition(h, (Act.KEEP_JOURNAL,))
         return _abort(h, event.t_ms, f"{why} during {h.phase.value}")
     if h.phase is Phase.BAKING:
         if who == "green":
@@ -442,5 +479,8 @@ def _gone(h: Handoff, event: Gone) -> Transition:
         return Transition(_step(replace(h, blue_gone=True), "blue gone", event.t_ms, why))
     # DRAINING
     if who == "blue":
-        return _end(h, Phase.COMPLETED, event.t_ms, "" if event.reason == "drained" else why)
-    return Transition(h)
+        detached = "" if event.reason == "drained" else why
+        return _end(h, Phase.COMPLETED, event.t_ms, _said(_drained_message(h), detached))
+    if h.green_gone:
+        return Transition(h)
+    return Transition(_step(replace(h, green_gone=True), "green gone", event.t_ms, why))

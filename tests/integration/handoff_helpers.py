@@ -65,13 +65,20 @@ async def active_version(client: ControlClient) -> tuple[str, str]:
 
 
 async def finish_and_check(
-    gateway: Service, ledger: Path, ticks_after: int = 3, *, missed_from_ms: int | None = None
+    gateway: Service,
+    ledger: Path,
+    ticks_after: int = 3,
+    *,
+    missed_from_ms: int | None = None,
+    missed_until_ms: int | None = None,
 ) -> None:
     """Let the clock run a little longer, stop the gateway, prove nothing was missed.
 
     ``missed_from_ms``: nobody is ACTIVE any more (the only instance holding the current state
     was killed): evaluations scheduled from then on may be missed, as ``no_active`` (or
     ``timeout`` for the tick the dead instance owed), and nothing scheduled before.
+    ``missed_until_ms``: somebody took over then (a fail-over): nothing scheduled from the
+    next tick on is missed.
     """
     target = evaluations(ledger) + ticks_after * SLOTS
     await wait_until(lambda: evaluations(ledger) >= target, timeout_s=20, what="more ticks")
@@ -91,11 +98,21 @@ async def finish_and_check(
         missed_from_ms,
     )
     assert early == [], f"missed before the kill, or not for want of an ACTIVE: {early}"
+    cadence_ms = int(CADENCE_S * 1000)
+    if missed_until_ms is not None:
+        after = query(
+            ledger,
+            "SELECT outcome, count(*) FROM evaluations WHERE outcome != 'executed' "
+            "AND scheduled_ms > ? GROUP BY 1",
+            missed_until_ms + cadence_ms,
+        )
+        assert after == [], f"missed after the take-over: {after}"
+        return
     # From the tick after the kill on, there was nobody to send it to.
     later = query(
         ledger,
         "SELECT DISTINCT outcome FROM evaluations WHERE scheduled_ms >= ?",
-        missed_from_ms + 2 * int(CADENCE_S * 1000),
+        missed_from_ms + 2 * cadence_ms,
     )
     assert later == [("no_active",)], later
 

@@ -434,12 +434,57 @@ CASES = [
         message="blue went away (crashed) during exporting",
     ),
     Case(
-        "gone-blue-while-importing-aborts",
+        "gone-blue-while-importing-keeps-its-journal-and-waits-for-green",
         Phase.IMPORTING,
-        (Gone(T_EXPORTED + 5, BLUE),),
+        (Gone(T_EXPORTED + 5, BLUE, "crashed"),),
+        Phase.IMPORTING,
+        (Act.KEEP_JOURNAL,),
+        fields={"blue_gone": True, **NOT_FLIPPED},
+    ),
+    Case(
+        "gone-blue-while-importing-then-import-ok-fails-over-to-green",
+        Phase.IMPORTING,
+        (Gone(T_EXPORTED + 5, BLUE, "crashed"), IMPORTED_OK),
+        Phase.BAKING,
+        (Act.KEEP_JOURNAL, Act.START_SHADOW, Act.FLIP),
+        fields={
+            "blue_gone": True,
+            "flipped_ms": T_IMPORTED,
+            "epoch_after": EPOCH + 1,
+            "import_digest": "d1",
+        },
+    ),
+    Case(
+        "gone-blue-while-importing-then-import-failed-aborts",
+        Phase.IMPORTING,
+        (Gone(T_EXPORTED + 5, BLUE), Imported(T_IMPORTED, False, "", error="bad schema")),
         Phase.ABORTED,
-        fin(),
-        message="blue went away during importing",
+        (Act.KEEP_JOURNAL, Act.FINISHED),
+        message="green's import failed: bad schema",
+    ),
+    Case(
+        "gone-blue-while-importing-then-step-timeout-aborts",
+        Phase.IMPORTING,
+        (Gone(T_EXPORTED + 5, BLUE), Boundary(T_EXPORTED + TIMEOUT + 1, False)),
+        Phase.ABORTED,
+        (Act.KEEP_JOURNAL, Act.FINISHED),
+        message="green did not import the state in time",
+    ),
+    Case(
+        "gone-blue-while-importing-then-cancel-changes-nothing",
+        Phase.IMPORTING,
+        (Gone(T_EXPORTED + 5, BLUE), Cancel(T_EXPORTED + 6, "superseded")),
+        Phase.IMPORTING,
+        (Act.KEEP_JOURNAL,),
+        fields={"blue_gone": True},
+    ),
+    Case(
+        "gone-blue-then-green-while-importing-aborts",
+        Phase.IMPORTING,
+        (Gone(T_EXPORTED + 5, BLUE), Gone(T_EXPORTED + 6, GREEN, "crashed")),
+        Phase.ABORTED,
+        (Act.KEEP_JOURNAL, Act.FINISHED),
+        message="green went away (crashed) during importing",
     ),
     Case(
         "gone-green-while-shadowing-aborts-and-stops-shadow",
@@ -532,10 +577,38 @@ CASES = [
         fin(),
     ),
     Case(
-        "gone-green-while-draining-changes-nothing",
+        "gone-green-while-draining-is-recorded",
         Phase.DRAINING,
         (Gone(T_DRAIN + 5, GREEN, "crashed"),),
         Phase.DRAINING,
+        fields={"green_gone": True},
+    ),
+    Case(
+        "gone-green-while-draining-then-drained-completes-saying-nobody-is-active",
+        Phase.DRAINING,
+        (Gone(T_DRAIN + 5, GREEN, "crashed"), Drained(T_DRAIN + 50)),
+        Phase.COMPLETED,
+        fin(),
+        message="green went away while blue drained: nobody is ACTIVE",
+    ),
+    Case(
+        "gone-green-then-blue-while-draining-says-both",
+        Phase.DRAINING,
+        (Gone(T_DRAIN + 5, GREEN, "crashed"), Gone(T_DRAIN + 6, BLUE, "crashed")),
+        Phase.COMPLETED,
+        fin(),
+        message="green went away while blue drained: nobody is ACTIVE; blue went away (crashed)",
+    ),
+    Case(
+        "gone-green-while-draining-then-drain-timeout-says-both",
+        Phase.DRAINING,
+        (Gone(T_DRAIN + 5, GREEN), Boundary(T_DRAIN + TIMEOUT + 1, True)),
+        Phase.COMPLETED,
+        fin(),
+        message=(
+            "green went away while blue drained: nobody is ACTIVE; "
+            "blue did not confirm its drain in time"
+        ),
     ),
     # BAKING
     Case(
@@ -848,7 +921,7 @@ KINDS = (
     *("imported",) * 3,
     *("boundary",) * 6,
     *("compared",) * 2,
-    *("first", "fault", "fault", "drained", "drained", "gone", "cancel"),
+    *("first", "fault", "fault", "drained", "drained", "gone", "gone", "cancel"),
 )
 
 
@@ -916,7 +989,15 @@ def test_invariants_hold_for_any_event_sequence(policy: Policy, run: list[Event]
         else:
             assert nxt.finished_ms is None
         if Act.FLIP in t.actions:
-            assert (h.phase, nxt.phase) == (Phase.SHADOWING, Phase.BAKING)
+            # From shadowing; or the fail-over after blue died mid-import, once green imported.
+            fail_over = h.phase is Phase.IMPORTING and h.blue_gone
+            assert h.phase is Phase.SHADOWING or fail_over, h.phase
+            assert nxt.phase is Phase.BAKING
+            # Green never goes ACTIVE before it was given blue's journal.
+            flip_at = len(emitted) - len(t.actions) + t.actions.index(Act.FLIP)
+            assert Act.START_SHADOW in emitted[:flip_at]
+        if Act.KEEP_JOURNAL in t.actions:
+            assert (h.phase, nxt.phase, nxt.blue_gone) == (Phase.IMPORTING, Phase.IMPORTING, True)
         if Act.HAND_BACK in t.actions:
             assert h.phase is Phase.BAKING
             assert nxt.phase is Phase.ROLLED_BACK
