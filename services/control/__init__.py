@@ -4,8 +4,16 @@ from baton.control.client import (
     TERMINAL_PHASES,
     ControlClient,
     ControlError,
+    ledger_line,
     phase_name,
     role_name,
 )
 
-__all__ = ["TERMINAL_PHASES", "ControlClient", "ControlError", "phase_name", "role_name"]
+__all__ = [
+    "TERMINAL_PHASES",
+    "ControlClient",
+    "ControlError",
+    "ledger_line",
+    "phase_name",
+    "role_name",
+]

@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 import uuid
 
 from baton.control.client import (
     TERMINAL_PHASES,
     ControlClient,
     ControlError,
+    ledger_line,
     phase_name,
     role_name,
 )
@@ -100,6 +102,7 @@ async def _instances(address: str) -> int:
     async with ControlClient(address) as client:
         response = await client.list_instances()
     print(f"epoch {response.epoch}, active {response.active_instance_id or '-'}")
+    print(ledger_line(response, now_ms=time.time_ns() // 1_000_000))
     for i in response.instances:
         print(
             f"{i.instance_id:<28} {role_name(i.role):<9} {i.strategy}/{i.version} "

@@ -33,6 +33,38 @@ def role_name(role: int) -> str:
     return mk.Role.Name(mk.Role.ValueType(role)).removeprefix("ROLE_")
 
 
+def _count(n: int, noun: str, plural: str = "") -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
+
+
+def ledger_line(listing: ctl.ListInstancesResponse, *, now_ms: int) -> str:
+    """One line on the gateway's ledger writes (``ListInstancesResponse.ledger``), ``now_ms``
+    being the caller's wall time. A failing ledger says so first, with its error::
+
+        ledger: ok (last good flush 0.4 s ago)
+        ledger: FAILING (3 failed flushes, 48 rows pending, last good flush 3.1 s ago): <error>
+        ledger: ok (last good flush 0.2 s ago; 7 rows discarded; recovered from: <error>)
+    """
+    if not listing.HasField("ledger"):
+        return "ledger: unknown (this gateway does not report it)"
+    h = listing.ledger
+    if h.last_ok_flush_ms:
+        last = f"last good flush {max(0, now_ms - h.last_ok_flush_ms) / 1000:.1f} s ago"
+    else:
+        last = "no good flush yet"
+    discarded = [_count(h.discarded_rows, "row") + " discarded"] if h.discarded_rows else []
+    if not h.ok:
+        facts = [
+            _count(h.failed_flushes, "failed flush", "failed flushes"),
+            _count(h.pending_rows, "row") + " pending",
+            *discarded,
+            last,
+        ]
+        return f"ledger: FAILING ({', '.join(facts)}): {h.last_error or 'no error text'}"
+    recovered = [f"recovered from: {h.last_error}"] if h.last_error else []
+    return f"ledger: ok ({'; '.join([last, *discarded, *recovered])})"
+
+
 class ControlError(Exception):
     """A control call failed. ``code`` is the gRPC status name; ``retryable`` for transient ones."""
 

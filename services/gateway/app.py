@@ -21,6 +21,7 @@ from baton.gateway.connection import Connection, SendResult
 from baton.gateway.coordinator import Coordinator
 from baton.gateway.exchange import ExchangeFeed
 from baton.gateway.handoff import Handoff
+from baton.gateway.health import LedgerHealth
 from baton.gateway.ledger import DuplicateRecordError, Ledger
 from baton.gateway.market import MarketBook
 from baton.gateway.metrics import GatewayMetrics, MetricsServer
@@ -75,7 +76,7 @@ class Gateway:
         self.config = config
         self._now_ms = now_ms
         self.ledger = Ledger(config.ledger_path, max_pending_rows=config.ledger_max_pending_rows)
-        self._failed_flushes = 0  # consecutive failed ledger flushes (0: the ledger is healthy)
+        self._ledger_health = LedgerHealth()  # replaced after every flush (_flush)
         self.slots = config.slots
         self._slot_by_id = {s.slot_id: s for s in self.slots}
         self.book = MarketBook(config.streams, depth=max(config.history, 1))
@@ -339,39 +340,52 @@ class Gateway:
         if not self.router.pending:
             self._idle.set()
 
+    @property
+    def ledger_health(self) -> LedgerHealth:
+        """The ledger's writes as of the last flush (the control API's ``ledger``)."""
+        return self._ledger_health
+
     def _flush(self) -> None:
         ledger = self.ledger
         writing = ledger.pending_rows > 0
         discarded = ledger.discarded_rows
+        before = self._ledger_health
         started = time.perf_counter()
         try:
             ledger.flush()
         except Exception as exc:  # the clock must keep its time even when the disk does not
-            self._failed_flushes += 1
+            health = before.failed(
+                str(exc), pending_rows=ledger.pending_rows, discarded_rows=ledger.discarded_rows
+            )
+            self._ledger_health = health
             self.metrics.ledger_write_failed(ledger.discarded_rows - discarded)
             # The traceback once per outage; then one line per failed flush.
             log.error(
                 "ledger flush failed; rows kept for the next flush",
-                exc_info=self._failed_flushes == 1,
+                exc_info=health.failed_flushes == 1,
                 extra={
                     "error": str(exc),
                     "pending_rows": ledger.pending_rows,
                     "discarded_rows": ledger.discarded_rows,
-                    "failed_flushes": self._failed_flushes,
+                    "failed_flushes": health.failed_flushes,
                 },
             )
         else:
+            self._ledger_health = before.flushed(
+                now_ms=self._now_ms(),
+                pending_rows=ledger.pending_rows,
+                discarded_rows=ledger.discarded_rows,
+            )
             if writing:
                 self.metrics.ledger_flushed(time.perf_counter() - started)
-            if self._failed_flushes:
+            if not before.ok:
                 log.warning(
                     "ledger writes recovered",
                     extra={
-                        "failed_flushes": self._failed_flushes,
+                        "failed_flushes": before.failed_flushes,
                         "discarded_rows": ledger.discarded_rows,
                     },
                 )
-                self._failed_flushes = 0
         self.metrics.ledger_pending(ledger.pending_rows)
         # Once per tick, right after the rows: between ticks the counters equal the ledger.
         self.metrics.commit()

@@ -18,6 +18,7 @@ import grpc
 from baton import wire
 from baton.gateway import handoff as hm
 from baton.gateway.coordinator import PromoteError
+from baton.gateway.health import LedgerHealth
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import control_pb2_grpc as ctl_grpc
 from baton.v1 import gateway_pb2 as gw
@@ -144,6 +145,17 @@ def handoff_to_proto(h: hm.Handoff, missed: int) -> ctl.HandoffStatus:
     )
 
 
+def ledger_health_to_proto(h: LedgerHealth) -> ctl.LedgerHealth:
+    return ctl.LedgerHealth(
+        ok=h.ok,
+        pending_rows=h.pending_rows,
+        discarded_rows=h.discarded_rows,
+        failed_flushes=h.failed_flushes,
+        last_error=h.last_error,
+        last_ok_flush_ms=h.last_ok_flush_ms,
+    )
+
+
 def policy_from_proto(p: ctl.HandoffPolicy) -> hm.Policy:
     """Zero values mean "the default"; anything out of range is INVALID_ARGUMENT (ValueError)."""
     d = hm.Policy()
@@ -193,6 +205,7 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
                 )
                 for i in router.instances.values()
             ],
+            ledger=ledger_health_to_proto(self._gateway.ledger_health),
         )
         current = self._gateway.handoffs.current
         if current is not None:

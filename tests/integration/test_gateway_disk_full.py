@@ -1,7 +1,9 @@
 """A live gateway whose disk is full: ``RLIMIT_FSIZE`` set to 0 on the running process (with
 ``prlimit``, from the test) makes every write to a file fail (EFBIG; Python ignores SIGXFSZ),
 the way a full disk does, deterministically and for this process only. Its log goes to a pipe,
-so the errors stay visible. Then the limit is lifted, as when space is freed."""
+so the errors stay visible. Then the limit is lifted, as when space is freed. Throughout, the
+control API (``ListInstances``, and ``baton instances`` as a process) reports the ledger's
+health: ok, then failing with its error, then ok again."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from procs import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from baton.common import Service
+from baton.control import ControlClient
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="prlimit(2) on another process is Linux-only"
@@ -83,6 +86,24 @@ async def gateway_logging_to_a_pipe(
         await copier
 
 
+async def baton_instances(address: str) -> str:
+    """``baton instances`` as a process: what it prints."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "baton", "instances", "--gateway", address,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(30):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
 def set_file_size_limit(pid: int, soft: int) -> None:
     _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
     resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
@@ -91,12 +112,19 @@ def set_file_size_limit(pid: int, soft: int) -> None:
 async def test_full_disk_keeps_the_clock_and_loses_nothing_once_space_is_back(
     sim: Service, start_strategy: StartStrategy, ledger: Path, log_dir: Path
 ) -> None:
-    async with gateway_logging_to_a_pipe(sim, ledger, log_dir) as (gateway, log):
+    async with (
+        gateway_logging_to_a_pipe(sim, ledger, log_dir) as (gateway, log),
+        ControlClient(gateway.ready["grpc_addr"]) as control,
+    ):
         metrics = gateway.ready["metrics_addr"]
         await start_strategy(gateway)
         await run_ticks(ledger, 3)
         before = query(ledger, "SELECT * FROM evaluations ORDER BY id")
         executed = metric(metrics, "baton_evaluations_total", outcome="executed")
+        healthy = (await control.list_instances()).ledger
+        assert (healthy.ok, healthy.failed_flushes, healthy.pending_rows) == (True, 0, 0)
+        assert (healthy.discarded_rows, healthy.last_error) == (0, "")
+        assert healthy.last_ok_flush_ms > 0
 
         set_file_size_limit(gateway.pid, 0)  # the disk is full
         await wait_until(
@@ -112,6 +140,16 @@ async def test_full_disk_keeps_the_clock_and_loses_nothing_once_space_is_back(
         assert metric(metrics, "baton_ledger_rows_discarded_total") == 0
         assert evaluations(ledger) <= len(before) + SLOTS  # at most a flush in flight landed
         assert any("ledger flush failed" in line for line in log)
+        # The control API says so: the operator and `baton instances` see it, not only /metrics.
+        failing = (await control.list_instances()).ledger
+        assert not failing.ok
+        assert failing.failed_flushes >= 4
+        assert failing.pending_rows >= 3 * SLOTS
+        assert failing.discarded_rows == 0
+        assert "failed" in failing.last_error
+        assert failing.last_ok_flush_ms >= healthy.last_ok_flush_ms
+        printed = await baton_instances(gateway.ready["grpc_addr"])
+        assert "ledger: FAILING (" in printed, printed
 
         set_file_size_limit(gateway.pid, resource.RLIM_INFINITY)  # space is back
         await wait_until(
@@ -123,6 +161,11 @@ async def test_full_disk_keeps_the_clock_and_loses_nothing_once_space_is_back(
             what="the kept rows written",
         )
         assert any("ledger writes recovered" in line for line in log)
+        recovered = (await control.list_instances()).ledger
+        assert (recovered.ok, recovered.failed_flushes, recovered.pending_rows) == (True, 0, 0)
+        assert recovered.last_ok_flush_ms > failing.last_ok_flush_ms
+        assert recovered.last_error != ""  # kept as a record of the outage
+        assert "ledger: ok (" in await baton_instances(gateway.ready["grpc_addr"])
         assert await gateway.stop() == 0
 
     conn = sqlite3.connect(ledger)
