@@ -118,7 +118,10 @@ def evaluation_to_proto(r: EvaluationRequest) -> gw.EvaluationRequest:
     return msg
 
 
-def evaluation_from_proto(m: gw.EvaluationRequest) -> EvaluationRequest:
+def evaluation_from_proto(
+    m: gw.EvaluationRequest, history: tuple[Candle, ...] | None = None
+) -> EvaluationRequest:
+    """``history``: ``m.history`` already converted (the strategy host caches it per stream)."""
     if not m.HasField("slot"):
         raise WireError("evaluate.slot: missing")
     return EvaluationRequest(
@@ -129,7 +132,7 @@ def evaluation_from_proto(m: gw.EvaluationRequest) -> EvaluationRequest:
         epoch=m.epoch,
         role=role_from_proto(m.role, field="evaluate.role"),
         live=candle_from_proto(m.live) if m.HasField("live") else None,
-        history=tuple(candle_from_proto(c) for c in m.history),
+        history=tuple(candle_from_proto(c) for c in m.history) if history is None else history,
         trace_context=dict(m.trace_context),
     )
 

@@ -223,8 +223,9 @@ class Gateway:
             stop.cancel()
 
     def _dispatch(self, tick: Tick, now: int) -> float:
-        """Send one tick. Returns when (wall ms) the ACTIVE instance's last request was queued:
-        the moment the tick is dispatched to it (shadows are served after)."""
+        """Send one tick: one ``EvaluationBatch`` per instance. Returns when (wall ms) the ACTIVE
+        instance's batch was queued: the moment the tick is dispatched to it (shadows are
+        served after)."""
         self.stats.ticks += 1
         self.metrics.tick_dispatched(tick.scheduled_ms, wall_ms_f())
         active_done: float | None = None
@@ -239,17 +240,62 @@ class Gateway:
                 propagate.inject(carrier)
             plan = self.router.on_tick(tick, now)
             self._resolve(plan.missed)
-            built: dict[str, gw.EvaluationRequest] = {}
-            for send in plan.sends:  # the ACTIVE's sends come first, then the shadows'
-                if send.role is Role.SHADOW and active_done is None:
+            batches = self._batches(plan.sends, carrier)
+            for instance_id, (msg, sends) in batches.items():  # the ACTIVE's first
+                if sends[0].role is Role.SHADOW and active_done is None:
                     active_done = wall_ms_f()
-                self._send_evaluation(send, carrier, built)
+                self._send_batch(instance_id, msg, sends)
             if active_done is None:
                 active_done = wall_ms_f()
             span.set_attribute("baton.dispatched", len(plan.sends))
         if self.router.pending:
             self._idle.clear()
         return active_done
+
+    def _batches(
+        self, sends: tuple[Send, ...], carrier: dict[str, str]
+    ) -> dict[str, tuple[gw.AttachResponse, list[Send]]]:
+        """The tick's requests grouped per instance, in send order (the ACTIVE's come first).
+        A request is built once, for the ACTIVE; a shadow gets a copy marked SHADOW."""
+        batches: dict[str, tuple[gw.AttachResponse, list[Send]]] = {}
+        built: dict[str, gw.EvaluationRequest] = {}
+        for send in sends:
+            entry = batches.get(send.instance_id)
+            if entry is None:
+                entry = batches[send.instance_id] = (gw.AttachResponse(), [])
+            msg, grouped = entry
+            # Built in place: wrapping a finished batch in an AttachResponse would copy it.
+            request = msg.evaluate_batch.requests.add()
+            first = built.get(send.slot.slot_id)
+            if first is None:
+                self._fill_request(request, send, carrier)
+                built[send.slot.slot_id] = request
+            else:
+                request.CopyFrom(first)
+                request.role = wire.role_to_proto(send.role)
+            grouped.append(send)
+        return batches
+
+    def _send_batch(self, instance_id: str, msg: gw.AttachResponse, sends: list[Send]) -> None:
+        conn = self.connections.get(instance_id)
+        if sends[0].role is Role.SHADOW:
+            # A shadow that cannot keep up falls behind and is never flipped to: the handoff
+            # waits for it at the boundary (and aborts past its step timeout).
+            if conn is not None:
+                conn.send(msg, droppable=False)
+            return
+        result = conn.send(msg, droppable=True) if conn else SendResult.CLOSED
+        if result is SendResult.QUEUED:
+            self.stats.dispatched += len(sends)
+            return
+        log.warning(
+            "evaluations undelivered",
+            extra={"instance": instance_id, "count": len(sends), "why": result.value},
+        )
+        for send in sends:
+            record = self.router.undelivered(send.slot.slot_id, send.seq)
+            if record is not None:
+                self._resolve((record,))
 
     def _history(self, symbol: str, interval: str) -> list[mk.Candle]:
         """Closed-candle history as protos, rebuilt only when a candle closed (not per send)."""
@@ -262,55 +308,19 @@ class Gateway:
             self._history_cache[key] = cached
         return cached[1]
 
-    def _evaluation_proto(self, send: Send, carrier: dict[str, str]) -> gw.EvaluationRequest:
+    def _fill_request(self, msg: gw.EvaluationRequest, send: Send, carrier: dict[str, str]) -> None:
         slot = send.slot
-        msg = gw.EvaluationRequest(
-            slot=wire.slot_to_proto(slot),
-            seq=send.seq,
-            scheduled_ms=send.tick.scheduled_ms,
-            deadline_ms=send.tick.deadline_ms,
-            epoch=send.epoch,
-            role=wire.role_to_proto(send.role),
-            history=self._history(slot.symbol, slot.timeframe),
-            trace_context=carrier,
-        )
+        msg.slot.CopyFrom(wire.slot_to_proto(slot))
+        msg.seq = send.seq
+        msg.scheduled_ms = send.tick.scheduled_ms
+        msg.deadline_ms = send.tick.deadline_ms
+        msg.epoch = send.epoch
+        msg.role = wire.role_to_proto(send.role)
+        msg.history.extend(self._history(slot.symbol, slot.timeframe))
+        msg.trace_context.update(carrier)
         live = self.book.live(slot.symbol, slot.timeframe)
         if live is not None:
             msg.live.CopyFrom(wire.candle_to_proto(live))
-        return msg
-
-    def _send_evaluation(
-        self, send: Send, carrier: dict[str, str], built: dict[str, gw.EvaluationRequest]
-    ) -> None:
-        slot = send.slot
-        request = built.get(slot.slot_id)
-        if request is None:
-            request = built[slot.slot_id] = self._evaluation_proto(send, carrier)
-        elif send.role is Role.SHADOW:
-            # The same request the ACTIVE got, marked for the shadow (a copy, not a rebuild).
-            shadow = gw.EvaluationRequest()
-            shadow.CopyFrom(request)
-            shadow.role = wire.role_to_proto(Role.SHADOW)
-            request = shadow
-        msg = gw.AttachResponse(evaluate=request)
-        conn = self.connections.get(send.instance_id)
-        if send.role is Role.SHADOW:
-            # A shadow that cannot keep up falls behind and is never flipped to: the handoff
-            # waits for it at the boundary (and aborts past its step timeout).
-            if conn is not None:
-                conn.send(msg, droppable=False)
-            return
-        result = conn.send(msg, droppable=True) if conn else SendResult.CLOSED
-        if result is SendResult.QUEUED:
-            self.stats.dispatched += 1
-            return
-        record = self.router.undelivered(slot.slot_id, send.seq)
-        if record is not None:
-            log.warning(
-                "evaluation undelivered",
-                extra={"slot": slot.slot_id, "seq": send.seq, "why": result.value},
-            )
-            self._resolve((record,))
 
     def _resolve(self, records: tuple[EvaluationRecord, ...]) -> None:
         for record in records:
@@ -607,8 +617,12 @@ class Gateway:
         self.set_role(instance_id, Role.SHADOW)
         evaluations = 0
         for msg in replay:
-            if msg.WhichOneof("body") == "evaluate":
-                evaluations += 1
+            requests = _evaluations_in(msg)
+            if requests:
+                # Marked SHADOW, the role green has now: these were sent to blue as ACTIVE and
+                # are past their deadlines, and a host sheds late requests only when ACTIVE.
+                msg = _as_shadow(msg)
+                evaluations += requests
             self.send_to(instance_id, msg)
         self.router.shadow_sent(instance_id, evaluations)
 
@@ -677,3 +691,21 @@ class Gateway:
     def on_malformed(self, reason: str, raw: str) -> None:
         self.stats.malformed += 1
         log.warning("malformed exchange message skipped", extra={"why": reason, "raw": raw[:200]})
+
+
+def _evaluations_in(msg: gw.AttachResponse) -> int:
+    kind = msg.WhichOneof("body")
+    if kind == "evaluate_batch":
+        return len(msg.evaluate_batch.requests)
+    return 1 if kind == "evaluate" else 0
+
+
+def _as_shadow(msg: gw.AttachResponse) -> gw.AttachResponse:
+    copy = gw.AttachResponse()
+    copy.CopyFrom(msg)
+    shadow = wire.role_to_proto(Role.SHADOW)
+    if copy.HasField("evaluate"):
+        copy.evaluate.role = shadow
+    for request in copy.evaluate_batch.requests:
+        request.role = shadow
+    return copy

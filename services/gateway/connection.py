@@ -1,8 +1,11 @@
 """One attached strategy instance's outgoing stream: a bounded queue with an explicit policy.
 
-Evaluation requests that do not fit are refused (the caller records them as undelivered: the
-instance is too slow to be present). Anything else that does not fit closes the connection,
-because a strategy that missed a fill or a settlement can no longer keep an exact state.
+The bound counts evaluations (an ``EvaluationBatch`` weighs its number of requests; any other
+message weighs one), so that a queue of a few batches of thousands of slots is as full as it
+looks. Evaluation requests that do not fit are refused (the caller records them as
+undelivered: the instance is too slow to be present). Anything else that does not fit closes
+the connection, because a strategy that missed a fill or a settlement can no longer keep an
+exact state.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Connection:
         # Unbounded underneath so that close() can always enqueue its sentinel; the bound is
         # enforced in send().
         self._queue: asyncio.Queue[gw.AttachResponse | None] = asyncio.Queue()
+        self._queued = 0  # the weight of what is in _queue (see weight())
         self.closed = False
         self.close_reason = ""
         # While a handoff moves this instance's state, everything sent after the ExportState
@@ -36,11 +40,15 @@ class Connection:
     def send(self, msg: gw.AttachResponse, *, droppable: bool) -> SendResult:
         if self.closed:
             return SendResult.CLOSED
-        if self._queue.qsize() >= self._limit:
+        w = weight(msg)
+        # An empty queue takes anything: a batch bigger than the limit must not be refused
+        # forever (the limit is on the backlog, not on one tick).
+        if self._queued and self._queued + w > self._limit:
             if droppable:
                 return SendResult.FULL
             self.close("send queue overflow on a message that cannot be dropped")
             return SendResult.CLOSED
+        self._queued += w
         self._queue.put_nowait(msg)
         if self._journal is not None:
             self._journal.append(msg)
@@ -66,4 +74,12 @@ class Connection:
             msg = await self._queue.get()
             if msg is None:
                 return
+            self._queued -= weight(msg)
             yield msg
+
+
+def weight(msg: gw.AttachResponse) -> int:
+    """What ``msg`` counts for against the queue's limit: its evaluations, at least one."""
+    if msg.HasField("evaluate_batch"):
+        return max(1, len(msg.evaluate_batch.requests))
+    return 1

@@ -64,6 +64,9 @@ class Policy:
             raise ValueError("bake, step timeout and max bake faults must not be negative")
 
 
+GREEN_GONE_STEP = "green gone"
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     name: str
@@ -101,10 +104,15 @@ class Handoff:
     flipped_ms: int | None = None
     pause_ms: float | None = None
     blue_gone: bool = False
-    green_gone: bool = False
     finished_ms: int | None = None
     message: str = ""
     steps: tuple[Step, ...] = field(default=())
+
+    @property
+    def green_gone(self) -> bool:
+        """Green went away after the point of no return (recorded as a step, not a field: the
+        ledger rebuilds a handoff from its columns and steps)."""
+        return any(step.name == GREEN_GONE_STEP for step in self.steps)
 
     @property
     def transfer_ms(self) -> int | None:
@@ -483,4 +491,4 @@ def _gone(h: Handoff, event: Gone) -> Transition:
         return _end(h, Phase.COMPLETED, event.t_ms, _said(_drained_message(h), detached))
     if h.green_gone:
         return Transition(h)
-    return Transition(_step(replace(h, green_gone=True), "green gone", event.t_ms, why))
+    return Transition(_step(h, GREEN_GONE_STEP, event.t_ms, why))

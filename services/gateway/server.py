@@ -75,7 +75,10 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
         try:
             async for msg in requests:
                 kind = msg.WhichOneof("body")
-                if kind == "decision":
+                if kind == "decisions":
+                    for decision in msg.decisions.decisions:
+                        self._gateway.on_decision(conn.instance_id, decision)
+                elif kind == "decision":
                     self._gateway.on_decision(conn.instance_id, msg.decision)
                 elif kind == "state_export":
                     self._gateway.handoffs.on_exported(conn.instance_id, msg.state_export)

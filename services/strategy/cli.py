@@ -48,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
         help="exit 1 when the gateway connection is lost instead of attaching again",
     )
     p.add_argument(
+        "--no-shed-late",
+        dest="shed_late",
+        action="store_false",
+        help="evaluate every request even when it arrives past its deadline (the gateway drops "
+        "such answers as late; by default they are skipped so the requests behind them are "
+        "answered in time)",
+    )
+    p.add_argument(
         "--max-state-mib",
         type=float,
         default=DEFAULT_MAX_STATE_BYTES / (1024 * 1024),
@@ -117,6 +125,7 @@ def main(argv: list[str]) -> int:
         exit_on_disconnect=args.exit_on_disconnect,
         max_state_bytes=int(args.max_state_mib * 1024 * 1024),
         on_attached=ready,
+        shed_late=args.shed_late,
     )
     try:
         return asyncio.run(_serve(host))

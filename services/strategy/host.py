@@ -18,8 +18,19 @@ RoleChange takes effect when it is read, not behind queued work, and only update
 stream order with everything else, so an export covers exactly the messages sent before it.
 
 Backpressure, not loss: the queue of calls in flight is bounded; when it is full the reader stops
-reading and gRPC flow control slows the gateway. Dropping an evaluation would fork the state from
-what the gateway believes it has seen.
+reading and gRPC flow control slows the gateway. Fills, settlements and the requests of a SHADOW
+are never dropped: a shadow must see what the ACTIVE saw for its state to follow.
+
+Load shedding: an ACTIVE's evaluation request that reaches the worker at or after its deadline
+is skipped (``is_late``), not evaluated. The gateway has already recorded it as ``timeout`` and
+would drop the answer as late; evaluating it anyway only delays the requests behind it, which
+is how an overloaded host used to turn a small overload into missing every tick (measured:
+docs/benchmarks.md, "Scale"). The state then does not include that evaluation, exactly as if
+the gateway had not delivered it (``undelivered``). The count is ``shed``; it is logged.
+
+Batches: the gateway sends one ``EvaluationBatch`` per tick; the host evaluates it in chunks of
+``_CHUNK`` requests, one worker call and one ``DecisionBatch`` reply per chunk, so that
+per-message costs are paid per chunk and the first answers leave before the last are computed.
 
 Reconnect: if the gateway is unreachable or the stream breaks, the host attaches again (a new
 ``Hello``) after a ``Backoff`` delay (``RECONNECT_BACKOFF``: 0.1 s doubling to at most 1 s, so a
@@ -49,7 +60,8 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -61,6 +73,7 @@ from baton.common import Backoff
 from baton.model import Decision, Role, Slot
 from baton.strategy._errors import StateError
 from baton.strategy._executor import SerialExecutor
+from baton.strategy._history import HistoryCache
 from baton.strategy._state import DEFAULT_MAX_STATE_BYTES, state_digest
 from baton.strategy._strategy import Strategy
 from baton.strategy.runtime import EncodedState, ImportOutcome, StrategyRuntime, describe_error
@@ -73,6 +86,33 @@ T = TypeVar("T")
 
 #: Room on top of the state limit for the rest of a StateSnapshot / ImportState message.
 _MESSAGE_OVERHEAD = 1024 * 1024
+
+#: Requests of an EvaluationBatch per worker call and DecisionBatch reply: large enough to
+#: amortise the thread hop and the stream write (~30 us and ~25 us per message), small enough
+#: that the first answers of a tick of thousands of slots leave within a few ms.
+_CHUNK = 64
+
+#: A shedding host logs a summary at most this often.
+_SHED_LOG_INTERVAL_MS = 10_000
+
+_ROLE_ACTIVE = wire.role_to_proto(Role.ACTIVE)
+
+
+def is_late(request: gw.EvaluationRequest, now_ms: int) -> bool:
+    """Whether to shed ``request`` instead of evaluating it: sent to this host as ACTIVE and
+    already at or past its deadline (the gateway judges an answer then ``late``). A SHADOW's
+    request (live, or replayed from another instance's journal) is always evaluated.
+
+    >>> r = gw.EvaluationRequest(deadline_ms=1_000, role=_ROLE_ACTIVE)
+    >>> is_late(r, 999), is_late(r, 1_000)
+    (False, True)
+    """
+    return request.role == _ROLE_ACTIVE and 0 < request.deadline_ms <= now_ms
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
 
 #: Delays between attach attempts. Capped at 1 s: while the host is away every tick is missed,
 #: and an attempt at a gateway that is down costs one refused connection. With the generic
@@ -172,6 +212,8 @@ class StrategyHost:
         on_detached: Callable[[str], None] | None = None,
         on_role_changed: Callable[[Role, int], None] | None = None,
         rng: random.Random | None = None,
+        shed_late: bool = True,
+        now_ms: Callable[[], int] = wall_ms,
     ) -> None:
         self.strategy = strategy
         self.gateway = gateway
@@ -195,6 +237,13 @@ class StrategyHost:
         self._attach_count = 0
         self._role: Role | None = None
         self._epoch = 0
+        # Worker-thread state: the history cache and the shedding counters.
+        self._history = HistoryCache()
+        self._shed_late = shed_late
+        self._now_ms = now_ms
+        self._shed = 0
+        self._shed_logged = 0  # _shed when the last summary was logged
+        self._shed_logged_ms: int | None = None
 
     # -- observation (event loop thread) ---------------------------------------------------
 
@@ -227,6 +276,11 @@ class StrategyHost:
     def evaluations(self) -> int:
         """Evaluations completed by this process (returned or raised), across reconnects."""
         return self._runtime.evaluations
+
+    @property
+    def shed(self) -> int:
+        """Evaluation requests skipped because they reached the worker past their deadline."""
+        return self._shed
 
     @property
     def applied_seq(self) -> dict[str, int]:
@@ -435,7 +489,12 @@ class StrategyHost:
             if not isinstance(msg, gw.AttachResponse):
                 raise _StreamLost("gateway closed the stream")
             kind = msg.WhichOneof("body")
-            if kind == "evaluate":
+            if kind == "evaluate_batch":
+                requests = msg.evaluate_batch.requests
+                for i in range(0, len(requests), _CHUNK):
+                    chunk = requests[i : i + _CHUNK]
+                    await outbox.put(self._submit(functools.partial(self._evaluate_chunk, chunk)))
+            elif kind == "evaluate":
                 await outbox.put(self._submit(functools.partial(self._evaluate, msg.evaluate)))
             elif kind == "fill":
                 await outbox.put(self._submit(functools.partial(self._fill, msg.fill)))
@@ -492,9 +551,29 @@ class StrategyHost:
 
     # Worker-thread handlers: proto in, proto reply out.
 
-    def _evaluate(self, m: gw.EvaluationRequest) -> gw.AttachRequest:
+    def _evaluate(self, m: gw.EvaluationRequest) -> gw.AttachRequest | None:
+        decision = self._decide(m)
+        return None if decision is None else gw.AttachRequest(decision=decision)
+
+    def _evaluate_chunk(self, requests: Sequence[gw.EvaluationRequest]) -> gw.AttachRequest | None:
+        reply = gw.AttachRequest()
+        decisions = reply.decisions.decisions
+        for m in requests:
+            decision = self._decide(m)
+            if decision is not None:
+                decisions.append(decision)
+        return reply if len(decisions) else None
+
+    def _decide(self, m: gw.EvaluationRequest) -> gw.Decision | None:
+        """The answer to one request; None when it is shed."""
+        if self._shed_late:
+            now = self._now_ms()
+            if is_late(m, now):
+                self._shed += 1
+                self._log_shedding(now, m)
+                return None
         try:
-            request = wire.evaluation_from_proto(m)
+            request = wire.evaluation_from_proto(m, self._history.convert(m.history))
         except wire.WireError as exc:
             log.warning("malformed evaluation request", extra={"error": str(exc), "seq": m.seq})
             decision = Decision(
@@ -506,7 +585,24 @@ class StrategyHost:
             )
         else:
             decision = self._runtime.evaluate(request)
-        return gw.AttachRequest(decision=wire.decision_to_proto(decision))
+        return wire.decision_to_proto(decision)
+
+    def _log_shedding(self, now_ms: int, m: gw.EvaluationRequest) -> None:
+        last = self._shed_logged_ms
+        if last is not None and now_ms - last < _SHED_LOG_INTERVAL_MS:
+            return
+        log.warning(
+            "shedding evaluations that reached the strategy past their deadline",
+            extra={
+                "shed": self._shed - self._shed_logged,
+                "shed_total": self._shed,
+                "since_ms": now_ms - last if last is not None else None,
+                "slot": m.slot.slot_id,
+                "seq": m.seq,
+                "late_ms": now_ms - m.deadline_ms,
+            },
+        )
+        self._shed_logged, self._shed_logged_ms = self._shed, now_ms
 
     def _fill(self, m: gw.Fill) -> None:
         try:

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.timeout(30)
 
 WAIT = 5.0  # bound on every wait for the other side
 FIVE_MIN = 300_000
+FAR_FUTURE_MS = 2**62
 BTC = Slot("BTC", "BTCUSDT", "5m")
 ETH = Slot("ETH", "ETHUSDT", "5m")
 FAST_BACKOFF = Backoff(initial_s=0.02, factor=2.0, max_s=0.2, jitter=0.0)
@@ -218,7 +219,9 @@ def evaluation(
         slot=slot,
         seq=seq,
         scheduled_ms=window * FIVE_MIN + seq * 5000,
-        deadline_ms=window * FIVE_MIN + seq * 5000 + 5000,
+        # Candle windows of 1970 keep the data small; the deadline must be in the future or
+        # the host sheds the request as late (test_sheds_late_active_requests_only).
+        deadline_ms=FAR_FUTURE_MS,
         epoch=epoch,
         role=role,
         live=candle(window, live_close, open_=100.0, closed=False),
@@ -286,6 +289,79 @@ async def test_hello_welcome_and_decisions_carry_seq_and_epoch(
         7,
         "inst-1",
     )
+
+
+def batch(*requests: dict[str, Any]) -> dict[str, Any]:
+    return {"evaluate_batch": gw.EvaluationBatch(requests=[r["evaluate"] for r in requests])}
+
+
+async def test_a_batch_is_answered_in_request_order_in_chunks(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, _ = await start_host(hosts, MomentumV1({}), gateway.address)
+    session = await gateway.servicer.next_session()
+    await asyncio.wait_for(host.wait_attached(), WAIT)
+    requests = [evaluation(seq, slot=slot) for seq in range(1, 76) for slot in (BTC, ETH)]
+    session.send(**batch(*requests))
+    session.send(**evaluation(76))  # a single request after the batch: answered after it
+    chunks = [await session.recv("decisions") for _ in range(3)]  # 150 = 64 + 64 + 22
+    assert [len(c.decisions) for c in chunks] == [64, 64, 22]
+    answered = [(d.slot_id, d.seq) for c in chunks for d in c.decisions]
+    assert answered == [(r["evaluate"].slot.slot_id, r["evaluate"].seq) for r in requests]
+    assert (await session.recv("decision")).seq == 76
+    assert host.applied_seq == {"BTC/5m": 76, "ETH/5m": 75}
+    assert host.shed == 0
+
+
+def late(request: dict[str, Any]) -> dict[str, Any]:
+    request["evaluate"].deadline_ms = 1  # long past
+    return request
+
+
+@pytest.mark.parametrize("shed_late", [True, False], ids=["shedding", "no-shed-late"])
+async def test_sheds_late_active_requests_only(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]], shed_late: bool
+) -> None:
+    """A request sent to this host as ACTIVE that reaches the worker past its deadline is
+    skipped (the gateway has recorded it as a timeout already); a SHADOW's never is, late or
+    not (a replayed journal is all late); ``--no-shed-late`` evaluates everything."""
+    host, _ = await start_host(hosts, MomentumV1({}), gateway.address, shed_late=shed_late)
+    session = await gateway.servicer.next_session()
+    await asyncio.wait_for(host.wait_attached(), WAIT)
+    session.send(
+        **batch(
+            late(evaluation(1)),  # shed
+            evaluation(1, slot=ETH),  # in time
+            late(evaluation(2, slot=ETH, role=Role.SHADOW)),  # late, but a shadow's
+        )
+    )
+    session.send(**late(evaluation(2)))  # a single request is shed the same way
+    session.send(**evaluation(3))
+    answered = [(d.slot_id, d.seq) for d in (await session.recv("decisions")).decisions]
+    if shed_late:
+        assert answered == [("ETH/5m", 1), ("ETH/5m", 2)]
+        assert (await session.recv("decision")).seq == 3
+        assert host.shed == 2
+        # The shed evaluations are not in the state: BTC's first applied seq is 3.
+        assert host.applied_seq == {"BTC/5m": 3, "ETH/5m": 2}
+    else:
+        assert answered == [("BTC/5m", 1), ("ETH/5m", 1), ("ETH/5m", 2)]
+        assert [(await session.recv("decision")).seq for _ in range(2)] == [2, 3]
+        assert host.shed == 0
+        assert host.applied_seq == {"BTC/5m": 3, "ETH/5m": 2}
+
+
+async def test_a_batch_of_late_requests_only_gets_no_reply(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, _ = await start_host(hosts, MomentumV1({}), gateway.address)
+    session = await gateway.servicer.next_session()
+    await asyncio.wait_for(host.wait_attached(), WAIT)
+    session.send(**batch(late(evaluation(1)), late(evaluation(1, slot=ETH))))
+    session.send(**evaluation(2))
+    # The next thing the host says is the answer to seq 2: nothing for the shed batch.
+    assert (await session.recv("decision")).seq == 2
+    assert host.shed == 2
 
 
 async def test_strategy_error_is_answered_and_the_host_keeps_going(
