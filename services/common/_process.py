@@ -120,6 +120,9 @@ async def spawn_baton(
             stdout=asyncio.subprocess.PIPE,
             stderr=log_file,
             env=full_env,
+            # A ready line can be long (the simulator lists its symbols: ~64 KiB at 4,000
+            # markets), past asyncio's 64 KiB default line limit.
+            limit=16 * 1024 * 1024,
         )
     finally:
         log_file.close()  # the child holds its own descriptor
