@@ -91,6 +91,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def reference_workload(handoffs: int, baseline_swaps: int) -> Workload:
+    """The reference bot as the benchmarks run it (``bench.soak`` runs it too)."""
+    return Workload(
+        name="reference",
+        description="8 markets x 5m/15m, momentum v1 <-> v2 (v1 -> v2 migrates)",
+        cadence_s=0.25,
+        v1=MOMENTUM_V1,
+        v2=MOMENTUM_V2,
+        strategy_config={},
+        handoffs=handoffs,
+        baseline_swaps=baseline_swaps,
+        # Momentum is warm from its first request: the gateway sends 30 closed candles.
+        warm_ticks=2,
+        push_interval_s=0.1,
+    )
+
+
 def workloads(args: argparse.Namespace) -> list[Workload]:
     quick = bool(args.quick)
     handoffs = args.handoffs if args.handoffs is not None else (10 if quick else 100)
@@ -105,21 +122,7 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
     chosen = set(args.only or ["reference", "heavy"])
     out = []
     if "reference" in chosen:
-        out.append(
-            Workload(
-                name="reference",
-                description="8 markets x 5m/15m, momentum v1 <-> v2 (v1 -> v2 migrates)",
-                cadence_s=0.25,
-                v1=MOMENTUM_V1,
-                v2=MOMENTUM_V2,
-                strategy_config={},
-                handoffs=handoffs,
-                baseline_swaps=swaps,
-                # Momentum is warm from its first request: the gateway sends 30 closed candles.
-                warm_ticks=2,
-                push_interval_s=0.1,
-            )
-        )
+        out.append(reference_workload(handoffs, swaps))
     if "heavy" in chosen:
         out.append(
             Workload(
