@@ -1,6 +1,6 @@
 """``python -m bench.scale handoff``: consecutive handoffs under heavy load (real processes).
 
-Per slot count (default 1000, 2000 and 4000: up to the knee of ``bench.scale dispatch``): the
+Per slot count (default 1000, 2000, 3000 and 4000: up to the knee of ``bench.scale dispatch``): the
 dispatch point's set-up (simulator in real time, one kline update per stream every 2 s; a gateway at
 a 1 s cadence; made-up markets x 5m/15m) with a blue strategy host running MomentumV1. After a
 warm-up, a **steady window** of ``--ticks`` ticks with blue alone, then a **handoff window**:
@@ -56,7 +56,7 @@ from bench.live import (
 )
 from bench.stats import bucket
 
-DEFAULT_SLOTS = (1000, 2000, 4000)
+DEFAULT_SLOTS = (1000, 2000, 3000, 4000)
 DEFAULT_HANDOFFS = 3
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "scale-handoff.json"
 CADENCE_S = 1.0

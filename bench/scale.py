@@ -11,7 +11,7 @@
 - ``ingest``: simulator and gateway, no strategy (no tick runs): the simulator pushes many
   streams fast; messages per second the gateway received and parsed
   (``baton_exchange_messages_total`` from its ``/metrics``), and its CPU per message.
-- ``handoff``: the dispatch set-up under heavy load (default 1000, 2000 and 4000 slots) with
+- ``handoff``: the dispatch set-up under heavy load (default 1000, 2000, 3000 and 4000 slots) with
   consecutive handoffs (``bench.handoff_load``): misses, pause, transfer, and tick -> decision
   latency during the handoffs against a steady window before them. Runs only when asked (``all`` is
   dispatch and ingest) and writes ``bench/results/scale-handoff.json``.
