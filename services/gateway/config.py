@@ -51,6 +51,7 @@ REFERENCE_TIMEFRAMES = ("5m", "15m")
 QUOTE = "USDT"
 # A gateway serves at most this many slots; past it, shard across gateways (docs/scaling.md).
 MAX_SLOTS = 20_000
+DEFAULT_SEND_QUEUE = 8192  # evaluations queued per instance (at least 4 ticks' worth)
 # Prometheus' conventional port for a service's own exporter; "off" (or "") disables it.
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 METRICS_OFF = ("", "off")
@@ -73,7 +74,7 @@ class GatewayConfig:
     cadence_s: float = 5.0
     history: int = 30
     clock_start: ClockStart = ClockStart.ON_FIRST_ACTIVE
-    send_queue: int = 8192
+    send_queue: int = 8192  # evaluations; build_config's default grows with the slots
     ledger_path: Path = Path("baton-ledger.sqlite")
     ledger_max_pending_rows: int = DEFAULT_MAX_PENDING_ROWS
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
@@ -160,6 +161,16 @@ def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
             "gateway.markets",
             f"{len(markets) * len(timeframes)} slots exceed the limit of {MAX_SLOTS} per gateway",
         )
+    n_slots = len(markets) * len(timeframes)
+    # Counted in evaluations (a tick's batch weighs its slots): room for a few ticks, so that a
+    # shadow's journal replay plus its live ticks fit; at least two (one being written, the next).
+    send_queue = s.integer("gateway.send_queue", max(DEFAULT_SEND_QUEUE, 4 * n_slots), minimum=16)
+    if send_queue < 2 * n_slots:
+        raise ConfigError(
+            "gateway.send_queue",
+            f"must hold at least two ticks ({2 * n_slots} evaluations for {n_slots} slots), "
+            f"got {send_queue}",
+        )
     cadence_s = s.number("gateway.cadence_s", 5.0, minimum=0.05, maximum=3600.0)
     clock_start_raw = s.text("gateway.clock_start", ClockStart.ON_FIRST_ACTIVE.value)
     try:
@@ -194,7 +205,7 @@ def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
         cadence_s=cadence_s,
         history=s.integer("gateway.history", 30, minimum=0, maximum=1000),
         clock_start=clock_start,
-        send_queue=s.integer("gateway.send_queue", 8192, minimum=16),
+        send_queue=send_queue,
         ledger_path=Path(s.text("ledger.path", "baton-ledger.sqlite")),
         ledger_max_pending_rows=s.integer(
             "ledger.max_pending_rows", DEFAULT_MAX_PENDING_ROWS, minimum=1

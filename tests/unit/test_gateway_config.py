@@ -31,6 +31,18 @@ def test_defaults_are_the_reference_workload() -> None:
     assert config.exchange.ws_url == "wss://stream.binance.com:9443"
 
 
+@pytest.mark.parametrize(
+    ("markets", "expected"),
+    [(8, 8192), (1024, 8192), (1025, 8200), (5000, 40_000)],
+    ids=["reference", "4-ticks-at-the-floor", "past-the-floor", "10000-slots"],
+)
+def test_the_send_queue_default_holds_four_ticks(markets: int, expected: int) -> None:
+    names = ",".join(f"M{i}" for i in range(markets))
+    config = load_gateway_config(None, environ={"BATON_GATEWAY__MARKETS": names})
+    assert config.send_queue == expected
+    assert config.send_queue >= 4 * len(config.slots)
+
+
 def test_file_then_environment(tmp_path: Path) -> None:
     path = tmp_path / "gw.toml"
     path.write_text(
@@ -63,6 +75,7 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ({"BATON_VENUE__FEE_RATE": "2"}, "venue.fee_rate", "must be <="),
         ({"BATON_GATEWAY__HISTORY": "1.5"}, "gateway.history", "expected an integer"),
         ({"BATON_GATEWAY__CADENCS_S": "1"}, "gateway.cadencs_s", "unknown setting"),
+        ({"BATON_GATEWAY__SEND_QUEUE": "20"}, "gateway.send_queue", "at least two ticks (32"),
     ],
     ids=[
         "negative cadence",
@@ -79,6 +92,7 @@ def test_file_then_environment(tmp_path: Path) -> None:
         "fee rate above 1",
         "fractional history",
         "a typo is an unknown setting, not silently ignored",
+        "send queue shorter than two ticks",
     ],
 )
 def test_errors_name_the_setting(env: dict[str, str], setting: str, problem: str) -> None:
