@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from baton.common import ProcessFailed, Service
+from baton.common import ProcessFailed
 from baton.control import ControlClient, phase_name
 from baton.v1 import control_pb2 as ctl
 from bench.cli import MOMENTUM_V1, MOMENTUM_V2
@@ -39,6 +39,7 @@ from bench.harness import (
 from bench.live import (
     TIMEFRAMES,
     Progress,
+    StrategySpawner,
     evaluations_recorded,
     fmt,
     hand_off,
@@ -52,7 +53,6 @@ from bench.live import (
     settle,
     start_gateway,
     start_sim,
-    start_strategy,
 )
 from bench.stats import bucket
 
@@ -173,13 +173,7 @@ async def handoff_point(
     ledger = workdir / f"{tag}.sqlite"
     procs = Processes(workdir / "logs" / tag)
     records: list[dict[str, Any]] = []
-    spawned = 0
-
-    async def strategy(gateway: Service, entrypoint: str) -> Service:
-        nonlocal spawned
-        spawned += 1
-        name = f"{tag}-{spawned:03d}-{entrypoint.rpartition(':')[2].lower()}"
-        return await start_strategy(procs, name, gateway, entrypoint, w.strategy_config)
+    strategy = StrategySpawner(procs, tag, w.strategy_config).start
 
     try:
         sim = await start_sim(procs, f"{tag}-sim", w.sim_symbols, w.push_interval_s)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from baton.common import Service
 from baton.control import ControlClient, ControlError
 from baton.v1 import control_pb2 as ctl
+from bench.cli import machine_info
 from bench.harness import HANDOFF_TIMEOUT_S, REPO_ROOT, BenchError, Processes
 from bench.stats import percentile
 
@@ -153,6 +154,20 @@ async def start_strategy(
     return await procs.spawn(name, args, env=strategy_env(), ready_timeout_s=120)
 
 
+class StrategySpawner:
+    """Starts strategy hosts numbered in start order, named ``<prefix>-<n>-<class>`` (pod name
+    and log file), so that the hosts of consecutive handoffs can be told apart."""
+
+    def __init__(self, procs: Processes, prefix: str, config: Mapping[str, Any]) -> None:
+        self._procs, self._prefix, self._config = procs, prefix, config
+        self.spawned = 0
+
+    async def start(self, gateway: Service, entrypoint: str) -> Service:
+        self.spawned += 1
+        name = f"{self._prefix}-{self.spawned:03d}-{entrypoint.rpartition(':')[2].lower()}"
+        return await start_strategy(self._procs, name, gateway, entrypoint, self._config)
+
+
 async def hand_off(
     procs: Processes,
     client: ControlClient,
@@ -267,12 +282,21 @@ class BenchExit(Exception):
         self.code = code
 
 
-def run_live(prog: str, workdir: Path | None, body: Callable[[Path, Progress], Awaitable[T]]) -> T:
+def run_live(
+    prog: str,
+    argv: Sequence[str],
+    workdir: Path | None,
+    body: Callable[[Path, Progress], Awaitable[T]],
+) -> tuple[T, dict[str, Any]]:
     """``body(workdir, progress)`` in a fresh event loop, in ``workdir`` (a temp folder,
     removed afterwards, unless given). Progress lines go to stderr with the seconds since the
     start. SIGTERM ends the run like Ctrl-C: cancelled waits unwind and every process is
-    stopped. Raises ``BenchExit`` (1 on a ``BenchError``, 130 when interrupted)."""
+    stopped. Raises ``BenchExit`` (1 on a ``BenchError``, 130 when interrupted).
+
+    Returns what ``body`` returned and the JSON document's head (``document_head``), with the
+    machine taken before the run: the code that ran is the code at the start."""
     began = time.monotonic()
+    machine = machine_info()
 
     def progress(text: str) -> None:
         print(f"[{time.monotonic() - began:7.1f}s] {text}", file=sys.stderr, flush=True)
@@ -287,13 +311,14 @@ def run_live(prog: str, workdir: Path | None, body: Callable[[Path, Progress], A
         path = workdir or Path(tmp)
         path.mkdir(parents=True, exist_ok=True)
         try:
-            return asyncio.run(main(path))
+            result = asyncio.run(main(path))
         except BenchError as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
             raise BenchExit(1) from exc
         except (KeyboardInterrupt, asyncio.CancelledError) as exc:
             print(f"{prog}: interrupted; every process was stopped", file=sys.stderr)
             raise BenchExit(130) from exc
+    return result, document_head(prog, argv, machine, began)
 
 
 def document_head(

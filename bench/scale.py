@@ -31,14 +31,13 @@ from typing import Any
 
 from baton.common import ProcessFailed
 from bench import handoff_load
-from bench.cli import MOMENTUM_V1, machine_info
+from bench.cli import MOMENTUM_V1
 from bench.cpu import foreign_cores, sample
 from bench.harness import MISSED, REPO_ROOT, BenchError, Processes, now_ms, wait_for
 from bench.live import (
     TIMEFRAMES,
     BenchExit,
     Progress,
-    document_head,
     evaluations_recorded,
     fmt,
     ledger_rows,
@@ -422,15 +421,15 @@ def main(argv: list[str]) -> int:
     if args.what == "handoff" and args.handoffs < 1:
         print("bench.scale: --handoffs must be >= 1", file=sys.stderr)
         return 2
-    started = time.monotonic()
-    machine = machine_info()
     try:
-        results = run_live(
-            "bench.scale", args.workdir, lambda workdir, progress: _run(args, workdir, progress)
+        results, document = run_live(
+            "bench.scale",
+            argv,
+            args.workdir,
+            lambda workdir, progress: _run(args, workdir, progress),
         )
     except BenchExit as exc:
         return exc.code
-    document = document_head("bench.scale", argv, machine, started)
     document["timeframes"] = list(TIMEFRAMES)
     if results["dispatch"] or results["ingest"]:
         document["strategy"] = MOMENTUM_V1

@@ -30,14 +30,14 @@ from baton.common import ProcessFailed, Service
 from baton.control import ControlClient, phase_name
 from baton.gateway.report import presence_report
 from baton.v1 import control_pb2 as ctl
-from bench.cli import machine_info, reference_workload
+from bench.cli import reference_workload
 from bench.cpu import CpuSample, foreign_cores, sample
 from bench.harness import REPO_ROOT, BenchError, Processes, Workload, now_ms, wait_for
 from bench.live import (
     MIB,
     BenchExit,
     Progress,
-    document_head,
+    StrategySpawner,
     evaluations_recorded,
     fmt,
     hand_off,
@@ -50,7 +50,6 @@ from bench.live import (
     run_live,
     start_gateway,
     start_sim,
-    start_strategy,
     tables,
     write_document,
 )
@@ -301,13 +300,10 @@ async def soak(plan: Plan, workdir: Path, progress: Progress) -> dict[str, Any]:
     end_at = began + plan.minutes * 60
     sampler = Sampler(ledger, began)
     handoffs: list[dict[str, Any]] = []
-    spawned = 0
+    spawner = StrategySpawner(procs, "soak-strategy", w.strategy_config)
 
     async def strategy(gateway: Service, entrypoint: str) -> Service:
-        nonlocal spawned
-        spawned += 1
-        name = f"soak-strategy-{spawned:03d}-{entrypoint.rpartition(':')[2].lower()}"
-        service = await start_strategy(procs, name, gateway, entrypoint, w.strategy_config)
+        service = await spawner.start(gateway, entrypoint)
         sampler.watch(service, "strategy")
         return service
 
@@ -589,15 +585,15 @@ def main(argv: list[str]) -> int:
     if plan.minutes * 60 <= plan.warm_s or plan.sample_s <= 0 or plan.handoff_every_s < 0:
         print("bench.soak: --minutes must exceed the warm-up; --sample-s > 0", file=sys.stderr)
         return 2
-    started = time.monotonic()
-    machine = machine_info()
     try:
-        result = run_live(
-            "bench.soak", args.workdir, lambda workdir, progress: soak(plan, workdir, progress)
+        result, document = run_live(
+            "bench.soak",
+            argv,
+            args.workdir,
+            lambda workdir, progress: soak(plan, workdir, progress),
         )
     except BenchExit as exc:
         return exc.code
-    document = document_head("bench.soak", argv, machine, started)
     document |= tables("soak", HEADER, rows(result))
     document["summary"] = summary(result)
     document |= result
