@@ -22,7 +22,7 @@ from procs import (
     not_executed,
     run_ticks,
 )
-from testbed import Cluster
+from testbed import Cluster, as_list
 
 from baton.common import Service, spawn_baton
 from baton.operator.kube import Kube, load_api_client
@@ -195,7 +195,9 @@ def operator_rbac(cluster: Cluster, namespace: str) -> Path:
     from baton.operator.rbac import render
 
     docs = render(service_account=OPERATOR_SA, namespace=OPERATOR_NS, watch_namespace=namespace)
-    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+    # One JSON document, a List: valid input for every kubectl (JSON documents joined by
+    # `---` are not YAML documents, and some kubectl versions refuse them).
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(as_list(docs)))
     user = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}"
     return cluster.user_kubeconfig(
         user, ["system:serviceaccounts", f"system:serviceaccounts:{OPERATOR_NS}"]
