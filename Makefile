@@ -17,7 +17,7 @@ HELM ?= $(or $(BATON_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/baton)/bin/he
 
 setup: $(STAMP) $(GEN)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -38,29 +38,23 @@ test: setup testbed-bins
 testbed-bins:
 	hack/build-k8s-bins.sh
 
-# A mirror of the import layout (real folders, linked files) for the tools that walk folders
-# themselves: mypy and import-linter cannot follow setuptools' package-dir mapping.
-typecheck-tree: setup
-	rm -rf build/typecheck && mkdir -p build/typecheck/baton
-	cp -rs "$(CURDIR)/services/." build/typecheck/baton/
-	cp -rs "$(CURDIR)/operator/controller/." build/typecheck/baton/operator/
-	cp -rs "$(CURDIR)/proto/baton/v1/." build/typecheck/baton/v1/
-	find build/typecheck -name __pycache__ -prune -exec rm -rf {} +
+# `baton` is one namespace package over three roots (README's Layout): the static tools read the
+# tree as it is, from these roots (mypy through pyproject's mypy_path, import-linter through
+# PYTHONPATH), with no mirror.
+ROOTS := services:operator:proto
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Tests: one mypy run per folder. Each folder has its own conftest.py and imports its sibling
-# modules by plain name (pytest's rootdir/prepend mode), which one run would see as duplicates.
-typecheck: typecheck-tree
-	MYPYPATH=build/typecheck $(VENV)/bin/mypy -p baton
-	MYPYPATH=build/typecheck $(VENV)/bin/mypy $(wildcard bench/*.py)
-	$(if $(wildcard tests/*.py),MYPYPATH=build/typecheck:tests $(VENV)/bin/mypy $(wildcard tests/*.py))
-	set -e; for d in $(wildcard tests/*/); do MYPYPATH=build/typecheck:tests $(VENV)/bin/mypy "$$d"; done
+# One run over the code (the three roots of `baton`; `mypy -p baton` would stop at the first
+# portion of the namespace it finds), one over the tests and the benchmarks (packages too).
+typecheck: setup
+	$(VENV)/bin/mypy services operator proto
+	$(VENV)/bin/mypy tests bench
 
-imports: typecheck-tree
-	PYTHONPATH=build/typecheck $(VENV)/bin/lint-imports
+imports: setup
+	PYTHONPATH=$(ROOTS) $(VENV)/bin/lint-imports
 
 check: lint typecheck imports
 

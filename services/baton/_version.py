@@ -1,8 +1,15 @@
-"""Baton: zero-gap blue/green deploys for a live trading bot.
+"""The installed distribution's version, read from its metadata (pyproject.toml is the one place
+it is written).
 
-Subpackages: ``gateway`` (market gateway), ``strategy`` (strategy host and SDK),
-``exchange_sim`` (Binance-wire-compatible simulator), ``operator`` (Kubernetes operator),
-``model`` (domain data shared by all), ``v1`` (generated gRPC contract).
+``baton`` is a namespace package spread over ``services/``, ``operator/`` and ``proto/`` (see
+README's Layout), so it has no ``__init__.py`` to hold this.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("baton")
+except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
+    __version__ = "0+unknown"

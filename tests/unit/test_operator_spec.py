@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from baton.operator.spec import DeletionPolicy, HandoffMode, SpecError, parse_spec
+from baton.operator.core.spec import DeletionPolicy, HandoffMode, SpecError, parse_spec
 
 GOOD: dict[str, Any] = {
     "strategy": "momentum",

@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _rbac_main(argv: list[str]) -> int:
-    from baton.operator.rbac import render
+    from baton.operator.core.rbac import render
 
     p = argparse.ArgumentParser(
         prog="baton operator rbac", description="Print the operator's RBAC objects (YAML stream)."
@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["rbac"]:
         return _rbac_main(argv[1:])
     args = _parser().parse_args(argv)
-    from baton.operator.config import build_config
+    from baton.operator.core.config import build_config
 
     try:
         flat = load_settings(args.config)

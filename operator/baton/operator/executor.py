@@ -11,11 +11,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from baton.control import ControlClient, ControlError
-from baton.operator.facts import format_time, status_from_progress
-from baton.operator.kube import Kube, KubeError
-from baton.operator.observe import World, figures_from_proto
-from baton.operator.pods import PodSettings, pod_manifest
-from baton.operator.rollout import (
+from baton.operator.core.facts import format_time, status_from_progress
+from baton.operator.core.pods import PodSettings, pod_manifest
+from baton.operator.core.rollout import (
     Action,
     CreatePod,
     Decision,
@@ -26,7 +24,9 @@ from baton.operator.rollout import (
     Promote,
     Rollback,
 )
-from baton.operator.spec import HandoffMode, HandoffSpec, SpecError
+from baton.operator.core.spec import HandoffMode, HandoffSpec, SpecError
+from baton.operator.kube import Kube, KubeError
+from baton.operator.observe import World, figures_from_proto
 from baton.v1 import control_pb2 as ctl
 
 log = logging.getLogger(__name__)

@@ -20,13 +20,13 @@ import kopf
 
 from baton.common import announce_ready
 from baton.control import ControlClient
-from baton.operator.config import OperatorConfig
+from baton.operator.core.config import OperatorConfig
+from baton.operator.core.pods import LABEL_MANAGED_BY, MANAGED_BY, PodSettings, owner_of
+from baton.operator.core.rollout import Decision, decide
+from baton.operator.core.spec import GROUP, PLURAL, VERSION
 from baton.operator.executor import Executor
 from baton.operator.kube import Kube, KubeError
 from baton.operator.observe import observe
-from baton.operator.pods import LABEL_MANAGED_BY, MANAGED_BY, PodSettings, owner_of
-from baton.operator.rollout import Decision, decide
-from baton.operator.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from baton.operator.spec import GROUP, PLURAL, VERSION
+from baton.operator.core.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 

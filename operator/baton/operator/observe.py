@@ -6,14 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.control import ControlClient, ControlError, phase_name, role_name
-from baton.operator.facts import (
+from baton.operator.core.facts import (
     parse_time,
     pod_facts,
     progress_from_status,
     sibling_from_object,
 )
-from baton.operator.kube import Kube
-from baton.operator.rollout import (
+from baton.operator.core.rollout import (
     GatewayFacts,
     HandoffFacts,
     HandoffFigures,
@@ -22,7 +21,8 @@ from baton.operator.rollout import (
     Observed,
     Role,
 )
-from baton.operator.spec import SpecError, parse_spec
+from baton.operator.core.spec import SpecError, parse_spec
+from baton.operator.kube import Kube
 from baton.v1 import control_pb2 as ctl
 
 

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace import sampling as otel_sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-import baton
+from baton._version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def sampled(carrier: Mapping[str, str]) -> bool:
 def tracing_resource(
     service_name: str,
     *,
-    version: str = baton.__version__,
+    version: str = __version__,
     attributes: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Resource:
@@ -107,7 +107,7 @@ def tracing_resource(
         "service.version": version,
         "service.instance.id": pod or f"{socket.gethostname()}-{os.getpid()}",
         "process.pid": os.getpid(),
-        "baton.version": baton.__version__,
+        "baton.version": __version__,
         **(attributes or {}),
     }
     if pod:
@@ -120,7 +120,7 @@ def tracing_resource(
 def setup_tracing(
     service_name: str,
     *,
-    version: str = baton.__version__,
+    version: str = __version__,
     attributes: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> TracerProvider:

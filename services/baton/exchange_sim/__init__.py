@@ -5,7 +5,7 @@ Seeded price paths make every run reproducible; a time scale makes candles close
 HTTP (``/_sim/faults/*``) or in-process (``ExchangeSim.faults``). Run it with ``baton sim``.
 """
 
-from baton.exchange_sim._candles import (
+from baton.exchange_sim.core.candles import (
     INTERVALS,
     Kline,
     build_kline,
@@ -14,11 +14,11 @@ from baton.exchange_sim._candles import (
     interval_open,
     select_opens,
 )
-from baton.exchange_sim._clock import SimClock
-from baton.exchange_sim._config import DEFAULT_SYMBOLS, SimConfig
-from baton.exchange_sim._faults import FaultState, MalformedKind, RestFault, corrupt
-from baton.exchange_sim._prices import Bar, PricePath, SymbolSpec, symbol_spec
-from baton.exchange_sim._server import ExchangeSim, SimFaults, SimStatus
+from baton.exchange_sim.core.clock import SimClock
+from baton.exchange_sim.core.config import DEFAULT_SYMBOLS, SimConfig
+from baton.exchange_sim.core.faults import FaultState, MalformedKind, RestFault, corrupt
+from baton.exchange_sim.core.prices import Bar, PricePath, SymbolSpec, symbol_spec
+from baton.exchange_sim.server import ExchangeSim, SimFaults, SimStatus
 
 __all__ = [
     "DEFAULT_SYMBOLS",

@@ -13,8 +13,8 @@ import signal
 import sys
 
 from baton.common import ConfigError, announce_ready, setup_logging
-from baton.exchange_sim._config import DEFAULT_SYMBOLS, SimConfig
-from baton.exchange_sim._server import ExchangeSim
+from baton.exchange_sim.core.config import DEFAULT_SYMBOLS, SimConfig
+from baton.exchange_sim.server import ExchangeSim
 
 
 def _parser() -> argparse.ArgumentParser:

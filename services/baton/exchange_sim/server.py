@@ -27,18 +27,18 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Event
 
-from baton.exchange_sim._candles import (
+from baton.exchange_sim.core.candles import (
     Kline,
     build_kline,
     interval_next,
     interval_open,
     select_opens,
 )
-from baton.exchange_sim._clock import SimClock
-from baton.exchange_sim._config import SimConfig
-from baton.exchange_sim._faults import Disorder, FaultState, RestFault, corrupt
-from baton.exchange_sim._prices import PricePath, symbol_spec
-from baton.exchange_sim._protocol import (
+from baton.exchange_sim.core.clock import SimClock
+from baton.exchange_sim.core.config import SimConfig
+from baton.exchange_sim.core.faults import Disorder, FaultState, RestFault, corrupt
+from baton.exchange_sim.core.prices import PricePath, symbol_spec
+from baton.exchange_sim.core.protocol import (
     SERVER_SHUTDOWN_STREAM,
     ControlFailure,
     ErrorCode,

@@ -15,18 +15,15 @@ from opentelemetry import propagate, trace
 
 from baton import wire
 from baton.common import sampled
-from baton.gateway.clock import SlotClock, Tick
 from baton.gateway.config import ClockStart, GatewayConfig
 from baton.gateway.connection import Connection, SendResult
 from baton.gateway.coordinator import Coordinator
-from baton.gateway.exchange import ExchangeFeed
-from baton.gateway.handoff import Handoff
-from baton.gateway.health import LedgerHealth
-from baton.gateway.ledger import DuplicateRecordError, Ledger
-from baton.gateway.market import MarketBook
-from baton.gateway.metrics import GatewayMetrics, MetricsServer
-from baton.gateway.records import ConnectionEvent, EvaluationRecord, InstanceEvent
-from baton.gateway.router import (
+from baton.gateway.core.clock import SlotClock, Tick
+from baton.gateway.core.handoff import Handoff
+from baton.gateway.core.health import LedgerHealth
+from baton.gateway.core.market import MarketBook
+from baton.gateway.core.records import ConnectionEvent, EvaluationRecord, InstanceEvent
+from baton.gateway.core.router import (
     InstanceInfo,
     Judgement,
     Pending,
@@ -35,7 +32,10 @@ from baton.gateway.router import (
     Verdict,
     answered_record,
 )
-from baton.gateway.venue import PaperVenue, Rejection
+from baton.gateway.core.venue import PaperVenue, Rejection
+from baton.gateway.exchange import ExchangeFeed
+from baton.gateway.ledger import DuplicateRecordError, Ledger
+from baton.gateway.metrics import GatewayMetrics, MetricsServer
 from baton.model import Action, Candle, Decision, Role
 from baton.v1 import gateway_pb2 as gw
 from baton.v1 import market_pb2 as mk

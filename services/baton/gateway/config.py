@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from baton.common import ConfigError, Settings, load_settings
+from baton.gateway.core.venue import VenueConfig
 from baton.gateway.exchange import ExchangeConfig
 from baton.gateway.ledger import DEFAULT_MAX_PENDING_ROWS
-from baton.gateway.venue import VenueConfig
 from baton.model import Market, Slot, make_slots, timeframe_ms
 
 # The reference bot. MATIC's spot pairs were replaced by POL in 2024: display name and

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
 
-from baton.gateway import handoff as hm
-from baton.gateway.records import MISSED_OUTCOMES, EvaluationRecord
+from baton.gateway.core import handoff as hm
+from baton.gateway.core.records import MISSED_OUTCOMES, EvaluationRecord
 from baton.model import Role
 from baton.v1 import gateway_pb2 as gw
 

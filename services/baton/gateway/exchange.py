@@ -5,7 +5,7 @@ stream shows that closed candles were missed (a dropped closing frame, a stall),
 fill the gap before the stream resumes: per stream, the sink sees every closed candle exactly
 once, oldest first. Stalls (no message for ``stall_timeout_s``) and ``serverShutdown`` events
 end the connection; reconnects back off with jitter. Malformed messages are reported and
-skipped. The decisions live in :mod:`baton.gateway._binance`; this module only does I/O.
+skipped. The decisions live in :mod:`baton.gateway.core.binance`; this module only does I/O.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from baton.common import Backoff, ConfigError
-from baton.gateway._binance import (
+from baton.gateway.core.binance import (
     MAX_KLINES_LIMIT,
     MAX_STREAMS_PER_CONNECTION,
     URL_STREAMS_BUDGET,

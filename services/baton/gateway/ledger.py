@@ -27,8 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from baton.gateway.handoff import Handoff, Phase, Policy, Step
-from baton.gateway.records import (
+from baton.gateway.core.handoff import Handoff, Phase, Policy, Step
+from baton.gateway.core.records import (
     ConnectionEvent,
     DroppedDecision,
     EvalOutcome,

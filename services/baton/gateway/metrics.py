@@ -23,8 +23,14 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 
-from baton.gateway._binance import ControlError, ControlReply, KlineEvent, Malformed, ServerShutdown
-from baton.gateway.records import MISSED_OUTCOMES, EvalOutcome, EvaluationRecord
+from baton.gateway.core.binance import (
+    ControlError,
+    ControlReply,
+    KlineEvent,
+    Malformed,
+    ServerShutdown,
+)
+from baton.gateway.core.records import MISSED_OUTCOMES, EvalOutcome, EvaluationRecord
 from baton.model import Role
 
 # Loopback decisions take ~1 ms; a tick's deadline is its cadence (0.05 s .. minutes).

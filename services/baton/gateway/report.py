@@ -45,9 +45,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from baton.gateway.handoff import Phase, Step
+from baton.gateway.core.handoff import Phase, Step
+from baton.gateway.core.records import MISSED_OUTCOMES, EvalOutcome
 from baton.gateway.ledger import HandoffRow, open_readonly, read_handoffs
-from baton.gateway.records import MISSED_OUTCOMES, EvalOutcome
 
 _EXECUTED = EvalOutcome.EXECUTED.value
 _ERROR = EvalOutcome.ERROR.value

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import grpc
 
 from baton import wire
-from baton.gateway import handoff as hm
 from baton.gateway.coordinator import PromoteError
-from baton.gateway.health import LedgerHealth
+from baton.gateway.core import handoff as hm
+from baton.gateway.core.health import LedgerHealth
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import control_pb2_grpc as ctl_grpc
 from baton.v1 import gateway_pb2 as gw

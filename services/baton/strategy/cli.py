@@ -14,8 +14,8 @@ import sys
 from typing import Any
 
 from baton.common import announce_ready, setup_logging, setup_tracing
-from baton.strategy._errors import StrategyError
-from baton.strategy._state import DEFAULT_MAX_STATE_BYTES
+from baton.strategy.core.errors import StrategyError
+from baton.strategy.core.state import DEFAULT_MAX_STATE_BYTES
 from baton.strategy.host import Attachment, StrategyHost, default_pod_name
 from baton.strategy.loader import build_strategy, load_strategy_class, parse_config
 

@@ -71,12 +71,12 @@ import grpc.aio
 from baton import wire
 from baton.common import Backoff
 from baton.model import Decision, Role, Slot
-from baton.strategy._errors import StateError
 from baton.strategy._executor import SerialExecutor
 from baton.strategy._history import HistoryCache
-from baton.strategy._state import DEFAULT_MAX_STATE_BYTES, state_digest
-from baton.strategy._strategy import Strategy
-from baton.strategy.runtime import EncodedState, ImportOutcome, StrategyRuntime, describe_error
+from baton.strategy.core.errors import StateError
+from baton.strategy.core.runtime import EncodedState, ImportOutcome, StrategyRuntime, describe_error
+from baton.strategy.core.state import DEFAULT_MAX_STATE_BYTES, state_digest
+from baton.strategy.core.strategy import Strategy
 from baton.v1 import gateway_pb2 as gw
 from baton.v1 import gateway_pb2_grpc as gw_grpc
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from baton.strategy._errors import EntrypointError, StrategyConfigError
-from baton.strategy._strategy import Strategy, check_strategy_class
+from baton.strategy.core.errors import EntrypointError, StrategyConfigError
+from baton.strategy.core.strategy import Strategy, check_strategy_class
 
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 

@@ -25,7 +25,7 @@ Worked example, end to end without a gateway (the host does exactly this, on one
     {'BTC/5m': 1}
 """
 
-from baton.strategy._errors import (
+from baton.strategy.core.errors import (
     EntrypointError,
     StateDecodeError,
     StateEncodeError,
@@ -38,7 +38,7 @@ from baton.strategy._errors import (
     StrategyConfigError,
     StrategyError,
 )
-from baton.strategy._state import (
+from baton.strategy.core.state import (
     DEFAULT_MAX_STATE_BYTES,
     STATE_FORMAT,
     DecodedState,
@@ -48,7 +48,7 @@ from baton.strategy._state import (
     encode_state,
     state_digest,
 )
-from baton.strategy._strategy import Outcome, Strategy, check_strategy_class, normalize_outcome
+from baton.strategy.core.strategy import Outcome, Strategy, check_strategy_class, normalize_outcome
 
 __all__ = [
     "DEFAULT_MAX_STATE_BYTES",

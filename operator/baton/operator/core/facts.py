@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from baton.operator.rollout import (
+from baton.operator.core.rollout import (
     Condition,
     HandoffFigures,
     Phase,

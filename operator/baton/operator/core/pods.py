@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from baton.operator.spec import GROUP, KIND, VERSION, StrategyVersionSpec
+from baton.operator.core.spec import GROUP, KIND, VERSION, StrategyVersionSpec
 
 MANAGED_BY = "baton-operator"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"

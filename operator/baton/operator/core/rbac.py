@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from baton.operator.spec import GROUP, PLURAL
+from baton.operator.core.spec import GROUP, PLURAL
 
 
 @dataclass(frozen=True)

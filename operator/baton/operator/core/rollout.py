@@ -24,7 +24,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from baton.operator.spec import DeletionPolicy, HandoffSpec, SpecError, StrategyVersionSpec
+from baton.operator.core.spec import DeletionPolicy, HandoffSpec, SpecError, StrategyVersionSpec
 
 
 class Phase(enum.Enum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from baton.exchange_sim._prices import LISTING_MS, Bar, PricePath
+from baton.exchange_sim.core.prices import LISTING_MS, Bar, PricePath
 
 _SECOND = 1_000
 _MINUTE = 60 * _SECOND

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from baton.common import ConfigError
+from baton.common._config import ConfigError
 
 # The reference bot's markets as the exchange trades them: MATIC is POLUSDT since 2024-09, so
 # MATICUSDT is deliberately absent (REST answers -1121 for it, as Binance does).

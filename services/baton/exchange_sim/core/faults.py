@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from baton.exchange_sim._protocol import encode
+from baton.exchange_sim.core.protocol import encode
 
 
 class MalformedKind(enum.Enum):

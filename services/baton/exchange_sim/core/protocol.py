@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from baton.exchange_sim._candles import Kline, is_interval
+from baton.exchange_sim.core.candles import Kline, is_interval
 
 MAX_STREAMS_PER_CONNECTION = 1024
 DEFAULT_KLINES_LIMIT = 500

@@ -14,8 +14,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
-from baton.gateway.clock import Tick
-from baton.gateway.records import EvalOutcome, EvaluationRecord
+from baton.gateway.core.clock import Tick
+from baton.gateway.core.records import EvalOutcome, EvaluationRecord
 from baton.model import Decision, Role, Slot
 
 

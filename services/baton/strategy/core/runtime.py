@@ -21,15 +21,15 @@ from opentelemetry.trace import Status, StatusCode
 
 from baton.common import sampled
 from baton.model import Action, Decision, EvaluationRequest, Fill, Settlement
-from baton.strategy._errors import StateDecodeError, StateError, StateMismatchError
-from baton.strategy._state import (
+from baton.strategy.core.errors import StateDecodeError, StateError, StateMismatchError
+from baton.strategy.core.state import (
     DEFAULT_MAX_STATE_BYTES,
     DecodedState,
     decode_state,
     encode_state,
     state_digest,
 )
-from baton.strategy._strategy import Strategy, normalize_outcome
+from baton.strategy.core.strategy import Strategy, normalize_outcome
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Generic, NoReturn
 
-from baton.strategy._errors import (
+from baton.strategy.core.errors import (
     StateDecodeError,
     StateEncodeError,
     StateError,
@@ -37,7 +37,7 @@ from baton.strategy._errors import (
     StateSchemaError,
     StateTooLargeError,
 )
-from baton.strategy._strategy import S, Strategy
+from baton.strategy.core.strategy import S, Strategy
 
 STATE_FORMAT = "baton.state/1"
 #: Default ceiling on an encoded state, enforced on export and on import. The gRPC channel's

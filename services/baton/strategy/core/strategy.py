@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
 from baton.model import Action, EvaluationRequest, Fill, Settlement
-from baton.strategy._errors import StateSchemaError
+from baton.strategy.core.errors import StateSchemaError
 
 S = TypeVar("S")
 
