@@ -694,18 +694,15 @@ class Gateway:
 
 
 def _evaluations_in(msg: gw.AttachResponse) -> int:
-    kind = msg.WhichOneof("body")
-    if kind == "evaluate_batch":
+    if msg.WhichOneof("body") == "evaluate_batch":
         return len(msg.evaluate_batch.requests)
-    return 1 if kind == "evaluate" else 0
+    return 0
 
 
 def _as_shadow(msg: gw.AttachResponse) -> gw.AttachResponse:
     copy = gw.AttachResponse()
     copy.CopyFrom(msg)
     shadow = wire.role_to_proto(Role.SHADOW)
-    if copy.HasField("evaluate"):
-        copy.evaluate.role = shadow
     for request in copy.evaluate_batch.requests:
         request.role = shadow
     return copy

@@ -78,8 +78,6 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
                 if kind == "decisions":
                     for decision in msg.decisions.decisions:
                         self._gateway.on_decision(conn.instance_id, decision)
-                elif kind == "decision":
-                    self._gateway.on_decision(conn.instance_id, msg.decision)
                 elif kind == "state_export":
                     self._gateway.handoffs.on_exported(conn.instance_id, msg.state_export)
                 elif kind == "import_result":
@@ -118,7 +116,6 @@ _PHASES = {
     hm.Phase.ABORTED: ctl.HANDOFF_PHASE_ABORTED,
     hm.Phase.ROLLED_BACK: ctl.HANDOFF_PHASE_ROLLED_BACK,
 }
-PHASE_FROM_PROTO = {v: k for k, v in _PHASES.items()}
 
 
 def handoff_to_proto(h: hm.Handoff, missed: int) -> ctl.HandoffStatus:

@@ -494,8 +494,6 @@ class StrategyHost:
                 for i in range(0, len(requests), _CHUNK):
                     chunk = requests[i : i + _CHUNK]
                     await outbox.put(self._submit(functools.partial(self._evaluate_chunk, chunk)))
-            elif kind == "evaluate":
-                await outbox.put(self._submit(functools.partial(self._evaluate, msg.evaluate)))
             elif kind == "fill":
                 await outbox.put(self._submit(functools.partial(self._fill, msg.fill)))
             elif kind == "settlement":
@@ -550,10 +548,6 @@ class StrategyHost:
             self._on_role_changed(role, change.epoch)
 
     # Worker-thread handlers: proto in, proto reply out.
-
-    def _evaluate(self, m: gw.EvaluationRequest) -> gw.AttachRequest | None:
-        decision = self._decide(m)
-        return None if decision is None else gw.AttachRequest(decision=decision)
 
     def _evaluate_chunk(self, requests: Sequence[gw.EvaluationRequest]) -> gw.AttachRequest | None:
         reply = gw.AttachRequest()

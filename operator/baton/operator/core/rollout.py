@@ -154,9 +154,6 @@ class GatewayFacts:
         return found[-1] if found else None
 
 
-UNREACHABLE = GatewayFacts(reachable=False)
-
-
 @dataclass(frozen=True)
 class Sibling:
     """Another SV of the same strategy in the same namespace."""

@@ -8,6 +8,7 @@
   stream plus REST backfills into a gap-free, duplicate-free sequence of closed candles.
 
 No sockets, no clock: time arrives as event times (``E``) carried by the exchange's frames.
+The protocol itself, as the gateway and the simulator rely on it: docs/exchange-protocol.md.
 """
 
 from __future__ import annotations
@@ -185,14 +186,6 @@ def _str(obj: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise _Bad(f"field {key!r} must be a non-empty string, got {value!r}")
     return value
-
-
-def parse_kline(event: Mapping[str, Any]) -> tuple[int, Candle]:
-    """``(E, candle)`` from a raw ``kline`` event; raises ``ValueError`` when it is invalid."""
-    try:
-        return _parse_kline(event)
-    except _Bad as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _parse_kline(event: Mapping[str, Any]) -> tuple[int, Candle]:
