@@ -1,4 +1,4 @@
-"""Bets on UP/DOWN windows and their settlement (see shared/specs/updown-markets.md)."""
+"""Bets on UP/DOWN windows and their settlement (the market rules: docs/markets.md)."""
 
 from __future__ import annotations
 

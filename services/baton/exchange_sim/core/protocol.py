@@ -1,8 +1,8 @@
 """The Binance Spot market-data wire protocol, server side, as pure functions.
 
 Stream names, connection paths, control messages (SUBSCRIBE & co.) and their replies, kline
-events, REST ``/api/v3/klines`` parameters and rows. No sockets here: ``_server`` feeds text
-in and sends the returned text out.
+events, REST ``/api/v3/klines`` parameters and rows (docs/exchange-protocol.md). No sockets
+here: ``server`` feeds text in and sends the returned text out.
 
 Unknown symbols. Binance validates a stream name's *syntax* only: a well-formed name for a
 symbol that does not trade (``maticusdt@kline_5m`` since MATIC became POL) is accepted, acked
