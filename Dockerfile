@@ -9,7 +9,7 @@
 # The runtime stage is the venv on a plain python:3.11-slim: no compiler, no pip, no codegen
 # tools, a numeric non-root user (so Kubernetes runAsNonRoot can verify it) and nothing that
 # writes to the image at run time, so every container runs with readOnlyRootFilesystem
-# (strategy pods do: operator/controller/pods.py). Bytecode is compiled at build time.
+# (strategy pods do: operator/baton/operator/core/pods.py). Bytecode is compiled at build time.
 
 FROM python:3.11-slim AS build
 
@@ -38,7 +38,7 @@ RUN python -m venv /opt/codegen \
 # 3. The project itself (not editable, no dev extra), checked, and its bytecode compiled once:
 #    unchecked-hash .pyc files are used without comparing them to the sources, so a read-only
 #    container never tries to rewrite them.
-COPY README.md ./
+COPY README.md setup.py ./
 COPY services/ services/
 COPY operator/ operator/
 RUN python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-deps . \

@@ -22,7 +22,7 @@ setup: $(STAMP) $(GEN)
 # The venv holds exactly the lock (requirements/dev.txt: every version and every file's sha256;
 # pip refuses anything else), then the project itself, editable, with no further resolution.
 # A venv made from another lock is rebuilt from scratch rather than patched.
-$(STAMP): pyproject.toml $(LOCK) hack/host-deps.sh
+$(STAMP): pyproject.toml setup.py $(LOCK) hack/host-deps.sh
 	PYTHON=$(PYTHON) hack/host-deps.sh python
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
@@ -56,30 +56,24 @@ verify-bins:
 lock:
 	PYTHON=$(PYTHON) hack/lock-python.sh
 
-# A mirror of the import layout (real folders, linked files) for the tools that walk folders
-# themselves: mypy and import-linter cannot follow setuptools' package-dir mapping.
-typecheck-tree: setup
-	rm -rf build/typecheck && mkdir -p build/typecheck/baton
-	cp -rs "$(CURDIR)/services/." build/typecheck/baton/
-	cp -rs "$(CURDIR)/operator/controller/." build/typecheck/baton/operator/
-	cp -rs "$(CURDIR)/proto/baton/v1/." build/typecheck/baton/v1/
-	find build/typecheck -name __pycache__ -prune -exec rm -rf {} +
+# `baton` is one namespace package over three roots (README's Layout): the static tools read the
+# tree as it is, from these roots (mypy through pyproject's mypy_path, import-linter through
+# PYTHONPATH), with no mirror.
+ROOTS := services:operator:proto
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/shellcheck hack/*.sh .ci/run
 
-# Tests: one mypy run per folder. Each folder has its own conftest.py and imports its sibling
-# modules by plain name (pytest's rootdir/prepend mode), which one run would see as duplicates.
-typecheck: typecheck-tree
-	MYPYPATH=build/typecheck $(VENV)/bin/mypy -p baton
-	MYPYPATH=build/typecheck $(VENV)/bin/mypy $(wildcard bench/*.py)
-	$(if $(wildcard tests/*.py),MYPYPATH=build/typecheck:tests $(VENV)/bin/mypy $(wildcard tests/*.py))
-	set -e; for d in $(wildcard tests/*/); do MYPYPATH=build/typecheck:tests $(VENV)/bin/mypy "$$d"; done
+# One run over the code (the three roots of `baton`; `mypy -p baton` would stop at the first
+# portion of the namespace it finds), one over the tests and the benchmarks (packages too).
+typecheck: setup
+	$(VENV)/bin/mypy services operator proto
+	$(VENV)/bin/mypy tests bench
 
-imports: typecheck-tree
-	PYTHONPATH=build/typecheck $(VENV)/bin/lint-imports
+imports: setup
+	PYTHONPATH=$(ROOTS) $(VENV)/bin/lint-imports
 
 check: lint typecheck imports
 

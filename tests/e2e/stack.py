@@ -15,17 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from procs import (
+from baton.common import Service, spawn_baton
+from baton.operator.kube import Kube, load_api_client
+from tests.e2e.testbed import Cluster, as_list
+from tests.procs import (
     SLOTS,
     assert_every_scheduled_evaluation_accounted,
     evaluations,
     not_executed,
     run_ticks,
 )
-from testbed import Cluster, as_list
-
-from baton.common import Service, spawn_baton
-from baton.operator.kube import Kube, load_api_client
 
 T = TypeVar("T")
 
@@ -192,7 +191,7 @@ async def presence_kept(s: Stack, ticks: int) -> None:
 
 def operator_rbac(cluster: Cluster, namespace: str) -> Path:
     """Bind the operator's generated Role in ``namespace``; its kubeconfig as that SA."""
-    from baton.operator.rbac import render
+    from baton.operator.core.rbac import render
 
     docs = render(service_account=OPERATOR_SA, namespace=OPERATOR_NS, watch_namespace=namespace)
     # One JSON document, a List: valid input for every kubectl (JSON documents joined by

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from testbed import REPO, bin_dir, host_platform, locked_binaries, locked_toolchain
+
+from tests.e2e.testbed import REPO, bin_dir, host_platform, locked_binaries, locked_toolchain
 
 SCRIPT = REPO / "hack" / "build-k8s-bins.sh"
 NAMES = ("etcd", "kube-apiserver", "kubectl", "helm", "jaeger")

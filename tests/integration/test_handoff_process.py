@@ -10,7 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from procs import (
+from baton.common import Service
+from baton.control import ControlClient, phase_name
+from baton.v1 import control_pb2 as ctl
+from tests.procs import (
     CADENCE_S,
     SLOTS,
     StartGateway,
@@ -19,10 +22,6 @@ from procs import (
     query,
     run_ticks,
 )
-
-from baton.common import Service
-from baton.control import ControlClient, phase_name
-from baton.v1 import control_pb2 as ctl
 
 V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
 V2 = "baton.strategy.examples.momentum_v2:MomentumV2"

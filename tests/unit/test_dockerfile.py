@@ -9,6 +9,7 @@ number, no tools, the `baton` entrypoint).
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -374,28 +375,38 @@ def test_every_copy_source_is_in_the_build_context() -> None:
         assert sent, f"COPY {source}: .dockerignore leaves it out of the build context"
 
 
+def setup_roots() -> tuple[str, ...]:
+    """setup.py's ROOTS: the folders the ``baton`` namespace package spans."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "ROOTS" for t in node.targets
+        ):
+            roots = ast.literal_eval(node.value)
+            assert isinstance(roots, tuple)
+            return roots
+    pytest.fail("setup.py has no ROOTS")
+
+
 def test_build_context_holds_the_package_sources_and_nothing_else() -> None:
     ctx = context()
-    tool = pyproject()["tool"]["setuptools"]
-    for package in tool["packages"]:
-        # The folder of a package: its own package-dir entry or its nearest mapped parent's.
-        parent = max((p for p in tool["package-dir"] if package.startswith(p)), key=len)
-        folder = Path(tool["package-dir"][parent], *package[len(parent) :].split(".")[1:])
-        init = folder / "__init__.py"
-        assert str(init) in ctx, f"{package}: {init} missing from the build context"
-    assert {"pyproject.toml", "README.md", "hack/codegen.sh"} <= ctx
+    roots = setup_roots()
+    assert roots == ("services", "operator", "proto")
+    for root in roots:
+        sources = [
+            p.relative_to(REPO).as_posix()
+            for p in (REPO / root / "baton").rglob("*.py")
+            if "__pycache__" not in p.parts and not re.search(r"_pb2(_grpc)?\.py$", p.name)
+        ]
+        assert sources, f"{root}/baton holds no module"
+        missing = [s for s in sources if s not in ctx]
+        assert not missing, f"{missing} missing from the build context"
+    assert {"pyproject.toml", "setup.py", "README.md", "hack/codegen.sh"} <= ctx
     assert {f"proto/baton/v1/{p.name}" for p in (REPO / "proto/baton/v1").glob("*.proto")} <= ctx
+    tops = {"pyproject.toml", "setup.py", "README.md", "hack", "requirements", *roots}
     for path in ctx:
         top = path.split("/")[0]
-        assert top in {
-            "pyproject.toml",
-            "README.md",
-            "hack",
-            "requirements",
-            "proto",
-            "services",
-            "operator",
-        }, path
+        assert top in tops, path
         assert "__pycache__" not in path, path
         assert not path.endswith((".pyc", ".sqlite")), path
         assert not re.search(r"_pb2(_grpc)?\.pyi?$", path), (

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from baton.operator.rollout import (
+from baton.operator.core.rollout import (
     FAST_S,
     REFUSED_S,
     CreatePod,
@@ -32,7 +32,7 @@ from baton.operator.rollout import (
     pod_name_for,
     request_id_for,
 )
-from baton.operator.spec import (
+from baton.operator.core.spec import (
     DeletionPolicy,
     HandoffSpec,
     SpecError,
