@@ -221,3 +221,7 @@ async def test_demo_json_report_with_a_live_handoff(tmp_path: Path) -> None:
     assert handoff["missed"] == 0
     assert handoff["state_bytes"] > 0
     assert 0 <= handoff["pause_ms"] < 1000
+    # The demo's default policy: green shadowed one whole live tick of every slot before the
+    # flip, each of its decisions compared with blue's.
+    assert handoff["compared"] >= SLOTS
+    assert 0 <= handoff["divergences"] <= handoff["compared"]
