@@ -278,6 +278,20 @@ def decide(o: Observed) -> Decision:
     return _active(o)
 
 
+def pod_refused(o: Observed, pod: str, why: str) -> Decision:
+    """The API server refused to create this version's pod as invalid (HTTP 400 or 422): a spec
+    that passed the CRD's schema and ``parse_spec`` but not the Pod's validation (requests over
+    limits, an unknown resource name, an object stored before the schema's rules). The same
+    manifest would be refused forever, so fail the rollout now, quoting the server, instead of
+    retrying until ``startup.timeoutSeconds`` with a message that does not say why."""
+    return _fail(
+        o,
+        f"the API server refused pod {pod}: {why}; fix the spec and apply it as a new "
+        "StrategyVersion; the running version is untouched",
+        reason="PodRefused",
+    )
+
+
 def _newer_live(o: Observed) -> Sibling | None:
     """The newest later-applied sibling that has not ended, if any."""
     newer = [s for s in o.siblings if o.newer(s) and not (s.phase and s.phase.terminal)]

@@ -76,6 +76,26 @@ async def test_crash_looping_green_fails_and_blue_stays_active(stack: Stack) -> 
     assert warnings == [("Warning", "StartFailed")]
 
 
+async def test_a_pod_the_api_server_refuses_fails_the_rollout_at_once(stack: Stack) -> None:
+    """A spec the CRD accepts but the Pod's own validation refuses (requests over limits):
+    the rollout fails on the first create, quoting the server, instead of retrying the create
+    until startup.timeoutSeconds (60 s here) and failing without saying why."""
+    s = stack
+    await _v1_active(s)
+    resources = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+    s.apply(sv_yaml("mom-v2", "v2", V2, extra={"resources": resources}))
+    v2 = await s.wait_phase("mom-v2", "Failed", "Active", timeout_s=30)
+    message = v2["status"]["message"]
+    assert v2["status"]["phase"] == "Failed", message
+    assert "the API server refused pod" in message
+    assert "must be less than or equal to cpu limit" in message
+    assert "the running version is untouched" in message
+    assert [(t, r) for t, r, _ in s.events("mom-v2")] == [("Warning", "PodRefused")]
+    v1 = await s.wait_phase("mom-v1", "Active")
+    assert v1["status"]["active"] is True
+    await presence_kept(s, 4)
+
+
 @pytest.mark.parametrize("phase", ["Pending", "Starting", "HandingOff", "Active"])
 async def test_operator_restart_in_every_phase_converges(stack: Stack, phase: str) -> None:
     s = stack
