@@ -1,5 +1,5 @@
 """The handoff state machine: moving a strategy's state from blue to green and flipping
-between two ticks (DESIGN.md "Handoff", guarantees G1-G5).
+between two ticks (docs/handoff.md, guarantees G1-G5).
 
 Pure: ``transition(handoff, event)`` returns the next value and the actions the gateway must
 carry out. It reads no clock (times arrive in events) and does no I/O; the gateway's async layer

@@ -1,4 +1,4 @@
-"""The paper venue: fixed-stake bets on 5m/15m UP/DOWN windows (shared/specs/updown-markets.md).
+"""The paper venue: fixed-stake bets on 5m/15m UP/DOWN windows (docs/strategy-sdk.md, Fill).
 
 Pure: no I/O and no clock. The gateway hands it the live candle a decision was made on and,
 later, the closed candle of that window; it answers with fills and settlements for the ledger.

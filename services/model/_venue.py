@@ -1,4 +1,4 @@
-"""Bets on UP/DOWN windows and their settlement (see shared/specs/updown-markets.md)."""
+"""Bets on UP/DOWN windows and their settlement (fields: docs/strategy-sdk.md, Reference)."""
 
 from __future__ import annotations
 
