@@ -79,6 +79,7 @@ class HandoffFigures:
     export_digest: str = ""
     import_digest: str = ""
     transfer_ms: float | None = None
+    compared: int = 0  # green's shadow decisions compared with blue's before the flip
     divergences: int = 0
     epoch: int = 0
 
@@ -489,7 +490,8 @@ def _handing_off(o: Observed, spec: StrategyVersionSpec) -> Decision:
             o,
             Phase.ACTIVE,
             f"handoff {figures.handoff_id} from {figures.from_version or 'nothing'} completed: "
-            f"pause {pause}, missed {figures.missed}, state {figures.state_bytes} bytes",
+            f"pause {pause}, compared {figures.compared} ({figures.divergences} diverged), "
+            f"missed {figures.missed}, state {figures.state_bytes} bytes",
             reason="HandoffCompleted",
             requeue_s=STEADY_S,
             handoff=figures,

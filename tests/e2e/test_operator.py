@@ -46,6 +46,9 @@ async def test_apply_v1_then_v2_hands_off_with_zero_missed(stack: Stack) -> None
     assert handoff["fromVersion"] == "v1"
     assert handoff["exportDigest"] == handoff["importDigest"] != ""
     assert handoff["pauseMs"] >= 0
+    # The CRD's default shadowTicks: one whole live tick of every slot compared before the flip.
+    assert handoff["compared"] >= SLOTS
+    assert 0 <= handoff["divergences"] <= handoff["compared"]
 
     rows = {line.split()[0]: line.split() for line in s.kubectl("get", "sv").splitlines()}
     assert rows["NAME"][:5] == ["NAME", "STRATEGY", "VERSION", "PHASE", "ACTIVE"]

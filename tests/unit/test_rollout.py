@@ -69,6 +69,8 @@ def handoff(phase: HandoffPhase, message: str = "") -> HandoffFacts:
         from_version="1",
         pause_ms=3.2 if phase.flipped else None,
         state_bytes=1234,
+        compared=16 if phase.flipped else 0,
+        divergences=2 if phase.flipped else 0,
     )
     return HandoffFacts(figures, phase, "i-green", message)
 
@@ -298,7 +300,7 @@ CASES = [
             ),
             Phase.ACTIVE,
             (Event,),
-            "completed: pause 3.20 ms, missed 0",
+            "completed: pause 3.20 ms, compared 16 (2 diverged), missed 0",
         ),
         id="handing-off-completed-active",
     ),
