@@ -9,7 +9,7 @@
 # The runtime stage is the venv on a plain python:3.11-slim: no compiler, no pip, no codegen
 # tools, a numeric non-root user (so Kubernetes runAsNonRoot can verify it) and nothing that
 # writes to the image at run time, so every container runs with readOnlyRootFilesystem
-# (strategy pods do: operator/controller/pods.py). Bytecode is compiled at build time.
+# (strategy pods do: operator/baton/operator/core/pods.py). Bytecode is compiled at build time.
 
 FROM python:3.11-slim AS build
 
@@ -17,30 +17,28 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 
-# 1. The runtime dependencies alone, read from pyproject.toml, in their own layer: a code change
-#    does not reinstall them. The venv has no pip of its own (the base image's pip installs
-#    into it with --python), so none is left in the runtime image.
-COPY pyproject.toml ./
+# 1. The runtime dependencies alone, from their lock (requirements/runtime.txt: pyproject's
+#    dependencies, each at one version with its files' sha256, the versions the tests ran with),
+#    in their own layer: a code change does not reinstall them. The venv has no pip of its own
+#    (the base image's pip installs into it with --python), so none is left in the runtime image.
+COPY requirements/runtime.txt requirements/codegen.txt requirements/
 RUN python -m venv --without-pip /opt/venv \
- && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && python -m pip --python /opt/venv/bin/python install --no-cache-dir --requirement /tmp/requirements.txt
+ && python -m pip --python /opt/venv/bin/python install --no-cache-dir --require-hashes --no-deps --requirement requirements/runtime.txt
 
 # 2. The gRPC contract's code, generated as `make setup` does it: hack/codegen.sh with
-#    grpcio-tools and mypy-protobuf (the same requirements as pyproject's dev extra). The tools
-#    get their own venv, constrained to the runtime's grpcio and protobuf versions so the
-#    generated code matches the protobuf runtime it will run on; they stay in this stage.
+#    grpcio-tools and mypy-protobuf, from their own lock (requirements/codegen.txt, at the dev
+#    lock's versions, so the generated code matches the protobuf runtime it will run on). The
+#    tools get their own venv and stay in this stage.
 COPY hack/codegen.sh hack/
 COPY proto/ proto/
-RUN python -m pip --python /opt/venv/bin/python freeze > /tmp/runtime-constraints.txt \
- && python -m venv /opt/codegen \
- && /opt/codegen/bin/python -m pip install --no-cache-dir --constraint /tmp/runtime-constraints.txt \
-      "grpcio-tools>=1.66" "mypy-protobuf>=3.6" \
+RUN python -m venv /opt/codegen \
+ && /opt/codegen/bin/python -m pip install --no-cache-dir --require-hashes --no-deps --requirement requirements/codegen.txt \
  && PYTHON=/opt/codegen/bin/python hack/codegen.sh
 
 # 3. The project itself (not editable, no dev extra), checked, and its bytecode compiled once:
 #    unchecked-hash .pyc files are used without comparing them to the sources, so a read-only
 #    container never tries to rewrite them.
-COPY README.md ./
+COPY README.md setup.py ./
 COPY services/ services/
 COPY operator/ operator/
 RUN python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-deps . \

@@ -1,4 +1,5 @@
-# Every target sets itself up: a fresh machine needs only python3 (3.11+).
+# Every target sets itself up: a fresh machine needs python3 (3.11+) for the demo, and Go to build
+# the test bed's binaries; hack/host-deps.sh checks (and on Debian installs) what is missing.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,8 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 GEN := proto/baton/v1/gateway_pb2.py
 PROTOS := $(wildcard proto/baton/v1/*.proto)
+LOCK := requirements/dev.txt
 
-.PHONY: setup demo test testbed-bins check lint typecheck imports bench clean image kind-load chart-lint
+.PHONY: setup demo test testbed-bins verify-bins lock check lint typecheck imports bench clean image kind-load chart-lint
 
 # The image every component runs from (Dockerfile), and the kind cluster of kind-config.yaml.
 IMAGE ?= baton:dev
@@ -17,10 +19,16 @@ HELM ?= $(or $(BATON_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/baton)/bin/he
 
 setup: $(STAMP) $(GEN)
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+# The venv holds exactly the lock (requirements/dev.txt: every version and every file's sha256;
+# pip refuses anything else), then the project itself, editable, with no further resolution.
+# A venv made from another lock is rebuilt from scratch rather than patched.
+$(STAMP): pyproject.toml setup.py $(LOCK) hack/host-deps.sh
+	PYTHON=$(PYTHON) hack/host-deps.sh python
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --require-hashes --no-deps --requirement $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $@
 
 $(GEN): $(PROTOS) hack/codegen.sh $(STAMP)
@@ -32,35 +40,40 @@ demo: setup
 test: setup testbed-bins
 	$(PY) -m pytest -q
 
-# etcd, kube-apiserver, kubectl and helm for the e2e test bed (tests/e2e), built once from their
-# Go modules into ${BATON_CACHE:-${XDG_CACHE_HOME:-~/.cache}/baton}/bin; a no-op when they are
-# there (see hack/README-testbed.md).
+# etcd, kube-apiserver, kubectl, helm and Jaeger for the e2e test bed (tests/e2e), built once
+# from their Go modules into ${BATON_CACHE:-${XDG_CACHE_HOME:-~/.cache}/baton}/bin and verified
+# against hack/testbed-bins.lock (versions, toolchain, sha256); a cached binary that does not
+# match is rebuilt (see hack/README-testbed.md).
 testbed-bins:
+	hack/host-deps.sh go
 	hack/build-k8s-bins.sh
 
-# A mirror of the import layout (real folders, linked files) for the tools that walk folders
-# themselves: mypy and import-linter cannot follow setuptools' package-dir mapping.
-typecheck-tree: setup
-	rm -rf build/typecheck && mkdir -p build/typecheck/baton
-	cp -rs "$(CURDIR)/services/." build/typecheck/baton/
-	cp -rs "$(CURDIR)/operator/controller/." build/typecheck/baton/operator/
-	cp -rs "$(CURDIR)/proto/baton/v1/." build/typecheck/baton/v1/
-	find build/typecheck -name __pycache__ -prune -exec rm -rf {} +
+# The cache against the lock, building nothing: a stale or foreign binary fails here.
+verify-bins:
+	hack/build-k8s-bins.sh --verify
+
+# Regenerate requirements/*.txt from pyproject.toml (hack/lock-python.sh).
+lock:
+	PYTHON=$(PYTHON) hack/lock-python.sh
+
+# `baton` is one namespace package over three roots (README's Layout): the static tools read the
+# tree as it is, from these roots (mypy through pyproject's mypy_path, import-linter through
+# PYTHONPATH), with no mirror.
+ROOTS := services:operator:proto
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/shellcheck hack/*.sh .ci/run
 
-# Tests: one mypy run per folder. Each folder has its own conftest.py and imports its sibling
-# modules by plain name (pytest's rootdir/prepend mode), which one run would see as duplicates.
-typecheck: typecheck-tree
-	MYPYPATH=build/typecheck $(VENV)/bin/mypy -p baton
-	MYPYPATH=build/typecheck $(VENV)/bin/mypy $(wildcard bench/*.py)
-	$(if $(wildcard tests/*.py),MYPYPATH=build/typecheck:tests $(VENV)/bin/mypy $(wildcard tests/*.py))
-	set -e; for d in $(wildcard tests/*/); do MYPYPATH=build/typecheck:tests $(VENV)/bin/mypy "$$d"; done
+# One run over the code (the three roots of `baton`; `mypy -p baton` would stop at the first
+# portion of the namespace it finds), one over the tests and the benchmarks (packages too).
+typecheck: setup
+	$(VENV)/bin/mypy services operator proto
+	$(VENV)/bin/mypy tests bench
 
-imports: typecheck-tree
-	PYTHONPATH=build/typecheck $(VENV)/bin/lint-imports
+imports: setup
+	PYTHONPATH=$(ROOTS) $(VENV)/bin/lint-imports
 
 check: lint typecheck imports
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from baton.common import ProcessFailed, Service, spawn_baton
 from baton.control import ControlClient, ControlError, phase_name
-from baton.gateway.records import MISSED_OUTCOMES
+from baton.gateway.core.records import MISSED_OUTCOMES
 from baton.gateway.report import presence_report
 from baton.v1 import control_pb2 as ctl
 from bench.cpu import foreign_cores, sample

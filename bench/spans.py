@@ -30,8 +30,8 @@ from opentelemetry.trace import Tracer
 
 from baton.common import sampled
 from baton.model import Candle, EvaluationRequest, Role, Slot
+from baton.strategy.core.runtime import StrategyRuntime
 from baton.strategy.examples.momentum_v1 import MomentumV1
-from baton.strategy.runtime import StrategyRuntime
 
 SAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 SLOT = Slot("BTC", "BTCUSDT", "5m")

@@ -1,53 +1,155 @@
 #!/usr/bin/env bash
-# Build the control-plane binaries the testbed needs (etcd, kube-apiserver,
-# helm, kubectl when the machine has none, and Jaeger v2 for the tracing test)
-# from their Go modules through the Go module proxy. No prebuilt binary is downloaded (none can be here).
+# Build the binaries the test bed runs (etcd, kube-apiserver, kubectl, helm, and Jaeger v2 for the
+# tracing test) from their Go modules through the Go module proxy, and verify each against the
+# lock, hack/testbed-bins.lock (versions, toolchain, sha256). No prebuilt binary is downloaded
+# (none can be here), and nothing that happens to be installed on the machine is used: the
+# machine's own kubectl, say, is never linked in.
 #
 # Output: $CACHE/bin/<name>-<version> plus a stable symlink $CACHE/bin/<name>,
 # where CACHE=${BATON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/baton}.
-# Anything already built is skipped, so a machine builds each version once.
+# A cached binary whose sha256 matches the lock is kept; one that does not (stale, foreign,
+# truncated) is rebuilt, and a build whose bytes still differ from the lock fails.
 #
-# Usage: hack/build-k8s-bins.sh [etcd] [kube-apiserver] [helm] [kubectl] [jaeger]
-#   (no argument: all of them; kubectl only when needed, see BATON_BUILD_KUBECTL)
+# Usage: hack/build-k8s-bins.sh [--verify | --update-lock] [etcd] [kube-apiserver] [kubectl] [helm] [jaeger]
+#   (no name: all of them)
+#   --verify       build nothing: check that each cached binary is there, is the one the lock
+#                  names and that its symlink points at it; print a table; exit 1 on any miss
+#   --update-lock  build what is missing, then record the sha256 of each binary in the lock
+#                  for this platform (after changing a version there)
 # Env:
 #   BATON_CACHE          cache root (see above)
 #   BATON_BUILD_JOBS     go build -p value (default 2)
-#   BATON_BUILD_KUBECTL  auto (default: build only if no kubectl is installed),
-#                        1 (always build), 0 (never build)
 #
-# Cold build on a 2-core machine: about 6.5 minutes in all (kube-apiserver ~4),
-# leaving ~1.2 GiB in the Go module cache and ~3 GiB in the Go build cache;
-# Jaeger adds ~5 minutes cold (~1.3 GiB modules, ~1.6 GiB build cache).
-# See hack/README-testbed.md. Builds are reproducible (same bytes each time).
+# Cold build on a 2-core machine (empty Go caches): ~12.5 minutes in all, see
+# hack/README-testbed.md; with the binaries cached and verified: ~2 s.
 set -euo pipefail
 
+MODE=build
 case "${1:-}" in
   -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  --verify) MODE=verify; shift ;;
+  --update-lock) MODE=update-lock; shift ;;
 esac
 
-# ---- pinned versions --------------------------------------------------------
-ETCD_VERSION=v3.6.16        # go.etcd.io/etcd/server/v3
-KUBERNETES_VERSION=v1.36.3  # k8s.io/kubernetes (kube-apiserver, kubectl)
-HELM_VERSION=v3.22.0        # helm.sh/helm/v3
-# Jaeger tags its Go module v1.x.y and releases the same commit as v2.x.y; cmd/jaeger is v2.
-JAEGER_MODULE_VERSION=v1.76.0  # github.com/jaegertracing/jaeger
-JAEGER_VERSION=v2.13.0         # the release that module version is (its CHANGELOG)
-JAEGER_DATE=2025-12-03T16:07:08Z  # the module version's time on the proxy (build info)
-# -----------------------------------------------------------------------------
-
+ALL_TARGETS=(etcd kube-apiserver kubectl helm jaeger)
+LOCK="$(cd "$(dirname "$0")" && pwd)/testbed-bins.lock"
 CACHE_DIR="${BATON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/baton}"
 BIN_DIR="$CACHE_DIR/bin"
 SRC_DIR="$CACHE_DIR/src"  # throwaway wrapper modules, one per pinned module version
 JOBS="${BATON_BUILD_JOBS:-2}"
-BUILD_KUBECTL="${BATON_BUILD_KUBECTL:-auto}"
 
 log() { printf '[build-k8s-bins] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# Deterministic, host-native, static builds; never fetch another toolchain.
+# ---- the lock ----------------------------------------------------------------
+[[ -r "$LOCK" ]] || die "no lock file at $LOCK"
+
+# The platform a lock line is for, as Go names it (the hash differs per platform).
+host_platform() {
+  local os arch
+  os="$(uname -s | tr '[:upper:]' '[:lower:]')"
+  case "$(uname -m)" in
+    x86_64|amd64) arch=amd64 ;;
+    aarch64|arm64) arch=arm64 ;;
+    *) arch="$(uname -m)" ;;
+  esac
+  printf '%s/%s\n' "$os" "$arch"
+}
+PLATFORM="$(host_platform)"
+
+lock_toolchain() {
+  local t
+  t="$(awk '$1 == "toolchain" { print $2; exit }' "$LOCK")"
+  [[ "$t" =~ ^go[0-9]+\.[0-9]+(\.[0-9]+)?$ ]] || die "$LOCK: no valid 'toolchain goX.Y.Z' line"
+  printf '%s\n' "$t"
+}
+
+# lock_version <name>: the pinned version; every line naming <name> must agree on it.
+lock_version() {
+  local name="$1" versions
+  versions="$(awk -v n="$name" '$1 == n { print $2 }' "$LOCK" | sort -u)"
+  [[ -n "$versions" ]] || die "$LOCK: no line for $name"
+  [[ "$(printf '%s\n' "$versions" | wc -l)" -eq 1 ]] \
+    || die "$LOCK: the lines for $name disagree on the version: $(tr "\n" " " <<<"$versions")"
+  printf '%s\n' "$versions"
+}
+
+# lock_sha <name>: the recorded sha256 for this platform ("" when none is recorded).
+lock_sha() {
+  awk -v n="$1" -v p="$PLATFORM" '$1 == n && $3 == p && length($4) == 64 && $4 ~ /^[0-9a-f]+$/ { print $4; exit }' "$LOCK"
+}
+
+# lock_record <name> <version> <sha>: write this platform's line for <name> (replace or add).
+lock_record() {
+  local name="$1" ver="$2" sha="$3" tmp="$LOCK.tmp.$$"
+  awk -v n="$name" -v v="$ver" -v p="$PLATFORM" -v h="$sha" '
+    function line() { return sprintf("%-16s %-9s %-13s %s", n, v, p, h) }
+    $1 == n && $3 == p { if (!done) print line(); done = 1; next }
+    { print }
+    END { if (!done) print line() }' "$LOCK" >"$tmp"
+  mv -f "$tmp" "$LOCK"
+  log "$name $ver: recorded $sha for $PLATFORM in $LOCK"
+}
+
+sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+TOOLCHAIN="$(lock_toolchain)"
+ETCD_VERSION="$(lock_version etcd)"               # go.etcd.io/etcd/server/v3
+KUBERNETES_VERSION="$(lock_version kube-apiserver)"  # k8s.io/kubernetes (kube-apiserver, kubectl)
+[[ "$(lock_version kubectl)" == "$KUBERNETES_VERSION" ]] \
+  || die "$LOCK: kubectl and kube-apiserver must be the same Kubernetes version (one module)"
+HELM_VERSION="$(lock_version helm)"               # helm.sh/helm/v3
+JAEGER_VERSION="$(lock_version jaeger)"           # the release (jaeger version)
+# Jaeger tags its Go module v1.x.y and releases the same commit as v2.x.y; cmd/jaeger is v2.
+# How the module version maps to the release is build knowledge, so it stays here.
+case "$JAEGER_VERSION" in
+  v2.13.0)
+    JAEGER_MODULE_VERSION=v1.76.0        # github.com/jaegertracing/jaeger (its CHANGELOG)
+    JAEGER_DATE=2025-12-03T16:07:08Z ;;  # the module version's time on the proxy (build info)
+  *) die "jaeger $JAEGER_VERSION: add its module version and date to $0" ;;
+esac
+# -----------------------------------------------------------------------------
+
+# check_cached <name> <version>: print "ok", "missing", "unrecorded" or "mismatch <sha>".
+check_cached() {
+  local f="$BIN_DIR/$1-$2" want got
+  [[ -f "$f" && -x "$f" ]] || { echo missing; return; }
+  want="$(lock_sha "$1")"
+  got="$(sha_of "$f")"
+  if [[ -z "$want" ]]; then echo "unrecorded $got"
+  elif [[ "$got" == "$want" ]]; then echo ok
+  else echo "mismatch $got"
+  fi
+}
+
+# ---- --verify: read the cache against the lock, build nothing ----------------
+if [[ "$MODE" == verify ]]; then
+  targets=("$@")
+  [[ ${#targets[@]} -gt 0 ]] || targets=("${ALL_TARGETS[@]}")
+  bad=0
+  printf '%-16s %-9s %-13s %-10s %s\n' binary version platform status sha256
+  for t in "${targets[@]}"; do
+    ver="$(lock_version "$t")"
+    read -r status got <<<"$(check_cached "$t" "$ver")"
+    if [[ "$status" == ok ]]; then
+      target="$(readlink "$BIN_DIR/$t" 2>/dev/null || true)"
+      [[ "$target" == "$t-$ver" ]] || { status="bad-link"; got="$BIN_DIR/$t -> ${target:-nothing}"; }
+    fi
+    [[ "$status" == ok ]] && got="$(lock_sha "$t")" || bad=1
+    printf '%-16s %-9s %-13s %-10s %s\n' "$t" "$ver" "$PLATFORM" "$status" "${got:-}"
+  done
+  if [[ $bad -ne 0 ]]; then
+    log "the cache $BIN_DIR does not match $LOCK: run \`make testbed-bins\` to rebuild"
+    exit 1
+  fi
+  log "all binaries match $LOCK"
+  exit 0
+fi
+
+# Deterministic, host-native, static builds, with the toolchain the lock names.
 export GOFLAGS="-mod=mod -buildvcs=false"
 export GOWORK=off
-export GOTOOLCHAIN=local
+export GOTOOLCHAIN="$TOOLCHAIN"
 export GO111MODULE=on
 export CGO_ENABLED=0
 unset GOOS GOARCH
@@ -71,25 +173,44 @@ GO_VERSION=""
 # Go is only needed when something has to be built.
 need_go() {
   [[ -z "$GO_VERSION" ]] || return 0
-  command -v go >/dev/null 2>&1 || die "go is not installed (need Go >= 1.26 to build)"
-  GO_VERSION="$(go env GOVERSION)"   # e.g. go1.26.8
+  command -v go >/dev/null 2>&1 \
+    || die "go is not installed: building needs Go >= 1.21 (it fetches $TOOLCHAIN itself); on Debian: apt-get install golang-go"
+  GO_VERSION="$(cd "$TMP_ROOT" && go env GOVERSION)" \
+    || die "go cannot provide the toolchain $TOOLCHAIN (GOTOOLCHAIN=$TOOLCHAIN: is the Go module proxy reachable?)"
+  [[ "$GO_VERSION" == "$TOOLCHAIN" ]] \
+    || die "go runs $GO_VERSION where the lock names $TOOLCHAIN (a go older than 1.21 cannot switch toolchains)"
   GO_VERSION="${GO_VERSION#go}"
-  GO_VERSION="${GO_VERSION%%[-+ ]*}"
-  log "$(go version); GOMODCACHE=$(go env GOMODCACHE); GOCACHE=$(go env GOCACHE)"
+  log "$(cd "$TMP_ROOT" && go version); GOMODCACHE=$(go env GOMODCACHE); GOCACHE=$(go env GOCACHE)"
 }
 
-# have <name> <version>: true (and re-point the symlink) if already built.
+# have <name> <version>: true (and re-point the symlink) if a cached binary matches the lock.
+# A binary that does not match is removed, so that it is built again.
 have() {
-  local name="$1" ver="$2"
-  [[ -x "$BIN_DIR/$name-$ver" ]] || return 1
-  log "$name $ver: already built ($BIN_DIR/$name-$ver), skipping"
-  link "$name" "$name-$ver"
+  local name="$1" ver="$2" status got
+  read -r status got <<<"$(check_cached "$name" "$ver")"
+  case "$status" in
+    ok)
+      log "$name $ver: cached and matches the lock, skipping"
+      link "$name" "$name-$ver"
+      return 0 ;;
+    missing) return 1 ;;
+    unrecorded)
+      if [[ "$MODE" == update-lock ]]; then
+        lock_record "$name" "$ver" "$got"
+        link "$name" "$name-$ver"
+        return 0
+      fi
+      die "$name $ver: no sha256 recorded for $PLATFORM in $LOCK; check the cached binary, then record it with \`$0 --update-lock $name\`" ;;
+    mismatch)
+      log "$name $ver: cached binary does not match the lock (sha256 $got, lock $(lock_sha "$name")): rebuilding"
+      rm -f "$BIN_DIR/$name-$ver"
+      return 1 ;;
+  esac
 }
-
 # Path of a module version's go.mod in the module cache (fetches only the .mod).
 module_gomod() {
   local mod="$1" ver="$2" f
-  f="$(cd "$TMP_ROOT" && GOFLAGS= go list -m -f '{{.GoMod}}' "$mod@$ver")" \
+  f="$(cd "$TMP_ROOT" && GOFLAGS='' go list -m -f '{{.GoMod}}' "$mod@$ver")" \
     || die "cannot resolve $mod@$ver through the module proxy"
   [[ -s "$f" ]] || die "no go.mod for $mod@$ver"
   printf '%s\n' "$f"
@@ -152,8 +273,9 @@ link() {
 # build <name> <version> <wrapper-dir> <package> <extra-ldflags> <check-args...>
 build() {
   local name="$1" ver="$2" dir="$3" pkg="$4" xld="$5"; shift 5
-  local out="$BIN_DIR/$name-$ver" tmp="$BIN_DIR/.$name-$ver.tmp.$$" t0 secs
+  local out="$BIN_DIR/$name-$ver" tmp="$BIN_DIR/.$name-$ver.tmp.$$" t0 secs got want
   have "$name" "$ver" && return 0
+  need_go
   log "$name $ver: building $pkg (go $GO_VERSION, -p $JOBS, nice 19) in $dir"
   t0=$SECONDS
   (cd "$dir" && nice -n 19 go build -p "$JOBS" -trimpath -ldflags "-s -w $xld" -o "$tmp" "$pkg") \
@@ -161,9 +283,20 @@ build() {
   secs=$((SECONDS - t0))
   log "$name $ver: checking: $name $*"
   "$tmp" "$@" >&2 || die "$name $ver: built binary does not run: $name $*"
+  got="$(sha_of "$tmp")"
+  want="$(lock_sha "$name")"
+  if [[ "$MODE" == update-lock ]]; then
+    [[ "$got" == "$want" ]] || lock_record "$name" "$ver" "$got"
+  elif [[ -z "$want" ]]; then
+    rm -f "$tmp"
+    die "$name $ver: built (sha256 $got) but $LOCK records no hash for $PLATFORM; record it with \`$0 --update-lock $name\` once checked"
+  elif [[ "$got" != "$want" ]]; then
+    rm -f "$tmp"
+    die "$name $ver: the build is not the locked binary: sha256 $got, lock $want (same toolchain $TOOLCHAIN and module versions give the same bytes: what differs?)"
+  fi
   mv -f "$tmp" "$out"
   link "$name" "$name-$ver"
-  log "$name $ver: built in ${secs}s, $(du -h "$out" | cut -f1) -> $out"
+  log "$name $ver: built in ${secs}s, $(du -h "$out" | cut -f1), sha256 matches the lock -> $out"
 }
 
 build_etcd() {
@@ -196,29 +329,10 @@ build_kube_apiserver() {
     "$(kubernetes_ldflags)" --version
 }
 
+# Always the pinned kubectl: a machine's own (e.g. a version-dispatching wrapper of another
+# client family) reads some input differently, which once passed CI on one machine by luck.
 build_kubectl() {
-  local sys
-  if [[ "$BUILD_KUBECTL" != 0 ]] && have kubectl "$KUBERNETES_VERSION"; then
-    return 0
-  fi
-  if [[ "$BUILD_KUBECTL" == auto ]]; then
-    sys=""
-    if [[ -x /usr/bin/kubectl ]]; then
-      sys=/usr/bin/kubectl
-    else
-      # Any kubectl on PATH that is not one of ours.
-      sys="$(PATH="$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$BIN_DIR" | paste -sd: -)" \
-        command -v kubectl 2>/dev/null || true)"
-    fi
-    if [[ -n "$sys" ]]; then
-      log "kubectl: using installed $sys (set BATON_BUILD_KUBECTL=1 to build $KUBERNETES_VERSION)"
-      link kubectl "$sys"
-      return 0
-    fi
-  elif [[ "$BUILD_KUBECTL" == 0 ]]; then
-    log "kubectl: BATON_BUILD_KUBECTL=0, not building"
-    return 0
-  fi
+  have kubectl "$KUBERNETES_VERSION" && return 0
   kubernetes_wrapper
   build kubectl "$KUBERNETES_VERSION" "$KUBE_WRAPPER" k8s.io/kubernetes/cmd/kubectl \
     "$(kubernetes_ldflags)" version --client
@@ -252,9 +366,9 @@ build_jaeger() {
 }
 
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(etcd kube-apiserver helm kubectl jaeger)
+[[ ${#targets[@]} -gt 0 ]] || targets=("${ALL_TARGETS[@]}")
 
-log "cache: $CACHE_DIR; targets: ${targets[*]}"
+log "cache: $CACHE_DIR; lock: $LOCK ($TOOLCHAIN, $PLATFORM); targets: ${targets[*]}"
 T0=$SECONDS
 for t in "${targets[@]}"; do
   case "$t" in
@@ -263,7 +377,7 @@ for t in "${targets[@]}"; do
     helm) build_helm ;;
     kubectl) build_kubectl ;;
     jaeger) build_jaeger ;;
-    *) die "unknown target '$t' (known: etcd kube-apiserver helm kubectl jaeger)" ;;
+    *) die "unknown target '$t' (known: ${ALL_TARGETS[*]})" ;;
   esac
 done
 log "done in $((SECONDS - T0))s; binaries in $BIN_DIR:"

@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 # protoc finds its plugins (protoc-gen-mypy) on PATH: use the venv's.
-export PATH="$(cd "$(dirname "$PY")" && pwd):$PATH"
+PY_BIN="$(cd "$(dirname "$PY")" && pwd)"
+export PATH="$PY_BIN:$PATH"
 rm -f proto/baton/v1/*_pb2*.py proto/baton/v1/*_pb2*.pyi
 "$PY" -m grpc_tools.protoc -Iproto \
   --python_out=proto --grpc_python_out=proto \
   --mypy_out=proto --mypy_grpc_out=proto \
   proto/baton/v1/*.proto
-echo "codegen: $(ls proto/baton/v1/*_pb2*.py | wc -l) modules in proto/baton/v1"
+generated=(proto/baton/v1/*_pb2*.py)
+echo "codegen: ${#generated[@]} modules in proto/baton/v1"

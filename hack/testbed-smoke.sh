@@ -38,6 +38,7 @@ echo "etcd healthy after $(python3 -c "print(round($(date +%s.%N)-$t_etcd,2))")s
 
 # --- kube-apiserver ---
 t_api=$(date +%s.%N)
+# shellcheck disable=SC2086  # EXTRA_API_FLAGS is a list of flags: split on purpose
 "$BIN/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$EP" \
   --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$AP" \
@@ -55,7 +56,7 @@ t_api=$(date +%s.%N)
   ${EXTRA_API_FLAGS:-} > "$T/apiserver.log" 2>&1 &
 echo $! > "$T/apiserver.pid"
 K=(kubectl --server "https://127.0.0.1:$AP" --certificate-authority "$T/ca.crt" --client-certificate "$T/admin.crt" --client-key "$T/admin.key")
-for i in $(seq 1 600); do
+for _ in $(seq 1 600); do
   if out=$("${K[@]}" get --raw /readyz 2>/dev/null) && [[ "$out" == ok ]]; then break; fi
   kill -0 "$(cat "$T/apiserver.pid")" || { echo "apiserver died"; tail -30 "$T/apiserver.log"; exit 1; }
   sleep 0.1

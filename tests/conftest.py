@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from procs import StartGateway, gateway_env
 
 from baton.common import Service, spawn_baton
+from tests.procs import StartGateway, gateway_env
 
 # 600x: a 5m candle closes every 0.5 s of real time, so bets settle within a test.
 TIME_SCALE = "600"

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from jaeger import Jaeger, start_jaeger
-from podrunner import PodRunnerProcess
-from procs import StartGateway
-from stack import Stack, StartStack, admin_kube, operator_rbac
-from testbed import Cluster, chart_crds, install_crds, namespace_name, start_cluster
+
+from tests.e2e.jaeger import Jaeger, start_jaeger
+from tests.e2e.podrunner import PodRunnerProcess
+from tests.e2e.stack import Stack, StartStack, admin_kube, operator_rbac
+from tests.e2e.testbed import Cluster, chart_crds, install_crds, namespace_name, start_cluster
+from tests.procs import StartGateway
 
 
 @pytest.fixture(scope="session")

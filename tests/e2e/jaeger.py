@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed import TestbedError, _address_in_use, _free_ports, _poll, _Proc, bin_dir
+from tests.e2e.testbed import TestbedError, _address_in_use, _free_ports, _poll, _Proc, bin_dir
 
 JAEGER_READY_TIMEOUT_S = 60.0
 START_ATTEMPTS = 3  # ports are picked before Jaeger binds them: retry a lost race

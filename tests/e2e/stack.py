@@ -15,17 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from procs import (
+from baton.common import Service, spawn_baton
+from baton.operator.kube import Kube, load_api_client
+from tests.e2e.testbed import Cluster, as_list
+from tests.procs import (
     SLOTS,
     assert_every_scheduled_evaluation_accounted,
     evaluations,
     not_executed,
     run_ticks,
 )
-from testbed import Cluster
-
-from baton.common import Service, spawn_baton
-from baton.operator.kube import Kube, load_api_client
 
 T = TypeVar("T")
 
@@ -192,10 +191,12 @@ async def presence_kept(s: Stack, ticks: int) -> None:
 
 def operator_rbac(cluster: Cluster, namespace: str) -> Path:
     """Bind the operator's generated Role in ``namespace``; its kubeconfig as that SA."""
-    from baton.operator.rbac import render
+    from baton.operator.core.rbac import render
 
     docs = render(service_account=OPERATOR_SA, namespace=OPERATOR_NS, watch_namespace=namespace)
-    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+    # One JSON document, a List: valid input for every kubectl (JSON documents joined by
+    # `---` are not YAML documents, and some kubectl versions refuse them).
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(as_list(docs)))
     user = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}"
     return cluster.user_kubeconfig(
         user, ["system:serviceaccounts", f"system:serviceaccounts:{OPERATOR_NS}"]

@@ -4,7 +4,7 @@
   charts/baton/ci/ (a production-like install; a two-namespace operator).
 - `helm template`, and facts asserted on what it renders: non-root everywhere, probes, the
   ledger's volume, the gateway's settings read by the gateway's own config loader, the operator's
-  arguments by its own parser, RBAC equal to `baton.operator.rbac.RULES`, NetworkPolicies that
+  arguments by its own parser, RBAC equal to `baton.operator.core.rbac.RULES`, NetworkPolicies that
   select what the operator creates, NodePorts that kind-config.yaml maps.
 - values.schema.json and the chart's cross-field checks refuse bad values with a clear message.
 - Every rendered manifest applied with `kubectl apply --dry-run=server` to the test bed's
@@ -28,14 +28,14 @@ from typing import Any
 
 import pytest
 import yaml
-from testbed import REPO, Cluster, bin_dir, namespace_name
 
 from baton.common import load_settings
 from baton.gateway.config import gateway_config_from
-from baton.operator import pods
-from baton.operator.config import build_config
-from baton.operator.rbac import RULES
-from baton.operator.spec import GROUP, PLURAL
+from baton.operator.core import pods
+from baton.operator.core.config import build_config
+from baton.operator.core.rbac import RULES
+from baton.operator.core.spec import GROUP, PLURAL
+from tests.e2e.testbed import REPO, Cluster, bin_dir, namespace_name
 
 CHART = REPO / "charts" / "baton"
 CI_VALUES = CHART / "ci"
@@ -401,7 +401,7 @@ def test_operator_arguments_are_what_the_operator_reads(
 
 
 # --------------------------------------------------------------------------------------------
-# RBAC: baton.operator.rbac.RULES, nothing else
+# RBAC: baton.operator.core.rbac.RULES, nothing else
 
 
 def rbac_rules() -> list[dict[str, Any]]:

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from testbed import CRD_DIR, Cluster
+
+from tests.e2e.testbed import CRD_DIR, Cluster
 
 CRD_FILE = CRD_DIR / "strategyversions.baton.dev.yaml"
 CRD_NAME = "strategyversions.baton.dev"

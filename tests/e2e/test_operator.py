@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from procs import SLOTS, evaluations, not_executed, run_ticks
-from stack import V1, V2, Stack, StartStack, eventually, presence_kept, sv_yaml
+
+from tests.e2e.stack import V1, V2, Stack, StartStack, eventually, presence_kept, sv_yaml
+from tests.procs import SLOTS, evaluations, not_executed, run_ticks
 
 pytestmark = pytest.mark.timeout(240)
 

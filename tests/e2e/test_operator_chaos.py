@@ -26,11 +26,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from procs import query, run_ticks
-from stack import V1, V2, StartStack, eventually, presence_kept, sv_yaml
 
 from baton.control import TERMINAL_PHASES, ControlClient, ControlError, phase_name
 from baton.v1 import control_pb2 as ctl
+from tests.e2e.stack import V1, V2, StartStack, eventually, presence_kept, sv_yaml
+from tests.procs import query, run_ticks
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 from kubernetes.client import ApiException, CoreV1Api
-from podrunner import (
+
+from baton.common import parse_ready
+from tests.e2e.podrunner import (
     Action,
     ContainerConfigError,
     ContainerView,
@@ -51,9 +53,7 @@ from podrunner import (
     restart_wanted,
     termination_grace_s,
 )
-from testbed import Cluster
-
-from baton.common import parse_ready
+from tests.e2e.testbed import Cluster
 
 Json = dict[str, Any]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import kubernetes.client
 import pytest
 from kubernetes.client import ApiException
-from testbed import Cluster, TestbedError, namespace_name, require_bins, start_cluster
+
+from tests.e2e.testbed import Cluster, TestbedError, namespace_name, require_bins, start_cluster
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from jaeger import Jaeger, Trace
-from procs import V1, StartGateway, run_ticks
-from stack import V2, Stack, StartStack, eventually, sv_yaml
 
 from baton.common import spawn_baton
+from tests.e2e.jaeger import Jaeger, Trace
+from tests.e2e.stack import V2, Stack, StartStack, eventually, sv_yaml
+from tests.procs import V1, StartGateway, run_ticks
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -25,6 +25,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import platform
 import re
 import secrets
 import shutil
@@ -40,10 +41,11 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import kubernetes.client
 import kubernetes.config
@@ -55,13 +57,19 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 __all__ = [
     "BINARIES",
     "CRD_DIR",
+    "LOCK_FILE",
     "REPO",
     "Cluster",
+    "LockedBinary",
     "TestCluster",
     "TestbedError",
+    "as_list",
     "bin_dir",
     "chart_crds",
+    "host_platform",
     "install_crds",
+    "locked_binaries",
+    "locked_toolchain",
     "namespace_name",
     "require_bins",
     "start_cluster",
@@ -103,13 +111,57 @@ def bin_dir() -> Path:
 
 
 def _binary(name: str) -> Path | None:
+    """The cached, pinned binary: ``bin/<name>`` must be the build script's link to
+    ``bin/<name>-<version>``. Never a tool that happens to be installed: a machine's own
+    kubectl once read test input differently and failed only on a fresh machine."""
     candidate = bin_dir() / name
-    if os.access(candidate, os.X_OK) and candidate.is_file():
-        return candidate
-    if name == "kubectl":  # the build script links a system kubectl, but any on PATH will do
-        found = shutil.which("kubectl")
-        return Path(found) if found else None
-    return None
+    if not (os.access(candidate, os.X_OK) and candidate.is_file()):
+        return None
+    if candidate.resolve().parent != bin_dir().resolve():
+        raise TestbedError(
+            f"{candidate} points outside the cache ({candidate.resolve()}); "
+            "rebuild the pinned binaries with `make testbed-bins`"
+        )
+    return candidate
+
+
+LOCK_FILE = REPO / "hack" / "testbed-bins.lock"
+
+
+@dataclass(frozen=True)
+class LockedBinary:
+    """One line of hack/testbed-bins.lock: what the test bed must run."""
+
+    name: str
+    version: str
+    platform: str
+    sha256: str
+
+
+def host_platform() -> str:
+    """The platform as the lock (and Go) names it, e.g. ``linux/amd64``."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+    return f"{sys.platform}/{arch.get(machine, machine)}"
+
+
+def locked_toolchain() -> str:
+    for line in LOCK_FILE.read_text().splitlines():
+        fields = line.split()
+        if fields[:1] == ["toolchain"]:
+            return fields[1]
+    raise TestbedError(f"{LOCK_FILE} has no toolchain line")
+
+
+def locked_binaries(for_platform: str | None = None) -> dict[str, LockedBinary]:
+    """The lock's binaries for ``for_platform`` (default: this host), by name."""
+    wanted = for_platform or host_platform()
+    out: dict[str, LockedBinary] = {}
+    for line in LOCK_FILE.read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 4 and not line.startswith("#") and fields[2] == wanted:
+            out[fields[0]] = LockedBinary(*fields)
+    return out
 
 
 def require_bins() -> Path:
@@ -127,10 +179,15 @@ def _kubectl_path() -> Path:
     path = _binary("kubectl")
     if path is None:
         raise TestbedError(
-            f"no kubectl in {bin_dir()} or on PATH; "
-            "run `make testbed-bins` (hack/build-k8s-bins.sh)"
+            f"no kubectl in {bin_dir()}; run `make testbed-bins` (hack/build-k8s-bins.sh)"
         )
     return path
+
+
+def as_list(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several objects as one ``v1/List`` document: what ``kubectl apply -f -`` reads the same
+    way in every version (unlike JSON documents joined by ``---``)."""
+    return {"apiVersion": "v1", "kind": "List", "items": list(docs)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 
 from baton.common import Backoff
 from baton.exchange_sim import ExchangeSim, SimConfig
-from baton.exchange_sim._protocol import format_decimal
+from baton.exchange_sim.core.protocol import format_decimal
 from baton.gateway.exchange import ExchangeConfig, ExchangeFeed
 from baton.model import Candle, timeframe_ms
 

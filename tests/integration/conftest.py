@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from procs import V1, StartStrategy
 
 from baton.common import Service, spawn_baton
+from tests.procs import V1, StartStrategy
 
 
 @pytest.fixture

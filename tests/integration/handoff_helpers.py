@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
-from procs import (
+
+from baton.common import Service
+from baton.control import ControlClient, phase_name, role_name
+from baton.v1 import control_pb2 as ctl
+from tests.procs import (
     CADENCE_S,
     SLOTS,
     StartGateway,
@@ -25,10 +29,6 @@ from procs import (
     run_ticks,
     wait_until,
 )
-
-from baton.common import Service
-from baton.control import ControlClient, phase_name, role_name
-from baton.v1 import control_pb2 as ctl
 
 BLUE = "baton.strategy.examples.faulty:Faulty"
 GREEN = "baton.strategy.examples.faulty:FaultyV2"

@@ -11,7 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from _sim import (
+
+from baton.common import Service
+from baton.exchange_sim import ExchangeSim
+from baton.model import Candle
+from tests.integration._sim import (
     STREAMS,
     RecordingSink,
     check_against_sim,
@@ -20,7 +24,7 @@ from _sim import (
     running_feed,
     running_sim,
 )
-from procs import (
+from tests.procs import (
     SLOTS,
     StartGateway,
     StartStrategy,
@@ -32,10 +36,6 @@ from procs import (
     sim_fault,
     wait_until,
 )
-
-from baton.common import Service
-from baton.exchange_sim import ExchangeSim
-from baton.model import Candle
 
 
 def check_never_older(candles: Sequence[Candle]) -> None:

@@ -9,7 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import pytest
-from _sim import (
+from websockets.asyncio.client import ClientConnection, connect
+
+from baton.exchange_sim import ExchangeSim
+from baton.gateway.exchange import ExchangeFeed
+from tests.integration._sim import (
     FAST,
     STREAMS,
     RecordingSink,
@@ -20,10 +24,6 @@ from _sim import (
     running_feed,
     running_sim,
 )
-from websockets.asyncio.client import ClientConnection, connect
-
-from baton.exchange_sim import ExchangeSim
-from baton.gateway.exchange import ExchangeFeed
 
 pytestmark = pytest.mark.timeout(20)
 MIN = 60_000

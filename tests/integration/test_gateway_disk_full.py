@@ -18,7 +18,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from procs import (
+from prometheus_client.parser import text_string_to_metric_families
+
+from baton.common import Service
+from baton.control import ControlClient
+from tests.procs import (
     CADENCE_S,
     SLOTS,
     StartStrategy,
@@ -30,10 +34,6 @@ from procs import (
     run_ticks,
     wait_until,
 )
-from prometheus_client.parser import text_string_to_metric_families
-
-from baton.common import Service
-from baton.control import ControlClient
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="prlimit(2) on another process is Linux-only"

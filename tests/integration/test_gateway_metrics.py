@@ -17,7 +17,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from procs import (
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from baton.common import ProcessFailed, Service, spawn_baton
+from baton.control import ControlClient, phase_name
+from baton.gateway.core.records import MISSED_OUTCOMES
+from baton.gateway.metrics import GatewayMetrics, MetricsServer
+from baton.v1 import control_pb2 as ctl
+from tests.procs import (
     SLOTS,
     StartGateway,
     StartStrategy,
@@ -26,14 +34,6 @@ from procs import (
     run_ticks,
     wait_until,
 )
-from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
-
-from baton.common import ProcessFailed, Service, spawn_baton
-from baton.control import ControlClient, phase_name
-from baton.gateway.metrics import GatewayMetrics, MetricsServer
-from baton.gateway.records import MISSED_OUTCOMES
-from baton.v1 import control_pb2 as ctl
 
 V2 = "baton.strategy.examples.momentum_v2:MomentumV2"
 FAST = ctl.HandoffPolicy(shadow_ticks=2, bake_s=0.6, step_timeout_s=10)

@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from procs import (
+
+from baton.common import ProcessFailed, Service, spawn_baton
+from baton.gateway.core.records import EvalOutcome
+from baton.gateway.ledger import LedgerReader
+from tests.procs import (
     FAULTY,
     SLOTS,
     StartGateway,
@@ -24,10 +28,6 @@ from procs import (
     sim_fault,
     wait_until,
 )
-
-from baton.common import ProcessFailed, Service, spawn_baton
-from baton.gateway.ledger import LedgerReader
-from baton.gateway.records import EvalOutcome
 
 
 async def test_simulator_to_settlements_every_evaluation_accounted(

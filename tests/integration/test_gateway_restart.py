@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import (
+
+from baton.gateway.report import presence_report
+from tests.procs import (
     CADENCE_S,
     SLOTS,
     StartGateway,
@@ -24,8 +26,6 @@ from procs import (
     run_ticks,
     wait_until,
 )
-
-from baton.gateway.report import presence_report
 
 DOWN_S = 3.0
 

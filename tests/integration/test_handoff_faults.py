@@ -12,7 +12,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from handoff_helpers import (
+
+from baton.common import Service
+from baton.control import ControlClient, ControlError, phase_name
+from baton.v1 import control_pb2 as ctl
+from tests.integration.handoff_helpers import (
     GREEN,
     HOLD,
     StartPair,
@@ -21,12 +25,8 @@ from handoff_helpers import (
     policy,
     until_phase,
 )
-from handoff_helpers import start_pair as start_pair
-from procs import StartStrategy, query
-
-from baton.common import Service
-from baton.control import ControlClient, ControlError, phase_name
-from baton.v1 import control_pb2 as ctl
+from tests.integration.handoff_helpers import start_pair as start_pair
+from tests.procs import StartStrategy, query
 
 
 @pytest.fixture

@@ -45,19 +45,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from handoff_helpers import (
+
+from baton.common import Service
+from baton.control import ControlClient, phase_name
+from baton.v1 import control_pb2 as ctl
+from tests.integration.handoff_helpers import (
     StartPair,
     active_version,
     finish_and_check,
     policy,
     until_phase,
 )
-from handoff_helpers import start_pair as start_pair
-from procs import CADENCE_S, POLL_S, count, evaluations, query, wait_until
-
-from baton.common import Service
-from baton.control import ControlClient, phase_name
-from baton.v1 import control_pb2 as ctl
+from tests.integration.handoff_helpers import start_pair as start_pair
+from tests.procs import CADENCE_S, POLL_S, count, evaluations, query, wait_until
 
 UP = json.dumps({"action": "UP"})
 STEPS = ("exporting", "importing", "shadowing", "baking", "draining")

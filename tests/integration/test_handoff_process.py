@@ -11,7 +11,10 @@ import re
 import sys
 from pathlib import Path
 
-from procs import (
+from baton.common import Service
+from baton.control import ControlClient, phase_name
+from baton.v1 import control_pb2 as ctl
+from tests.procs import (
     CADENCE_S,
     SLOTS,
     StartGateway,
@@ -20,10 +23,6 @@ from procs import (
     query,
     run_ticks,
 )
-
-from baton.common import Service
-from baton.control import ControlClient, phase_name
-from baton.v1 import control_pb2 as ctl
 
 V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
 V2 = "baton.strategy.examples.momentum_v2:MomentumV2"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from baton.cli import main
-from baton.gateway import handoff as hm
+from baton.gateway.core import handoff as hm
+from baton.gateway.core.records import EvalOutcome, EvaluationRecord
 from baton.gateway.ledger import Ledger
-from baton.gateway.records import EvalOutcome, EvaluationRecord
 
 T0 = 1_700_000_000_000
 

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from _sim import http_get
 from websockets.asyncio.client import connect
 
 from baton.common import spawn_baton
+from tests.integration._sim import http_get
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,10 +7,10 @@ import asyncio
 import json
 
 import pytest
-from _sim import START_MS, http_get, running_sim
 from websockets.asyncio.client import connect
 
-from baton.exchange_sim._candles import interval_open
+from baton.exchange_sim.core.candles import interval_open
+from tests.integration._sim import START_MS, http_get, running_sim
 
 pytestmark = pytest.mark.timeout(20)
 MIN = 60_000

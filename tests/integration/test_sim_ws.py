@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from _sim import START_MS, SilentClient, http_get, running_sim
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from baton.gateway._binance import KlineEvent, Malformed, parse_frame
+from baton.gateway.core.binance import KlineEvent, Malformed, parse_frame
+from tests.integration._sim import START_MS, SilentClient, http_get, running_sim
 
 pytestmark = pytest.mark.timeout(20)
 MIN = 60_000
@@ -89,7 +89,7 @@ async def test_combined_stream_frames_are_binance_klines() -> None:
 
 
 def _price(ticks: int, decimals: int) -> str:
-    from baton.exchange_sim._protocol import format_decimal
+    from baton.exchange_sim.core.protocol import format_decimal
 
     return format_decimal(ticks, decimals)
 

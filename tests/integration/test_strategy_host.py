@@ -69,6 +69,12 @@ class Session:
         assert msg.WhichOneof("body") == kind, msg
         return getattr(msg, kind)
 
+    async def recv_decision(self) -> gw.Decision:
+        """The host's answer to a batch of one evaluation (``evaluation``)."""
+        batch: gw.DecisionBatch = await self.recv("decisions")
+        (decision,) = batch.decisions
+        return decision
+
 
 class ScriptedGateway(gw_grpc.GatewayServiceServicer):
     def __init__(
@@ -228,7 +234,7 @@ def evaluation(
         history=tuple(candle(i, c) for i, c in enumerate(CLOSES[:window])),
         trace_context={"traceparent": TRACEPARENT},
     )
-    return {"evaluate": wire.evaluation_to_proto(req)}
+    return {"evaluate_batch": gw.EvaluationBatch(requests=[wire.evaluation_to_proto(req)])}
 
 
 def fill(bet_id: str, seq: int, side: mk.Action.ValueType = mk.ACTION_UP) -> dict[str, Any]:
@@ -270,7 +276,7 @@ async def test_hello_welcome_and_decisions_carry_seq_and_epoch(
     session.send(**evaluation(1))
     session.send(**evaluation(1, slot=ETH, live_close=99.5))
     session.send(**evaluation(2, live_close=101.0))
-    d1, d2, d3 = [await session.recv("decision") for _ in range(3)]
+    d1, d2, d3 = [await session.recv_decision() for _ in range(3)]
     assert [(d.slot_id, d.seq, d.epoch) for d in (d1, d2, d3)] == [
         ("BTC/5m", 1, 7),
         ("ETH/5m", 1, 7),
@@ -292,7 +298,11 @@ async def test_hello_welcome_and_decisions_carry_seq_and_epoch(
 
 
 def batch(*requests: dict[str, Any]) -> dict[str, Any]:
-    return {"evaluate_batch": gw.EvaluationBatch(requests=[r["evaluate"] for r in requests])}
+    return {
+        "evaluate_batch": gw.EvaluationBatch(
+            requests=[q for r in requests for q in r["evaluate_batch"].requests]
+        )
+    }
 
 
 async def test_a_batch_is_answered_in_request_order_in_chunks(
@@ -303,18 +313,21 @@ async def test_a_batch_is_answered_in_request_order_in_chunks(
     await asyncio.wait_for(host.wait_attached(), WAIT)
     requests = [evaluation(seq, slot=slot) for seq in range(1, 76) for slot in (BTC, ETH)]
     session.send(**batch(*requests))
-    session.send(**evaluation(76))  # a single request after the batch: answered after it
+    session.send(**evaluation(76))  # a batch of one after it: answered after it
     chunks = [await session.recv("decisions") for _ in range(3)]  # 150 = 64 + 64 + 22
     assert [len(c.decisions) for c in chunks] == [64, 64, 22]
     answered = [(d.slot_id, d.seq) for c in chunks for d in c.decisions]
-    assert answered == [(r["evaluate"].slot.slot_id, r["evaluate"].seq) for r in requests]
-    assert (await session.recv("decision")).seq == 76
+    assert answered == [
+        (q.slot.slot_id, q.seq) for r in requests for q in r["evaluate_batch"].requests
+    ]
+    assert (await session.recv_decision()).seq == 76
     assert host.applied_seq == {"BTC/5m": 76, "ETH/5m": 75}
     assert host.shed == 0
 
 
 def late(request: dict[str, Any]) -> dict[str, Any]:
-    request["evaluate"].deadline_ms = 1  # long past
+    for q in request["evaluate_batch"].requests:
+        q.deadline_ms = 1  # long past
     return request
 
 
@@ -335,18 +348,18 @@ async def test_sheds_late_active_requests_only(
             late(evaluation(2, slot=ETH, role=Role.SHADOW)),  # late, but a shadow's
         )
     )
-    session.send(**late(evaluation(2)))  # a single request is shed the same way
+    session.send(**late(evaluation(2)))  # a batch of one is shed the same way
     session.send(**evaluation(3))
     answered = [(d.slot_id, d.seq) for d in (await session.recv("decisions")).decisions]
     if shed_late:
         assert answered == [("ETH/5m", 1), ("ETH/5m", 2)]
-        assert (await session.recv("decision")).seq == 3
+        assert (await session.recv_decision()).seq == 3
         assert host.shed == 2
         # The shed evaluations are not in the state: BTC's first applied seq is 3.
         assert host.applied_seq == {"BTC/5m": 3, "ETH/5m": 2}
     else:
         assert answered == [("BTC/5m", 1), ("ETH/5m", 1), ("ETH/5m", 2)]
-        assert [(await session.recv("decision")).seq for _ in range(2)] == [2, 3]
+        assert [(await session.recv_decision()).seq for _ in range(2)] == [2, 3]
         assert host.shed == 0
         assert host.applied_seq == {"BTC/5m": 3, "ETH/5m": 2}
 
@@ -360,7 +373,7 @@ async def test_a_batch_of_late_requests_only_gets_no_reply(
     session.send(**batch(late(evaluation(1)), late(evaluation(1, slot=ETH))))
     session.send(**evaluation(2))
     # The next thing the host says is the answer to seq 2: nothing for the shed batch.
-    assert (await session.recv("decision")).seq == 2
+    assert (await session.recv_decision()).seq == 2
     assert host.shed == 2
 
 
@@ -371,7 +384,7 @@ async def test_strategy_error_is_answered_and_the_host_keeps_going(
     session = await gateway.servicer.next_session()
     for seq in (1, 2, 3):
         session.send(**evaluation(seq))
-    ok, failed, after = [await session.recv("decision") for _ in range(3)]
+    ok, failed, after = [await session.recv_decision() for _ in range(3)]
     assert (ok.seq, ok.action, ok.error) == (1, mk.ACTION_HOLD, "")
     assert (failed.seq, failed.epoch, failed.action) == (2, 7, mk.ACTION_UNSPECIFIED)
     assert failed.error == "FaultyError: injected failure at BTC/5m seq 2"
@@ -385,7 +398,7 @@ async def test_role_change_is_remembered(
     session = await gateway.servicer.next_session()
     session.send(role_change=gw.RoleChange(role=mk.ROLE_DRAINING, epoch=8))
     session.send(**evaluation(1, epoch=8))  # ordered after the role change on the stream
-    assert (await session.recv("decision")).epoch == 8
+    assert (await session.recv_decision()).epoch == 8
     assert (host.role, host.epoch) == (Role.DRAINING, 8)
 
 
@@ -399,7 +412,7 @@ async def test_fills_and_settlements_reach_the_state_and_export_reports_it(
     session.send(**fill("bet-2", 1))
     session.send(**settlement("bet-1", won=True))
     session.send(export_state=gw.ExportState(handoff_id="h-1"))
-    await session.recv("decision")
+    await session.recv_decision()
     snap = await session.recv("state_export")
     assert (snap.handoff_id, snap.strategy, snap.version, snap.state_schema) == (
         "h-1",
@@ -429,7 +442,7 @@ async def test_export_from_v1_imports_into_v2_with_matching_digest(
     blue_session.send(**fill("bet-1", 1))
     blue_session.send(export_state=gw.ExportState(handoff_id="h-7"))
     for _ in range(3):
-        await blue_session.recv("decision")
+        await blue_session.recv_decision()
     snap = await blue_session.recv("state_export")
 
     green_session.send(import_state=gw.ImportState(handoff_id="h-7", snapshot=snap))
@@ -441,7 +454,7 @@ async def test_export_from_v1_imports_into_v2_with_matching_digest(
 
     # Green follows: its next evaluation is made on the imported state (one bet per window).
     green_session.send(**evaluation(4, live_close=101.0))
-    decision = await green_session.recv("decision")
+    decision = await green_session.recv_decision()
     assert (decision.seq, decision.action, decision.reason) == (
         4,
         mk.ACTION_HOLD,
@@ -458,7 +471,7 @@ async def test_import_into_same_schema_reproduces_blues_digest(
     green = await gateway.servicer.next_session()
     blue.send(**evaluation(1))
     blue.send(export_state=gw.ExportState(handoff_id="h"))
-    await blue.recv("decision")
+    await blue.recv_decision()
     snap = await blue.recv("state_export")
     green.send(import_state=gw.ImportState(handoff_id="h", snapshot=snap))
     result = await green.recv("import_result")
@@ -473,7 +486,7 @@ async def test_failed_import_is_reported_and_keeps_the_state(
     host, _ = await start_host(hosts, MomentumV1({}), gateway.address)
     session = await gateway.servicer.next_session()
     session.send(**evaluation(1))
-    await session.recv("decision")
+    await session.recv_decision()
     before = await host.state_digest()
     bad = gw.StateSnapshot(strategy="momentum", state_schema=1, state=b"not json")
     session.send(import_state=gw.ImportState(handoff_id="h-bad", snapshot=bad))
@@ -493,7 +506,7 @@ async def test_drain_finishes_queued_work_then_detaches(
     for seq in (1, 2, 3):
         session.send(**evaluation(seq))
     session.send(drain=gw.Drain(reason="handoff"))
-    assert [(await session.recv("decision")).seq for _ in range(3)] == [1, 2, 3]
+    assert [(await session.recv_decision()).seq for _ in range(3)] == [1, 2, 3]
     complete = await session.recv("drain_complete")
     assert dict(complete.applied_seq) == {"BTC/5m": 3}
     await asyncio.wait_for(session.host_closed.wait(), WAIT)
@@ -517,7 +530,7 @@ async def test_reattaches_after_the_stream_ends_and_keeps_its_state(
     host, _ = await start_host(hosts, MomentumV1({}), gateway.address, pod_name="p")
     first = await gateway.servicer.next_session()
     first.send(**evaluation(1))
-    await first.recv("decision")
+    await first.recv_decision()
     digest = await host.state_digest()
     first.end()
 
@@ -528,7 +541,7 @@ async def test_reattaches_after_the_stream_ends_and_keeps_its_state(
     assert host.attach_count == 2
     assert await host.state_digest() == digest
     second.send(**evaluation(2, live_close=101.0))
-    decision = await second.recv("decision")
+    decision = await second.recv_decision()
     assert decision.reason == "already bet this window"  # the state survived the reconnect
     assert host.applied_seq == {"BTC/5m": 2}
 
@@ -556,7 +569,7 @@ async def test_waits_for_a_gateway_that_starts_late(
         session = await late.servicer.next_session()
         await asyncio.wait_for(host.wait_attached(), WAIT)
         session.send(**evaluation(1))
-        assert (await session.recv("decision")).seq == 1
+        assert (await session.recv_decision()).seq == 1
     finally:
         await late.server.stop(None)
 
@@ -631,7 +644,7 @@ async def test_export_over_the_state_limit_answers_an_empty_snapshot(
     assert snap.error.startswith("StateTooLargeError: encoded state is "), snap.error
     assert snap.error.endswith("over the limit of 1024 bytes (max_state_bytes)")
     session.send(**evaluation(1))  # and it keeps serving
-    assert (await session.recv("decision")).seq == 1
+    assert (await session.recv_decision()).seq == 1
     # A failed export forwarded to an import is refused with a message saying so.
     session.send(import_state=gw.ImportState(handoff_id="h", snapshot=snap))
     result = await session.recv("import_result")
@@ -668,7 +681,7 @@ async def test_no_welcome_times_out_and_attaches_again_and_stop_cuts_the_wait(
 
 
 async def decisions(session: Session, n: int) -> list[Any]:
-    return [await session.recv("decision") for _ in range(n)]
+    return [await session.recv_decision() for _ in range(n)]
 
 
 def summary(ds: list[Any]) -> list[tuple[int, int, int, str]]:
@@ -751,7 +764,7 @@ async def test_handoff_choreography(
     b.end()
     assert await asyncio.wait_for(blue_task, WAIT) is HostExit.DRAINED
     g.send(**evaluation(5, epoch=8))
-    assert (await g.recv("decision")).seq == 5
+    assert (await g.recv_decision()).seq == 5
 
 
 async def test_rollback_in_the_bake_window_gives_blue_back_the_lead(
@@ -864,14 +877,14 @@ async def test_faulty_answers_a_wrong_epoch_and_fails_imports_on_demand(
 
     blue.send(**evaluation(1))
     blue.send(export_state=gw.ExportState(handoff_id="h"))
-    assert (await blue.recv("decision")).epoch == 7
+    assert (await blue.recv_decision()).epoch == 7
     snap = await blue.recv("state_export")
     assert (snap.strategy, snap.version) == ("faulty", "v1")
 
     stale.send(import_state=gw.ImportState(handoff_id="h", snapshot=snap))
     assert (await stale.recv("import_result")).ok
     stale.send(**evaluation(2, epoch=8))
-    assert (await stale.recv("decision")).epoch == 1008
+    assert (await stale.recv_decision()).epoch == 1008
 
     before = await failing.state_digest()
     broken.send(import_state=gw.ImportState(handoff_id="h", snapshot=snap))
@@ -933,7 +946,7 @@ async def test_cli_attaches_prints_ready_answers_and_exits_0_on_drain(
     }
     session = await gateway.servicer.next_session()
     session.send(**evaluation(1))
-    decision = await session.recv("decision")
+    decision = await session.recv_decision()
     assert (decision.seq, decision.epoch, decision.action) == (1, 7, mk.ACTION_UP)
     session.send(drain=gw.Drain(reason="test"))
     assert dict((await session.recv("drain_complete")).applied_seq) == {"BTC/5m": 1}
@@ -985,7 +998,7 @@ async def test_cli_faulty_crashes_with_status_3_on_exit_on_seq(
     session = await gateway.servicer.next_session()
     session.send(**evaluation(1))
     # Awaited before sending seq 2: a crash may also lose answers still on their way out.
-    assert (await session.recv("decision")).seq == 1
+    assert (await session.recv_decision()).seq == 1
     session.send(**evaluation(2))
     session.send(**evaluation(3))
     assert await asyncio.wait_for(proc.wait(), 10) == 3

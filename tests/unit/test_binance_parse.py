@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baton.gateway import _binance
-from baton.gateway._binance import (
+from baton.gateway.core import binance
+from baton.gateway.core.binance import (
     ControlError,
     ControlReply,
     KlineEvent,
@@ -61,7 +61,7 @@ CANDLE = Candle(
 
 
 def test_docstring_examples_hold() -> None:
-    assert doctest.testmod(_binance).failed == 0
+    assert doctest.testmod(binance).failed == 0
 
 
 def combined(data: Any, stream: str = "btcusdt@kline_5m") -> str:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baton.gateway._binance import (
+from baton.gateway.core.binance import (
     BackfillPlan,
     Delivery,
     Phase,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from baton.gateway.clock import SlotClock, Tick
+from baton.gateway.core.clock import SlotClock, Tick
 
 C = SlotClock(cadence_ms=1000, origin_ms=10_000)
 

@@ -9,10 +9,10 @@ number, no tools, the `baton` entrypoint).
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -36,6 +36,8 @@ TIMEOUT_S = 60.0
 
 # What hack/codegen.sh needs (marker in the script -> the pyproject dev requirement providing it).
 CODEGEN_TOOLS = {"grpc_tools.protoc": "grpcio-tools", "--mypy_out": "mypy-protobuf"}
+RUNTIME_LOCK = "requirements/runtime.txt"
+CODEGEN_LOCK = "requirements/codegen.txt"
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,6 +98,12 @@ def requirement_name(req: str) -> str:
     match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
     assert match, req
     return re.sub(r"[-_.]+", "-", match.group(0)).lower()
+
+
+def lock_pins(path: Path) -> dict[str, str]:
+    """A pip-compile lock's pins: normalised name -> version."""
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", path.read_text(), re.MULTILINE)
+    return {requirement_name(name): version for name, version in pins}
 
 
 def dev_requirements() -> dict[str, str]:
@@ -234,7 +242,7 @@ def test_hadolint_is_live() -> None:
 # the same build as `make setup`
 
 
-def test_codegen_runs_hack_codegen_sh_with_the_dev_extras_tools() -> None:
+def test_codegen_runs_hack_codegen_sh_with_the_locked_dev_tools() -> None:
     script = CODEGEN.read_text()
     dev = dev_requirements()
     make = MAKEFILE.read_text()
@@ -247,39 +255,37 @@ def test_codegen_runs_hack_codegen_sh_with_the_dev_extras_tools() -> None:
     python = re.search(r"PYTHON=(\S+) hack/codegen\.sh", run)
     assert python, "hack/codegen.sh is given the tools' interpreter through PYTHON, as make does"
     tools_venv = str(Path(python.group(1)).parent.parent)
-    installed = re.findall(r'"([A-Za-z0-9][A-Za-z0-9._-]*[<>=!~][^"]*)"', run)
-    assert f"{tools_venv}/bin/python -m pip install" in run
+    assert (
+        f"{tools_venv}/bin/python -m pip install --no-cache-dir --require-hashes --no-deps "
+        f"--requirement {CODEGEN_LOCK}" in run
+    ), "the image's codegen tools come from their lock, hashes required"
+    locked = lock_pins(REPO / CODEGEN_LOCK)
     for marker, tool in CODEGEN_TOOLS.items():
         assert marker in script, f"hack/codegen.sh no longer uses {marker}: update CODEGEN_TOOLS"
         assert tool in dev, f"{tool} left pyproject's dev extra"
-    wanted = {dev[tool] for tool in CODEGEN_TOOLS.values()}
-    assert set(installed) == wanted, (
-        "the image's codegen tools must be pyproject's dev requirements, verbatim "
-        f"(Dockerfile {sorted(installed)}, pyproject {sorted(wanted)})"
-    )
+        assert tool in locked, f"{tool} is missing from {CODEGEN_LOCK}: run `make lock`"
     # The tools never reach the runtime image.
     assert tools_venv != VENV
     copies = [i.args for i in instructions() if i.keyword == "COPY" and i.stage == last_stage()]
     assert not any(tools_venv in c for c in copies)
 
 
-def test_the_image_installs_pyprojects_dependencies_then_the_project() -> None:
+def test_the_image_installs_the_locked_dependencies_then_the_project() -> None:
     make = MAKEFILE.read_text()
-    assert "pip install --quiet -e '.[dev]'" in make, "`make setup` installs the project (+dev)"
+    assert "--require-hashes --no-deps --requirement $(LOCK)" in make, (
+        "`make setup` installs the lock"
+    )
+    assert "pip install --quiet --no-deps --no-build-isolation -e ." in make
     build = runs(stage=0)
-    # Step 1 reads the dependencies from pyproject.toml: run its one-liner on the real file.
-    reader = next(r for r in build if "tomllib" in r)
-    code = shlex.split(re.search(r'python -c (".*?") >', reader).group(1))[0]  # type: ignore[union-attr]
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=True,
-    ).stdout.splitlines()
-    assert out == pyproject()["project"]["dependencies"]
-    assert f"--python {VENV}/bin/python install --no-cache-dir --requirement" in reader
+    # Step 1 installs pyproject's dependencies from their lock, every file's hash required.
+    step1 = [r for r in build if RUNTIME_LOCK in r]
+    assert len(step1) == 1
+    assert (
+        f"--python {VENV}/bin/python install --no-cache-dir --require-hashes --no-deps "
+        f"--requirement {RUNTIME_LOCK}" in step1[0]
+    )
+    runtime = lock_pins(REPO / RUNTIME_LOCK)
+    assert {requirement_name(r) for r in pyproject()["project"]["dependencies"]} <= set(runtime)
     # Step 3 installs this very project (not editable, no extras) into the same venv, then
     # `pip check` proves step 1 left nothing out.
     project = [r for r in build if re.search(r"install [^&]*--no-deps \.(\s|$)", r)]
@@ -369,20 +375,38 @@ def test_every_copy_source_is_in_the_build_context() -> None:
         assert sent, f"COPY {source}: .dockerignore leaves it out of the build context"
 
 
+def setup_roots() -> tuple[str, ...]:
+    """setup.py's ROOTS: the folders the ``baton`` namespace package spans."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "ROOTS" for t in node.targets
+        ):
+            roots = ast.literal_eval(node.value)
+            assert isinstance(roots, tuple)
+            return roots
+    pytest.fail("setup.py has no ROOTS")
+
+
 def test_build_context_holds_the_package_sources_and_nothing_else() -> None:
     ctx = context()
-    tool = pyproject()["tool"]["setuptools"]
-    for package in tool["packages"]:
-        # The folder of a package: its own package-dir entry or its nearest mapped parent's.
-        parent = max((p for p in tool["package-dir"] if package.startswith(p)), key=len)
-        folder = Path(tool["package-dir"][parent], *package[len(parent) :].split(".")[1:])
-        init = folder / "__init__.py"
-        assert str(init) in ctx, f"{package}: {init} missing from the build context"
-    assert {"pyproject.toml", "README.md", "hack/codegen.sh"} <= ctx
+    roots = setup_roots()
+    assert roots == ("services", "operator", "proto")
+    for root in roots:
+        sources = [
+            p.relative_to(REPO).as_posix()
+            for p in (REPO / root / "baton").rglob("*.py")
+            if "__pycache__" not in p.parts and not re.search(r"_pb2(_grpc)?\.py$", p.name)
+        ]
+        assert sources, f"{root}/baton holds no module"
+        missing = [s for s in sources if s not in ctx]
+        assert not missing, f"{missing} missing from the build context"
+    assert {"pyproject.toml", "setup.py", "README.md", "hack/codegen.sh"} <= ctx
     assert {f"proto/baton/v1/{p.name}" for p in (REPO / "proto/baton/v1").glob("*.proto")} <= ctx
+    tops = {"pyproject.toml", "setup.py", "README.md", "hack", "requirements", *roots}
     for path in ctx:
         top = path.split("/")[0]
-        assert top in {"pyproject.toml", "README.md", "hack", "proto", "services", "operator"}, path
+        assert top in tops, path
         assert "__pycache__" not in path, path
         assert not path.endswith((".pyc", ".sqlite")), path
         assert not re.search(r"_pb2(_grpc)?\.pyi?$", path), (

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baton.gateway.handoff import (
+from baton.gateway.core.handoff import (
     Act,
     Boundary,
     Cancel,

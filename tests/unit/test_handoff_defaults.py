@@ -9,10 +9,10 @@ from typing import Any
 
 import yaml
 
-from baton.gateway.handoff import Policy
+from baton.gateway.core.handoff import Policy
 from baton.gateway.server import policy_from_proto
+from baton.operator.core.spec import HandoffSpec, parse_spec
 from baton.operator.executor import policy_proto
-from baton.operator.spec import HandoffSpec, parse_spec
 from baton.v1 import control_pb2 as ctl
 
 CRD = Path(__file__).resolve().parents[2] / "charts/baton/crds/strategyversions.baton.dev.yaml"

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from baton.gateway._binance import (
+from baton.gateway.core.binance import (
     ControlError,
     ControlReply,
     KlineEvent,
@@ -26,7 +26,7 @@ from baton.gateway._binance import (
     parse_frame,
     parse_klines_response,
 )
-from baton.operator.spec import SpecError, StrategyVersionSpec, parse_spec
+from baton.operator.core.spec import SpecError, StrategyVersionSpec, parse_spec
 from baton.strategy import StateError, decode_state, encode_state
 from baton.strategy.examples.momentum_v1 import MomentumV1
 from baton.v1 import gateway_pb2 as gw

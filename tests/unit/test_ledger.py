@@ -8,6 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from baton.gateway.core.records import (
+    ConnectionEvent,
+    DroppedDecision,
+    EvalOutcome,
+    EvaluationRecord,
+    InstanceEvent,
+)
 from baton.gateway.ledger import (
     SCHEMA_VERSION,
     DuplicateRecordError,
@@ -20,13 +27,6 @@ from baton.gateway.ledger import (
     PlacedBet,
     Run,
     open_readonly,
-)
-from baton.gateway.records import (
-    ConnectionEvent,
-    DroppedDecision,
-    EvalOutcome,
-    EvaluationRecord,
-    InstanceEvent,
 )
 from baton.model import Action, Candle, Fill, Settlement
 

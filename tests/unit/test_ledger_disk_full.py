@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from baton.gateway.core.records import EvalOutcome, EvaluationRecord
 from baton.gateway.ledger import Ledger, LedgerReader, LedgerWriteError
-from baton.gateway.records import EvalOutcome, EvaluationRecord
 
 T0 = 1_700_000_000_000
 SLOTS = ("BTC/5m", "ETH/5m")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from baton.gateway import handoff as hm
+from baton.gateway.core import handoff as hm
+from baton.gateway.core.records import EvalOutcome, EvaluationRecord
 from baton.gateway.ledger import (
     _MIGRATIONS,
     SCHEMA_VERSION,
@@ -20,7 +21,6 @@ from baton.gateway.ledger import (
     LedgerConflictError,
     LedgerReader,
 )
-from baton.gateway.records import EvalOutcome, EvaluationRecord
 
 T0 = 1_700_000_000_000
 POLICY = hm.Policy(shadow_ticks=2, max_divergence=3, bake_ms=2000, max_bake_faults=1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from baton.control import ledger_line
-from baton.gateway.health import LedgerHealth
+from baton.gateway.core.health import LedgerHealth
 from baton.gateway.server import ledger_health_to_proto
 from baton.v1 import control_pb2 as ctl
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from baton.gateway.market import MarketBook
+from baton.gateway.core.market import MarketBook
 from baton.model import Candle
 
 M5 = 300_000

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from baton.common import ConfigError
-from baton.operator.config import build_config
-from baton.operator.rbac import RULES, render
+from baton.operator.core.config import build_config
+from baton.operator.core.rbac import RULES, render
 
 
 def test_defaults() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from baton.operator.facts import (
+from baton.operator.core.facts import (
     format_time,
     parse_time,
     pod_facts,
@@ -14,7 +14,7 @@ from baton.operator.facts import (
     sibling_from_object,
     status_from_progress,
 )
-from baton.operator.rollout import HandoffFigures, Phase, PodFacts, Progress
+from baton.operator.core.rollout import HandoffFigures, Phase, PodFacts, Progress
 
 NOW = 1_795_000_000.0
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import enum
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from baton.operator.spec import DeletionPolicy, HandoffMode, SpecError, parse_spec
+from baton.operator.core.spec import DeletionPolicy, HandoffMode, SpecError, parse_spec
 
 GOOD: dict[str, Any] = {
     "strategy": "momentum",
@@ -16,18 +20,57 @@ GOOD: dict[str, Any] = {
 }
 
 
+CRD = Path(__file__).resolve().parents[2] / "charts/baton/crds/strategyversions.baton.dev.yaml"
+
+
+def crd_spec_schema() -> dict[str, Any]:
+    """The ``spec`` schema of the CRD's storage version, as the chart installs it."""
+    crd = yaml.safe_load(CRD.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return schema
+
+
+def attribute(name: str) -> str:
+    """The spec dataclass field of a CRD property: ``bakeSeconds`` -> ``bake_s``."""
+    snake = re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    return re.sub(r"_seconds$", "_s", snake)
+
+
+def code_value(value: object) -> object:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
 def test_defaults_match_the_crd() -> None:
+    """Every default the CRD schema applies at `kubectl apply` is the one the operator applies
+    to a spec that omits the field (a CR written before the field existed), and a field the
+    CRD leaves without a default (maxDivergence: no limit) is None in the code."""
     spec = parse_spec(GOOD)
-    assert spec.handoff.mode is HandoffMode.STATE_TRANSFER
-    assert (spec.handoff.shadow_ticks, spec.handoff.bake_s, spec.handoff.step_timeout_s) == (
-        1,
-        10,
-        30,
-    )
-    assert spec.handoff.auto_rollback
+    schema = crd_spec_schema()
+    checked = []
+    for name, prop in schema["properties"].items():
+        if prop.get("type") == "object" and name in ("handoff", "startup"):
+            assert prop.get("default") == {}, f"spec.{name}: defaulted as a whole"
+            section = getattr(spec, name)
+            for sub, sub_prop in prop["properties"].items():
+                got = code_value(getattr(section, attribute(sub)))
+                want = sub_prop.get("default")
+                assert got == want, f"spec.{name}.{sub}: CRD default {want!r}, code {got!r}"
+                checked.append(f"{name}.{sub}")
+        elif "default" in prop:
+            got = code_value(getattr(spec, attribute(name)))
+            want = prop["default"]
+            assert got == want, f"spec.{name}: CRD default {want!r}, code {got!r}"
+            checked.append(name)
+    # The ones this test was written for are among them (the CRD was read, not skipped).
+    assert {
+        "handoff.mode", "handoff.shadowTicks", "handoff.bakeSeconds", "handoff.autoRollback",
+        "handoff.maxDivergence", "handoff.stepTimeoutSeconds", "startup.timeoutSeconds",
+        "startup.maxRestarts", "deletionPolicy",
+    } <= set(checked)  # fmt: skip
     assert spec.handoff.max_divergence is None
-    assert (spec.startup.timeout_s, spec.startup.max_restarts) == (120, 2)
-    assert spec.deletion_policy is DeletionPolicy.PROTECT
+    # A CR without config (the CRD defaults none) hands the strategy an empty object.
+    assert "default" not in schema["properties"]["config"]
     assert spec.config_json == "{}"
 
 

@@ -11,11 +11,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from baton.control import ControlClient
-from baton.operator.executor import TRACEPARENT_FIELD, Executor, stored_traceparent
-from baton.operator.kube import Kube
-from baton.operator.observe import World
-from baton.operator.pods import PodSettings
-from baton.operator.rollout import (
+from baton.operator.core.pods import PodSettings
+from baton.operator.core.rollout import (
     Decision,
     DeletePod,
     Event,
@@ -28,7 +25,10 @@ from baton.operator.rollout import (
     pod_name_for,
     request_id_for,
 )
-from baton.operator.spec import HandoffSpec, StrategyVersionSpec
+from baton.operator.core.spec import HandoffSpec, StrategyVersionSpec
+from baton.operator.executor import TRACEPARENT_FIELD, Executor, stored_traceparent
+from baton.operator.kube import Kube
+from baton.operator.observe import World
 from baton.v1 import control_pb2 as ctl
 
 NOW = 1_795_000_000.0
@@ -82,7 +82,7 @@ class FakeControl:
 
 
 def world(progress: Progress, status: dict[str, Any] | None = None) -> World:
-    from baton.operator.rollout import GatewayFacts
+    from baton.operator.core.rollout import GatewayFacts
 
     observed = Observed(
         name="mom-v2",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from baton.gateway.core.records import EvalOutcome, EvaluationRecord
 from baton.gateway.ledger import Ledger, LedgerOpenError
-from baton.gateway.records import EvalOutcome, EvaluationRecord
 from baton.gateway.report import (
     PresenceReport,
     SlotCoverage,

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from baton.gateway import handoff as hm
+from baton.gateway.core import handoff as hm
+from baton.gateway.core.records import EvalOutcome, EvaluationRecord
 from baton.gateway.ledger import _MIGRATIONS, Ledger
-from baton.gateway.records import EvalOutcome, EvaluationRecord
 from baton.gateway.report import HandoffSummary, format_report, presence_report, report_to_json
 
 T0 = 1_700_000_000_000

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from baton.gateway.core.records import EvalOutcome, EvaluationRecord
 from baton.gateway.ledger import Ledger
-from baton.gateway.records import EvalOutcome, EvaluationRecord
 from baton.gateway.report import format_report, presence_report, report_to_json
 
 T0 = 1_700_000_000_000

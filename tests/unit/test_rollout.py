@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from baton.operator.rollout import (
+from baton.operator.core.rollout import (
     FAST_S,
     REFUSED_S,
     CreatePod,
@@ -33,7 +33,7 @@ from baton.operator.rollout import (
     pod_refused,
     request_id_for,
 )
-from baton.operator.spec import (
+from baton.operator.core.spec import (
     DeletionPolicy,
     HandoffSpec,
     SpecError,

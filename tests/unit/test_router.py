@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from baton.gateway.clock import SlotClock
-from baton.gateway.records import EvalOutcome
-from baton.gateway.router import InstanceInfo, Router, Verdict, answered_record
+from baton.gateway.core.clock import SlotClock
+from baton.gateway.core.records import EvalOutcome
+from baton.gateway.core.router import InstanceInfo, Router, Verdict, answered_record
 from baton.model import Action, Decision, Role, Slot
 
 SLOTS = (Slot("BTC", "BTCUSDT", "5m"), Slot("MATIC", "POLUSDT", "15m"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from baton.exchange_sim._candles import (
+from baton.exchange_sim.core.candles import (
     build_kline,
     interval_close,
     interval_next,
@@ -12,7 +12,7 @@ from baton.exchange_sim._candles import (
     interval_prev,
     select_opens,
 )
-from baton.exchange_sim._prices import LISTING_MS, PricePath, symbol_spec
+from baton.exchange_sim.core.prices import LISTING_MS, PricePath, symbol_spec
 
 MIN = 60_000
 T = 1_700_000_000_000  # Tue 2023-11-14 22:13:20 UTC

@@ -6,12 +6,12 @@ import pytest
 
 from baton.common import ConfigError
 from baton.exchange_sim import MalformedKind, RestFault, SimConfig, corrupt
-from baton.exchange_sim._candles import build_kline
-from baton.exchange_sim._faults import FaultState
-from baton.exchange_sim._prices import PricePath, symbol_spec
-from baton.exchange_sim._protocol import encode, kline_payload, wrap
 from baton.exchange_sim.cli import _parser, config_from_args
-from baton.gateway._binance import KlineEvent, Malformed, parse_frame
+from baton.exchange_sim.core.candles import build_kline
+from baton.exchange_sim.core.faults import FaultState
+from baton.exchange_sim.core.prices import PricePath, symbol_spec
+from baton.exchange_sim.core.protocol import encode, kline_payload, wrap
+from baton.gateway.core.binance import KlineEvent, Malformed, parse_frame
 
 KLINE = build_kline(
     PricePath(1, symbol_spec("BTCUSDT")), "1m", 1_699_999_980_000, 1_700_000_100_000

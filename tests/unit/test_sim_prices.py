@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baton.exchange_sim._prices import (
+from baton.exchange_sim.core.prices import (
     LISTING_S,
     Bar,
     PricePath,

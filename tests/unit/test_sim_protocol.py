@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from baton.exchange_sim import _candles, _clock, _faults, _prices, _protocol
-from baton.exchange_sim._candles import Kline
-from baton.exchange_sim._prices import Bar
-from baton.exchange_sim._protocol import (
+from baton.exchange_sim.core import candles, clock, faults, prices, protocol
+from baton.exchange_sim.core.candles import Kline
+from baton.exchange_sim.core.prices import Bar
+from baton.exchange_sim.core.protocol import (
     ControlFailure,
     ControlRequest,
     ErrorCode,
@@ -39,7 +39,7 @@ SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT", "POLUSDT"})
 
 
 @pytest.mark.parametrize(
-    "module", [_protocol, _candles, _clock, _prices, _faults], ids=lambda m: m.__name__
+    "module", [protocol, candles, clock, prices, faults], ids=lambda m: m.__name__
 )
 def test_docstring_examples_hold(module: Any) -> None:
     result = doctest.testmod(module)

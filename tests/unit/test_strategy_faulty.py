@@ -12,8 +12,8 @@ import pytest
 
 from baton.model import Action, Candle, EvaluationRequest, Role, Slot
 from baton.strategy import StateImportError, decode_state, encode_state, state_digest
+from baton.strategy.core.runtime import EncodedState, StrategyRuntime
 from baton.strategy.examples.faulty import WRONG_EPOCH_OFFSET, Faulty, FaultyError, FaultyV2
-from baton.strategy.runtime import EncodedState, StrategyRuntime
 
 BTC = Slot("BTC", "BTCUSDT", "5m")
 ETH = Slot("ETH", "ETHUSDT", "5m")

@@ -16,10 +16,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from baton.model import Action, Candle, EvaluationRequest, Role, Slot
 from baton.strategy import StateEncodeError, encode_state, state_digest
 from baton.strategy._executor import SerialExecutor
+from baton.strategy.core.runtime import EncodedState, StrategyRuntime
 from baton.strategy.examples.faulty import Faulty
 from baton.strategy.examples.momentum_v1 import MomentumV1
 from baton.strategy.examples.momentum_v2 import MomentumV2
-from baton.strategy.runtime import EncodedState, StrategyRuntime
 
 BTC = Slot("BTC", "BTCUSDT", "5m")
 ETH = Slot("ETH", "ETHUSDT", "5m")

@@ -389,9 +389,9 @@ def test_normalize_outcome_rejects_anything_else(outcome: object) -> None:
     "module",
     [
         "baton.strategy.sdk",
-        "baton.strategy._state",
-        "baton.strategy._strategy",
-        "baton.strategy.runtime",
+        "baton.strategy.core.state",
+        "baton.strategy.core.strategy",
+        "baton.strategy.core.runtime",
         "baton.strategy.host",
         "baton.strategy.loader",
         "baton.strategy.examples._momentum",

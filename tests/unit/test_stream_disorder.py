@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from baton.exchange_sim._faults import Disorder, FaultState
-from baton.gateway._binance import Phase, StreamState, on_ws_candle
+from baton.exchange_sim.core.faults import Disorder, FaultState
+from baton.gateway.core.binance import Phase, StreamState, on_ws_candle
 from baton.model import Candle
 
 MIN = 60_000

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from baton.gateway.venue import (
+from baton.gateway.core.venue import (
     FeeModel,
     FixedPricing,
     PaperVenue,
@@ -329,7 +329,7 @@ def test_fixed_pricing_outside_the_band_is_refused() -> None:
 def test_the_worked_examples_in_the_docstrings_hold() -> None:
     import doctest
 
-    import baton.gateway.venue
+    import baton.gateway.core.venue
 
-    result = doctest.testmod(baton.gateway.venue)
+    result = doctest.testmod(baton.gateway.core.venue)
     assert (result.failed, result.attempted > 5) == (0, True)

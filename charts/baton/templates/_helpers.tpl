@@ -54,7 +54,7 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
-{{/* The strategy pods' name label (operator/controller/pods.py: labels()). */}}
+{{/* The strategy pods' name label (operator/baton/operator/core/pods.py: labels()). */}}
 {{- define "baton.strategyPodLabel" -}}
 app.kubernetes.io/name: baton-strategy
 {{- end -}}
@@ -179,7 +179,7 @@ seccompProfile:
 {{- end -}}
 
 {{/*
-The operator's RBAC rules: operator/controller/rbac.py's RULES, every call it makes and no more
+The operator's RBAC rules: operator/baton/operator/core/rbac.py's RULES, every call it makes and no more
 (`baton operator rbac` prints the same). tests/e2e/test_chart.py checks the rendered Role and
 ClusterRole against RULES, so change them there first.
 */}}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# What the README's two commands need from the host, checked (and, where Debian's packages can
+# provide it and we are root, installed) before anything else runs. Idempotent: a host that has
+# everything is left untouched. Anything else the project runs is pinned and built by its own
+# files (requirements/*.txt, hack/testbed-bins.lock).
+#
+# Usage: hack/host-deps.sh [python] [go]   (no argument: both)
+#   python  python3 >= 3.11 with venv and ensurepip (`make setup`, `make demo`)
+#   go      Go >= 1.21, which fetches the locked toolchain itself, and the build script's
+#           tools: sha256sum, flock, awk (`make testbed-bins`, `make test`)
+# Env: PYTHON (default python3)
+set -euo pipefail
+PYTHON="${PYTHON:-python3}"
+
+log() { printf '[host-deps] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# apt_install <package...>: only as root on a Debian-like host; otherwise say what to install.
+apt_install() {
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    die "missing: $*; install it (Debian: apt-get install $*) and run again"
+  fi
+  log "installing $* with apt-get"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2; then
+    apt-get update -q >&2 || die "apt-get update failed: cannot install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2 \
+      || die "apt-get could not install $*"
+  fi
+}
+
+check_python() {
+  command -v "$PYTHON" >/dev/null 2>&1 || die "no $PYTHON: Baton needs Python >= 3.11 (set PYTHON=...)"
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "$PYTHON is $("$PYTHON" --version 2>&1): Baton needs Python >= 3.11 (set PYTHON=...)"
+  if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    # Debian splits venv/ensurepip out of its python3 package.
+    apt_install "python3.$("$PYTHON" -c 'import sys; print(sys.version_info[1])')-venv"
+    "$PYTHON" -c 'import venv, ensurepip' || die "$PYTHON still lacks venv/ensurepip"
+  fi
+}
+
+check_go() {
+  local tools=() t v
+  for t in sha256sum:coreutils flock:util-linux awk:gawk; do
+    command -v "${t%%:*}" >/dev/null 2>&1 || tools+=("${t#*:}")
+  done
+  [[ ${#tools[@]} -eq 0 ]] || apt_install "${tools[@]}"
+  # Debian's golang-go is too old to switch toolchains, so Go is not installed from there.
+  command -v go >/dev/null 2>&1 \
+    || die "no go: building the test bed's binaries needs Go >= 1.21 (it fetches the locked toolchain from the Go module proxy); install Go and run again"
+  v="$(GOTOOLCHAIN=local go env GOVERSION)"
+  if ! [[ "$v" =~ ^go1\.([0-9]+) ]] || (( BASH_REMATCH[1] < 21 )); then
+    die "go is $v: Go >= 1.21 is needed to fetch the locked toolchain; install a newer Go"
+  fi
+}
+
+targets=("$@")
+[[ ${#targets[@]} -gt 0 ]] || targets=(python go)
+for t in "${targets[@]}"; do
+  case "$t" in
+    python) check_python ;;
+    go) check_go ;;
+    *) die "unknown check '$t' (known: python go)" ;;
+  esac
+done

@@ -1,0 +1,125 @@
+"""Read the world for one StrategyVersion: its object, its pod, its siblings and the gateway."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from baton.control import ControlClient, ControlError, phase_name, role_name
+from baton.operator.core.facts import (
+    parse_time,
+    pod_facts,
+    progress_from_status,
+    sibling_from_object,
+)
+from baton.operator.core.rollout import (
+    GatewayFacts,
+    HandoffFacts,
+    HandoffFigures,
+    HandoffPhase,
+    InstanceFacts,
+    Observed,
+    Role,
+)
+from baton.operator.core.spec import SpecError, parse_spec
+from baton.operator.kube import Kube
+from baton.v1 import control_pb2 as ctl
+
+
+def figures_from_proto(h: ctl.HandoffStatus) -> HandoffFigures:
+    return HandoffFigures(
+        handoff_id=h.handoff_id,
+        phase=phase_name(h.phase),
+        from_instance=h.from_instance,
+        from_version=h.from_version,
+        pause_ms=h.pause_ms if h.pause_ms >= 0 else None,
+        missed=h.missed,
+        state_bytes=h.state_bytes,
+        export_digest=h.export_digest,
+        import_digest=h.import_digest,
+        transfer_ms=h.transfer_ms if h.transfer_ms >= 0 else None,
+        compared=h.shadow_compared,
+        divergences=h.divergences,
+        epoch=h.epoch_after or h.epoch_before,
+    )
+
+
+def handoff_facts(h: ctl.HandoffStatus) -> HandoffFacts | None:
+    try:
+        phase = HandoffPhase(phase_name(h.phase))
+    except ValueError:
+        return None
+    return HandoffFacts(figures_from_proto(h), phase, h.to_instance, h.message)
+
+
+async def gateway_facts(control: ControlClient, handoff_id: str) -> GatewayFacts:
+    try:
+        listing = await control.list_instances()
+    except ControlError as exc:
+        return GatewayFacts(reachable=False, error=str(exc))
+    instances = tuple(
+        InstanceFacts(i.instance_id, i.pod_name, i.strategy, i.version, Role(role_name(i.role)))
+        for i in sorted(listing.instances, key=lambda i: i.attached_ms)
+        if role_name(i.role) in Role.__members__
+    )
+    handoff: HandoffFacts | None = None
+    missing = False
+    if handoff_id:
+        try:
+            handoff = handoff_facts(await control.get(handoff_id))
+        except ControlError as exc:
+            if exc.code != "NOT_FOUND":
+                return GatewayFacts(reachable=False, error=str(exc))
+            missing = True
+    return GatewayFacts(
+        epoch=listing.epoch,
+        active_instance=listing.active_instance_id,
+        instances=instances,
+        handoff=handoff,
+        handoff_missing=missing,
+    )
+
+
+@dataclass(frozen=True)
+class World:
+    """One observation: the raw object (for writes) and the machine's facts."""
+
+    obj: dict[str, Any]
+    observed: Observed
+
+
+async def observe(
+    kube: Kube, control: ControlClient, namespace: str, name: str, now: float
+) -> World | None:
+    obj = await kube.get_sv(namespace, name)
+    if obj is None:
+        return None
+    meta = obj.get("metadata") or {}
+    progress = progress_from_status(obj.get("status"))
+    spec: Any
+    try:
+        spec = parse_spec(obj.get("spec") or {})
+    except SpecError as exc:
+        spec = exc
+    strategy = spec.strategy if not isinstance(spec, SpecError) else None
+    siblings = tuple(
+        sibling_from_object(other)
+        for other in await kube.list_svs(namespace)
+        if (other.get("spec") or {}).get("strategy") == strategy
+        and (other.get("metadata") or {}).get("uid") != meta.get("uid")
+    )
+    pod = await kube.get_pod(namespace, progress.pod) if progress.pod else None
+    gateway = await gateway_facts(control, progress.handoff.handoff_id)
+    observed = Observed(
+        name=str(meta.get("name")),
+        uid=str(meta.get("uid")),
+        created=parse_time(meta.get("creationTimestamp")) or now,
+        spec=spec,
+        progress=progress,
+        pod=pod_facts(pod) if pod is not None else None,
+        gateway=gateway,
+        siblings=siblings,
+        now=now,
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+    return World(obj, observed)

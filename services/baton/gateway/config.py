@@ -1,0 +1,233 @@
+"""Gateway configuration: one frozen value, built and validated once at start.
+
+Sources, later ones winning: defaults (the reference workload), a TOML file (``--config``),
+environment variables ``BATON_<SECTION>__<KEY>`` (e.g. ``BATON_GATEWAY__CADENCE_S=1``).
+A wrong setting fails at start with ``ConfigError`` naming it, e.g.
+``invalid setting gateway.cadence_s: must be > 0, got -1``.
+
+Example file (every key optional)::
+
+    [gateway]
+    listen = "127.0.0.1:50051"
+    markets = ["BTC", "ETH", "SOL", "XRP", "DOGE", "AVAX", "LINK", "MATIC=POLUSDT"]
+    timeframes = ["5m", "15m"]
+    cadence_s = 5.0
+    history = 30
+    clock_start = "on_first_active"   # or "immediate"
+
+    [exchange]
+    ws_url = "wss://stream.binance.com:9443"
+    rest_url = "https://api.binance.com"
+
+    [venue]
+    stake = 5.0
+
+    [ledger]
+    path = "baton-ledger.sqlite"
+
+    [metrics]
+    listen = "127.0.0.1:9464"   # Prometheus /metrics; "off" disables, port 0 picks a free one
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from baton.common import ConfigError, Settings, load_settings
+from baton.gateway.core.venue import VenueConfig
+from baton.gateway.exchange import ExchangeConfig
+from baton.gateway.ledger import DEFAULT_MAX_PENDING_ROWS
+from baton.model import Market, Slot, make_slots, timeframe_ms
+
+# The reference bot. MATIC's spot pairs were replaced by POL in 2024: display name and
+# exchange symbol are separate settings.
+REFERENCE_MARKETS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "AVAX", "LINK", "MATIC=POLUSDT")
+REFERENCE_TIMEFRAMES = ("5m", "15m")
+QUOTE = "USDT"
+# A gateway serves at most this many slots; past it, shard across gateways (docs/scaling.md).
+MAX_SLOTS = 20_000
+DEFAULT_SEND_QUEUE = 8192  # evaluations queued per instance (at least 4 ticks' worth)
+# Prometheus' conventional port for a service's own exporter; "off" (or "") disables it.
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
+METRICS_OFF = ("", "off")
+
+
+def reference_markets() -> tuple[Market, ...]:
+    return tuple(parse_market(spec, "gateway.markets") for spec in REFERENCE_MARKETS)
+
+
+class ClockStart(enum.Enum):
+    ON_FIRST_ACTIVE = "on_first_active"  # presence counts from the first deployed strategy
+    IMMEDIATE = "immediate"  # the clock runs (and records misses) from gateway start
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    listen: str = "127.0.0.1:50051"
+    markets: tuple[Market, ...] = field(default_factory=reference_markets)
+    timeframes: tuple[str, ...] = REFERENCE_TIMEFRAMES
+    cadence_s: float = 5.0
+    history: int = 30
+    clock_start: ClockStart = ClockStart.ON_FIRST_ACTIVE
+    send_queue: int = 8192  # evaluations; build_config's default grows with the slots
+    ledger_path: Path = Path("baton-ledger.sqlite")
+    ledger_max_pending_rows: int = DEFAULT_MAX_PENDING_ROWS
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    venue: VenueConfig = field(default_factory=VenueConfig)
+    log_level: str = "INFO"
+    metrics_listen: str | None = DEFAULT_METRICS_LISTEN  # None: no /metrics endpoint
+
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        return make_slots(self.markets, self.timeframes)
+
+    @property
+    def cadence_ms(self) -> int:
+        return round(self.cadence_s * 1000)
+
+    @property
+    def streams(self) -> list[tuple[str, str]]:
+        """Distinct (symbol, interval) pairs the feed must subscribe to."""
+        return list(dict.fromkeys((s.symbol, s.timeframe) for s in self.slots))
+
+    def to_json(self) -> str:
+        def default(o: object) -> object:
+            return o.value if isinstance(o, enum.Enum) else str(o)
+
+        return json.dumps(asdict(self), default=default, sort_keys=True)
+
+
+def parse_market(spec: str, setting: str) -> Market:
+    """``"BTC"`` -> BTC/BTCUSDT; ``"MATIC=POLUSDT"`` -> display MATIC, symbol POLUSDT."""
+    name, _, symbol = spec.partition("=")
+    name, symbol = name.strip(), symbol.strip()
+    if not name.isalnum() or (symbol and not symbol.isalnum()):
+        raise ConfigError(setting, f"bad market {spec!r}: expected NAME or NAME=SYMBOL")
+    return Market(name.upper(), (symbol or name + QUOTE).upper())
+
+
+def _listen(settings: Settings, key: str, default: str) -> str:
+    value = settings.text(key, default)
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(key, f"expected HOST:PORT, got {value!r}")
+    return value
+
+
+def parse_metrics_listen(value: object) -> str | None:
+    """The ``metrics.listen`` setting: ``HOST:PORT`` (port 0: any free port), or ``"off"`` /
+    ``""`` for no endpoint (None)."""
+    if not isinstance(value, str):
+        raise ConfigError("metrics.listen", f'expected HOST:PORT or "off", got {value!r}')
+    text = value.strip()
+    if text.lower() in METRICS_OFF:
+        return None
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("metrics.listen", f'expected HOST:PORT or "off", got {value!r}')
+    return text
+
+
+def load_gateway_config(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    return gateway_config_from(load_settings(path, environ))
+
+
+def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
+    s = Settings(flat)
+    markets = tuple(
+        parse_market(m, "gateway.markets")
+        for m in s.string_list("gateway.markets", REFERENCE_MARKETS)
+    )
+    names = [m.name for m in markets]
+    if len(set(names)) != len(names):
+        raise ConfigError("gateway.markets", f"duplicate market names in {names}")
+    timeframes = s.string_list("gateway.timeframes", REFERENCE_TIMEFRAMES)
+    for tf in timeframes:
+        try:
+            timeframe_ms(tf)
+        except ValueError as exc:
+            raise ConfigError("gateway.timeframes", str(exc)) from None
+    if len(set(timeframes)) != len(timeframes):
+        raise ConfigError("gateway.timeframes", f"duplicate timeframes in {list(timeframes)}")
+    if len(markets) * len(timeframes) > MAX_SLOTS:
+        raise ConfigError(
+            "gateway.markets",
+            f"{len(markets) * len(timeframes)} slots exceed the limit of {MAX_SLOTS} per gateway",
+        )
+    n_slots = len(markets) * len(timeframes)
+    # Counted in evaluations (a tick's batch weighs its slots): room for a few ticks, so that a
+    # shadow's journal replay plus its live ticks fit; at least two (one being written, the next).
+    send_queue = s.integer("gateway.send_queue", max(DEFAULT_SEND_QUEUE, 4 * n_slots), minimum=16)
+    if send_queue < 2 * n_slots:
+        raise ConfigError(
+            "gateway.send_queue",
+            f"must hold at least two ticks ({2 * n_slots} evaluations for {n_slots} slots), "
+            f"got {send_queue}",
+        )
+    cadence_s = s.number("gateway.cadence_s", 5.0, minimum=0.05, maximum=3600.0)
+    clock_start_raw = s.text("gateway.clock_start", ClockStart.ON_FIRST_ACTIVE.value)
+    try:
+        clock_start = ClockStart(clock_start_raw)
+    except ValueError:
+        choices = ", ".join(c.value for c in ClockStart)
+        raise ConfigError(
+            "gateway.clock_start", f"expected one of {choices}, got {clock_start_raw!r}"
+        ) from None
+    # Defaults read from instances: slotted dataclasses have no class-level default values.
+    xd, vd = ExchangeConfig(), VenueConfig()
+    exchange = ExchangeConfig(
+        ws_url=_url(s, "exchange.ws_url", xd.ws_url, ("ws://", "wss://")),
+        rest_url=_url(s, "exchange.rest_url", xd.rest_url, ("http://", "https://")),
+        stall_timeout_s=s.number("exchange.stall_timeout_s", xd.stall_timeout_s, minimum=0.1),
+        backfill_limit=s.integer(
+            "exchange.backfill_limit", xd.backfill_limit, minimum=1, maximum=1000
+        ),
+    )
+    venue = VenueConfig(
+        stake=s.number("venue.stake", vd.stake, minimum=0.0, exclusive_minimum=True),
+        fee_rate=s.number("venue.fee_rate", vd.fee_rate, minimum=0.0, maximum=1.0),
+        fee_exponent=s.number("venue.fee_exponent", vd.fee_exponent, minimum=0.0),
+        max_open_per_window=s.integer(
+            "venue.max_open_per_window", vd.max_open_per_window, minimum=1
+        ),
+    )
+    config = GatewayConfig(
+        listen=_listen(s, "gateway.listen", "127.0.0.1:50051"),
+        markets=markets,
+        timeframes=timeframes,
+        cadence_s=cadence_s,
+        history=s.integer("gateway.history", 30, minimum=0, maximum=1000),
+        clock_start=clock_start,
+        send_queue=send_queue,
+        ledger_path=Path(s.text("ledger.path", "baton-ledger.sqlite")),
+        ledger_max_pending_rows=s.integer(
+            "ledger.max_pending_rows", DEFAULT_MAX_PENDING_ROWS, minimum=1
+        ),
+        exchange=exchange,
+        venue=venue,
+        log_level=_log_level(s),
+        metrics_listen=parse_metrics_listen(s.raw("metrics.listen", DEFAULT_METRICS_LISTEN)),
+    )
+    s.check_unknown(())
+    return config
+
+
+def _url(s: Settings, key: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = s.text(key, default)
+    if not value.startswith(schemes):
+        raise ConfigError(key, f"expected a {' or '.join(schemes)} URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _log_level(s: Settings) -> str:
+    level = s.text("gateway.log_level", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("gateway.log_level", f"expected DEBUG/INFO/WARNING/ERROR, got {level!r}")
+    return level

@@ -1,0 +1,951 @@
+"""The presence ledger: every fact the gateway observes, appended to SQLite (WAL).
+
+The gateway records into memory on its hot path and calls ``flush()`` once per tick, which
+writes everything buffered in ONE transaction: a tick is on disk entirely or not at all. A
+failed flush raises ``LedgerWriteError`` and keeps the rows, so the next flush retries them.
+While flushes keep failing (a full disk), the buffer is bounded by ``max_pending_rows``: past
+it, the oldest evaluation rows (dropped decisions first) are discarded and counted in
+``discarded_rows``. Their seqs stay reserved (never reused); the report shows them as
+``unaccounted``.
+
+Readers (``baton presence``, tests) open the file read-only with ``open_readonly`` or
+``LedgerReader``; WAL lets them read a consistent snapshot while the gateway writes.
+
+The schema is versioned in the ``meta`` table. Opening a ledger applies the migrations it is
+missing (in one transaction); a ledger written by a newer baton is refused, never modified.
+A read-only open never migrates: readers treat a table an older schema lacks as empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from baton.gateway.core.handoff import Handoff, Phase, Policy, Step
+from baton.gateway.core.records import (
+    ConnectionEvent,
+    DroppedDecision,
+    EvalOutcome,
+    EvaluationRecord,
+    InstanceEvent,
+)
+from baton.model import Action, Candle, Fill, Settlement
+
+SCHEMA_VERSION = 2
+
+# _MIGRATIONS[n] takes a ledger from schema version n to n + 1. Append only; never edit one
+# that shipped. Statements run one by one inside the opening transaction (executescript would
+# commit halfway).
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+        # One row per gateway process start.
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            started_ms INTEGER NOT NULL,
+            cadence_ms INTEGER NOT NULL,
+            slots TEXT NOT NULL,
+            config TEXT NOT NULL)""",
+        # One row per scheduled (slot, seq), written once it is resolved. The unique key is G1:
+        # a second outcome for the same evaluation is an error, not an update. Its order is
+        # (seq, slot_id) because a tick writes the same seq for every slot: each flush appends
+        # at the end of the index instead of touching one page per slot (8x faster at 1000
+        # slots). Per-slot reads use slot_seqs below or a sort in the report.
+        """CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            slot_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            scheduled_ms INTEGER NOT NULL,
+            deadline_ms INTEGER NOT NULL,
+            dispatched_ms INTEGER,
+            decided_ms INTEGER,
+            outcome TEXT NOT NULL,
+            instance_id TEXT NOT NULL,
+            version TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            action TEXT,
+            reason TEXT NOT NULL,
+            error TEXT NOT NULL,
+            eval_us INTEGER NOT NULL,
+            bet_id TEXT,
+            UNIQUE (seq, slot_id))""",
+        # The report's per-deployment and per-outcome counts (one covering scan); appended to
+        # in time order within each (version, outcome), so cheap to maintain.
+        "CREATE INDEX evaluations_version ON evaluations (version, outcome, scheduled_ms)",
+        # Highest seq recorded per slot, kept by every flush: a restarting gateway continues
+        # each slot's seqs without scanning the evaluations.
+        """CREATE TABLE slot_seqs (
+            slot_id TEXT PRIMARY KEY,
+            last_seq INTEGER NOT NULL) WITHOUT ROWID""",
+        # Answers that were recorded and never executed (late, fenced, shadow, unknown).
+        """CREATE TABLE dropped_decisions (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            slot_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            instance_id TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            received_ms INTEGER NOT NULL,
+            action TEXT,
+            reason TEXT NOT NULL)""",
+        "CREATE INDEX dropped_decisions_seq ON dropped_decisions (seq, slot_id)",
+        """CREATE TABLE bets (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            bet_id TEXT NOT NULL UNIQUE,
+            slot_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            side TEXT NOT NULL,
+            stake REAL NOT NULL,
+            price REAL NOT NULL,
+            shares REAL NOT NULL,
+            fee REAL NOT NULL,
+            window_start_ms INTEGER NOT NULL,
+            window_end_ms INTEGER NOT NULL,
+            instance_id TEXT NOT NULL,
+            version TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            placed_ms INTEGER NOT NULL)""",
+        "CREATE INDEX bets_version ON bets (version)",
+        # At most one settlement per bet; the unique index also serves open_bets().
+        """CREATE TABLE settlements (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            bet_id TEXT NOT NULL UNIQUE,
+            slot_id TEXT NOT NULL,
+            side TEXT NOT NULL,
+            window_start_ms INTEGER NOT NULL,
+            window_end_ms INTEGER NOT NULL,
+            open_price REAL NOT NULL,
+            close_price REAL NOT NULL,
+            outcome TEXT NOT NULL,
+            won INTEGER NOT NULL,
+            payout REAL NOT NULL,
+            pnl REAL NOT NULL,
+            settled_ms INTEGER NOT NULL)""",
+        # Closed candles only, one per window: a backfilled repeat of a streamed one is ignored.
+        """CREATE TABLE candles (
+            symbol TEXT NOT NULL,
+            interval TEXT NOT NULL,
+            open_time_ms INTEGER NOT NULL,
+            close_time_ms INTEGER NOT NULL,
+            open REAL NOT NULL,
+            high REAL NOT NULL,
+            low REAL NOT NULL,
+            close REAL NOT NULL,
+            volume REAL NOT NULL,
+            trades INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            observed_ms INTEGER NOT NULL,
+            PRIMARY KEY (symbol, interval, open_time_ms)) WITHOUT ROWID""",
+        """CREATE TABLE instance_events (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            t_ms INTEGER NOT NULL,
+            instance_id TEXT NOT NULL,
+            event TEXT NOT NULL,
+            pod_name TEXT NOT NULL,
+            strategy TEXT NOT NULL,
+            version TEXT NOT NULL,
+            role TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            detail TEXT NOT NULL)""",
+        """CREATE TABLE connection_events (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            t_ms INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            detail TEXT NOT NULL)""",
+    ),
+    # 1 -> 2: handoffs (issue 3). One row per finished handoff, written when it ends: every
+    # field of the machine's final value, so the row rebuilds it exactly. Policy, divergence
+    # examples and steps are JSON (read whole, never queried by part).
+    (
+        """CREATE TABLE handoffs (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            handoff_id TEXT NOT NULL UNIQUE,
+            strategy TEXT NOT NULL,
+            blue TEXT NOT NULL,
+            green TEXT NOT NULL,
+            from_version TEXT NOT NULL,
+            to_version TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            result TEXT NOT NULL,
+            started_ms INTEGER NOT NULL,
+            phase_since_ms INTEGER NOT NULL,
+            epoch_before INTEGER NOT NULL,
+            epoch_after INTEGER NOT NULL,
+            state_bytes INTEGER NOT NULL,
+            export_digest TEXT NOT NULL,
+            import_digest TEXT NOT NULL,
+            migrated_digest TEXT NOT NULL,
+            export_requested_ms INTEGER NOT NULL,
+            imported_ms INTEGER,
+            caught_up_boundaries INTEGER NOT NULL,
+            compared INTEGER NOT NULL,
+            divergences INTEGER NOT NULL,
+            divergence_examples TEXT NOT NULL,
+            bake_faults INTEGER NOT NULL,
+            flipped_ms INTEGER,
+            pause_ms REAL,
+            blue_gone INTEGER NOT NULL,
+            finished_ms INTEGER NOT NULL,
+            message TEXT NOT NULL,
+            steps TEXT NOT NULL,
+            missed INTEGER NOT NULL)""",
+    ),
+)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+# Buffered tables in flush order, with their insert statement (columns in record order).
+_INSERTS: dict[str, str] = {
+    "evaluations": """INSERT INTO evaluations (run_id, slot_id, seq, scheduled_ms, deadline_ms,
+        dispatched_ms, decided_ms, outcome, instance_id, version, epoch, action, reason, error,
+        eval_us, bet_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+    "dropped_decisions": """INSERT INTO dropped_decisions (run_id, slot_id, seq, instance_id,
+        epoch, received_ms, action, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+    "bets": """INSERT INTO bets (run_id, bet_id, slot_id, seq, side, stake, price, shares, fee,
+        window_start_ms, window_end_ms, instance_id, version, epoch, placed_ms)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+    "settlements": """INSERT INTO settlements (run_id, bet_id, slot_id, side, window_start_ms,
+        window_end_ms, open_price, close_price, outcome, won, payout, pnl, settled_ms)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+    "candles": """INSERT OR IGNORE INTO candles (symbol, interval, open_time_ms, close_time_ms,
+        open, high, low, close, volume, trades, source, observed_ms)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+    "instance_events": """INSERT INTO instance_events (run_id, t_ms, instance_id, event,
+        pod_name, strategy, version, role, epoch, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+    "connection_events": """INSERT INTO connection_events (run_id, t_ms, event, detail)
+        VALUES (?, ?, ?, ?)""",
+    "handoffs": """INSERT INTO handoffs (run_id, handoff_id, strategy, blue, green,
+        from_version, to_version, policy, result, started_ms, phase_since_ms, epoch_before,
+        epoch_after, state_bytes, export_digest, import_digest, migrated_digest,
+        export_requested_ms, imported_ms, caught_up_boundaries, compared, divergences,
+        divergence_examples, bake_faults, flipped_ms, pause_ms, blue_gone, finished_ms, message,
+        steps, missed)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+        ?, ?, ?)""",
+}
+
+_UPSERT_SLOT_SEQ = """INSERT INTO slot_seqs (slot_id, last_seq) VALUES (?, ?)
+    ON CONFLICT (slot_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)"""
+
+_Row = tuple[Any, ...]
+
+# Rows kept in memory while flushes fail (~400 bytes each: ~200 MB). Reference workload (16
+# slots, 5 s): 43 hours of a full disk; 20,000 slots at 5 s: 2 minutes.
+DEFAULT_MAX_PENDING_ROWS = 500_000
+# The tables a failing ledger sheds rows from, first to last: one row per slot and tick. The
+# others (bets, settlements, candles, events, handoffs) are few and always kept.
+_SHED_ORDER = ("dropped_decisions", "evaluations")
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+class LedgerError(Exception):
+    """Base of the ledger's errors. ``retryable``: the same call may succeed later."""
+
+    retryable = False
+
+
+class LedgerWriteError(LedgerError):
+    """A flush failed (disk full, I/O error, database locked...). Nothing of it was written;
+    the rows stay buffered and the next flush retries them."""
+
+    retryable = True
+
+
+class LedgerConflictError(LedgerWriteError):
+    """A flush collided with rows another writer put in the file. Nothing was written and the
+    rows stay buffered, but retrying cannot help until the other writer is gone."""
+
+    retryable = False
+
+
+class DuplicateRecordError(LedgerError):
+    """A second record for an evaluation (slot, seq), a bet, a settlement or a handoff. Never
+    written: each scheduled evaluation has exactly one outcome (G1), no bet is placed twice
+    (G2), and a handoff ends once."""
+
+    def __init__(self, message: str, keys: Sequence[str]) -> None:
+        super().__init__(message)
+        self.keys = tuple(keys)
+
+
+class LedgerOpenError(LedgerError):
+    """The file is missing, not a SQLite database, or not a baton ledger."""
+
+
+class LedgerSchemaError(LedgerOpenError):
+    """The ledger's schema is newer than this baton understands."""
+
+
+# -- schema -------------------------------------------------------------------------------------
+
+
+def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The ledger's schema version; 0 for an empty database (a new ledger)."""
+    tables = {
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    if not tables:
+        return 0
+    row = None
+    if "meta" in tables:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        raise LedgerOpenError(f"{path} is a SQLite database but not a baton ledger")
+    try:
+        version = int(row[0])
+    except ValueError:
+        raise LedgerOpenError(f"{path} has an unreadable schema version {row[0]!r}") from None
+    if version > SCHEMA_VERSION:
+        raise LedgerSchemaError(
+            f"ledger {path} has schema version {version}; this baton understands up to "
+            f"{SCHEMA_VERSION}: use a newer baton to read it"
+        )
+    return version
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    # IMMEDIATE: two processes opening a new ledger at once must not both create it.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _schema_version(conn, path)
+        for statements in _MIGRATIONS[version:]:
+            for statement in statements:
+                conn.execute(statement)
+        if version < SCHEMA_VERSION:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _last_seqs(keys: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """slot_id -> the highest seq among ``keys``."""
+    out: dict[str, int] = {}
+    for slot_id, seq in keys:
+        if seq > out.get(slot_id, seq - 1):
+            out[slot_id] = seq
+    return out
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # Some errors (SQLITE_FULL, SQLITE_IOERR) already rolled the transaction back.
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def open_readonly(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection to an existing ledger (safe while a gateway writes it).
+
+    Raises ``LedgerOpenError`` (missing file, not a ledger) or ``LedgerSchemaError``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise LedgerOpenError(f"no ledger at {p}: no such file")
+    conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        if _schema_version(conn, p) == 0:
+            raise LedgerOpenError(f"{p} is an empty database, not a baton ledger")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise LedgerOpenError(f"{p} is not a readable ledger: {exc}") from exc
+    except LedgerError:
+        conn.close()
+        raise
+    return conn
+
+
+# -- rows <-> records ---------------------------------------------------------------------------
+
+_EVALUATION_COLUMNS = (
+    "slot_id, seq, scheduled_ms, deadline_ms, outcome, dispatched_ms, decided_ms, instance_id, "
+    "version, epoch, action, reason, error, eval_us, bet_id"
+)
+_FILL_COLUMNS = (
+    "bet_id, slot_id, seq, side, stake, price, shares, fee, window_start_ms, window_end_ms"
+)
+_SETTLEMENT_COLUMNS = (
+    "bet_id, slot_id, side, window_start_ms, window_end_ms, open_price, close_price, outcome, "
+    "won, payout, pnl"
+)
+_CANDLE_COLUMNS = (
+    "symbol, interval, open_time_ms, close_time_ms, open, high, low, close, volume, trades"
+)
+
+
+def _evaluation_row(run_id: int | None, r: EvaluationRecord) -> _Row:
+    return (
+        run_id, r.slot_id, r.seq, r.scheduled_ms, r.deadline_ms, r.dispatched_ms, r.decided_ms,
+        r.outcome.value, r.instance_id, r.version, r.epoch, r.action, r.reason, r.error,
+        r.eval_us, r.bet_id,
+    )  # fmt: skip
+
+
+def _evaluation_from_row(row: _Row) -> EvaluationRecord:
+    return EvaluationRecord(row[0], row[1], row[2], row[3], EvalOutcome(row[4]), *row[5:])
+
+
+def _fill_from_row(row: _Row) -> Fill:
+    return Fill(row[0], row[1], row[2], Action(row[3]), *row[4:])
+
+
+def _settlement_from_row(row: _Row) -> Settlement:
+    return Settlement(
+        row[0], row[1], Action(row[2]), row[3], row[4], row[5], row[6], Action(row[7]),
+        bool(row[8]), row[9], row[10],
+    )  # fmt: skip
+
+
+_HANDOFF_COLUMNS = (
+    "handoff_id, strategy, blue, green, from_version, to_version, policy, result, started_ms, "
+    "phase_since_ms, epoch_before, epoch_after, state_bytes, export_digest, import_digest, "
+    "migrated_digest, export_requested_ms, imported_ms, caught_up_boundaries, compared, "
+    "divergences, divergence_examples, bake_faults, flipped_ms, pause_ms, blue_gone, "
+    "finished_ms, message, steps, missed, run_id"
+)
+
+
+def _handoff_row(run_id: int | None, h: Handoff, missed: int) -> _Row:
+    steps = [{"name": s.name, "t_ms": s.t_ms, "detail": s.detail} for s in h.steps]
+    return (
+        run_id, h.handoff_id, h.strategy, h.blue, h.green, h.from_version, h.to_version,
+        json.dumps(asdict(h.policy)), h.phase.value, h.started_ms, h.phase_since_ms,
+        h.epoch_before, h.epoch_after, h.state_bytes, h.export_digest, h.import_digest,
+        h.migrated_digest, h.export_requested_ms, h.imported_ms, h.caught_up_boundaries,
+        h.compared, h.divergences, json.dumps(list(h.divergence_examples)), h.bake_faults,
+        h.flipped_ms, h.pause_ms, int(h.blue_gone), h.finished_ms, h.message, json.dumps(steps),
+        missed,
+    )  # fmt: skip
+
+
+def _policy_from_json(text: str) -> Policy:
+    # Only the fields this baton knows: a policy field added or dropped later must not make
+    # older rows unreadable (missing ones take their defaults).
+    known = {f.name for f in fields(Policy)}
+    return Policy(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+def _handoff_from_row(row: _Row) -> HandoffRow:
+    (
+        handoff_id, strategy, blue, green, from_version, to_version, policy, result, started_ms,
+        phase_since_ms, epoch_before, epoch_after, state_bytes, export_digest, import_digest,
+        migrated_digest, export_requested_ms, imported_ms, caught_up_boundaries, compared,
+        divergences, divergence_examples, bake_faults, flipped_ms, pause_ms, blue_gone,
+        finished_ms, message, steps, missed, run_id,
+    ) = row  # fmt: skip
+    h = Handoff(
+        handoff_id=handoff_id,
+        strategy=strategy,
+        blue=blue,
+        green=green,
+        from_version=from_version,
+        to_version=to_version,
+        policy=_policy_from_json(policy),
+        phase=Phase(result),
+        started_ms=started_ms,
+        phase_since_ms=phase_since_ms,
+        epoch_before=epoch_before,
+        epoch_after=epoch_after,
+        state_bytes=state_bytes,
+        export_digest=export_digest,
+        import_digest=import_digest,
+        migrated_digest=migrated_digest,
+        export_requested_ms=export_requested_ms,
+        imported_ms=imported_ms,
+        caught_up_boundaries=caught_up_boundaries,
+        compared=compared,
+        divergences=divergences,
+        divergence_examples=tuple(json.loads(divergence_examples)),
+        bake_faults=bake_faults,
+        flipped_ms=flipped_ms,
+        pause_ms=pause_ms,
+        blue_gone=bool(blue_gone),
+        finished_ms=finished_ms,
+        message=message,
+        steps=tuple(Step(s["name"], s["t_ms"], s["detail"]) for s in json.loads(steps)),
+    )
+    return HandoffRow(h, missed=missed, run_id=run_id)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None
+
+
+def read_handoffs(conn: sqlite3.Connection) -> list[HandoffRow]:
+    """Every recorded handoff in the order they started; none on a schema-1 ledger opened
+    read-only (it has no handoffs table, and a reader never migrates)."""
+    if not _has_table(conn, "handoffs"):
+        return []
+    rows = conn.execute(f"SELECT {_HANDOFF_COLUMNS} FROM handoffs ORDER BY started_ms, id")
+    return [_handoff_from_row(r) for r in rows]
+
+
+def _candle_from_row(row: _Row) -> Candle:
+    symbol, interval, open_ms, close_ms, o, h, low, c, volume, trades = row
+    return Candle(symbol, interval, open_ms, close_ms, o, h, low, c, volume, trades, closed=True)
+
+
+# -- the writer ---------------------------------------------------------------------------------
+
+
+class Ledger:
+    """The gateway's writer. One per ledger file; not thread-safe (the gateway is one loop)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = 1000,
+        max_pending_rows: int = DEFAULT_MAX_PENDING_ROWS,
+    ) -> None:
+        if max_pending_rows < 1:
+            raise ValueError(f"max_pending_rows must be >= 1, got {max_pending_rows}")
+        self.path = Path(path)
+        self.max_pending_rows = max_pending_rows
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per flush.
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+        except sqlite3.Error as exc:
+            raise LedgerOpenError(f"cannot open ledger {self.path}: {exc}") from exc
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if str(mode).lower() != "wal":
+                raise LedgerOpenError(f"ledger {self.path} cannot use WAL (journal mode {mode})")
+            # NORMAL in WAL: a power loss may lose the last flushes, never corrupt the file.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            _migrate(conn, self.path)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise LedgerOpenError(f"cannot open ledger {self.path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._run_id: int | None = None
+        self._buffer: dict[str, list[_Row]] = {table: [] for table in _INSERTS}
+        # Keys buffered since the last flush, to refuse a duplicate before it is written.
+        self._eval_keys: set[tuple[str, int]] = set()
+        self._bet_ids: set[str] = set()
+        self._settled_ids: set[str] = set()
+        self._handoff_ids: set[str] = set()
+        # slot_id -> a seq to write into slot_seqs at the next flush although it has no row
+        # (yet): seqs dispatched and still pending, and those of discarded rows.
+        self._reserved: dict[str, int] = {}
+        self.discarded_rows = 0  # rows discarded since open because flushes kept failing
+
+    # -- recording (memory only) ------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> int | None:
+        return self._run_id
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows recorded and not yet flushed (grows while flushes fail)."""
+        return sum(len(rows) for rows in self._buffer.values())
+
+    def record_run(
+        self, *, started_ms: int, cadence_ms: int, slots: Sequence[str], config_json: str
+    ) -> int:
+        """Start a run (one per gateway process start), written at once. Later records
+        reference it."""
+        try:
+            cur = self._conn.execute(
+                "INSERT INTO runs (started_ms, cadence_ms, slots, config) VALUES (?, ?, ?, ?)",
+                (started_ms, cadence_ms, json.dumps(list(slots)), config_json),
+            )
+        except sqlite3.Error as exc:
+            raise LedgerWriteError(f"cannot record run in {self.path}: {exc}") from exc
+        assert cur.lastrowid is not None
+        self._run_id = cur.lastrowid
+        return cur.lastrowid
+
+    def reserve_seqs(self, seqs: Mapping[str, int]) -> None:
+        """Seqs in use though not yet resolved (a tick in flight): the next flush writes them
+        to ``slot_seqs`` too, so a gateway restarting after a crash never reuses one."""
+        reserved = self._reserved
+        for slot_id, seq in seqs.items():
+            if seq > reserved.get(slot_id, seq - 1):
+                reserved[slot_id] = seq
+
+    def record_evaluation(self, rec: EvaluationRecord) -> None:
+        """Record a resolved evaluation. Raises ``DuplicateRecordError`` if (slot, seq)
+        already has an outcome, buffered or written."""
+        key = (rec.slot_id, rec.seq)
+        if key in self._eval_keys or self._exists(
+            "SELECT 1 FROM evaluations WHERE slot_id = ? AND seq = ?", key
+        ):
+            raise DuplicateRecordError(
+                f"evaluation {rec.slot_id}#{rec.seq} already has an outcome; refusing a second "
+                f"one ({rec.outcome.value})",
+                [f"{rec.slot_id}#{rec.seq}"],
+            )
+        self._eval_keys.add(key)
+        self._buffer["evaluations"].append(_evaluation_row(self._run_id, rec))
+
+    def record_dropped_decision(
+        self,
+        *,
+        slot_id: str,
+        seq: int,
+        instance_id: str,
+        epoch: int,
+        received_ms: int,
+        action: str | None,
+        reason: str,
+    ) -> None:
+        """A decision received and never executed (late, fenced, shadow, duplicate)."""
+        self._buffer["dropped_decisions"].append(
+            (self._run_id, slot_id, seq, instance_id, epoch, received_ms, action, reason)
+        )
+
+    def record_bet(
+        self, fill: Fill, *, instance_id: str, version: str, epoch: int, placed_ms: int
+    ) -> None:
+        if fill.bet_id in self._bet_ids or self._exists(
+            "SELECT 1 FROM bets WHERE bet_id = ?", (fill.bet_id,)
+        ):
+            raise DuplicateRecordError(f"bet {fill.bet_id} already recorded", [fill.bet_id])
+        self._bet_ids.add(fill.bet_id)
+        self._buffer["bets"].append(
+            (
+                self._run_id, fill.bet_id, fill.slot_id, fill.seq, fill.side.value, fill.stake,
+                fill.price, fill.shares, fill.fee, fill.window_start_ms, fill.window_end_ms,
+                instance_id, version, epoch, placed_ms,
+            )
+        )  # fmt: skip
+
+    def record_settlement(self, s: Settlement, *, settled_ms: int) -> None:
+        if s.bet_id in self._settled_ids or self._exists(
+            "SELECT 1 FROM settlements WHERE bet_id = ?", (s.bet_id,)
+        ):
+            raise DuplicateRecordError(f"bet {s.bet_id} already settled", [s.bet_id])
+        self._settled_ids.add(s.bet_id)
+        self._buffer["settlements"].append(
+            (
+                self._run_id, s.bet_id, s.slot_id, s.side.value, s.window_start_ms,
+                s.window_end_ms, s.open_price, s.close_price, s.outcome.value, int(s.won),
+                s.payout, s.pnl, settled_ms,
+            )
+        )  # fmt: skip
+
+    def record_candle(self, c: Candle, *, source: str, observed_ms: int) -> None:
+        """A closed candle. Recording the same window again (e.g. backfilled) is a no-op."""
+        if not c.closed:
+            raise ValueError(f"only closed candles are recorded: {c.symbol} {c.open_time_ms}")
+        self._buffer["candles"].append(
+            (
+                c.symbol, c.interval, c.open_time_ms, c.close_time_ms, c.open, c.high, c.low,
+                c.close, c.volume, c.trades, source, observed_ms,
+            )
+        )  # fmt: skip
+
+    def record_instance_event(self, ev: InstanceEvent) -> None:
+        self._buffer["instance_events"].append(
+            (
+                self._run_id, ev.t_ms, ev.instance_id, ev.event, ev.pod_name, ev.strategy,
+                ev.version, ev.role, ev.epoch, ev.detail,
+            )
+        )  # fmt: skip
+
+    def record_connection_event(self, ev: ConnectionEvent) -> None:
+        self._buffer["connection_events"].append((self._run_id, ev.t_ms, ev.event, ev.detail))
+
+    def record_handoff(self, h: Handoff, *, missed: int) -> None:
+        """A finished handoff and the evaluations missed while it ran. Raises ``ValueError``
+        for one still running (its row would never be completed: rows are written once) and
+        ``DuplicateRecordError`` if ``h.handoff_id`` is already recorded, buffered or written."""
+        if not h.phase.terminal or h.finished_ms is None:
+            raise ValueError(
+                f"handoff {h.handoff_id} is still {h.phase.value}: only a finished one is recorded"
+            )
+        if missed < 0:
+            raise ValueError(f"handoff {h.handoff_id}: missed must be >= 0, got {missed}")
+        if h.handoff_id in self._handoff_ids or self._exists(
+            "SELECT 1 FROM handoffs WHERE handoff_id = ?", (h.handoff_id,)
+        ):
+            raise DuplicateRecordError(
+                f"handoff {h.handoff_id} already recorded; refusing a second record "
+                f"({h.phase.value})",
+                [h.handoff_id],
+            )
+        self._handoff_ids.add(h.handoff_id)
+        self._buffer["handoffs"].append(_handoff_row(self._run_id, h, missed))
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything recorded since the last flush in one transaction.
+
+        On failure nothing is written and ``LedgerWriteError`` is raised; the rows stay
+        buffered for the next flush.
+        """
+        if not self.pending_rows and not self._reserved:
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for table, sql in _INSERTS.items():
+                rows = self._buffer[table]
+                if rows:
+                    conn.executemany(sql, rows)
+            last_seqs = self._buffered_last_seqs()
+            if last_seqs:
+                conn.executemany(_UPSERT_SLOT_SEQ, last_seqs.items())
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            # record_* refused duplicates already: only another writer on the file gets here.
+            _rollback(conn)
+            raise LedgerConflictError(
+                f"ledger {self.path} flush of {self.pending_rows} rows conflicts with rows "
+                f"already written (is another gateway writing this ledger?): {exc}"
+            ) from exc
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            pending = self.pending_rows
+            discarded = self._shed()
+            note = f"; discarded the oldest {discarded} (bound {self.max_pending_rows})"
+            raise LedgerWriteError(
+                f"ledger {self.path} flush of {pending} rows failed, "
+                f"kept for the next flush{note if discarded else ''}: {exc}"
+            ) from exc
+        self._reserved.clear()
+        for rows in self._buffer.values():
+            rows.clear()
+        self._eval_keys.clear()
+        self._bet_ids.clear()
+        self._settled_ids.clear()
+        self._handoff_ids.clear()
+
+    def _shed(self) -> int:
+        """Past ``max_pending_rows``, discard the oldest per-tick rows; how many. A discarded
+        evaluation's seq stays reserved (written to ``slot_seqs`` by the next flush)."""
+        excess = self.pending_rows - self.max_pending_rows
+        discarded = 0
+        for table in _SHED_ORDER:
+            if excess <= 0:
+                break
+            rows = self._buffer[table]
+            n = min(excess, len(rows))
+            if table == "evaluations":
+                gone = {(row[1], row[2]) for row in rows[:n]}
+                self.reserve_seqs(_last_seqs(gone))
+                self._eval_keys -= gone
+            del rows[:n]
+            excess -= n
+            discarded += n
+        self.discarded_rows += discarded
+        return discarded
+
+    def close(self) -> None:
+        """Flush, then close. If the flush fails the ledger stays open (rows kept) and the
+        error is raised, so the caller can retry or knowingly give up with ``abandon``."""
+        self.flush()
+        self._conn.close()
+
+    def abandon(self) -> int:
+        """Close without flushing; returns how many buffered rows were discarded."""
+        lost = self.pending_rows
+        self._conn.close()
+        return lost
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- reading back (for a restart) -------------------------------------------------------------
+
+    def last_seqs(self) -> dict[str, int]:
+        """slot_id -> highest seq recorded, buffered or written (seqs survive restarts)."""
+        out: dict[str, int] = dict(self._conn.execute("SELECT slot_id, last_seq FROM slot_seqs"))
+        for slot_id, seq in self._buffered_last_seqs().items():
+            out[slot_id] = max(out.get(slot_id, seq), seq)
+        return out
+
+    def _buffered_last_seqs(self) -> dict[str, int]:
+        out = _last_seqs(self._eval_keys)
+        for slot_id, seq in self._reserved.items():
+            if seq > out.get(slot_id, seq - 1):
+                out[slot_id] = seq
+        return out
+
+    def open_bets(self) -> list[Fill]:
+        """Bets without a settlement, buffered or written, in the order they were placed."""
+        rows = self._conn.execute(
+            f"SELECT {_FILL_COLUMNS} FROM bets b WHERE NOT EXISTS "
+            "(SELECT 1 FROM settlements s WHERE s.bet_id = b.bet_id) ORDER BY b.id"
+        ).fetchall()
+        # Buffered bets: drop run_id and the placement metadata to get the Fill columns.
+        rows += [row[1:11] for row in self._buffer["bets"]]
+        return [_fill_from_row(r) for r in rows if r[0] not in self._settled_ids]
+
+    def _exists(self, sql: str, params: tuple[Any, ...]) -> bool:
+        return self._conn.execute(sql, params).fetchone() is not None
+
+
+# -- the reader ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    run_id: int
+    started_ms: int
+    cadence_ms: int
+    slots: tuple[str, ...]
+    config_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRow:
+    """A handoff as the ledger holds it: the machine's final value (rebuilt exactly), the
+    evaluations missed while it ran, and the gateway run that recorded it."""
+
+    handoff: Handoff
+    missed: int
+    run_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedBet:
+    """A bet as the ledger holds it: the fill and who placed it when."""
+
+    fill: Fill
+    instance_id: str
+    version: str
+    epoch: int
+    placed_ms: int
+
+
+class LedgerReader:
+    """Typed, read-only access to a ledger file; usable while the gateway writes it.
+
+    Each method reads the latest committed state. For several reads from one snapshot, use
+    ``snapshot()``: ``with reader.snapshot(): ...``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.conn = open_readonly(self.path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> LedgerReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[LedgerReader]:
+        self.conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self.conn.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        return _schema_version(self.conn, self.path)
+
+    def runs(self) -> list[Run]:
+        rows = self.conn.execute(
+            "SELECT id, started_ms, cadence_ms, slots, config FROM runs ORDER BY id"
+        )
+        return [Run(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4]) for r in rows]
+
+    def evaluations(self, slot_id: str | None = None) -> list[EvaluationRecord]:
+        """By slot, then seq."""
+        sql = f"SELECT {_EVALUATION_COLUMNS} FROM evaluations"
+        if slot_id is None:
+            rows = self.conn.execute(sql + " ORDER BY slot_id, seq")
+        else:
+            rows = self.conn.execute(sql + " WHERE slot_id = ? ORDER BY seq", (slot_id,))
+        return [_evaluation_from_row(r) for r in rows]
+
+    def evaluation_runs(self) -> dict[tuple[str, int], int | None]:
+        """(slot_id, seq) -> the run that recorded it."""
+        rows = self.conn.execute("SELECT slot_id, seq, run_id FROM evaluations")
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def dropped_decisions(self) -> list[DroppedDecision]:
+        rows = self.conn.execute(
+            "SELECT slot_id, seq, instance_id, epoch, received_ms, action, reason "
+            "FROM dropped_decisions ORDER BY id"
+        )
+        return [DroppedDecision(*r) for r in rows]
+
+    def bets(self) -> list[PlacedBet]:
+        rows = self.conn.execute(
+            f"SELECT {_FILL_COLUMNS}, instance_id, version, epoch, placed_ms FROM bets ORDER BY id"
+        )
+        return [PlacedBet(_fill_from_row(r[:10]), *r[10:]) for r in rows]
+
+    def settlements(self) -> list[Settlement]:
+        rows = self.conn.execute(f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements ORDER BY id")
+        return [_settlement_from_row(r) for r in rows]
+
+    def candles(self, symbol: str | None = None, interval: str | None = None) -> list[Candle]:
+        """Closed candles by symbol, interval, open time; optionally of one stream."""
+        sql = f"SELECT {_CANDLE_COLUMNS} FROM candles"
+        where, params = [], []
+        if symbol is not None:
+            where.append("symbol = ?")
+            params.append(symbol)
+        if interval is not None:
+            where.append("interval = ?")
+            params.append(interval)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.conn.execute(sql + " ORDER BY symbol, interval, open_time_ms", params)
+        return [_candle_from_row(r) for r in rows]
+
+    def instance_events(self) -> list[InstanceEvent]:
+        rows = self.conn.execute(
+            "SELECT t_ms, instance_id, event, pod_name, strategy, version, role, epoch, detail "
+            "FROM instance_events ORDER BY id"
+        )
+        return [InstanceEvent(*r) for r in rows]
+
+    def connection_events(self) -> list[ConnectionEvent]:
+        rows = self.conn.execute("SELECT t_ms, event, detail FROM connection_events ORDER BY id")
+        return [ConnectionEvent(*r) for r in rows]
+
+    def handoffs(self) -> list[HandoffRow]:
+        """Finished handoffs in the order they started (none before schema 2)."""
+        return read_handoffs(self.conn)

@@ -1,0 +1,300 @@
+"""The gateway's Prometheus metrics, and the ``/metrics`` HTTP endpoint that serves them.
+
+Every gateway has its own ``CollectorRegistry`` (never the library's global default), so
+several gateways in one process (tests) do not share series. The metric names are a contract;
+they are listed in docs/gateway.md ("Metrics").
+
+Cost on the evaluation path: resolving one evaluation adds to a plain per-tick tally; the tally
+goes to the counters and histograms once per tick (``commit``, called right after the ledger
+flush). Counters therefore move in tick-sized steps, and between two ticks they equal the rows
+the ledger has written. Children of labelled metrics are resolved once, at construction.
+
+The pure gateway modules never import this one: ``app.py`` and ``exchange.py`` call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import start_http_server
+
+from baton.gateway.core.binance import (
+    ControlError,
+    ControlReply,
+    KlineEvent,
+    Malformed,
+    ServerShutdown,
+)
+from baton.gateway.core.records import MISSED_OUTCOMES, EvalOutcome, EvaluationRecord
+from baton.model import Role
+
+# Loopback decisions take ~1 ms; a tick's deadline is its cadence (0.05 s .. minutes).
+DURATION_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+)  # fmt: skip
+HANDOFF_RESULTS = ("completed", "aborted", "rolled_back")
+EXECUTED = EvalOutcome.EXECUTED.value
+# Ticks whose dispatch time is kept for the decision latency (answers arrive within a tick,
+# taken-over answers within a few).
+_DISPATCH_MEMORY = 8
+
+_MESSAGE_KINDS: tuple[tuple[type, str], ...] = (
+    (KlineEvent, "kline"),
+    (ControlReply, "control_reply"),
+    (ControlError, "control_error"),
+    (ServerShutdown, "server_shutdown"),
+    (Malformed, "malformed"),
+)
+
+
+class FeedMetrics:
+    """The exchange feed's metrics (``baton_exchange_*``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._connected = Gauge(
+            "baton_exchange_connected",
+            "1 while the exchange connection is open, else 0 (one series per connection)",
+            ["connection"],
+            registry=registry,
+        )
+        messages = Counter(
+            "baton_exchange_messages",
+            "WebSocket messages received from the exchange, by kind",
+            ["kind"],
+            registry=registry,
+        )
+        self._messages = {cls: messages.labels(kind) for cls, kind in _MESSAGE_KINDS}
+        self._malformed = Counter(
+            "baton_exchange_messages_malformed",
+            "Exchange messages skipped as unusable (bad JSON, missing fields, unknown stream)",
+            registry=registry,
+        )
+        self._reconnects = Counter(
+            "baton_exchange_reconnects",
+            "Exchange connection attempts after the first, all connections",
+            registry=registry,
+        )
+
+    def connection(self, name: str, up: bool) -> None:
+        self._connected.labels(name).set(1 if up else 0)
+
+    def message(self, event: object) -> None:
+        child = self._messages.get(type(event))
+        if child is not None:
+            child.inc()
+
+    def malformed(self) -> None:
+        self._malformed.inc()
+
+    def reconnect(self) -> None:
+        self._reconnects.inc()
+
+
+class GatewayMetrics:
+    """All of one gateway's metrics. Called from the event loop only; scraped from a thread."""
+
+    def __init__(self, slot_ids: Iterable[str], registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        slots = tuple(slot_ids)
+        evaluations = Counter(
+            "baton_evaluations",
+            "Scheduled evaluations resolved, by slot and outcome (as in the ledger)",
+            ["slot", "outcome"],
+            registry=r,
+        )
+        missed = Counter(
+            "baton_evaluations_missed",
+            "Scheduled evaluations missed: timeout, no_active, gateway_late or undelivered",
+            ["slot"],
+            registry=r,
+        )
+        self._evaluations_family = evaluations
+        # Per slot, the outcome every tick has and the miss counter one alerts on exist from
+        # the start (at 0, so increase() sees their first step); the other outcomes appear with
+        # their first occurrence (they are rare, and 7 series a slot at 20,000 slots would
+        # make a scrape cost seconds of the GIL).
+        self._missed = {slot: missed.labels(slot) for slot in slots}
+        self._series: dict[tuple[str, EvalOutcome], tuple[Counter, Counter | None]] = {
+            (slot, EvalOutcome.EXECUTED): (evaluations.labels(slot, EXECUTED), None)
+            for slot in slots
+        }
+        self._latency = Histogram(
+            "baton_decision_latency_seconds",
+            "Executed decisions: from the tick's dispatch to the decision's arrival",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self._dispatch_lag = Histogram(
+            "baton_tick_dispatch_lag_seconds",
+            "Dispatched ticks: dispatch time minus scheduled time",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self._pause = Histogram(
+            "baton_handoff_pause_seconds",
+            "Handoffs past their flip: the cutover pause (green's first tick, schedule to "
+            "dispatch)",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        handoffs = Counter("baton_handoffs", "Finished handoffs, by result", ["result"], registry=r)
+        self._handoffs = {result: handoffs.labels(result) for result in HANDOFF_RESULTS}
+        instances = Gauge(
+            "baton_instances", "Attached strategy instances, by role", ["role"], registry=r
+        )
+        self._instances = {role: instances.labels(role.value) for role in Role}
+        self._epoch = Gauge("baton_epoch", "The current epoch (one more per promotion)", registry=r)
+        slots_gauge = Gauge("baton_slots", "Slots this gateway evaluates", registry=r)
+        slots_gauge.set(len(slots))
+        self._ledger_write = Histogram(
+            "baton_ledger_write_seconds",
+            "Ledger flushes that wrote rows: time of the one transaction",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self._ledger_write_errors = Counter(
+            "baton_ledger_write_errors",
+            "Ledger flushes that failed (rows kept in memory for the next flush)",
+            registry=r,
+        )
+        self._ledger_discarded = Counter(
+            "baton_ledger_rows_discarded",
+            "Ledger rows discarded unwritten: flushes kept failing past ledger.max_pending_rows",
+            registry=r,
+        )
+        self._ledger_pending = Gauge(
+            "baton_ledger_pending_rows",
+            "Ledger rows recorded and not yet written (0 after every good flush)",
+            registry=r,
+        )
+        self.feed = FeedMetrics(r)
+        # The tally of the tick in progress, committed once per tick.
+        self._tally: dict[tuple[str, EvalOutcome], int] = {}
+        self._latencies: list[float] = []
+        self._dispatched: dict[int, float] = {}  # tick scheduled_ms -> perf_counter at dispatch
+
+    # -- the evaluation path (hot) -------------------------------------------------------------
+
+    def tick_dispatched(self, scheduled_ms: int, dispatched_ms: float) -> None:
+        """A tick starts going out: ``dispatched_ms`` is the wall time (ms) it does."""
+        dispatched = self._dispatched
+        dispatched[scheduled_ms] = time.perf_counter()
+        while len(dispatched) > _DISPATCH_MEMORY:
+            del dispatched[next(iter(dispatched))]
+        self._dispatch_lag.observe(max(0.0, (dispatched_ms - scheduled_ms) / 1000))
+
+    def resolved(self, record: EvaluationRecord) -> None:
+        """One evaluation resolved (as the ledger records it)."""
+        key = (record.slot_id, record.outcome)
+        tally = self._tally
+        tally[key] = tally.get(key, 0) + 1
+        if record.outcome is EvalOutcome.EXECUTED:
+            started = self._dispatched.get(record.scheduled_ms)
+            if started is not None:
+                self._latencies.append(time.perf_counter() - started)
+            elif record.decided_ms is not None and record.dispatched_ms is not None:
+                self._latencies.append((record.decided_ms - record.dispatched_ms) / 1000)
+
+    def commit(self) -> None:
+        """Move the tally into the metrics: once per tick, right after the ledger flush."""
+        if self._tally:
+            series = self._series
+            for key, n in self._tally.items():
+                pair = series.get(key) or self._new_series(*key)
+                if pair is None:  # a slot this gateway does not serve: never in practice
+                    continue
+                counted, missed = pair
+                counted.inc(n)
+                if missed is not None:
+                    missed.inc(n)
+            self._tally.clear()
+        if self._latencies:
+            observe = self._latency.observe
+            for seconds in self._latencies:
+                observe(seconds)
+            self._latencies.clear()
+
+    # -- everything else (cold) -----------------------------------------------------------------
+
+    def _new_series(self, slot: str, outcome: EvalOutcome) -> tuple[Counter, Counter | None] | None:
+        missed = self._missed.get(slot)
+        if missed is None:
+            return None
+        pair = (
+            self._evaluations_family.labels(slot, outcome.value),
+            missed if outcome in MISSED_OUTCOMES else None,
+        )
+        self._series[(slot, outcome)] = pair
+        return pair
+
+    def ledger_flushed(self, seconds: float) -> None:
+        self._ledger_write.observe(seconds)
+
+    def ledger_write_failed(self, discarded: int) -> None:
+        """A flush failed; ``discarded``: rows it discarded to keep the buffer bounded."""
+        self._ledger_write_errors.inc()
+        if discarded:
+            self._ledger_discarded.inc(discarded)
+
+    def ledger_pending(self, rows: int) -> None:
+        self._ledger_pending.set(rows)
+
+    def handoff(self, result: str, pause_ms: float | None) -> None:
+        child = self._handoffs.get(result)
+        if child is not None:
+            child.inc()
+        if pause_ms is not None:
+            self._pause.observe(pause_ms / 1000)
+
+    def membership(self, roles: Iterable[Role], epoch: int) -> None:
+        counts = dict.fromkeys(Role, 0)
+        for role in roles:
+            counts[role] += 1
+        for role, n in counts.items():
+            self._instances[role].set(n)
+        self._epoch.set(epoch)
+
+
+def split_host_port(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` -> ("127.0.0.1", 9464); ``"[::1]:0"`` -> ("::1", 0)."""
+    host, _, port = listen.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+class MetricsServer:
+    """``GET /metrics`` of one registry, served by prometheus_client's threaded HTTP server
+    (off the event loop: a scrape never blocks a tick, beyond the GIL it holds rendering)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._httpd: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, listen: str) -> str:
+        """Bind ``HOST:PORT`` (port 0: any free one) and serve; the bound ``HOST:PORT``."""
+        host, port = split_host_port(listen)
+        try:
+            self._httpd, self._thread = start_http_server(port, host, registry=self._registry)
+        except OSError as exc:
+            raise OSError(f"cannot serve metrics on {listen} (metrics.listen): {exc}") from exc
+        bound = self._httpd.server_address[1]
+        return f"{listen.rpartition(':')[0]}:{bound}"
+
+    async def stop(self) -> None:
+        httpd, thread = self._httpd, self._thread
+        self._httpd = self._thread = None
+        if httpd is None:
+            return
+        # shutdown() waits for the serving loop to notice (up to its 0.5 s poll): not on the loop.
+        await asyncio.to_thread(httpd.shutdown)
+        httpd.server_close()
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 5.0)

@@ -1,0 +1,550 @@
+"""The presence report: did the bot ever stop evaluating? Read from a ledger file.
+
+Read-only, from one consistent snapshot, so it can run against the ledger of a live gateway.
+Every figure is an SQL aggregate over indexed columns: the report stays fast on a ledger of
+millions of evaluations.
+
+Definitions:
+
+- ``scheduled``: evaluations recorded (one per scheduled slot and tick, G1);
+- ``evaluated``: executed (the ACTIVE instance answered in time under the current epoch);
+- ``errors``: the ACTIVE instance answered in time with an error;
+- ``missed``: no valid answer (``MISSED_OUTCOMES``: timeout, no active, gateway late,
+  undelivered), broken down in ``missed_by_reason``;
+- ``unaccounted``: holes in a slot's seq numbers, i.e. scheduled evaluations with no record
+  at all (0 unless the ledger lost rows, e.g. a gateway crash before a flush);
+- ``max_gap_ms``: the longest time between two consecutive answered evaluations of one slot,
+  measured on their ``decided_ms`` (a gateway outage or a failed handoff shows up here).
+- ``not_scheduled``: ticks that fell while no gateway clock ran, i.e. between two gateway
+  runs (a restart, a crash): per slot, the cadences in the time between two consecutive
+  evaluations beyond those their seqs account for (seq holes are ``unaccounted`` already).
+  Nobody was there to schedule them, so they are neither ``scheduled`` nor ``missed``: the
+  down time is reported as such, next to the number of gateway runs.
+
+Handoffs (one ``HandoffSummary`` each, in the order they started):
+
+- ``result``: completed, aborted (failed before the flip; blue kept serving) or rolled_back
+  (green failed inside the bake window; blue took over again). ``handoffs_failed`` counts the
+  last two;
+- ``missed``: evaluations missed while the handoff ran, as the gateway counted them;
+- ``pause_ms``: the cutover pause as the gateway measured it (sub-millisecond): how late green's
+  first tick was dispatched against its schedule. ``pause_ms_p50``/``pause_ms_max`` are over the
+  completed handoffs that have one (the median, and the largest);
+- ``pause_ms_ledger``: the same pause measured independently from the evaluations, a
+  cross-check at millisecond resolution: the earliest tick dispatched to green under the
+  flip's epoch, ``min(dispatched_ms) - scheduled_ms``. None when green never got a tick.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from baton.gateway.core.handoff import Phase, Step
+from baton.gateway.core.records import MISSED_OUTCOMES, EvalOutcome
+from baton.gateway.ledger import HandoffRow, open_readonly, read_handoffs
+
+_EXECUTED = EvalOutcome.EXECUTED.value
+_ERROR = EvalOutcome.ERROR.value
+_MISSED = tuple(sorted(o.value for o in MISSED_OUTCOMES))
+# Outcomes of an evaluation that was dispatched to an instance (it has a dispatched_ms).
+_DISPATCHED = (_EXECUTED, _ERROR, EvalOutcome.TIMEOUT.value, EvalOutcome.UNDELIVERED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotCoverage:
+    slot_id: str
+    scheduled: int
+    evaluated: int
+    missed: int
+    errors: int
+    max_gap_ms: int
+    unaccounted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """One deployment (strategy version): the evaluations dispatched to it while it was ACTIVE.
+    Evaluations missed with no ACTIVE instance at all have version ``""``."""
+
+    version: str
+    scheduled: int
+    evaluated: int
+    missed: int
+    errors: int
+    bets: int
+    first_ms: int | None
+    last_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffSummary:
+    """One finished handoff (see the module docstring for the figures)."""
+
+    handoff_id: str
+    strategy: str
+    blue: str
+    green: str
+    from_version: str
+    to_version: str
+    result: str  # a terminal Phase value: completed / aborted / rolled_back
+    pause_ms: float | None
+    pause_ms_ledger: int | None
+    missed: int
+    state_bytes: int
+    transfer_ms: int | None
+    compared: int
+    divergences: int
+    divergence_examples: tuple[str, ...]
+    bake_faults: int
+    epoch_before: int
+    epoch_after: int
+    export_digest: str
+    import_digest: str
+    migrated_digest: str
+    started_ms: int
+    flipped_ms: int | None
+    finished_ms: int | None
+    message: str
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceReport:
+    slots: int
+    scheduled: int
+    evaluated: int
+    missed: int
+    errors: int
+    missed_by_reason: dict[str, int]
+    max_gap_ms: int
+    cadence_ms: int
+    bets: int
+    settled: int
+    wins: int
+    losses: int
+    win_rate: float | None
+    pnl: float
+    dropped_decisions: int
+    candles: int
+    per_slot: tuple[SlotCoverage, ...]
+    per_version: tuple[VersionRow, ...]
+    first_scheduled_ms: int | None
+    last_scheduled_ms: int | None
+    unaccounted: int = 0
+    runs: int = 0
+    not_scheduled: int = 0
+    handoffs: tuple[HandoffSummary, ...] = ()
+    handoffs_completed: int = 0
+    handoffs_failed: int = 0
+    handoffs_missed: int = 0
+    pause_ms_p50: float | None = None
+    pause_ms_max: float | None = None
+
+
+def presence_report(path: str | Path) -> PresenceReport:
+    """The report of the ledger at ``path``. Raises ``LedgerOpenError`` if it is not one."""
+    conn = open_readonly(path)
+    try:
+        conn.execute("BEGIN")  # one snapshot for every query: the figures add up
+        try:
+            return _report(conn)
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _report(conn: sqlite3.Connection) -> PresenceReport:
+    runs = conn.execute("SELECT cadence_ms, slots FROM runs ORDER BY id").fetchall()
+    per_slot = _per_slot(conn, configured=_configured_slots(s for _, s in runs))
+    per_version, missed_by_reason = _per_version(conn)
+    settled, wins, pnl = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(won), 0), COALESCE(SUM(pnl), 0.0) FROM settlements"
+    ).fetchone()
+    firsts = [v.first_ms for v in per_version if v.first_ms is not None]
+    lasts = [v.last_ms for v in per_version if v.last_ms is not None]
+    max_cadence = max((cadence for cadence, _ in runs), default=None)
+    handoffs = tuple(_handoff_summary(conn, row, max_cadence) for row in read_handoffs(conn))
+    completed = [h for h in handoffs if h.result == Phase.COMPLETED.value]
+    pauses = [h.pause_ms for h in completed if h.pause_ms is not None]
+    return PresenceReport(
+        slots=len(per_slot),
+        scheduled=sum(s.scheduled for s in per_slot),
+        evaluated=sum(s.evaluated for s in per_slot),
+        missed=sum(s.missed for s in per_slot),
+        errors=sum(s.errors for s in per_slot),
+        missed_by_reason=missed_by_reason,
+        max_gap_ms=max((s.max_gap_ms for s in per_slot), default=0),
+        cadence_ms=runs[-1][0] if runs else 0,
+        bets=_count(conn, "bets"),
+        settled=settled,
+        wins=wins,
+        losses=settled - wins,
+        win_rate=wins / settled if settled else None,
+        pnl=float(pnl),
+        dropped_decisions=_count(conn, "dropped_decisions"),
+        candles=_count(conn, "candles"),
+        per_slot=per_slot,
+        per_version=per_version,
+        first_scheduled_ms=min(firsts, default=None),
+        last_scheduled_ms=max(lasts, default=None),
+        unaccounted=sum(s.unaccounted for s in per_slot),
+        runs=len(runs),
+        not_scheduled=_not_scheduled(conn),
+        handoffs=handoffs,
+        handoffs_completed=len(completed),
+        handoffs_failed=len(handoffs) - len(completed),
+        handoffs_missed=sum(h.missed for h in handoffs),
+        pause_ms_p50=statistics.median(pauses) if pauses else None,
+        pause_ms_max=max(pauses, default=None),
+    )
+
+
+def _handoff_summary(
+    conn: sqlite3.Connection, row: HandoffRow, max_cadence: int | None
+) -> HandoffSummary:
+    h = row.handoff
+    return HandoffSummary(
+        handoff_id=h.handoff_id,
+        strategy=h.strategy,
+        blue=h.blue,
+        green=h.green,
+        from_version=h.from_version,
+        to_version=h.to_version,
+        result=h.phase.value,
+        pause_ms=h.pause_ms,
+        pause_ms_ledger=_ledger_pause(conn, row, max_cadence),
+        missed=row.missed,
+        state_bytes=h.state_bytes,
+        transfer_ms=h.transfer_ms,
+        compared=h.compared,
+        divergences=h.divergences,
+        divergence_examples=h.divergence_examples,
+        bake_faults=h.bake_faults,
+        epoch_before=h.epoch_before,
+        epoch_after=h.epoch_after,
+        export_digest=h.export_digest,
+        import_digest=h.import_digest,
+        migrated_digest=h.migrated_digest,
+        started_ms=h.started_ms,
+        flipped_ms=h.flipped_ms,
+        finished_ms=h.finished_ms,
+        message=h.message,
+        steps=h.steps,
+    )
+
+
+def _ledger_pause(conn: sqlite3.Connection, row: HandoffRow, max_cadence: int | None) -> int | None:
+    """Green's cutover pause from the evaluations alone: its first tick under the flip's epoch,
+    ``min(dispatched_ms) - scheduled_ms``.
+
+    Any dispatched outcome counts, not only executed ones: the pause is about when green's
+    first tick left the gateway; an answer that then timed out is a missed evaluation (counted
+    apart), and skipping it would measure a later tick than the gateway did.
+    """
+    h = row.handoff
+    if h.flipped_ms is None or not h.green:
+        return None
+    # Bounds that let the scan use evaluations_version (version, outcome, scheduled_ms), so it
+    # reads a tick or two instead of every row of a version that served many times: the first
+    # tick dispatched after the flip is past its schedule but before its deadline (one cadence
+    # later), and it was dispatched before the handoff ended.
+    where = [
+        "version = ?",
+        f"outcome IN ({', '.join('?' * len(_DISPATCHED))})",
+        "instance_id = ?",
+        "epoch = ?",
+        "dispatched_ms IS NOT NULL",
+    ]
+    params: list[object] = [h.to_version, *_DISPATCHED, h.green, h.epoch_after]
+    if max_cadence is not None:
+        where.append("scheduled_ms > ?")
+        params.append(h.flipped_ms - max_cadence)
+    if h.finished_ms is not None:
+        where.append("scheduled_ms <= ?")
+        params.append(h.finished_ms)
+    found = conn.execute(
+        "SELECT scheduled_ms, MIN(dispatched_ms) FROM evaluations "
+        f"WHERE {' AND '.join(where)} GROUP BY scheduled_ms ORDER BY scheduled_ms LIMIT 1",
+        params,
+    ).fetchone()
+    if found is None:
+        return None
+    scheduled_ms, dispatched_ms = found
+    return int(dispatched_ms - scheduled_ms)
+
+
+def _configured_slots(slot_lists: Iterable[str]) -> list[str]:
+    """Slots of every run, the latest run's order first: a configured slot with no evaluation
+    at all still gets a (zero) row."""
+    lists = [json.loads(s) for s in slot_lists]
+    ordered: dict[str, None] = {}
+    for slots in reversed(lists):
+        ordered.update(dict.fromkeys(slots))
+    return list(ordered)
+
+
+def _per_slot(conn: sqlite3.Connection, configured: list[str]) -> tuple[SlotCoverage, ...]:
+    counts = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT slot_id, COUNT(*), SUM(outcome = ?), SUM(outcome = ?), MIN(seq), MAX(seq) "
+            "FROM evaluations GROUP BY slot_id",
+            (_EXECUTED, _ERROR),
+        )
+    }
+    # A sort of the answered rows: a per-slot index would cost the writer one page per slot
+    # and tick (see the ledger schema); the report runs rarely, the writer every tick.
+    gaps = dict(
+        conn.execute(
+            "SELECT slot_id, MAX(gap) FROM ("
+            "  SELECT slot_id, decided_ms - LAG(decided_ms) OVER ("
+            "    PARTITION BY slot_id ORDER BY seq) AS gap"
+            "  FROM evaluations WHERE outcome IN (?, ?)"
+            ") GROUP BY slot_id",
+            (_EXECUTED, _ERROR),
+        ).fetchall()
+    )
+    order = configured + sorted(set(counts) - set(configured))
+    rows = []
+    for slot_id in order:
+        scheduled, evaluated, errors, lo, hi = counts.get(slot_id, (0, 0, 0, None, None))
+        rows.append(
+            SlotCoverage(
+                slot_id=slot_id,
+                scheduled=scheduled,
+                evaluated=evaluated,
+                missed=scheduled - evaluated - errors,
+                errors=errors,
+                max_gap_ms=gaps.get(slot_id) or 0,
+                unaccounted=(hi - lo + 1 - scheduled) if scheduled else 0,
+            )
+        )
+    return tuple(rows)
+
+
+def _not_scheduled(conn: sqlite3.Connection) -> int:
+    """Ticks no gateway scheduled (see the module docstring). A row's cadence is its deadline
+    minus its schedule, so runs with different cadences count right."""
+    (n,) = conn.execute(
+        "SELECT COALESCE(SUM((scheduled_ms - prev_ms) / (deadline_ms - scheduled_ms)"
+        "  - (seq - prev_seq)), 0) FROM ("
+        "  SELECT seq, scheduled_ms, deadline_ms,"
+        "    LAG(seq) OVER w AS prev_seq, LAG(scheduled_ms) OVER w AS prev_ms"
+        "  FROM evaluations WINDOW w AS (PARTITION BY slot_id ORDER BY seq)"
+        ") WHERE prev_ms IS NOT NULL"
+        "  AND (scheduled_ms - prev_ms) / (deadline_ms - scheduled_ms) > seq - prev_seq"
+    ).fetchone()
+    return int(n)
+
+
+def _per_version(
+    conn: sqlite3.Connection,
+) -> tuple[tuple[VersionRow, ...], dict[str, int]]:
+    """Rows per deployment, and the missed evaluations by reason (from the same scan of the
+    covering index evaluations_version (version, outcome, scheduled_ms))."""
+    bets = dict(conn.execute("SELECT version, COUNT(*) FROM bets GROUP BY version").fetchall())
+    by_version: dict[str, dict[str, int]] = {}
+    span: dict[str, tuple[int, int]] = {}
+    missed_by_reason = dict.fromkeys(_MISSED, 0)
+    for version, outcome, n, first, last in conn.execute(
+        "SELECT version, outcome, COUNT(*), MIN(scheduled_ms), MAX(scheduled_ms) "
+        "FROM evaluations GROUP BY version, outcome"
+    ):
+        by_version.setdefault(version, {})[outcome] = n
+        lo, hi = span.get(version, (first, last))
+        span[version] = (min(lo, first), max(hi, last))
+        if outcome in missed_by_reason:
+            missed_by_reason[outcome] += n
+    rows = []
+    for version, counts in by_version.items():
+        scheduled = sum(counts.values())
+        evaluated, errors = counts.get(_EXECUTED, 0), counts.get(_ERROR, 0)
+        rows.append(
+            VersionRow(
+                version=version,
+                scheduled=scheduled,
+                evaluated=evaluated,
+                missed=scheduled - evaluated - errors,
+                errors=errors,
+                bets=bets.get(version, 0),
+                first_ms=span[version][0],
+                last_ms=span[version][1],
+            )
+        )
+    # Deployments in the order they served; the unattributed row (no ACTIVE instance) last.
+    rows.sort(key=lambda v: (v.version == "", v.first_ms or 0, v.version))
+    return tuple(rows), missed_by_reason
+
+
+def _count(conn: sqlite3.Connection, table: str) -> int:
+    (n,) = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+    return int(n)
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def report_to_json(r: PresenceReport) -> dict[str, object]:
+    """The report as one JSON object. Headline figures first, then the tables. New sections
+    (e.g. handoffs) are added here as new keys; existing keys never change meaning."""
+    out: dict[str, object] = {
+        "slots": r.slots,
+        "scheduled": r.scheduled,
+        "evaluated": r.evaluated,
+        "missed": r.missed,
+        "errors": r.errors,
+        "unaccounted": r.unaccounted,
+        "missed_by_reason": dict(r.missed_by_reason),
+        "max_gap_ms": r.max_gap_ms,
+        "cadence_ms": r.cadence_ms,
+        "bets": r.bets,
+        "settled": r.settled,
+        "wins": r.wins,
+        "losses": r.losses,
+        "win_rate": r.win_rate,
+        "pnl": r.pnl,
+        "dropped_decisions": r.dropped_decisions,
+        "candles": r.candles,
+        "runs": r.runs,
+        "not_scheduled": r.not_scheduled,
+        "first_scheduled_ms": r.first_scheduled_ms,
+        "last_scheduled_ms": r.last_scheduled_ms,
+        "handoffs_completed": r.handoffs_completed,
+        "handoffs_failed": r.handoffs_failed,
+        "handoffs_missed": r.handoffs_missed,
+        "pause_ms_p50": r.pause_ms_p50,
+        "pause_ms_max": r.pause_ms_max,
+        "per_slot": [asdict(s) for s in r.per_slot],
+        "per_version": [asdict(v) for v in r.per_version],
+        "handoffs": [_handoff_to_json(h) for h in r.handoffs],
+    }
+    return out
+
+
+def _handoff_to_json(h: HandoffSummary) -> dict[str, object]:
+    out = asdict(h)  # steps become {"name", "t_ms", "detail"} objects
+    out["divergence_examples"] = list(h.divergence_examples)
+    out["steps"] = [asdict(s) for s in h.steps]
+    return out
+
+
+def _iso(t_ms: int | None) -> str:
+    if t_ms is None:
+        return "-"
+    return datetime.fromtimestamp(t_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(headers: list[str], rows: list[list[str]], *, left: int = 1) -> list[str]:
+    """Columns aligned; the first ``left`` left-aligned (names), the rest right-aligned
+    (figures)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        aligned = [
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(aligned).rstrip()
+
+    return [line(headers), *(line(r) for r in rows)]
+
+
+def format_report(r: PresenceReport) -> str:
+    """A human table. The first lines are the headline figures as ``name: value``."""
+    win_rate = "-" if r.win_rate is None else f"{r.win_rate:.1%}"
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(r.missed_by_reason.items()) if v)
+    lines = [
+        f"slots: {r.slots}",
+        f"scheduled: {r.scheduled}",
+        f"evaluated: {r.evaluated}",
+        f"missed: {r.missed}" + (f"  ({reasons})" if reasons else ""),
+        f"errors: {r.errors}",
+        f"unaccounted: {r.unaccounted}",
+        f"max_gap_ms: {r.max_gap_ms}  (cadence {r.cadence_ms} ms)",
+        f"not_scheduled: {r.not_scheduled}  (ticks while no gateway ran, between its "
+        f"{r.runs} run{'s' if r.runs != 1 else ''})",
+        f"bets: {r.bets}",
+        f"settled: {r.settled}  (won {r.wins}, lost {r.losses})",
+        f"win_rate: {win_rate}",
+        f"pnl: {r.pnl:+.2f}",
+        f"dropped_decisions: {r.dropped_decisions}",
+        f"candles: {r.candles}",
+        f"handoffs: {len(r.handoffs)}  ({_results(r.handoffs)}, "
+        f"missed during them {r.handoffs_missed})",
+        f"pause_ms: p50 {_ms(r.pause_ms_p50)}, max {_ms(r.pause_ms_max)}  (completed handoffs)",
+        f"period: {_iso(r.first_scheduled_ms)} .. {_iso(r.last_scheduled_ms)} UTC"
+        f"  ({r.runs} gateway run{'s' if r.runs != 1 else ''})",
+    ]
+    if r.per_slot:
+        lines += ["", "per slot"]
+        lines += _table(
+            ["slot", "scheduled", "evaluated", "missed", "errors", "unaccounted", "max_gap_ms"],
+            [
+                [s.slot_id]
+                + [str(n) for n in (s.scheduled, s.evaluated, s.missed, s.errors)]
+                + [str(s.unaccounted), str(s.max_gap_ms)]
+                for s in r.per_slot
+            ],
+        )
+    if r.per_version:
+        lines += ["", "per version"]
+        lines += _table(
+            ["version", "scheduled", "evaluated", "missed", "errors", "bets", "first", "last"],
+            [
+                [v.version or "(no active)"]
+                + [str(n) for n in (v.scheduled, v.evaluated, v.missed, v.errors, v.bets)]
+                + [_iso(v.first_ms), _iso(v.last_ms)]
+                for v in r.per_version
+            ],
+        )
+    if r.handoffs:
+        lines += ["", "handoffs"]
+        lines += _handoff_table(r.handoffs)
+    return "\n".join(lines)
+
+
+def _results(handoffs: tuple[HandoffSummary, ...]) -> str:
+    """``completed 2, aborted 1, rolled_back 0``: counted per result, in the words the
+    handoff table's ``result`` column uses (a ``failed`` here would name no row below)."""
+    terminal = (Phase.COMPLETED, Phase.ABORTED, Phase.ROLLED_BACK)
+    return ", ".join(
+        f"{p.value} {sum(1 for h in handoffs if h.result == p.value)}" for p in terminal
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _handoff_table(handoffs: tuple[HandoffSummary, ...]) -> list[str]:
+    """One row per handoff, numbered; then why each one that says so ended as it did (messages
+    are sentences: they would make the table unreadable)."""
+    rows = [
+        [
+            str(n),
+            f"{h.from_version or '(none)'} -> {h.to_version}",
+            h.result,
+            _ms(h.pause_ms),
+            "-" if h.pause_ms_ledger is None else str(h.pause_ms_ledger),
+            str(h.missed),
+            f"{h.state_bytes / 1024:.1f}",
+            "-" if h.transfer_ms is None else str(h.transfer_ms),
+            str(h.compared),
+            str(h.divergences),
+        ]
+        for n, h in enumerate(handoffs, 1)
+    ]
+    headers = [
+        "#", "handoff", "result", "pause_ms", "ledger_ms", "missed", "state_kb", "transfer_ms",
+        "compared", "divergences",
+    ]  # fmt: skip
+    lines = _table(headers, rows, left=3)
+    notes = [f"  #{n} {h.result}: {h.message}" for n, h in enumerate(handoffs, 1) if h.message]
+    return lines + (["", *notes] if notes else [])

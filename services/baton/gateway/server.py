@@ -1,0 +1,270 @@
+"""The gRPC edge of the gateway: ``GatewayService.Attach``.
+
+One bidirectional stream per strategy instance. The first message must be a Hello; after the
+Welcome, a reader task hands incoming messages to the gateway while this handler writes the
+instance's outgoing queue, until either side ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import grpc
+
+from baton import wire
+from baton.gateway.coordinator import PromoteError
+from baton.gateway.core import handoff as hm
+from baton.gateway.core.health import LedgerHealth
+from baton.v1 import control_pb2 as ctl
+from baton.v1 import control_pb2_grpc as ctl_grpc
+from baton.v1 import gateway_pb2 as gw
+from baton.v1 import gateway_pb2_grpc as gw_grpc
+
+if TYPE_CHECKING:
+    from baton.gateway.app import Gateway
+    from baton.gateway.connection import Connection
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT_S = 10.0
+
+
+class GatewayServicer(gw_grpc.GatewayServiceServicer):
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    async def Attach(
+        self,
+        request_iterator: AsyncIterator[gw.AttachRequest],
+        context: grpc.aio.ServicerContext[gw.AttachRequest, gw.AttachResponse],
+    ) -> AsyncIterator[gw.AttachResponse]:
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT_S):
+                first = await anext(request_iterator)
+        except (StopAsyncIteration, TimeoutError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected a Hello first")
+        if not first.HasField("hello"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
+        hello = first.hello
+        problem = _check_hello(hello)
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        conn, welcome = self._gateway.attach(hello)
+        reader = asyncio.create_task(self._read(request_iterator, conn))
+        reason = "stream ended"
+        try:
+            yield gw.AttachResponse(welcome=welcome)
+            async for msg in conn.outgoing():
+                yield msg
+            reason = conn.close_reason or reason
+        except asyncio.CancelledError:
+            reason = "peer went away"
+            raise
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._gateway.detach(conn, reason)
+
+    async def _read(self, requests: AsyncIterator[gw.AttachRequest], conn: Connection) -> None:
+        reason = "instance closed its stream"
+        try:
+            async for msg in requests:
+                kind = msg.WhichOneof("body")
+                if kind == "decisions":
+                    for decision in msg.decisions.decisions:
+                        self._gateway.on_decision(conn.instance_id, decision)
+                elif kind == "state_export":
+                    self._gateway.handoffs.on_exported(conn.instance_id, msg.state_export)
+                elif kind == "import_result":
+                    self._gateway.handoffs.on_imported(conn.instance_id, msg.import_result)
+                elif kind == "drain_complete":
+                    self._gateway.handoffs.on_drained(conn.instance_id)
+                    reason = "drained"
+                    break
+                else:
+                    log.warning(
+                        "unexpected message from instance",
+                        extra={"instance": conn.instance_id, "kind": kind},
+                    )
+        except grpc.aio.AioRpcError as exc:
+            reason = f"stream error: {exc.code().name}"
+        except Exception:  # a bug here must not take the gateway down; the instance goes
+            log.exception("reader failed", extra={"instance": conn.instance_id})
+            reason = "gateway reader failed"
+        conn.close(reason)
+
+
+def _check_hello(hello: gw.Hello) -> str:
+    for field in ("pod_name", "strategy", "version"):
+        if not getattr(hello, field):
+            return f"hello.{field} is required"
+    return ""
+
+
+_PHASES = {
+    hm.Phase.EXPORTING: ctl.HANDOFF_PHASE_EXPORTING,
+    hm.Phase.IMPORTING: ctl.HANDOFF_PHASE_IMPORTING,
+    hm.Phase.SHADOWING: ctl.HANDOFF_PHASE_SHADOWING,
+    hm.Phase.BAKING: ctl.HANDOFF_PHASE_BAKING,
+    hm.Phase.DRAINING: ctl.HANDOFF_PHASE_DRAINING,
+    hm.Phase.COMPLETED: ctl.HANDOFF_PHASE_COMPLETED,
+    hm.Phase.ABORTED: ctl.HANDOFF_PHASE_ABORTED,
+    hm.Phase.ROLLED_BACK: ctl.HANDOFF_PHASE_ROLLED_BACK,
+}
+
+
+def handoff_to_proto(h: hm.Handoff, missed: int) -> ctl.HandoffStatus:
+    return ctl.HandoffStatus(
+        handoff_id=h.handoff_id,
+        strategy=h.strategy,
+        from_instance=h.blue,
+        to_instance=h.green,
+        from_version=h.from_version,
+        to_version=h.to_version,
+        phase=_PHASES[h.phase],
+        message=h.message,
+        epoch_before=h.epoch_before,
+        epoch_after=h.epoch_after,
+        state_bytes=h.state_bytes,
+        export_digest=h.export_digest,
+        import_digest=h.import_digest,
+        migrated_digest=h.migrated_digest,
+        pause_ms=h.pause_ms if h.pause_ms is not None else -1.0,
+        missed=missed,
+        divergences=h.divergences,
+        shadow_compared=h.compared,
+        steps=[ctl.HandoffStep(name=s.name, t_ms=s.t_ms, detail=s.detail) for s in h.steps],
+        started_ms=h.started_ms,
+        finished_ms=h.finished_ms or 0,
+        transfer_ms=float(h.transfer_ms) if h.transfer_ms is not None else -1.0,
+    )
+
+
+def ledger_health_to_proto(h: LedgerHealth) -> ctl.LedgerHealth:
+    return ctl.LedgerHealth(
+        ok=h.ok,
+        pending_rows=h.pending_rows,
+        discarded_rows=h.discarded_rows,
+        failed_flushes=h.failed_flushes,
+        last_error=h.last_error,
+        last_ok_flush_ms=h.last_ok_flush_ms,
+    )
+
+
+def policy_from_proto(p: ctl.HandoffPolicy) -> hm.Policy:
+    """Zero values mean "the default"; anything out of range is INVALID_ARGUMENT (ValueError)."""
+    d = hm.Policy()
+    for name in ("bake_s", "step_timeout_s"):
+        value = getattr(p, name)
+        if value < 0 or value != value:
+            raise ValueError(f"policy.{name} must be >= 0, got {value}")
+    return hm.Policy(
+        shadow_ticks=p.shadow_ticks or d.shadow_ticks,
+        max_divergence=p.max_divergence if p.HasField("max_divergence") else d.max_divergence,
+        bake_ms=round(p.bake_s * 1000) if p.bake_s else d.bake_ms,
+        auto_rollback=not p.no_auto_rollback,
+        max_bake_faults=p.max_bake_faults,
+        step_timeout_ms=round(p.step_timeout_s * 1000) if p.step_timeout_s else d.step_timeout_ms,
+        skip_state_transfer=p.skip_state_transfer,
+    )
+
+
+class ControlServicer(ctl_grpc.ControlServiceServicer):
+    """The operator's and the CLI's handle on the gateway. Errors map to gRPC status codes
+    here and nowhere else."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def _status(self, h: hm.Handoff) -> ctl.HandoffStatus:
+        return handoff_to_proto(h, self._gateway.handoffs.missed_of(h.handoff_id))
+
+    async def ListInstances(
+        self,
+        request: ctl.ListInstancesRequest,
+        context: grpc.aio.ServicerContext[ctl.ListInstancesRequest, ctl.ListInstancesResponse],
+    ) -> ctl.ListInstancesResponse:
+        router = self._gateway.router
+        response = ctl.ListInstancesResponse(
+            epoch=router.epoch,
+            active_instance_id=router.active_id or "",
+            instances=[
+                ctl.InstanceStatus(
+                    instance_id=i.instance_id,
+                    pod_name=i.info.pod_name,
+                    strategy=i.info.strategy,
+                    version=i.info.version,
+                    state_schema=i.info.state_schema,
+                    role=wire.role_to_proto(i.role),
+                    attached_ms=i.attached_ms,
+                )
+                for i in router.instances.values()
+            ],
+            ledger=ledger_health_to_proto(self._gateway.ledger_health),
+        )
+        current = self._gateway.handoffs.current
+        if current is not None:
+            response.current_handoff.CopyFrom(self._status(current))
+        return response
+
+    async def Promote(
+        self,
+        request: ctl.PromoteRequest,
+        context: grpc.aio.ServicerContext[ctl.PromoteRequest, ctl.PromoteResponse],
+    ) -> ctl.PromoteResponse:
+        try:
+            policy = policy_from_proto(request.policy)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            # The caller's trace context (the operator's rollout) parents the handoff's span.
+            h = self._gateway.handoffs.promote(
+                request.instance_id,
+                policy,
+                request.request_id,
+                trace_context=dict(request.trace_context),
+            )
+        except PromoteError as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        return ctl.PromoteResponse(handoff=self._status(h))
+
+    async def Rollback(
+        self,
+        request: ctl.RollbackRequest,
+        context: grpc.aio.ServicerContext[ctl.RollbackRequest, ctl.RollbackResponse],
+    ) -> ctl.RollbackResponse:
+        try:
+            h = self._gateway.handoffs.rollback(request.handoff_id, request.reason)
+        except PromoteError as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        return ctl.RollbackResponse(handoff=self._status(h))
+
+    async def GetHandoff(
+        self,
+        request: ctl.GetHandoffRequest,
+        context: grpc.aio.ServicerContext[ctl.GetHandoffRequest, ctl.GetHandoffResponse],
+    ) -> ctl.GetHandoffResponse:
+        h = self._gateway.handoffs.get(request.handoff_id)
+        if h is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no handoff {request.handoff_id!r}")
+        return ctl.GetHandoffResponse(handoff=self._status(h))
+
+    async def WatchHandoff(
+        self,
+        request: ctl.WatchHandoffRequest,
+        context: grpc.aio.ServicerContext[ctl.WatchHandoffRequest, ctl.WatchHandoffResponse],
+    ) -> AsyncIterator[ctl.WatchHandoffResponse]:
+        if self._gateway.handoffs.get(request.handoff_id) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no handoff {request.handoff_id!r}")
+        async for h in self._gateway.handoffs.watch(request.handoff_id):
+            yield ctl.WatchHandoffResponse(handoff=self._status(h))
+
+
+def add_servicer(server: grpc.aio.Server, gateway: Gateway) -> None:
+    gw_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(gateway), server)
+    ctl_grpc.add_ControlServiceServicer_to_server(ControlServicer(gateway), server)

@@ -1,0 +1,133 @@
+"""``baton strategy``: run a strategy host attached to a gateway.
+
+Exit codes: 0 drained or stopped (SIGTERM/SIGINT); 1 disconnected with ``--exit-on-disconnect``
+or refused by the gateway; 2 bad arguments, entrypoint or strategy config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from baton.common import announce_ready, setup_logging, setup_tracing
+from baton.strategy.core.errors import StrategyError
+from baton.strategy.core.state import DEFAULT_MAX_STATE_BYTES
+from baton.strategy.host import Attachment, StrategyHost, default_pod_name
+from baton.strategy.loader import build_strategy, load_strategy_class, parse_config
+
+log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="baton strategy",
+        description="Run a strategy host: load a Strategy class, attach it to a gateway.",
+    )
+    p.add_argument("--gateway", required=True, metavar="HOST:PORT", help="gateway gRPC address")
+    p.add_argument(
+        "--entrypoint",
+        required=True,
+        metavar="MODULE:CLASS",
+        help="the Strategy subclass, e.g. baton.strategy.examples.momentum_v1:MomentumV1",
+    )
+    p.add_argument(
+        "--config",
+        metavar="JSON|@FILE",
+        help="strategy config: a JSON object inline, or @path to a JSON file",
+    )
+    p.add_argument(
+        "--pod-name", metavar="NAME", help="instance name (default: $POD_NAME or hostname-pid)"
+    )
+    p.add_argument(
+        "--exit-on-disconnect",
+        action="store_true",
+        help="exit 1 when the gateway connection is lost instead of attaching again",
+    )
+    p.add_argument(
+        "--no-shed-late",
+        dest="shed_late",
+        action="store_false",
+        help="evaluate every request even when it arrives past its deadline (the gateway drops "
+        "such answers as late; by default they are skipped so the requests behind them are "
+        "answered in time)",
+    )
+    p.add_argument(
+        "--max-state-mib",
+        type=float,
+        default=DEFAULT_MAX_STATE_BYTES / (1024 * 1024),
+        metavar="MIB",
+        help="largest state accepted on export and import (default: %(default)g)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level (default: INFO)",
+    )
+    return p
+
+
+async def _serve(host: StrategyHost) -> int:
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, host.stop)
+    try:
+        end = await host.run()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        host.close()
+    log.info("strategy host exiting", extra={"reason": end.value, "exit_code": end.exit_code})
+    return end.exit_code
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging("strategy", args.log_level)
+    if args.max_state_mib <= 0:
+        print("baton strategy: --max-state-mib must be > 0", file=sys.stderr)
+        return 2
+    try:
+        cls = load_strategy_class(args.entrypoint)
+        strategy = build_strategy(cls, parse_config(args.config))
+    except StrategyError as exc:
+        print(f"baton strategy: {exc}", file=sys.stderr)
+        return 2
+    provider = setup_tracing(
+        "baton-strategy", version=cls.version, attributes={"baton.strategy": cls.name}
+    )
+    pod_name = args.pod_name or default_pod_name()
+
+    def ready(attachment: Attachment) -> None:
+        # One ready line per process: later attaches (after a reconnect) are only logged.
+        if attachment.attach_count == 1:
+            fields: dict[str, Any] = {
+                "instance_id": attachment.instance_id,
+                "role": attachment.role.value if attachment.role else None,
+                "strategy": cls.name,
+                "version": cls.version,
+                "state_schema": cls.state_schema,
+                "epoch": attachment.epoch,
+                "pod_name": pod_name,
+            }
+            announce_ready(**fields)
+
+    host = StrategyHost(
+        strategy,
+        args.gateway,
+        pod_name=pod_name,
+        exit_on_disconnect=args.exit_on_disconnect,
+        max_state_bytes=int(args.max_state_mib * 1024 * 1024),
+        on_attached=ready,
+        shed_late=args.shed_late,
+    )
+    try:
+        return asyncio.run(_serve(host))
+    finally:
+        provider.shutdown()

@@ -1,0 +1,754 @@
+"""The strategy host: one ``GatewayService.Attach`` stream, one worker thread, one state.
+
+Protocol (``proto/baton/v1/gateway.proto``): the host sends ``Hello`` and waits for ``Welcome``;
+then the gateway sends evaluations, fills, settlements, role changes, export/import commands and
+finally ``Drain``, and the host answers each in arrival order.
+
+Threads: the event loop only moves messages. Every call that touches the strategy's state runs
+on one worker thread (``SerialExecutor``) in the order its message arrived, so the strategy
+never sees two calls at once and the loop stays responsive while it computes. Replies leave in
+the same order: a writer task awaits each queued call's result in turn.
+
+Roles and handoffs: the host behaves the same in every role. It evaluates every request it is
+sent and answers it with that request's own epoch (never the epoch of its last RoleChange), so a
+replay of requests journaled for another instance, or a request sent before a role change and
+answered after it, carries the epoch the gateway will check; fencing is the gateway's job. A
+RoleChange takes effect when it is read, not behind queued work, and only updates ``role`` /
+``epoch`` (and calls ``on_role_changed``). ExportState, ImportState and Drain are answered in
+stream order with everything else, so an export covers exactly the messages sent before it.
+
+Backpressure, not loss: the queue of calls in flight is bounded; when it is full the reader stops
+reading and gRPC flow control slows the gateway. Fills, settlements and the requests of a SHADOW
+are never dropped: a shadow must see what the ACTIVE saw for its state to follow.
+
+Load shedding: an ACTIVE's evaluation request that reaches the worker at or after its deadline
+is skipped (``is_late``), not evaluated. The gateway has already recorded it as ``timeout`` and
+would drop the answer as late; evaluating it anyway only delays the requests behind it, which
+is how an overloaded host used to turn a small overload into missing every tick (measured:
+docs/benchmarks.md, "Scale"). The state then does not include that evaluation, exactly as if
+the gateway had not delivered it (``undelivered``). The count is ``shed``; it is logged.
+
+Batches: the gateway sends one ``EvaluationBatch`` per tick; the host evaluates it in chunks of
+``_CHUNK`` requests, one worker call and one ``DecisionBatch`` reply per chunk, so that
+per-message costs are paid per chunk and the first answers leave before the last are computed.
+
+Reconnect: if the gateway is unreachable or the stream breaks, the host attaches again (a new
+``Hello``) after a ``Backoff`` delay (``RECONNECT_BACKOFF``: 0.1 s doubling to at most 1 s, so a
+restarted gateway has its strategy back within about a second), keeping its in-memory state;
+the gateway decides the role.
+With ``exit_on_disconnect`` it returns ``HostExit.DISCONNECTED`` instead (Kubernetes restarts the
+pod).
+
+Usage in-process (tests)::
+
+    host = StrategyHost(MomentumV1({}), "127.0.0.1:50051", pod_name="blue")
+    task = asyncio.create_task(host.run())
+    await asyncio.wait_for(host.wait_attached(), 5)
+    ...
+    host.stop()
+    assert await task is HostExit.STOPPED
+    host.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from baton import wire
+from baton.common import Backoff
+from baton.model import Decision, Role, Slot
+from baton.strategy._executor import SerialExecutor
+from baton.strategy._history import HistoryCache
+from baton.strategy.core.errors import StateError
+from baton.strategy.core.runtime import EncodedState, ImportOutcome, StrategyRuntime, describe_error
+from baton.strategy.core.state import DEFAULT_MAX_STATE_BYTES, state_digest
+from baton.strategy.core.strategy import Strategy
+from baton.v1 import gateway_pb2 as gw
+from baton.v1 import gateway_pb2_grpc as gw_grpc
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Room on top of the state limit for the rest of a StateSnapshot / ImportState message.
+_MESSAGE_OVERHEAD = 1024 * 1024
+
+#: Requests of an EvaluationBatch per worker call and DecisionBatch reply: large enough to
+#: amortise the thread hop and the stream write (~30 us and ~25 us per message), small enough
+#: that the first answers of a tick of thousands of slots leave within a few ms.
+_CHUNK = 64
+
+#: A shedding host logs a summary at most this often.
+_SHED_LOG_INTERVAL_MS = 10_000
+
+_ROLE_ACTIVE = wire.role_to_proto(Role.ACTIVE)
+
+
+def is_late(request: gw.EvaluationRequest, now_ms: int) -> bool:
+    """Whether to shed ``request`` instead of evaluating it: sent to this host as ACTIVE and
+    already at or past its deadline (the gateway judges an answer then ``late``). A SHADOW's
+    request (live, or replayed from another instance's journal) is always evaluated.
+
+    >>> r = gw.EvaluationRequest(deadline_ms=1_000, role=_ROLE_ACTIVE)
+    >>> is_late(r, 999), is_late(r, 1_000)
+    (False, True)
+    """
+    return request.role == _ROLE_ACTIVE and 0 < request.deadline_ms <= now_ms
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+#: Delays between attach attempts. Capped at 1 s: while the host is away every tick is missed,
+#: and an attempt at a gateway that is down costs one refused connection. With the generic
+#: 10 s cap a host could come back up to ~10 s after its gateway did (measured: docs/gateway.md,
+#: "Restart").
+RECONNECT_BACKOFF = Backoff(initial_s=0.1, factor=2.0, max_s=1.0)
+
+#: Status codes after which attaching again cannot help: the gateway refuses this host as it is.
+_FATAL_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+
+
+def is_retryable(code: grpc.StatusCode) -> bool:
+    """Whether a stream that failed with ``code`` is worth attaching again.
+
+    >>> is_retryable(grpc.StatusCode.UNAVAILABLE), is_retryable(grpc.StatusCode.INVALID_ARGUMENT)
+    (True, False)
+    """
+    return code not in _FATAL_CODES
+
+
+def default_pod_name(environ: Mapping[str, str] | None = None) -> str:
+    """``$POD_NAME`` (set by Kubernetes' downward API), else ``<hostname>-<pid>``."""
+    env = os.environ if environ is None else environ
+    return env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class HostExit(enum.Enum):
+    """Why ``StrategyHost.run`` returned."""
+
+    DRAINED = "drained"  # the gateway drained this instance; DrainComplete was sent
+    STOPPED = "stopped"  # stop() (SIGTERM)
+    DISCONNECTED = "disconnected"  # the stream broke and exit_on_disconnect is set
+    REJECTED = "rejected"  # the gateway refused the attach with a non-retryable status
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self in (HostExit.DRAINED, HostExit.STOPPED) else 1
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """What a Welcome told the host."""
+
+    instance_id: str
+    role: Role | None
+    epoch: int
+    slots: tuple[Slot, ...]
+    cadence_ms: int
+    attach_count: int  # 1 for the first attach of this process, 2 after one reconnect, ...
+
+
+class _StreamLost(Exception):
+    """The stream ended or failed in a way worth attaching again for."""
+
+
+class _Rejected(Exception):
+    """The gateway refused the attach with a non-retryable status."""
+
+
+class _Marker(enum.Enum):
+    DRAIN = "drain"
+    STOP = "stop"
+
+
+_Reply = asyncio.Future[gw.AttachRequest | None]
+_OutboxItem = _Reply | _Marker
+
+
+class StrategyHost:
+    """Runs one strategy against one gateway until drained or stopped.
+
+    ``stop`` must be called from the event loop's thread (a signal handler installed with
+    ``loop.add_signal_handler`` is). ``close`` releases the worker thread once ``run`` returned.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy[Any],
+        gateway: str,
+        *,
+        pod_name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        exit_on_disconnect: bool = False,
+        backoff: Backoff | None = None,
+        max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
+        welcome_timeout_s: float = 10.0,
+        stop_grace_s: float = 2.0,
+        max_in_flight: int = 10_000,
+        on_attached: Callable[[Attachment], None] | None = None,
+        on_detached: Callable[[str], None] | None = None,
+        on_role_changed: Callable[[Role, int], None] | None = None,
+        rng: random.Random | None = None,
+        shed_late: bool = True,
+        now_ms: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.strategy = strategy
+        self.gateway = gateway
+        self.pod_name = pod_name or default_pod_name()
+        self._labels = dict(labels or {})
+        self._exit_on_disconnect = exit_on_disconnect
+        self._backoff = backoff or RECONNECT_BACKOFF
+        self._rng = rng
+        self._welcome_timeout_s = welcome_timeout_s
+        self._stop_grace_s = stop_grace_s
+        self._max_in_flight = max_in_flight
+        self._on_attached = on_attached
+        self._on_detached = on_detached
+        self._on_role_changed = on_role_changed
+        self._max_message = max_state_bytes + _MESSAGE_OVERHEAD
+        self._runtime = StrategyRuntime(strategy, max_state_bytes=max_state_bytes)
+        self._worker = SerialExecutor("baton-strategy-worker")
+        self._stop = asyncio.Event()
+        self._attached = asyncio.Event()
+        self._attachment: Attachment | None = None
+        self._attach_count = 0
+        self._role: Role | None = None
+        self._epoch = 0
+        # Worker-thread state: the history cache and the shedding counters.
+        self._history = HistoryCache()
+        self._shed_late = shed_late
+        self._now_ms = now_ms
+        self._shed = 0
+        self._shed_logged = 0  # _shed when the last summary was logged
+        self._shed_logged_ms: int | None = None
+
+    # -- observation (event loop thread) ---------------------------------------------------
+
+    @property
+    def attachment(self) -> Attachment | None:
+        """The last Welcome, or None before the first one."""
+        return self._attachment
+
+    @property
+    def attached(self) -> bool:
+        return self._attached.is_set()
+
+    @property
+    def instance_id(self) -> str:
+        return self._attachment.instance_id if self._attachment else ""
+
+    @property
+    def role(self) -> Role | None:
+        return self._role
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def attach_count(self) -> int:
+        return self._attach_count
+
+    @property
+    def evaluations(self) -> int:
+        """Evaluations completed by this process (returned or raised), across reconnects."""
+        return self._runtime.evaluations
+
+    @property
+    def shed(self) -> int:
+        """Evaluation requests skipped because they reached the worker past their deadline."""
+        return self._shed
+
+    @property
+    def applied_seq(self) -> dict[str, int]:
+        return self._runtime.applied_seq
+
+    async def wait_attached(self) -> Attachment:
+        """Wait until the host is attached (bound it with ``asyncio.wait_for``)."""
+        await self._attached.wait()
+        assert self._attachment is not None
+        return self._attachment
+
+    async def export_state(self) -> EncodedState:
+        """The current state, encoded on the worker thread (after every call queued before)."""
+        return await self._on_worker(self._runtime.export)
+
+    async def state_digest(self) -> str:
+        return (await self.export_state()).digest
+
+    # -- control ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask ``run`` to finish: stop reading, flush queued replies briefly, detach."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Release the worker thread. Does not wait for a strategy call stuck in user code."""
+        self._worker.shutdown(wait=False)
+
+    async def run(self) -> HostExit:
+        delays = self._delays()
+        while not self._stop.is_set():
+            attaches_before = self._attach_count
+            try:
+                end = await self._session()
+            except _Rejected as exc:
+                log.error("gateway rejected the attach", extra={"error": str(exc)})
+                return HostExit.REJECTED
+            except _StreamLost as exc:
+                reason = str(exc)
+            else:
+                return end
+            finally:
+                self._attached.clear()
+            if self._on_detached is not None:
+                self._on_detached(reason)
+            if self._stop.is_set():
+                break
+            if self._exit_on_disconnect:
+                log.error(
+                    "gateway connection lost; exiting (exit_on_disconnect)",
+                    extra={"reason": reason, "gateway": self.gateway},
+                )
+                return HostExit.DISCONNECTED
+            if self._attach_count != attaches_before:
+                delays = self._delays()  # the last attempt got through: start the backoff over
+            delay = next(delays)
+            log.warning(
+                "gateway connection lost; attaching again",
+                extra={"reason": reason, "gateway": self.gateway, "retry_in_s": round(delay, 3)},
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+        return HostExit.STOPPED
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _delays(self) -> Iterator[float]:
+        return self._backoff.delays(self._rng)
+
+    def _on_worker(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._worker, fn)
+
+    def _hello(self) -> gw.AttachRequest:
+        return gw.AttachRequest(
+            hello=gw.Hello(
+                pod_name=self.pod_name,
+                strategy=self.strategy.name,
+                version=self.strategy.version,
+                state_schema=self.strategy.state_schema,
+                labels=self._labels,
+            )
+        )
+
+    async def _session(self) -> HostExit:
+        options = [
+            ("grpc.max_send_message_length", self._max_message),
+            ("grpc.max_receive_message_length", self._max_message),
+        ]
+        log.info(
+            "attaching to gateway",
+            extra={"gateway": self.gateway, "pod_name": self.pod_name},
+        )
+        async with grpc.aio.insecure_channel(self.gateway, options=options) as channel:
+            stub = gw_grpc.GatewayServiceStub(channel)
+            # No request iterator: the host writes with call.write() (replies leave in order).
+            call = stub.Attach(None)
+            try:
+                return await self._attached_session(call)
+            except grpc.aio.AioRpcError as exc:
+                text = f"{exc.code().name}: {exc.details()}"
+                if is_retryable(exc.code()):
+                    raise _StreamLost(text) from exc
+                raise _Rejected(text) from exc
+            finally:
+                call.cancel()
+
+    async def _attached_session(
+        self, call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse]
+    ) -> HostExit:
+        await self._write(call, self._hello())
+        # Wait for the Welcome, but let stop() (SIGTERM) cut the wait short.
+        welcome = asyncio.ensure_future(call.read())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {welcome, stopped},
+                timeout=self._welcome_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopped.cancel()
+            if not welcome.done():
+                welcome.cancel()
+        if welcome not in done:
+            await asyncio.wait({welcome})  # let the cancelled read finish before leaving
+            if not welcome.cancelled():
+                welcome.exception()  # it lost the race to the timeout: retrieved and dropped
+            if self._stop.is_set():
+                return HostExit.STOPPED
+            raise _StreamLost(f"no Welcome within {self._welcome_timeout_s:g} s")
+        first = welcome.result()
+        if not isinstance(first, gw.AttachResponse):
+            raise _StreamLost("gateway closed the stream before Welcome")
+        if first.WhichOneof("body") != "welcome":
+            raise _StreamLost(f"expected Welcome first, got {first.WhichOneof('body')}")
+        self._welcomed(first.welcome)
+
+        outbox: asyncio.Queue[_OutboxItem] = asyncio.Queue(self._max_in_flight)
+        reader = asyncio.create_task(self._read_loop(call, outbox), name="strategy-reader")
+        writer = asyncio.create_task(self._write_loop(call, outbox), name="strategy-writer")
+        stopper = asyncio.create_task(self._stop.wait(), name="strategy-stop")
+        tasks: set[asyncio.Task[Any]] = {reader, writer, stopper}
+        try:
+            while True:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                if writer in done:
+                    end: HostExit = writer.result()
+                    if end is HostExit.DRAINED:
+                        await self._await_close(call)
+                    return end
+                if stopper in done:
+                    return await self._stop_session(call, outbox, reader, writer)
+                if reader in done:
+                    reader.result()  # raises when the stream broke; returns after a Drain
+                    tasks.discard(reader)  # keep waiting for the writer to finish the drain
+        finally:
+            for task in (reader, writer, stopper):
+                task.cancel()
+            await asyncio.gather(reader, writer, stopper, return_exceptions=True)
+
+    def _welcomed(self, welcome: gw.Welcome) -> None:
+        role: Role | None
+        try:
+            role = wire.role_from_proto(welcome.role, field="welcome.role")
+        except wire.WireError:
+            role = None
+        slots: list[Slot] = []
+        for s in welcome.slots:
+            with contextlib.suppress(wire.WireError):
+                slots.append(wire.slot_from_proto(s))
+        self._attach_count += 1
+        self._role, self._epoch = role, welcome.epoch
+        self._attachment = Attachment(
+            instance_id=welcome.instance_id,
+            role=role,
+            epoch=welcome.epoch,
+            slots=tuple(slots),
+            cadence_ms=welcome.cadence_ms,
+            attach_count=self._attach_count,
+        )
+        log.info(
+            "attached to gateway" if self._attach_count == 1 else "attached to gateway again",
+            extra={
+                "gateway": self.gateway,
+                "instance_id": welcome.instance_id,
+                "role": role.value if role else None,
+                "epoch": welcome.epoch,
+                "slots": len(slots),
+                "cadence_ms": welcome.cadence_ms,
+                "attach_count": self._attach_count,
+                "applied_seq_slots": len(self._runtime.applied_seq),
+            },
+        )
+        self._attached.set()
+        if self._on_attached is not None:
+            self._on_attached(self._attachment)
+
+    async def _read_loop(
+        self,
+        call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse],
+        outbox: asyncio.Queue[_OutboxItem],
+    ) -> None:
+        """Read until Drain (returns) or the end of the stream (raises ``_StreamLost``)."""
+        while True:
+            msg = await call.read()
+            if not isinstance(msg, gw.AttachResponse):
+                raise _StreamLost("gateway closed the stream")
+            kind = msg.WhichOneof("body")
+            if kind == "evaluate_batch":
+                requests = msg.evaluate_batch.requests
+                for i in range(0, len(requests), _CHUNK):
+                    chunk = requests[i : i + _CHUNK]
+                    await outbox.put(self._submit(functools.partial(self._evaluate_chunk, chunk)))
+            elif kind == "fill":
+                await outbox.put(self._submit(functools.partial(self._fill, msg.fill)))
+            elif kind == "settlement":
+                await outbox.put(self._submit(functools.partial(self._settlement, msg.settlement)))
+            elif kind == "export_state":
+                await outbox.put(self._submit(functools.partial(self._export, msg.export_state)))
+            elif kind == "import_state":
+                await outbox.put(self._submit(functools.partial(self._import, msg.import_state)))
+            elif kind == "role_change":
+                self._role_changed(msg.role_change)
+            elif kind == "drain":
+                log.info("drain requested", extra={"reason": msg.drain.reason})
+                await outbox.put(_Marker.DRAIN)
+                return
+            else:
+                log.warning("unexpected message from gateway", extra={"kind": kind})
+
+    def _submit(self, fn: Callable[[], gw.AttachRequest | None]) -> _Reply:
+        future = self._on_worker(lambda: self._guarded(fn))
+        # Retrieve the outcome even if no writer is left to (the stream broke meanwhile): the
+        # call still runs, so the state keeps following what it was sent.
+        future.add_done_callback(_consume)
+        return future
+
+    @staticmethod
+    def _guarded(fn: Callable[[], gw.AttachRequest | None]) -> gw.AttachRequest | None:
+        # Runs on the worker. The runtime never raises for strategy errors; this catches bugs in
+        # the host itself (e.g. an unconvertible message) so one bad message cannot stop it.
+        try:
+            return fn()
+        except Exception:
+            log.exception("handling a gateway message failed")
+            return None
+
+    def _role_changed(self, change: gw.RoleChange) -> None:
+        try:
+            role = wire.role_from_proto(change.role, field="role_change.role")
+        except wire.WireError as exc:
+            log.warning("role change with an unknown role", extra={"error": str(exc)})
+            return
+        log.info(
+            "role changed",
+            extra={
+                "from_role": self._role.value if self._role else None,
+                "role": role.value,
+                "from_epoch": self._epoch,
+                "epoch": change.epoch,
+            },
+        )
+        self._role, self._epoch = role, change.epoch
+        if self._on_role_changed is not None:
+            self._on_role_changed(role, change.epoch)
+
+    # Worker-thread handlers: proto in, proto reply out.
+
+    def _evaluate_chunk(self, requests: Sequence[gw.EvaluationRequest]) -> gw.AttachRequest | None:
+        reply = gw.AttachRequest()
+        decisions = reply.decisions.decisions
+        for m in requests:
+            decision = self._decide(m)
+            if decision is not None:
+                decisions.append(decision)
+        return reply if len(decisions) else None
+
+    def _decide(self, m: gw.EvaluationRequest) -> gw.Decision | None:
+        """The answer to one request; None when it is shed."""
+        if self._shed_late:
+            now = self._now_ms()
+            if is_late(m, now):
+                self._shed += 1
+                self._log_shedding(now, m)
+                return None
+        try:
+            request = wire.evaluation_from_proto(m, self._history.convert(m.history))
+        except wire.WireError as exc:
+            log.warning("malformed evaluation request", extra={"error": str(exc), "seq": m.seq})
+            decision = Decision(
+                slot_id=m.slot.slot_id,
+                seq=m.seq,
+                epoch=m.epoch,
+                action=None,
+                error=f"malformed request: {exc}",
+            )
+        else:
+            decision = self._runtime.evaluate(request)
+        return wire.decision_to_proto(decision)
+
+    def _log_shedding(self, now_ms: int, m: gw.EvaluationRequest) -> None:
+        last = self._shed_logged_ms
+        if last is not None and now_ms - last < _SHED_LOG_INTERVAL_MS:
+            return
+        log.warning(
+            "shedding evaluations that reached the strategy past their deadline",
+            extra={
+                "shed": self._shed - self._shed_logged,
+                "shed_total": self._shed,
+                "since_ms": now_ms - last if last is not None else None,
+                "slot": m.slot.slot_id,
+                "seq": m.seq,
+                "late_ms": now_ms - m.deadline_ms,
+            },
+        )
+        self._shed_logged, self._shed_logged_ms = self._shed, now_ms
+
+    def _fill(self, m: gw.Fill) -> None:
+        try:
+            fill = wire.fill_from_proto(m)
+        except wire.WireError as exc:
+            log.warning("malformed fill", extra={"error": str(exc), "bet_id": m.bet_id})
+            return
+        self._runtime.on_fill(fill)
+
+    def _settlement(self, m: gw.Settlement) -> None:
+        try:
+            settlement = wire.settlement_from_proto(m)
+        except wire.WireError as exc:
+            log.warning("malformed settlement", extra={"error": str(exc), "bet_id": m.bet_id})
+            return
+        self._runtime.on_settlement(settlement)
+
+    def _export(self, m: gw.ExportState) -> gw.AttachRequest:
+        # Built in place: a 10 MB state is copied into the message once, not once more by
+        # wrapping a finished StateSnapshot in an AttachRequest.
+        reply = gw.AttachRequest()
+        snapshot = reply.state_export
+        snapshot.handoff_id = m.handoff_id
+        snapshot.strategy = self.strategy.name
+        snapshot.version = self.strategy.version
+        snapshot.state_schema = self.strategy.state_schema
+        try:
+            encoded = self._runtime.export()
+        except Exception as exc:
+            # StateError is the expected failure; anything else is still answered, so the
+            # gateway aborts the handoff at once instead of waiting out its step timeout.
+            # State and digest stay empty (never valid for a real export).
+            snapshot.error = describe_error(exc)
+            log.error(
+                "state export failed",
+                extra={"handoff_id": m.handoff_id, "error": snapshot.error},
+                exc_info=not isinstance(exc, StateError),
+            )
+            return reply
+        snapshot.state = encoded.data
+        snapshot.digest = encoded.digest
+        snapshot.applied_seq.update(encoded.applied_seq)
+        log.info(
+            "state exported",
+            extra={
+                "handoff_id": m.handoff_id,
+                "digest": encoded.digest,
+                "bytes": len(encoded.data),
+                "applied_seq_slots": len(encoded.applied_seq),
+            },
+        )
+        return reply
+
+    def _import(self, m: gw.ImportState) -> gw.AttachRequest:
+        s = m.snapshot
+        data = s.state
+        if s.error:
+            # A failed export forwarded by mistake: say so rather than "not canonical JSON".
+            outcome = ImportOutcome(
+                ok=False,
+                digest=state_digest(data),
+                error=f"StateDecodeError: the snapshot is a failed export ({s.error})",
+            )
+        else:
+            outcome = self._runtime.import_(
+                EncodedState(
+                    strategy=s.strategy,
+                    version=s.version,
+                    state_schema=s.state_schema,
+                    data=data,
+                    digest=s.digest,
+                    applied_seq=dict(s.applied_seq),
+                )
+            )
+        log.info(
+            "state import answered",
+            extra={"handoff_id": m.handoff_id, "ok": outcome.ok, "error": outcome.error},
+        )
+        return gw.AttachRequest(
+            import_result=gw.ImportResult(
+                handoff_id=m.handoff_id,
+                ok=outcome.ok,
+                error=outcome.error,
+                digest=outcome.digest,
+                state_schema=outcome.state_schema,
+                migrated_digest=outcome.migrated_digest,
+            )
+        )
+
+    # Writing.
+
+    async def _write(
+        self,
+        call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse],
+        msg: gw.AttachRequest,
+    ) -> None:
+        try:
+            await call.write(msg)
+        except asyncio.InvalidStateError as exc:  # the RPC already finished
+            raise _StreamLost("stream closed while writing") from exc
+
+    async def _write_loop(
+        self,
+        call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse],
+        outbox: asyncio.Queue[_OutboxItem],
+    ) -> HostExit:
+        while True:
+            item = await outbox.get()
+            if item is _Marker.STOP:
+                return HostExit.STOPPED
+            if item is _Marker.DRAIN:
+                # Every call queued before the Drain has been answered (awaited in order), so
+                # applied_seq now covers all of them.
+                applied = self._runtime.applied_seq
+                await self._write(
+                    call, gw.AttachRequest(drain_complete=gw.DrainComplete(applied_seq=applied))
+                )
+                await call.done_writing()
+                log.info("drain complete", extra={"applied_seq_slots": len(applied)})
+                return HostExit.DRAINED
+            assert isinstance(item, asyncio.Future)
+            # Shielded: cancelling the writer (stream lost) must not cancel the queued call.
+            reply = await asyncio.shield(item)
+            if reply is not None:
+                await self._write(call, reply)
+
+    async def _await_close(
+        self, call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse]
+    ) -> None:
+        """After DrainComplete: give the gateway a moment to end the stream itself."""
+        with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
+            await asyncio.wait_for(call.code(), self._stop_grace_s)
+
+    async def _stop_session(
+        self,
+        call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse],
+        outbox: asyncio.Queue[_OutboxItem],
+        reader: asyncio.Task[None],
+        writer: asyncio.Task[HostExit],
+    ) -> HostExit:
+        """stop(): read nothing more, flush the replies already queued (bounded), detach."""
+        log.info("stopping", extra={"queued": outbox.qsize()})
+        reader.cancel()
+        with contextlib.suppress(asyncio.QueueFull):
+            outbox.put_nowait(_Marker.STOP)
+        with contextlib.suppress(TimeoutError, _StreamLost, grpc.aio.AioRpcError):
+            await asyncio.wait_for(asyncio.shield(writer), self._stop_grace_s)
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await call.done_writing()
+        return HostExit.STOPPED
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
