@@ -378,9 +378,12 @@ class ScenarioRun:
         text = f"{self.tag} {p.index + 1}/{n} {p.from_version}->{p.to_version}: {p.result}"
         if p.status is not None:
             s = p.status
-            text += f", pause {s.pause_ms:.2f} ms, missed {s.missed}"
+            # The gateway sends -1 for what it did not measure (no flip: no pause).
+            pause = f"{s.pause_ms:.2f} ms" if s.pause_ms >= 0 else "-"
+            text += f", pause {pause}, missed {s.missed}"
             if s.state_bytes:
-                text += f", {s.state_bytes} B in {s.transfer_ms:.0f} ms"
+                transfer = f"{s.transfer_ms:.0f} ms" if s.transfer_ms >= 0 else "-"
+                text += f", {s.state_bytes} B in {transfer}"
             text += f", handoff {s.finished_ms - s.started_ms} ms"
         if p.outage_ms is not None:
             text += f", outage {p.outage_ms:.0f} ms"

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from baton.common import ProcessFailed, Service, spawn_baton
-from baton.control import ControlClient, phase_name
+from baton.control import ControlClient, summary_line
 from baton.gateway.report import format_report, presence_report, report_to_json
 from baton.v1 import control_pb2 as ctl
 
@@ -136,12 +136,7 @@ async def _run_handoffs(
             started = await client.promote(green.ready["instance_id"], policy)
             async with asyncio.timeout(120):
                 status = await client.wait(started.handoff_id)
-            print(
-                f"demo: handoff {i + 1}/{n} {status.from_version} -> {status.to_version}: "
-                f"{phase_name(status.phase)}, pause {status.pause_ms:.2f} ms, "
-                f"missed {status.missed}",
-                file=sys.stderr,
-            )
+            print(f"demo: handoff {i + 1}/{n} {summary_line(status)}", file=sys.stderr)
             if status.phase == ctl.HANDOFF_PHASE_COMPLETED:
                 await blue.stop()  # drained already: this only reaps the process
                 blue = green

@@ -15,6 +15,7 @@ CRD_NAME = "strategyversions.baton.dev"
 API_VERSION = "baton.dev/v1alpha1"
 IMMUTABLE = "is immutable; apply a new StrategyVersion instead"
 MODULE_CLASS = "must be MODULE:CLASS, e.g. baton.strategy.examples.momentum_v1:MomentumV1"
+QUANTITY_ERROR = "must be a non-negative quantity, e.g. 250m, 1.5, 512Mi or 2Gi"
 
 Spec = Mapping[str, Any]
 
@@ -220,6 +221,48 @@ def test_a_valid_strategy_version_is_accepted_listed_and_defaulted(
             id="handoff-mode-is-case-sensitive",
         ),
         pytest.param(
+            None,
+            with_(VALID, version="v 1"),
+            ['spec.version: Invalid value: "v 1": must be a version label'],
+            id="version-with-a-space",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, version="-v2"),
+            ['spec.version: Invalid value: "-v2": must be a version label'],
+            id="version-starting-with-a-dash",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, version="v2+build.5"),
+            ['spec.version: Invalid value: "v2+build.5": must be a version label'],
+            id="version-with-a-plus",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, resources={"limits": {"cpu": "lots"}}),
+            [f'spec.resources.limits[cpu]: Invalid value: "lots": {QUANTITY_ERROR}'],
+            id="limit-not-a-quantity",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, resources={"requests": {"memory": "512 Mi"}}),
+            [f'spec.resources.requests[memory]: Invalid value: "512 Mi": {QUANTITY_ERROR}'],
+            id="request-quantity-with-a-space",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, resources={"requests": {"cpu": "-250m"}}),
+            [f'spec.resources.requests[cpu]: Invalid value: "-250m": {QUANTITY_ERROR}'],
+            id="negative-request",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, resources={"limits": {"cpu": -1}}),
+            [f"spec.resources.limits[cpu]: Invalid value: -1: {QUANTITY_ERROR}"],
+            id="negative-integer-limit",
+        ),
+        pytest.param(
             VALID,
             with_(VALID, image="baton:v2-hotfix"),
             [f'spec.image: Invalid value: "baton:v2-hotfix": {IMMUTABLE}'],
@@ -274,3 +317,35 @@ def test_an_invalid_strategy_version_is_rejected(
         assert {k: kept[k] for k in ("strategy", "version", "image", "entrypoint")} == {
             k: existing[k] for k in ("strategy", "version", "image", "entrypoint")
         }
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"version": "1.4.0-rc.1"}, id="semver-version"),
+        pytest.param({"version": "2026_12_03.build7"}, id="dotted-underscored-version"),
+        pytest.param({"version": "V2"}, id="upper-case-version"),
+        pytest.param(
+            {"resources": {"requests": {"cpu": "250m", "memory": "512Mi"}}},
+            id="suffixed-quantities",
+        ),
+        pytest.param(
+            {"resources": {"requests": {"cpu": 1, "memory": "1e9"}, "limits": {"cpu": "1.5"}}},
+            id="integer-exponent-and-decimal-quantities",
+        ),
+        pytest.param(
+            {"resources": {"limits": {"cpu": "0", "example.com/gpu": 2}}},
+            id="zero-and-an-extended-resource",
+        ),
+    ],
+)
+def test_valid_versions_and_quantities_are_accepted(
+    cluster: Cluster, namespace: str, crd: dict[str, Any], changes: dict[str, Any]
+) -> None:
+    """The rules refuse what a pod would refuse, not more: every shape Kubernetes takes passes."""
+    spec = with_(VALID, **changes)
+    applied = cluster.kubectl("apply", "-f", "-", input=manifest("momentum-x", namespace, spec))
+    assert "strategyversion.baton.dev/momentum-x created" in applied.stdout
+    got = json.loads(cluster.kubectl("get", "sv", "momentum-x", "-n", namespace, "-o=json").stdout)
+    assert got["spec"]["version"] == spec["version"]
+    assert got["spec"].get("resources") == spec.get("resources")

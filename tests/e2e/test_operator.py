@@ -47,6 +47,9 @@ async def test_apply_v1_then_v2_hands_off_with_zero_missed(stack: Stack) -> None
     assert handoff["fromVersion"] == "v1"
     assert handoff["exportDigest"] == handoff["importDigest"] != ""
     assert handoff["pauseMs"] >= 0
+    # The CRD's default shadowTicks: one whole live tick of every slot compared before the flip.
+    assert handoff["compared"] >= SLOTS
+    assert 0 <= handoff["divergences"] <= handoff["compared"]
 
     rows = {line.split()[0]: line.split() for line in s.kubectl("get", "sv").splitlines()}
     assert rows["NAME"][:5] == ["NAME", "STRATEGY", "VERSION", "PHASE", "ACTIVE"]
@@ -75,6 +78,26 @@ async def test_crash_looping_green_fails_and_blue_stays_active(stack: Stack) -> 
     await presence_kept(s, 6)
     warnings = [(t, r) for t, r, _ in s.events("mom-v2") if t == "Warning"]
     assert warnings == [("Warning", "StartFailed")]
+
+
+async def test_a_pod_the_api_server_refuses_fails_the_rollout_at_once(stack: Stack) -> None:
+    """A spec the CRD accepts but the Pod's own validation refuses (requests over limits):
+    the rollout fails on the first create, quoting the server, instead of retrying the create
+    until startup.timeoutSeconds (60 s here) and failing without saying why."""
+    s = stack
+    await _v1_active(s)
+    resources = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+    s.apply(sv_yaml("mom-v2", "v2", V2, extra={"resources": resources}))
+    v2 = await s.wait_phase("mom-v2", "Failed", "Active", timeout_s=30)
+    message = v2["status"]["message"]
+    assert v2["status"]["phase"] == "Failed", message
+    assert "the API server refused pod" in message
+    assert "must be less than or equal to cpu limit" in message
+    assert "the running version is untouched" in message
+    assert [(t, r) for t, r, _ in s.events("mom-v2")] == [("Warning", "PodRefused")]
+    v1 = await s.wait_phase("mom-v1", "Active")
+    assert v1["status"]["active"] is True
+    await presence_kept(s, 4)
 
 
 @pytest.mark.parametrize("phase", ["Pending", "Starting", "HandingOff", "Active"])

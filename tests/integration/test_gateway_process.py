@@ -22,6 +22,7 @@ from tests.procs import (
     contiguous_candles,
     count,
     evaluations,
+    gateway_env,
     query,
     run_ticks,
     sim_fault,
@@ -120,6 +121,43 @@ async def test_invalid_config_fails_naming_the_setting(log_dir: Path) -> None:
     message = str(info.value)
     assert "exited with 2" in message
     assert "gateway.cadence_s" in message
+
+
+@pytest.mark.parametrize(
+    ("taken", "flags", "setting"),
+    [
+        pytest.param("grpc_addr", ["--listen"], "gateway.listen", id="grpc-port-in-use"),
+        pytest.param("metrics_addr", ["--metrics-listen"], "metrics.listen", id="metrics-in-use"),
+    ],
+)
+async def test_a_second_gateway_on_a_port_in_use_exits_saying_which(
+    start_gateway: StartGateway,
+    sim: Service,
+    tmp_path: Path,
+    log_dir: Path,
+    taken: str,
+    flags: list[str],
+    setting: str,
+) -> None:
+    """Two gateways on one machine: the second must not start on the first's port. (gRPC's
+    default SO_REUSEPORT let it, and the kernel then split the strategy hosts between them.)"""
+    first = await start_gateway()
+    address = first.ready[taken]
+    env = gateway_env(sim, tmp_path / "second.sqlite")
+    with pytest.raises(ProcessFailed) as info:
+        await spawn_baton(
+            "gateway-second",
+            ["gateway", *flags, address],
+            log_dir=log_dir,
+            env=env,
+            ready_timeout_s=20,
+        )
+    message = str(info.value)
+    assert "exited with 1" in message, message
+    assert f"baton gateway: cannot listen on {address} ({setting})" in message or (
+        f"baton gateway: cannot serve metrics on {address} ({setting})" in message
+    ), message
+    assert "Traceback" not in message, message
 
 
 async def test_exchange_drop_is_backfilled_without_a_missing_candle(
@@ -221,3 +259,7 @@ async def test_demo_json_report_with_a_live_handoff(tmp_path: Path) -> None:
     assert handoff["missed"] == 0
     assert handoff["state_bytes"] > 0
     assert 0 <= handoff["pause_ms"] < 1000
+    # The demo's default policy: green shadowed one whole live tick of every slot before the
+    # flip, each of its decisions compared with blue's.
+    assert handoff["compared"] >= SLOTS
+    assert 0 <= handoff["divergences"] <= handoff["compared"]

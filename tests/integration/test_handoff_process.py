@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -155,6 +156,13 @@ async def test_handoff_by_hand_with_the_cli(
     assert "STANDBY" in out
     assert "ACTIVE" in out
 
+    code, out, _ = await _baton("instances", "--gateway", address, "--json")
+    assert code == 0
+    listing = json.loads(out)  # stdout is exactly one JSON document
+    roles = {i["instance_id"]: i["role"] for i in listing["instances"]}
+    assert roles[green.ready["instance_id"]] == "STANDBY"
+    assert listing["active_instance_id"] in roles
+
     code, out, err = await _baton(
         "handoff",
         "--gateway",
@@ -173,7 +181,24 @@ async def test_handoff_by_hand_with_the_cli(
         "v2",
     )
     assert result["missed"] == 0
-    assert "flip" in err  # each step is printed as it happens
+    # The default policy shadows one whole live tick: every slot's decision compared.
+    assert result["compared"] >= SLOTS
+    assert "flip" in err  # each step is printed as it happens, on stderr
+    step_lines = err.strip().splitlines()
+    assert not any(line.rstrip().endswith(":") for line in step_lines), err
+    assert any(line.endswith(" export sent") for line in step_lines), err
+
+    # Without --json: the summary line, every figure measured (a completed handoff has a pause).
+    third = await start_strategy(gateway, V1)
+    code, out, err = await _baton(
+        "handoff", "--gateway", address, "--to", third.ready["instance_id"], "--bake-s", "0.5"
+    )
+    assert code == 0, err
+    (summary,) = out.splitlines()
+    assert summary.startswith("completed: v2 -> v1, pause "), summary
+    compared = re.search(r", compared (\d+) \(\d+ diverged\), missed 0,", summary)
+    assert compared is not None, summary
+    assert int(compared.group(1)) >= SLOTS
 
     code, _, err = await _baton("handoff", "--gateway", address, "--to", "i99-nobody")
     assert code == 2

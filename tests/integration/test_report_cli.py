@@ -93,7 +93,8 @@ def test_prints_the_handoffs_table(ledger_path: Path, capsys: pytest.CaptureFixt
         "0",
         "3.0",
         "12",
-        "0",
+        "0",  # compared
+        "0",  # divergences
     ]
 
 

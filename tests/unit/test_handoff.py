@@ -46,7 +46,8 @@ BAKE = POLICY.bake_ms
 T0 = 1_000_000  # start: export requested
 T_EXPORTED = T0 + 50  # IMPORTING since
 T_IMPORTED = T0 + 120  # SHADOWING since
-T_FLIP = T0 + 1_000  # first caught-up boundary: BAKING since
+T_LIVE = T0 + 1_000  # first boundary while shadowing: green is sent the whole tick from here
+T_FLIP = T0 + 2_000  # caught up after that whole tick: BAKING since
 T_DRAIN = T_FLIP + BAKE  # bake window over: DRAINING since
 
 EXPORTED_OK = Exported(T_EXPORTED, 4096, "d1")
@@ -82,8 +83,9 @@ def feed(h: Handoff, events: Sequence[Event]) -> tuple[Handoff, tuple[Act, ...]]
 
 def route(phase: Phase, policy: Policy = POLICY) -> tuple[Event, ...]:
     """The events that take a fresh handoff (with state transfer) into ``phase``."""
-    flip_ms = T0 + 1_000 * policy.shadow_ticks
-    ticks = range(1, policy.shadow_ticks + 1)
+    # One boundary starts live shadowing, then one caught-up boundary per whole tick.
+    flip_ms = T0 + 1_000 * (policy.shadow_ticks + 1)
+    ticks = range(1, policy.shadow_ticks + 2)
     shadow: tuple[Event, ...] = tuple(Boundary(T0 + 1_000 * k, True) for k in ticks)
     to_shadow: tuple[Event, ...] = (EXPORTED_OK, IMPORTED_OK)
     to_bake: tuple[Event, ...] = (*to_shadow, *shadow)
@@ -289,32 +291,55 @@ CASES = [
     ),
     # SHADOWING
     Case(
+        # Green's import landed mid-tick: the tick before this boundary was not shadowed whole,
+        # so even caught up it does not count (the default policy used to flip here, 0 compared).
+        "shadowing-first-boundary-starts-live-shadowing-and-never-flips",
+        Phase.SHADOWING,
+        (Boundary(T_LIVE, True),),
+        Phase.SHADOWING,
+        fields={"caught_up_boundaries": 0, "shadowing_live": True, **NOT_FLIPPED},
+    ),
+    Case(
         "shadowing-boundary-not-caught-up-waits",
         Phase.SHADOWING,
-        (Boundary(T_FLIP, False),),
+        (Boundary(T_LIVE, True), Boundary(T_FLIP, False)),
         Phase.SHADOWING,
         fields={"caught_up_boundaries": 0, **NOT_FLIPPED},
     ),
     Case(
         "shadowing-caught-up-below-shadow-ticks-waits",
         Phase.SHADOWING,
-        (Boundary(T_FLIP, True), Boundary(T_FLIP + 1_000, True)),
+        (Boundary(T_LIVE, True), Boundary(T_FLIP, True), Boundary(T_FLIP + 1_000, True)),
         Phase.SHADOWING,
         policy=Policy(shadow_ticks=3),
         fields={"caught_up_boundaries": 2, **NOT_FLIPPED},
     ),
     Case(
-        "shadowing-first-caught-up-boundary-flips",
+        "shadowing-caught-up-after-one-whole-tick-flips",
         Phase.SHADOWING,
-        (Boundary(T_FLIP, True),),
+        (Boundary(T_LIVE, True), Boundary(T_FLIP, True)),
         Phase.BAKING,
         (Act.FLIP,),
         fields={"caught_up_boundaries": 1, "phase_since_ms": T_FLIP, **FLIPPED},
     ),
     Case(
+        "shadowing-flip-counts-the-decisions-compared-over-the-whole-tick",
+        Phase.SHADOWING,
+        (
+            Boundary(T_LIVE, True),
+            Compared(T_LIVE + 5, "BTC/5m", 2, "HOLD", "HOLD"),
+            Compared(T_LIVE + 6, "ETH/5m", 2, "UP", "UP"),
+            Boundary(T_FLIP, True),
+        ),
+        Phase.BAKING,
+        (Act.FLIP,),
+        fields={"compared": 2, "divergences": 0, **FLIPPED},
+    ),
+    Case(
         "shadowing-flips-on-the-third-caught-up-boundary",
         Phase.SHADOWING,
         (
+            Boundary(T_LIVE, False),
             Boundary(T_FLIP - 500, True),
             Boundary(T_FLIP - 250, False),
             Boundary(T_FLIP - 100, True),
@@ -328,7 +353,7 @@ CASES = [
     Case(
         "shadowing-caught-up-past-step-timeout-still-flips",
         Phase.SHADOWING,
-        (Boundary(T_IMPORTED + TIMEOUT + 1, True),),
+        (Boundary(T_LIVE, True), Boundary(T_IMPORTED + TIMEOUT + 1, True)),
         Phase.BAKING,
         (Act.FLIP,),
         fields={"flipped_ms": T_IMPORTED + TIMEOUT + 1, "epoch_after": EPOCH + 1},
@@ -831,16 +856,20 @@ def test_terminal_phases_ignore_every_event(phase: Phase, event: Event) -> None:
     assert t.actions == ()
 
 
+BEFORE_BAKE = ["start", "export", "import", "shadow", "live shadow", "flip"]
+
+
 @pytest.mark.parametrize(
     ("events", "steps"),
     [
         (
-            (*route(Phase.DRAINING)[:3], FirstGreenTick(0.5), *route(Phase.COMPLETED)[3:]),
+            (*route(Phase.DRAINING)[:4], FirstGreenTick(0.5), *route(Phase.COMPLETED)[4:]),
             [
                 "start",
                 "export",
                 "import",
                 "shadow",
+                "live shadow",
                 "flip",
                 "first green tick",
                 "drain",
@@ -849,7 +878,7 @@ def test_terminal_phases_ignore_every_event(phase: Phase, event: Event) -> None:
         ),
         (
             (*route(Phase.BAKING), GreenFault(T_FLIP + 3, "error")),
-            ["start", "export", "import", "shadow", "flip", "green fault", "rolled_back"],
+            [*BEFORE_BAKE, "green fault", "rolled_back"],
         ),
         (
             (EXPORTED_OK, IMPORTED_OK, Gone(T_IMPORTED + 5, BLUE), Boundary(T_DRAIN, True)),
@@ -857,7 +886,7 @@ def test_terminal_phases_ignore_every_event(phase: Phase, event: Event) -> None:
         ),
         (
             (*route(Phase.BAKING), Gone(T_FLIP + 3, BLUE), Boundary(T_DRAIN, True)),
-            ["start", "export", "import", "shadow", "flip", "blue gone", "completed"],
+            [*BEFORE_BAKE, "blue gone", "completed"],
         ),
         (
             (Exported(T_EXPORTED, 0, "", error="boom"),),
@@ -876,7 +905,7 @@ def test_steps_are_appended_in_order(events: tuple[Event, ...], steps: list[str]
 def test_happy_path_record() -> None:
     h, acts = feed(
         begin().handoff,
-        (*route(Phase.DRAINING)[:3], FirstGreenTick(0.75), *route(Phase.COMPLETED)[3:]),
+        (*route(Phase.DRAINING)[:4], FirstGreenTick(0.75), *route(Phase.COMPLETED)[4:]),
     )
     assert acts == (
         Act.REQUEST_IMPORT,
@@ -891,6 +920,7 @@ def test_happy_path_record() -> None:
     assert (h.state_bytes, h.transfer_ms, h.pause_ms) == (4096, T_IMPORTED - T0, 0.75)
     assert (h.finished_ms, h.message, h.blue_gone) == (T_DRAIN + 5, "", False)
     assert h.steps[names(h).index("first green tick")].t_ms == T_FLIP
+    assert h.steps[names(h).index("live shadow")].t_ms == T_LIVE
 
 
 def test_transfer_ms_with_a_clock_starting_at_zero() -> None:
@@ -973,7 +1003,10 @@ def test_invariants_hold_for_any_event_sequence(policy: Policy, run: list[Event]
     h = first.handoff
     emitted = list(first.actions)
     ever_flipped = False
+    shadow_boundaries = 0  # boundaries fed while green shadowed
     for event in run:
+        if isinstance(event, Boundary) and h.phase is Phase.SHADOWING:
+            shadow_boundaries += 1
         t = transition(h, event)
         nxt = t.handoff
         emitted.extend(t.actions)
@@ -996,6 +1029,11 @@ def test_invariants_hold_for_any_event_sequence(policy: Policy, run: list[Event]
             # Green never goes ACTIVE before it was given blue's journal.
             flip_at = len(emitted) - len(t.actions) + t.actions.index(Act.FLIP)
             assert Act.START_SHADOW in emitted[:flip_at]
+            if not nxt.blue_gone:
+                # A planned flip: the boundary that started live shadowing, then one boundary
+                # at least per whole tick the policy asks for.
+                assert shadow_boundaries >= policy.shadow_ticks + 1
+                assert nxt.shadowing_live
         if Act.KEEP_JOURNAL in t.actions:
             assert (h.phase, nxt.phase, nxt.blue_gone) == (Phase.IMPORTING, Phase.IMPORTING, True)
         if Act.HAND_BACK in t.actions:

@@ -36,6 +36,7 @@ def completed(handoff_id: str = "h-1", t0: int = T0) -> hm.Handoff:
     for event in (
         hm.Exported(t0 + 10, 10_240, "sha256:aa"),
         hm.Imported(t0 + 25, True, "sha256:aa", migrated_digest="sha256:bb"),
+        hm.Boundary(t0 + 500, green_caught_up=False),  # live shadowing starts
         hm.Compared(t0 + 900, "BTC/5m", 7, "UP", "UP"),
         hm.Compared(t0 + 901, "ETH/5m", 7, "UP", "DOWN"),
         hm.Boundary(t0 + 1000, green_caught_up=True),
@@ -83,7 +84,7 @@ def test_a_finished_handoff_round_trips_exactly(ledger: Ledger, path: Path) -> N
         1,
         "sha256:bb",
     )
-    assert (h1.imported_ms, h1.caught_up_boundaries, len(h1.steps)) == (T0 + 25, 2, 9)
+    assert (h1.imported_ms, h1.caught_up_boundaries, len(h1.steps)) == (T0 + 25, 2, 10)
     ledger.record_handoff(h1, missed=0)
     ledger.record_handoff(h2, missed=3)
     ledger.flush()

@@ -38,6 +38,8 @@ def test_status_round_trip() -> None:
             phase="completed",
             pause_ms=2.5,
             transfer_ms=9.0,
+            compared=16,
+            divergences=3,
             state_bytes=10,
             from_version="1",
             epoch=4,

@@ -158,6 +158,50 @@ def test_full_spec() -> None:
         pytest.param(
             {"handoff": "fast"}, "spec.handoff: must be an object", id="handoff-not-object"
         ),
+        pytest.param(
+            {"version": "v 1"}, "spec.version: 'v 1' must be a version label", id="version-space"
+        ),
+        pytest.param(
+            {"version": "v2+build"}, "spec.version: 'v2+build' must be a version", id="version-plus"
+        ),
+        pytest.param(
+            {"version": "v2-"}, "spec.version: 'v2-' must be a version", id="version-ends-in-dash"
+        ),
+        pytest.param(
+            {"resources": {"limits": {"cpu": "lots"}}},
+            "spec.resources.limits[cpu]: 'lots' must be a non-negative quantity",
+            id="limit-not-a-quantity",
+        ),
+        pytest.param(
+            {"resources": {"requests": {"memory": "512 Mi"}}},
+            "spec.resources.requests[memory]: '512 Mi' must be a non-negative quantity",
+            id="quantity-with-a-space",
+        ),
+        pytest.param(
+            {"resources": {"requests": {"cpu": "-1"}}},
+            "spec.resources.requests[cpu]: '-1' must be a non-negative quantity",
+            id="negative-quantity",
+        ),
+        pytest.param(
+            {"resources": {"requests": {"cpu": -2}}},
+            "spec.resources.requests[cpu]: -2 must be a non-negative quantity",
+            id="negative-integer",
+        ),
+        pytest.param(
+            {"resources": {"limits": {"cpu": 1.5}}},
+            "spec.resources.limits[cpu]: 1.5 must be a non-negative quantity",
+            id="float-is-not-int-or-string",
+        ),
+        pytest.param(
+            {"resources": {"limits": {"memory": True}}},
+            "spec.resources.limits[memory]: True must be a non-negative quantity",
+            id="bool-quantity",
+        ),
+        pytest.param(
+            {"resources": {"limits": {"memory": "1Mb"}}},
+            "spec.resources.limits[memory]: '1Mb' must be a non-negative quantity",
+            id="unknown-suffix",
+        ),
     ],
 )
 def test_bad_specs_name_the_field(change: dict[str, Any], message: str) -> None:
@@ -165,3 +209,22 @@ def test_bad_specs_name_the_field(change: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError) as err:
         parse_spec({k: v for k, v in raw.items() if v is not None})
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("version", "quantity"),
+    [
+        pytest.param("v2", "250m", id="milli"),
+        pytest.param("1.4.0-rc.1", "512Mi", id="binary-suffix"),
+        pytest.param("V2_final", "1.5", id="decimal"),
+        pytest.param("7", "1e9", id="exponent"),
+        pytest.param("2026.12.03", ".5", id="leading-dot"),
+        pytest.param("a", "+2Gi", id="explicit-plus"),
+        pytest.param("x" * 63, "0", id="longest-version-zero"),
+    ],
+)
+def test_what_a_pod_takes_is_accepted(version: str, quantity: str) -> None:
+    """The same shapes the CRD accepts (tests/e2e/test_crd.py): no stricter than Kubernetes."""
+    spec = parse_spec({**GOOD, "version": version, "resources": {"limits": {"cpu": quantity}}})
+    assert spec.version == version
+    assert spec.resources == {"requests": {}, "limits": {"cpu": quantity}}

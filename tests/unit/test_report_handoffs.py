@@ -294,7 +294,8 @@ def test_no_handoffs(tmp_path: Path) -> None:
     assert (r.handoffs, r.handoffs_completed, r.handoffs_failed) == ((), 0, 0)
     assert (r.pause_ms_p50, r.pause_ms_max) == (None, None)
     text = format_report(r)
-    assert "handoffs: 0  (completed 0, failed 0, missed during them 0)" in text.splitlines()
+    headline = "handoffs: 0  (completed 0, aborted 0, rolled_back 0, missed during them 0)"
+    assert headline in text.splitlines()
     assert "\nhandoffs\n" not in text
     data = report_to_json(r)
     assert (data["handoffs"], data["pause_ms_p50"], data["pause_ms_max"]) == ([], None, None)
@@ -351,7 +352,8 @@ def _section(text: str, title: str) -> list[str]:
 
 def test_the_human_report_has_handoff_headlines(ledger_path: Path) -> None:
     lines = format_report(presence_report(ledger_path)).splitlines()
-    assert "handoffs: 6  (completed 4, failed 2, missed during them 2)" in lines
+    # Counted in the words of the table's result column: "failed" would name no row.
+    assert "handoffs: 6  (completed 4, aborted 1, rolled_back 1, missed during them 2)" in lines
     assert "pause_ms: p50 2.37, max 4.50  (completed handoffs)" in lines
     assert "per version" in lines  # the per-deployment table stays
 
@@ -361,15 +363,15 @@ def test_the_human_handoff_table(ledger_path: Path) -> None:
     table = _section(text, "handoffs")
     assert table[0].split() == [
         "#", "handoff", "result", "pause_ms", "ledger_ms", "missed", "state_kb", "transfer_ms",
-        "divergences",
+        "compared", "divergences",
     ]  # fmt: skip
     assert [line.split() for line in table[1:]] == [
-        ["1", "(none)", "->", "v1", "completed", "-", "-", "0", "0.0", "-", "0"],
-        ["2", "v1", "->", "v2", "completed", "2.37", "2", "0", "2.0", "150", "0"],
-        ["3", "v2", "->", "v1", "aborted", "-", "-", "0", "4.0", "-", "0"],
-        ["4", "v2", "->", "v1", "rolled_back", "9.99", "3", "2", "8.0", "40", "1"],
-        ["5", "v2", "->", "v1", "completed", "4.50", "4", "0", "8.0", "35", "0"],
-        ["6", "v1", "->", "v2", "completed", "0.80", "0", "0", "1.5", "20", "0"],
+        ["1", "(none)", "->", "v1", "completed", "-", "-", "0", "0.0", "-", "0", "0"],
+        ["2", "v1", "->", "v2", "completed", "2.37", "2", "0", "2.0", "150", "4", "0"],
+        ["3", "v2", "->", "v1", "aborted", "-", "-", "0", "4.0", "-", "0", "0"],
+        ["4", "v2", "->", "v1", "rolled_back", "9.99", "3", "2", "8.0", "40", "2", "1"],
+        ["5", "v2", "->", "v1", "completed", "4.50", "4", "0", "8.0", "35", "0", "0"],
+        ["6", "v1", "->", "v2", "completed", "0.80", "0", "0", "1.5", "20", "0", "0"],
     ]
     assert len({len(line) for line in table}) == 1  # figures right-aligned to one edge
     notes = text.splitlines()[text.splitlines().index(table[-1]) + 2 :]

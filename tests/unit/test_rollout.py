@@ -30,6 +30,7 @@ from baton.operator.core.rollout import (
     conditions,
     decide,
     pod_name_for,
+    pod_refused,
     request_id_for,
 )
 from baton.operator.core.spec import (
@@ -38,6 +39,7 @@ from baton.operator.core.spec import (
     SpecError,
     StartupSpec,
     StrategyVersionSpec,
+    parse_spec,
 )
 
 NOW = 1_000_000.0
@@ -67,6 +69,8 @@ def handoff(phase: HandoffPhase, message: str = "") -> HandoffFacts:
         from_version="1",
         pause_ms=3.2 if phase.flipped else None,
         state_bytes=1234,
+        compared=16 if phase.flipped else 0,
+        divergences=2 if phase.flipped else 0,
     )
     return HandoffFacts(figures, phase, "i-green", message)
 
@@ -296,7 +300,7 @@ CASES = [
             ),
             Phase.ACTIVE,
             (Event,),
-            "completed: pause 3.20 ms, missed 0",
+            "completed: pause 3.20 ms, compared 16 (2 diverged), missed 0",
         ),
         id="handing-off-completed-active",
     ),
@@ -641,3 +645,79 @@ def test_conditions(progress: Progress, expected: dict[str, bool]) -> None:
 def test_fast_requeue_while_moving() -> None:
     d: Decision = decide(observed(STARTING, pod=RUNNING))
     assert d.requeue_s == FAST_S
+
+
+def _spec_error(**changes: object) -> SpecError:
+    raw = {
+        "strategy": "momentum",
+        "version": "v2",
+        "image": "baton:dev",
+        "entrypoint": "baton.strategy.examples.momentum_v2:MomentumV2",
+        **changes,
+    }
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw)
+    return err.value
+
+
+@pytest.mark.parametrize(
+    ("progress", "error", "field"),
+    [
+        pytest.param(NEW, _spec_error(version="v 1"), "spec.version", id="version-with-space"),
+        pytest.param(
+            NEW,
+            _spec_error(resources={"limits": {"cpu": "lots"}}),
+            "spec.resources.limits[cpu]",
+            id="cpu-not-a-quantity",
+        ),
+        pytest.param(
+            STARTING,
+            _spec_error(resources={"requests": {"memory": "-1Gi"}}),
+            "spec.resources.requests[memory]",
+            id="negative-memory-while-starting",
+        ),
+    ],
+)
+def test_a_spec_past_the_crd_fails_the_rollout_naming_the_field(
+    progress: Progress, error: SpecError, field: str
+) -> None:
+    """An object stored before the CRD's rules (or with them off) must not get stuck: the
+    operator's own parse fails it at once, with a Warning, and creates no pod."""
+    d = decide(observed(progress, spec=error))
+    assert d.progress.phase is Phase.FAILED
+    assert d.progress.message.startswith(f"invalid spec: {field}: "), d.progress.message
+    assert [type(a) for a in d.actions] == [Event]
+    (event,) = d.actions
+    assert isinstance(event, Event)
+    assert (event.type, event.reason) == (EventType.WARNING, "InvalidSpec")
+    # Failed is terminal and stays so: the next rounds change nothing.
+    again = decide(observed(d.progress, spec=error))
+    assert (again.progress, again.actions) == (d.progress, ())
+
+
+REFUSAL = (
+    '422: Pod "mom-v2-0f1e2d" is invalid: spec.containers[0].resources.requests: '
+    'Invalid value: "2": must be less than or equal to cpu limit of 1'
+)
+
+
+@pytest.mark.parametrize(
+    "o",
+    [
+        pytest.param(observed(), id="pending-first-create"),
+        pytest.param(observed(STARTING, pod=None), id="starting-re-create"),
+    ],
+)
+def test_a_refused_pod_fails_the_rollout_quoting_the_server(o: Observed) -> None:
+    d = pod_refused(o, POD, REFUSAL)
+    assert d.progress.phase is Phase.FAILED
+    assert not d.progress.active
+    assert d.progress.message == (
+        f"the API server refused pod {POD}: {REFUSAL}; fix the spec and apply it as a new "
+        "StrategyVersion; the running version is untouched"
+    )
+    assert d.actions == (Event(EventType.WARNING, "PodRefused", d.progress.message),)
+    # Terminal: the next round (the same facts, the status written) does nothing more.
+    after = decide(replace(o, progress=d.progress))
+    assert after.progress.phase is Phase.FAILED
+    assert not any(isinstance(a, CreatePod) for a in after.actions)

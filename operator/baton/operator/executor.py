@@ -23,6 +23,7 @@ from baton.operator.core.rollout import (
     Phase,
     Promote,
     Rollback,
+    pod_refused,
 )
 from baton.operator.core.spec import HandoffMode, HandoffSpec, SpecError
 from baton.operator.kube import Kube, KubeError
@@ -38,6 +39,8 @@ TRACEPARENT_FIELD = "traceparent"
 # object on to Active or a terminal phase is the trace's last). Later rounds (an Active
 # version retired by its successor, a deletion) make their own trace, linked to it.
 _ROLLOUT_PHASES = (None, Phase.PENDING, Phase.STARTING, Phase.HANDING_OFF)
+# A pod create refused as invalid: the manifest (from the spec) is wrong, a retry cannot help.
+POD_REFUSED_STATUSES = (400, 422)
 
 
 def stored_traceparent(obj: Mapping[str, Any]) -> str:
@@ -171,6 +174,7 @@ class Executor:
         meta = world.obj.get("metadata") or {}
         namespace = str(meta.get("namespace"))
         progress = decision.progress
+        requeue_s = decision.requeue_s
         events: list[Event] = []
         for action in decision.actions:
             if isinstance(action, Event):
@@ -192,7 +196,17 @@ class Executor:
                         spec=o.spec,
                         settings=self._pods,
                     )
-                    created = await self._kube.create_pod(namespace, manifest)
+                    try:
+                        created = await self._kube.create_pod(namespace, manifest)
+                    except KubeError as exc:
+                        if exc.status not in POD_REFUSED_STATUSES:
+                            raise  # transient or ours (RBAC, outage): the next round retries
+                        action_span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+                        log.warning("pod refused", extra={"pod": action.name, "error": str(exc)})
+                        refused = pod_refused(o, action.name, str(exc))
+                        progress, requeue_s = refused.progress, refused.requeue_s
+                        events = [a for a in refused.actions if isinstance(a, Event)]
+                        break
                     action_span.set_attribute("baton.created", created)
                     log.info("pod created" if created else "pod exists", extra={"pod": action.name})
                 elif isinstance(action, DeletePod):
@@ -241,7 +255,7 @@ class Executor:
                 if exc.status == 409:  # changed meanwhile: decide again on fresh facts
                     return 0.05
                 if exc.status == 404:
-                    return decision.requeue_s
+                    return requeue_s
                 raise
             if progress.phase != o.progress.phase:
                 log.info(
@@ -259,4 +273,4 @@ class Executor:
                 await self._kube.post_event(
                     world.obj, event.type.value, event.reason, event.message, format_time(now)
                 )
-        return decision.requeue_s
+        return requeue_s

@@ -38,6 +38,7 @@ def figures_from_proto(h: ctl.HandoffStatus) -> HandoffFigures:
         export_digest=h.export_digest,
         import_digest=h.import_digest,
         transfer_ms=h.transfer_ms if h.transfer_ms >= 0 else None,
+        compared=h.shadow_compared,
         divergences=h.divergences,
         epoch=h.epoch_after or h.epoch_before,
     )

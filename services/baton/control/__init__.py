@@ -7,6 +7,8 @@ from baton.control.client import (
     ledger_line,
     phase_name,
     role_name,
+    step_line,
+    summary_line,
 )
 
 __all__ = [
@@ -16,4 +18,6 @@ __all__ = [
     "ledger_line",
     "phase_name",
     "role_name",
+    "step_line",
+    "summary_line",
 ]

@@ -16,6 +16,8 @@ from baton.control.client import (
     ledger_line,
     phase_name,
     role_name,
+    step_line,
+    summary_line,
 )
 from baton.v1 import control_pb2 as ctl
 
@@ -28,21 +30,24 @@ def _handoff_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gateway", required=True, help="gateway HOST:PORT")
     p.add_argument("--to", required=True, help="instance id to promote (see `baton instances`)")
-    p.add_argument("--shadow-ticks", type=int, default=0, help="caught-up ticks before the flip")
+    p.add_argument(
+        "--shadow-ticks",
+        type=int,
+        default=0,
+        help="whole live ticks green shadows, its decisions compared, before the flip (1)",
+    )
     p.add_argument("--bake-s", type=float, default=0.0, help="bake window after the flip (10)")
     p.add_argument("--max-divergence", type=int, help="abort past this many differing decisions")
     p.add_argument("--max-bake-faults", type=int, default=0)
     p.add_argument("--no-auto-rollback", action="store_true")
     p.add_argument("--step-timeout-s", type=float, default=0.0)
     p.add_argument("--timeout-s", type=float, default=600.0, help="give up watching after this")
-    p.add_argument("--json", action="store_true", help="print the final status as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the final status as one JSON object on stdout (the steps go to stderr)",
+    )
     return p
-
-
-def _describe(status: ctl.HandoffStatus) -> str:
-    step = status.steps[-1] if status.steps else None
-    where = f"{step.name}: {step.detail}" if step else ""
-    return f"{status.handoff_id} {phase_name(status.phase):<12} {where}"
 
 
 def status_to_json(status: ctl.HandoffStatus) -> dict[str, object]:
@@ -56,6 +61,7 @@ def status_to_json(status: ctl.HandoffStatus) -> dict[str, object]:
         "missed": status.missed,
         "state_bytes": status.state_bytes,
         "transfer_ms": status.transfer_ms if status.transfer_ms >= 0 else None,
+        "compared": status.shadow_compared,
         "divergences": status.divergences,
         "epoch": status.epoch_after or status.epoch_before,
     }
@@ -73,13 +79,13 @@ async def _handoff(args: argparse.Namespace) -> int:
         policy.max_divergence = args.max_divergence
     async with ControlClient(args.gateway) as client:
         status = await client.promote(args.to, policy, request_id=uuid.uuid4().hex)
-        print(_describe(status), file=sys.stderr)
+        print(step_line(status), file=sys.stderr)
 
         async def follow() -> ctl.HandoffStatus:
             last = status
             async for update in client.watch(status.handoff_id):
                 if len(update.steps) != len(last.steps) or update.phase != last.phase:
-                    print(_describe(update), file=sys.stderr)
+                    print(step_line(update), file=sys.stderr)
                 last = update
                 if update.phase in TERMINAL_PHASES:
                     break
@@ -90,17 +96,46 @@ async def _handoff(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status_to_json(final), indent=2))
     else:
-        print(
-            f"{phase_name(final.phase)}: {final.from_version} -> {final.to_version}, "
-            f"pause {final.pause_ms:.2f} ms, missed {final.missed}, "
-            f"state {final.state_bytes} bytes" + (f" ({final.message})" if final.message else "")
-        )
+        print(summary_line(final))
     return 0 if final.phase == ctl.HANDOFF_PHASE_COMPLETED else 1
 
 
-async def _instances(address: str) -> int:
+def instances_to_json(response: ctl.ListInstancesResponse) -> dict[str, object]:
+    ledger: dict[str, object] | None = None
+    if response.HasField("ledger"):
+        h = response.ledger
+        ledger = {
+            "ok": h.ok,
+            "pending_rows": h.pending_rows,
+            "discarded_rows": h.discarded_rows,
+            "failed_flushes": h.failed_flushes,
+            "last_error": h.last_error,
+            "last_ok_flush_ms": h.last_ok_flush_ms or None,
+        }
+    return {
+        "epoch": response.epoch,
+        "active_instance_id": response.active_instance_id or None,
+        "ledger": ledger,
+        "instances": [
+            {
+                "instance_id": i.instance_id,
+                "role": role_name(i.role),
+                "strategy": i.strategy,
+                "version": i.version,
+                "state_schema": i.state_schema,
+                "pod_name": i.pod_name,
+            }
+            for i in response.instances
+        ],
+    }
+
+
+async def _instances(address: str, *, as_json: bool) -> int:
     async with ControlClient(address) as client:
         response = await client.list_instances()
+    if as_json:
+        print(json.dumps(instances_to_json(response), indent=2))
+        return 0
     print(f"epoch {response.epoch}, active {response.active_instance_id or '-'}")
     print(ledger_line(response, now_ms=time.time_ns() // 1_000_000))
     for i in response.instances:
@@ -126,9 +161,10 @@ def handoff_main(argv: list[str]) -> int:
 def instances_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="baton instances", description="List attached instances.")
     p.add_argument("--gateway", required=True, help="gateway HOST:PORT")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = p.parse_args(argv)
     try:
-        return asyncio.run(_instances(args.gateway))
+        return asyncio.run(_instances(args.gateway, as_json=args.json))
     except ControlError as exc:
         print(f"baton instances: {exc}", file=sys.stderr)
         return 2

@@ -29,6 +29,34 @@ def phase_name(phase: int) -> str:
     )
 
 
+def step_line(status: ctl.HandoffStatus) -> str:
+    """A handoff's latest step, as ``baton handoff`` prints it while it runs::
+
+    h-3f2a phase      step: detail      (``step`` alone when the step has no detail)
+    """
+    where = ""
+    if status.steps:
+        step = status.steps[-1]
+        where = f"{step.name}: {step.detail}" if step.detail else step.name
+    return f"{status.handoff_id} {phase_name(status.phase):<12} {where}".rstrip()
+
+
+def summary_line(status: ctl.HandoffStatus) -> str:
+    """One line on a finished handoff. Figures the gateway could not measure (no pause: green
+    never took a tick; no transfer: nothing was imported) read ``-``, never a sentinel number::
+
+        completed: v1 -> v2, pause 3.22 ms, compared 16 (0 diverged), missed 0, state 12.9 kB
+        aborted: v1 -> v2, pause -, compared 0 (0 diverged), missed 0, state 0.0 kB (why)
+    """
+    pause = f"{status.pause_ms:.2f} ms" if status.pause_ms >= 0 else "-"
+    line = (
+        f"{phase_name(status.phase)}: {status.from_version or '(none)'} -> {status.to_version}, "
+        f"pause {pause}, compared {status.shadow_compared} ({status.divergences} diverged), "
+        f"missed {status.missed}, state {status.state_bytes / 1024:.1f} kB"
+    )
+    return line + (f" ({status.message})" if status.message else "")
+
+
 def role_name(role: int) -> str:
     return mk.Role.Name(mk.Role.ValueType(role)).removeprefix("ROLE_")
 

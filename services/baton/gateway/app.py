@@ -125,12 +125,18 @@ class Gateway:
                 ("grpc.keepalive_timeout_ms", 5_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # gRPC sets SO_REUSEPORT by default: a second gateway given the same port would
+                # start, and the kernel would split the strategy hosts between the two.
+                ("grpc.so_reuseport", 0),
             ]
         )
         add_servicer(server, self)
-        self.port = server.add_insecure_port(self.config.listen)
+        try:
+            self.port = server.add_insecure_port(self.config.listen)
+        except RuntimeError as exc:  # grpcio raises on a port in use; older ones returned 0
+            raise OSError(f"cannot listen on {self.config.listen} (gateway.listen): {exc}") from exc
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.listen}")
+            raise OSError(f"cannot listen on {self.config.listen} (gateway.listen)")
         if self.config.metrics_listen is not None:
             self.metrics_addr = self._metrics_server.start(self.config.metrics_listen)
         await server.start()

@@ -25,7 +25,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--exchange-ws", help="overrides exchange.ws_url")
     p.add_argument("--exchange-rest", help="overrides exchange.rest_url")
     p.add_argument("--cadence-s", help="overrides gateway.cadence_s")
+    p.add_argument(
+        "--metrics-listen",
+        help="HOST:PORT for Prometheus /metrics (port 0 = any, 'off' = none); overrides "
+        "metrics.listen (default 127.0.0.1:9464: a second gateway on one machine needs another)",
+    )
     return p
+
+
+class StartError(Exception):
+    """The gateway could not start serving (a port in use): said in one line, exit 1."""
 
 
 def build_config(args: argparse.Namespace) -> GatewayConfig:
@@ -36,6 +45,7 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
         ("exchange.ws_url", args.exchange_ws),
         ("exchange.rest_url", args.exchange_rest),
         ("gateway.cadence_s", args.cadence_s),
+        ("metrics.listen", args.metrics_listen),
     ):
         if value is not None:
             flat[key] = value
@@ -49,7 +59,11 @@ async def serve(config: GatewayConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, gateway.request_stop)
-    await gateway.start()
+    try:
+        await gateway.start()
+    except OSError as exc:
+        await gateway.stop()
+        raise StartError(str(exc)) from exc
     host = config.listen.rpartition(":")[0]
     announce_ready(
         grpc_addr=f"{host}:{gateway.port}",
@@ -75,6 +89,9 @@ def main(argv: list[str]) -> int:
     provider = setup_tracing("baton-gateway")
     try:
         asyncio.run(serve(config))
+    except StartError as exc:
+        print(f"baton gateway: {exc}", file=sys.stderr)
+        return 1
     finally:
         provider.shutdown()  # flush the spans still batched (SIGTERM ends serve() cleanly)
     return 0

@@ -476,8 +476,8 @@ def format_report(r: PresenceReport) -> str:
         f"pnl: {r.pnl:+.2f}",
         f"dropped_decisions: {r.dropped_decisions}",
         f"candles: {r.candles}",
-        f"handoffs: {len(r.handoffs)}  (completed {r.handoffs_completed}, "
-        f"failed {r.handoffs_failed}, missed during them {r.handoffs_missed})",
+        f"handoffs: {len(r.handoffs)}  ({_results(r.handoffs)}, "
+        f"missed during them {r.handoffs_missed})",
         f"pause_ms: p50 {_ms(r.pause_ms_p50)}, max {_ms(r.pause_ms_max)}  (completed handoffs)",
         f"period: {_iso(r.first_scheduled_ms)} .. {_iso(r.last_scheduled_ms)} UTC"
         f"  ({r.runs} gateway run{'s' if r.runs != 1 else ''})",
@@ -510,6 +510,15 @@ def format_report(r: PresenceReport) -> str:
     return "\n".join(lines)
 
 
+def _results(handoffs: tuple[HandoffSummary, ...]) -> str:
+    """``completed 2, aborted 1, rolled_back 0``: counted per result, in the words the
+    handoff table's ``result`` column uses (a ``failed`` here would name no row below)."""
+    terminal = (Phase.COMPLETED, Phase.ABORTED, Phase.ROLLED_BACK)
+    return ", ".join(
+        f"{p.value} {sum(1 for h in handoffs if h.result == p.value)}" for p in terminal
+    )
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -527,13 +536,14 @@ def _handoff_table(handoffs: tuple[HandoffSummary, ...]) -> list[str]:
             str(h.missed),
             f"{h.state_bytes / 1024:.1f}",
             "-" if h.transfer_ms is None else str(h.transfer_ms),
+            str(h.compared),
             str(h.divergences),
         ]
         for n, h in enumerate(handoffs, 1)
     ]
     headers = [
         "#", "handoff", "result", "pause_ms", "ledger_ms", "missed", "state_kb", "transfer_ms",
-        "divergences",
+        "compared", "divergences",
     ]  # fmt: skip
     lines = _table(headers, rows, left=3)
     notes = [f"  #{n} {h.result}: {h.message}" for n, h in enumerate(handoffs, 1) if h.message]

@@ -67,6 +67,7 @@ def figures_from_status(raw: Mapping[str, Any]) -> HandoffFigures:
         export_digest=_str(raw.get("exportDigest")),
         import_digest=_str(raw.get("importDigest")),
         transfer_ms=_float(raw.get("transferMs")),
+        compared=_int(raw.get("compared")),
         divergences=_int(raw.get("divergences")),
         epoch=_int(raw.get("epoch")),
     )
@@ -101,6 +102,7 @@ def _figures_to_status(f: HandoffFigures, request_id: str) -> dict[str, Any]:
         "stateBytes": f.state_bytes,
         "exportDigest": f.export_digest,
         "importDigest": f.import_digest,
+        "compared": f.compared,
         "divergences": f.divergences,
         "epoch": f.epoch,
     }

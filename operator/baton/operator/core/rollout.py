@@ -79,6 +79,7 @@ class HandoffFigures:
     export_digest: str = ""
     import_digest: str = ""
     transfer_ms: float | None = None
+    compared: int = 0  # green's shadow decisions compared with blue's before the flip
     divergences: int = 0
     epoch: int = 0
 
@@ -273,6 +274,20 @@ def decide(o: Observed) -> Decision:
     if phase is Phase.HANDING_OFF:
         return _handing_off(o, spec)
     return _active(o)
+
+
+def pod_refused(o: Observed, pod: str, why: str) -> Decision:
+    """The API server refused to create this version's pod as invalid (HTTP 400 or 422): a spec
+    that passed the CRD's schema and ``parse_spec`` but not the Pod's validation (requests over
+    limits, an unknown resource name, an object stored before the schema's rules). The same
+    manifest would be refused forever, so fail the rollout now, quoting the server, instead of
+    retrying until ``startup.timeoutSeconds`` with a message that does not say why."""
+    return _fail(
+        o,
+        f"the API server refused pod {pod}: {why}; fix the spec and apply it as a new "
+        "StrategyVersion; the running version is untouched",
+        reason="PodRefused",
+    )
 
 
 def _newer_live(o: Observed) -> Sibling | None:
@@ -472,7 +487,8 @@ def _handing_off(o: Observed, spec: StrategyVersionSpec) -> Decision:
             o,
             Phase.ACTIVE,
             f"handoff {figures.handoff_id} from {figures.from_version or 'nothing'} completed: "
-            f"pause {pause}, missed {figures.missed}, state {figures.state_bytes} bytes",
+            f"pause {pause}, compared {figures.compared} ({figures.divergences} diverged), "
+            f"missed {figures.missed}, state {figures.state_bytes} bytes",
             reason="HandoffCompleted",
             requeue_s=STEADY_S,
             handoff=figures,

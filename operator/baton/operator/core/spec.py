@@ -26,6 +26,19 @@ _ENTRYPOINT = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 )
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+# A label value (so the version can label pods and metrics): no spaces, no '+' or '/'.
+_VERSION = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+# Kubernetes' resource.Quantity, as its OpenAPI schema gives it, without the sign: a container's
+# requests and limits must not be negative. The CRD checks the same with CEL isQuantity().
+_QUANTITY = re.compile(
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+QUANTITY_HINT = "must be a non-negative quantity, e.g. 250m, 1.5, 512Mi or 2Gi"
+VERSION_HINT = (
+    "must be a version label: letters, digits, '-', '_' and '.', beginning and ending with a "
+    "letter or digit, e.g. v2 or 1.4.0-rc.1"
+)
 
 
 E = TypeVar("E", bound=enum.Enum)
@@ -172,8 +185,18 @@ def _resources(raw: Any) -> Mapping[str, Mapping[str, str]] | None:
         values = raw.get(kind) or {}
         if not isinstance(values, Mapping):
             raise SpecError(f"spec.resources.{kind}: must be an object")
-        out[kind] = {str(k): str(v) for k, v in values.items()}
+        out[kind] = {str(k): _quantity(v, f"spec.resources.{kind}[{k}]") for k, v in values.items()}
     return out
+
+
+def _quantity(value: Any, path: str) -> str:
+    """A resource quantity as the pod takes it. Checked here so that a bad one fails the rollout
+    with the spec's field named, instead of the pod create failing later."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and len(value) <= 64 and _QUANTITY.match(value):
+        return value
+    raise SpecError(f"{path}: {value!r} {QUANTITY_HINT}")
 
 
 def parse_spec(raw: Mapping[str, Any]) -> StrategyVersionSpec:
@@ -188,10 +211,13 @@ def parse_spec(raw: Mapping[str, Any]) -> StrategyVersionSpec:
     config = raw.get("config") or {}
     if not isinstance(config, Mapping):
         raise SpecError("spec.config: must be an object")
+    version = _str(raw, "version", p, max_len=63)
+    if not _VERSION.match(version):
+        raise SpecError(f"spec.version: {version!r} {VERSION_HINT}")
     startup = _section(raw, "startup")
     return StrategyVersionSpec(
         strategy=strategy,
-        version=_str(raw, "version", p, max_len=63),
+        version=version,
         image=_str(raw, "image", p, max_len=512),
         entrypoint=entrypoint,
         config_json=json.dumps(config, sort_keys=True, separators=(",", ":")),

@@ -7,8 +7,9 @@ observes facts (an export arrived, a tick boundary was reached, an instance went
 them in, and executes the actions.
 
     EXPORTING --exported--> IMPORTING --imported, digest ok--> SHADOWING
-        --boundary, green caught up for `shadow_ticks`--> BAKING (flip: green ACTIVE, new epoch;
-        blue SHADOWs green) --bake window over--> DRAINING --blue drained--> COMPLETED
+        --`shadow_ticks` whole live ticks shadowed, green caught up--> BAKING (flip: green
+        ACTIVE, new epoch; blue SHADOWs green) --bake window over--> DRAINING --blue drained-->
+        COMPLETED
 
 Before the flip any failure ends in ABORTED with blue untouched (it never stopped being
 ACTIVE). Inside the bake window a failure of green hands back to blue (ROLLED_BACK): blue has
@@ -49,7 +50,9 @@ class Phase(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    shadow_ticks: int = 1  # boundaries at which green must be caught up before the flip
+    # Whole live ticks green must shadow (every request of the tick sent to it, answered and
+    # compared with blue's) before the flip. The tick green joins in the middle of never counts.
+    shadow_ticks: int = 1
     max_divergence: int = -1  # abort before the flip past this many differing decisions; <0: off
     bake_ms: int = 10_000
     auto_rollback: bool = True
@@ -65,6 +68,9 @@ class Policy:
 
 
 GREEN_GONE_STEP = "green gone"
+# The first boundary green shadows through: the tick dispatched there is the first it is sent
+# whole (it started shadowing between two boundaries, when its import landed).
+LIVE_SHADOW_STEP = "live shadow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +102,7 @@ class Handoff:
     migrated_digest: str = ""
     export_requested_ms: int = 0
     imported_ms: int | None = None
+    # Boundaries green was caught up at, each after at least one whole live tick shadowed.
     caught_up_boundaries: int = 0
     compared: int = 0
     divergences: int = 0
@@ -113,6 +120,11 @@ class Handoff:
         """Green went away after the point of no return (recorded as a step, not a field: the
         ledger rebuilds a handoff from its columns and steps)."""
         return any(step.name == GREEN_GONE_STEP for step in self.steps)
+
+    @property
+    def shadowing_live(self) -> bool:
+        """Green has been sent whole live ticks as SHADOW (a step, like ``green_gone``)."""
+        return any(step.name == LIVE_SHADOW_STEP for step in self.steps)
 
     @property
     def transfer_ms(self) -> int | None:
@@ -393,14 +405,21 @@ def _shadowing(h: Handoff, event: Event) -> Transition:
             return _abort(h, event.t_ms, f"{h.divergences} shadow divergences > {limit}")
         return Transition(h)
     if isinstance(event, Boundary):
-        if event.green_caught_up:
+        if not h.shadowing_live:
+            # Green joined the tick before this boundary halfway (its import landed between two
+            # boundaries), so that tick was never compared whole: counting it would let the
+            # default policy flip with nothing compared. Live shadowing starts with this tick.
+            h = _step(h, LIVE_SHADOW_STEP, event.t_ms, "green is sent every request from now")
+        elif event.green_caught_up:
+            # Caught up: green answered every tick it was sent whole, each compared with blue.
             h = replace(h, caught_up_boundaries=h.caught_up_boundaries + 1)
             if h.caught_up_boundaries >= h.policy.shadow_ticks:
+                detail = f"epoch {h.epoch_before + 1}, {h.compared} decisions compared"
                 h = replace(h, flipped_ms=event.t_ms, epoch_after=h.epoch_before + 1)
-                h = _to(h, Phase.BAKING, event.t_ms, "flip", f"epoch {h.epoch_after}")
+                h = _to(h, Phase.BAKING, event.t_ms, "flip", detail)
                 return Transition(h, (Act.FLIP,))
             return Transition(h)
-        if _timed_out(h, event):
+        if not event.green_caught_up and _timed_out(h, event):
             return _abort(h, event.t_ms, "green did not catch up in time")
     return Transition(h)
 
