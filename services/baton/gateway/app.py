@@ -101,7 +101,9 @@ class Gateway:
         self.clock_started = asyncio.Event()
         self._clock_task: asyncio.Task[None] | None = None
         self.run_id = 0
-        self.handoffs = Coordinator(self, now_ms)
+        self.handoffs = Coordinator(
+            fleet=self, takeover=self, roster=self.router, recorder=self, now_ms=now_ms
+        )
         self._history_cache: dict[tuple[str, str], tuple[int, list[mk.Candle]]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------

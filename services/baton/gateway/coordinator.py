@@ -12,17 +12,14 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
 
 from baton.gateway.core import handoff as hm
 from baton.gateway.core.records import MISSED_OUTCOMES, EvaluationRecord
+from baton.gateway.ports import Fleet, HandoffRecorder, Roster, TakeOver
 from baton.model import Role
 from baton.v1 import gateway_pb2 as gw
-
-if TYPE_CHECKING:
-    from baton.gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("baton.gateway")
@@ -55,8 +52,23 @@ class _Running:
 
 
 class Coordinator:
-    def __init__(self, gateway: Gateway, now_ms: Callable[[], int]) -> None:
-        self._gw = gateway
+    """Offers ``HandoffFacts`` and ``Boundaries`` (ports.py) to the other parts, and the
+    handoff commands to the ControlService; drives instances through ``Fleet`` and
+    ``TakeOver``, reads ``Roster``, writes through ``HandoffRecorder``."""
+
+    def __init__(
+        self,
+        *,
+        fleet: Fleet,
+        takeover: TakeOver,
+        roster: Roster,
+        recorder: HandoffRecorder,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self._fleet = fleet
+        self._takeover = takeover
+        self._roster = roster
+        self._recorder = recorder
         self._now_ms = now_ms
         self._running: _Running | None = None
         self.history: dict[str, hm.Handoff] = {}
@@ -113,7 +125,7 @@ class Coordinator:
             existing = self.get(self._by_request[request_id])
             assert existing is not None
             return existing
-        router = self._gw.router
+        router = self._roster
         green = router.instances.get(green_id)
         if green is None:
             raise PromoteError("NOT_FOUND", f"no attached instance {green_id!r}")
@@ -137,7 +149,7 @@ class Coordinator:
         handoff_id = f"h-{uuid.uuid4().hex[:12]}"
         if blue is None:
             # Nothing to hand off from: the first version of a strategy simply starts.
-            self._gw.flip_to(green_id)
+            self._takeover.flip_to(green_id)
             h = hm.Handoff(
                 handoff_id,
                 green.info.strategy,
@@ -213,7 +225,7 @@ class Coordinator:
         running = self._running
         if running is None:
             return
-        caught_up = self._gw.router.caught_up(running.handoff.green)
+        caught_up = self._roster.caught_up(running.handoff.green)
         self._feed(hm.Boundary(now, caught_up))
 
     def after_dispatch(self, scheduled_ms: int, dispatched_ms: float) -> None:
@@ -227,10 +239,10 @@ class Coordinator:
             running.export_due = False
             h = running.handoff
             # The snapshot point: everything blue is sent after this is journaled for green.
-            self._gw.send_to(
+            self._fleet.send_to(
                 h.blue, gw.AttachResponse(export_state=gw.ExportState(handoff_id=h.handoff_id))
             )
-            self._gw.start_journal(h.blue)
+            self._fleet.start_journal(h.blue)
             self._feed(hm.ExportSent(self._now_ms()))
         self._prune_compare()
 
@@ -301,11 +313,11 @@ class Coordinator:
         running = self._running
         if running is None or running.handoff.phase is not hm.Phase.BAKING:
             return
-        if instance_id != running.handoff.green or instance_id != self._gw.router.active_id:
+        if instance_id != running.handoff.green or instance_id != self._roster.active_id:
             return
         if error:
             self._feed(hm.GreenFault(self._now_ms(), f"strategy error: {error[:200]}"))
-        elif epoch != self._gw.router.epoch:
+        elif epoch != self._roster.epoch:
             self._feed(hm.GreenFault(self._now_ms(), f"answered under epoch {epoch}"))
 
     def on_executed(self, slot_id: str, seq: int, action: str) -> None:
@@ -369,10 +381,10 @@ class Coordinator:
 
     def _act(self, running: _Running, act: hm.Act) -> None:
         h = running.handoff
-        gwy = self._gw
+        fleet = self._fleet
         if act is hm.Act.REQUEST_IMPORT:
             assert running.snapshot is not None
-            gwy.send_to(
+            fleet.send_to(
                 h.green,
                 gw.AttachResponse(
                     import_state=gw.ImportState(handoff_id=h.handoff_id, snapshot=running.snapshot)
@@ -382,8 +394,8 @@ class Coordinator:
             if running.kept_journal is not None:
                 journal, running.kept_journal = running.kept_journal, None
             else:
-                journal = gwy.stop_journal(h.blue)
-            gwy.make_shadow(h.green, journal)
+                journal = fleet.stop_journal(h.blue)
+            fleet.make_shadow(h.green, journal)
         elif act is hm.Act.KEEP_JOURNAL:
             running.kept_journal = running.journal_of_gone or []
             log.warning(
@@ -391,20 +403,20 @@ class Coordinator:
                 extra={"handoff": h.handoff_id, "journaled": len(running.kept_journal)},
             )
         elif act is hm.Act.STOP_SHADOW:
-            gwy.stop_journal(h.blue)
-            gwy.set_role(h.green, Role.STANDBY)
+            fleet.stop_journal(h.blue)
+            fleet.set_role(h.green, Role.STANDBY)
         elif act is hm.Act.FLIP:
-            gwy.stop_journal(h.blue)
-            gwy.flip_to(h.green, previous_role=Role.SHADOW)
+            fleet.stop_journal(h.blue)
+            self._takeover.flip_to(h.green, previous_role=Role.SHADOW)
             running.first_green_tick = True
         elif act is hm.Act.HAND_BACK:
-            gwy.flip_to(h.blue, previous_role=Role.STANDBY)
+            self._takeover.flip_to(h.blue, previous_role=Role.STANDBY)
         elif act is hm.Act.DRAIN_BLUE:
-            gwy.drain(h.blue, f"handoff {h.handoff_id} completed its bake window")
+            fleet.drain(h.blue, f"handoff {h.handoff_id} completed its bake window")
         elif act is hm.Act.RELEASE_GREEN:
-            gwy.drain(h.green, f"handoff {h.handoff_id} rolled back: {h.message}")
+            fleet.drain(h.green, f"handoff {h.handoff_id} rolled back: {h.message}")
         elif act is hm.Act.FINISHED:
-            gwy.stop_journal(h.blue)
+            fleet.stop_journal(h.blue)
             if running.phase_span is not None:
                 running.phase_span.end()
                 running.phase_span = None
@@ -426,7 +438,7 @@ class Coordinator:
         running.phase_span = tracer.start_span(
             f"gateway.handoff.{h.phase.value}",
             context=trace.set_span_in_context(running.span),
-            attributes={"baton.handoff": h.handoff_id, "baton.epoch": self._gw.router.epoch},
+            attributes={"baton.handoff": h.handoff_id, "baton.epoch": self._roster.epoch},
         )
 
     def missed_of(self, handoff_id: str) -> int:
@@ -438,7 +450,7 @@ class Coordinator:
     def _finish(self, h: hm.Handoff, missed: int) -> None:
         self.history[h.handoff_id] = h
         self.missed[h.handoff_id] = missed
-        self._gw.record_handoff(h, missed)
+        self._recorder.record_handoff(h, missed)
         log.info(
             "handoff finished",
             extra={

@@ -1,0 +1,106 @@
+"""The narrow interfaces between the parts of the gateway's I/O shell.
+
+Each part (``ticker``, ``dispatch``, ``instances``, ``execution``, ``outcomes``,
+``ledger_writer``, ``coordinator``) depends on these Protocols, not on another part's class, so
+that any part can be driven in-process against small fakes (tests/component) and so that the
+parts import one another in one direction only. ``app.py`` builds the parts and wires them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from baton.gateway.connection import SendResult
+from baton.gateway.core.handoff import Handoff
+from baton.gateway.core.records import EvaluationRecord
+from baton.gateway.core.router import Instance
+from baton.model import Role
+from baton.v1 import gateway_pb2 as gw
+
+
+class Roster(Protocol):
+    """Who is attached and who is ACTIVE, read-only (``core.router.Router`` offers it)."""
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def active_id(self) -> str | None: ...
+
+    @property
+    def active(self) -> Instance | None: ...
+
+    @property
+    def instances(self) -> Mapping[str, Instance]: ...
+
+    def caught_up(self, instance_id: str) -> bool: ...
+
+
+class Outlets(Protocol):
+    """The attached instances' outgoing streams, by instance id (``Instances`` offers it)."""
+
+    def send(self, instance_id: str, msg: gw.AttachResponse, *, droppable: bool) -> SendResult:
+        """Queue ``msg``; an instance not (or no longer) attached is ``CLOSED``."""
+        ...
+
+
+class Fleet(Protocol):
+    """What the handoff coordinator does to instances' roles and streams (``Instances``)."""
+
+    def send_to(self, instance_id: str, msg: gw.AttachResponse) -> bool: ...
+
+    def start_journal(self, instance_id: str) -> None: ...
+
+    def stop_journal(self, instance_id: str) -> list[gw.AttachResponse]: ...
+
+    def set_role(self, instance_id: str, role: Role) -> None: ...
+
+    def make_shadow(self, instance_id: str, replay: list[gw.AttachResponse]) -> None: ...
+
+    def drain(self, instance_id: str, reason: str) -> None: ...
+
+
+class TakeOver(Protocol):
+    """The flip: a new ACTIVE under a new epoch, and what it owes executed (``Execution``)."""
+
+    def flip_to(self, instance_id: str, *, previous_role: Role = Role.SHADOW) -> None: ...
+
+
+class HandoffRecorder(Protocol):
+    """Where a finished handoff is written (``LedgerWriter``)."""
+
+    def record_handoff(self, h: Handoff, missed: int) -> None: ...
+
+
+class HandoffFacts(Protocol):
+    """What the other parts tell the handoff coordinator as it happens (``Coordinator``)."""
+
+    def on_gone(
+        self, instance_id: str, reason: str, journal: list[gw.AttachResponse] | None = None
+    ) -> None: ...
+
+    def on_broadcast(self, msg: gw.AttachResponse) -> None: ...
+
+    def on_record(self, record: EvaluationRecord) -> None: ...
+
+    def check_green_answer(self, instance_id: str, error: str, epoch: int) -> None: ...
+
+    def on_executed(self, slot_id: str, seq: int, action: str) -> None: ...
+
+    def on_shadow_answer(self, instance_id: str, slot_id: str, seq: int, action: str) -> None: ...
+
+
+class Boundaries(Protocol):
+    """The tick loop's two moments a handoff acts on (``Coordinator``)."""
+
+    def on_boundary(self, now: int) -> None: ...
+
+    def after_dispatch(self, scheduled_ms: int, dispatched_ms: float) -> None: ...
+
+
+class Resolver(Protocol):
+    """Where every evaluation's one outcome goes: stats, handoff, ledger, metrics
+    (``Outcomes``)."""
+
+    def resolve(self, records: tuple[EvaluationRecord, ...]) -> None: ...
