@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from baton.gateway.connection import SendResult
+from baton.gateway.connection import Connection, SendResult
 from baton.gateway.core.handoff import Handoff
-from baton.gateway.core.records import EvaluationRecord
+from baton.gateway.core.health import LedgerHealth
+from baton.gateway.core.records import ConnectionEvent, EvaluationRecord, InstanceEvent
 from baton.gateway.core.router import Instance
-from baton.model import Role
+from baton.model import Candle, Fill, Role, Settlement
 from baton.v1 import gateway_pb2 as gw
 
 
@@ -37,12 +38,43 @@ class Roster(Protocol):
     def caught_up(self, instance_id: str) -> bool: ...
 
 
+class Membership(Protocol):
+    """Instances coming and going, for the ``Attach`` servicer (``Instances``)."""
+
+    def attach(self, hello: gw.Hello) -> tuple[Connection, gw.Welcome]: ...
+
+    def detach(self, conn: Connection, reason: str) -> None: ...
+
+
+class Decisions(Protocol):
+    """Where the instances' answers go, for the ``Attach`` servicer (``Execution``)."""
+
+    def on_decision(self, instance_id: str, msg: gw.Decision) -> None: ...
+
+
+class LedgerHealthView(Protocol):
+    """The ledger's writes as of the last flush, for the ControlService (``LedgerWriter``)."""
+
+    @property
+    def health(self) -> LedgerHealth: ...
+
+
 class Outlets(Protocol):
     """The attached instances' outgoing streams, by instance id (``Instances`` offers it)."""
 
     def send(self, instance_id: str, msg: gw.AttachResponse, *, droppable: bool) -> SendResult:
         """Queue ``msg``; an instance not (or no longer) attached is ``CLOSED``."""
         ...
+
+
+class Peers(Protocol):
+    """The attached instances as the execution and the feed reach them (``Instances``)."""
+
+    def broadcast(self, msg: gw.AttachResponse) -> None:
+        """A fill or settlement, to every instance that keeps state."""
+        ...
+
+    def announce_role(self, instance_id: str) -> None: ...
 
 
 class Fleet(Protocol):
@@ -104,3 +136,46 @@ class Resolver(Protocol):
     (``Outcomes``)."""
 
     def resolve(self, records: tuple[EvaluationRecord, ...]) -> None: ...
+
+
+# -- the ledger, as each part writes it (``ledger.Ledger`` offers all of them) ----------------
+
+
+class EvaluationRows(Protocol):
+    def record_evaluation(self, rec: EvaluationRecord) -> None:
+        """Raises ``ledger.DuplicateRecordError`` for a second outcome of one (slot, seq)."""
+        ...
+
+
+class InstanceRows(Protocol):
+    def record_instance_event(self, ev: InstanceEvent) -> None: ...
+
+
+class DecisionRows(InstanceRows, Protocol):
+    """What carrying out decisions writes: bets, decisions never executed, the flip."""
+
+    def record_bet(
+        self, fill: Fill, *, instance_id: str, version: str, epoch: int, placed_ms: int
+    ) -> None: ...
+
+    def record_dropped_decision(
+        self,
+        *,
+        slot_id: str,
+        seq: int,
+        instance_id: str,
+        epoch: int,
+        received_ms: int,
+        action: str | None,
+        reason: str,
+    ) -> None: ...
+
+
+class MarketRows(Protocol):
+    """What the exchange feed's sink writes."""
+
+    def record_candle(self, c: Candle, *, source: str, observed_ms: int) -> None: ...
+
+    def record_settlement(self, s: Settlement, *, settled_ms: int) -> None: ...
+
+    def record_connection_event(self, ev: ConnectionEvent) -> None: ...
