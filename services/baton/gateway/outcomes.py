@@ -1,8 +1,8 @@
 """Every scheduled evaluation's one outcome, wherever it was decided (an answer, a timeout, a
 late tick, an undelivered batch): counted, told to the handoff, written, measured.
 
-Offers ``Resolver`` (ports.py) to the dispatch, the tick loop and the execution, and ``idle``
-to the tick loop (set while nothing is pending: a stopping gateway waits for it).
+Offers ``Resolver`` (ports.py) to the dispatch and the execution, and ``Settling`` (also
+whether anything is still pending: a stopping gateway waits for it) to the tick loop.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ class Outcomes:
         self._facts = facts
         self.idle = asyncio.Event()  # set while nothing is pending
         self.idle.set()
+
+    async def settled(self) -> None:
+        await self.idle.wait()
 
     def track(self) -> None:
         """After a dispatch: ``idle`` clears while its evaluations are pending."""

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from baton.gateway.connection import Connection, SendResult
+from baton.gateway.core.clock import Tick
 from baton.gateway.core.handoff import Handoff
 from baton.gateway.core.health import LedgerHealth
 from baton.gateway.core.records import ConnectionEvent, EvaluationRecord, InstanceEvent
@@ -136,6 +137,36 @@ class Resolver(Protocol):
     (``Outcomes``)."""
 
     def resolve(self, records: tuple[EvaluationRecord, ...]) -> None: ...
+
+
+class Settling(Resolver, Protocol):
+    """``Resolver``, and whether anything is still pending, for the tick loop (``Outcomes``)."""
+
+    def track(self) -> None:
+        """After a dispatch: not idle while its evaluations are pending."""
+        ...
+
+    async def settled(self) -> None:
+        """Returns once nothing is pending."""
+        ...
+
+
+class TickDispatch(Protocol):
+    """One tick sent (``Dispatcher``): returns when (wall ms) the ACTIVE's batch was queued."""
+
+    def dispatch(self, tick: Tick, now: int) -> float: ...
+
+
+class TickWrites(Protocol):
+    """The ledger as the tick loop writes it: the seqs a tick reserves (``ledger.Ledger``)."""
+
+    def reserve_seqs(self, seqs: Mapping[str, int]) -> None: ...
+
+
+class Flusher(Protocol):
+    """The once-per-tick write of the ledger's rows (``LedgerWriter``)."""
+
+    def flush(self) -> None: ...
 
 
 # -- the ledger, as each part writes it (``ledger.Ledger`` offers all of them) ----------------

@@ -2,8 +2,8 @@
 expired, dispatches the tick, lets a handoff act at the boundary and right after the dispatch,
 and writes the tick's rows; when stopping, waits for what is still pending.
 
-Offers ``run`` (a task) to ``app.Gateway``; tells the coordinator through ``Boundaries``
-(ports.py).
+Offers ``run`` (a task) to ``app.Gateway``; uses ``TickDispatch``, ``Settling``,
+``Boundaries``, ``TickWrites`` and ``Flusher`` (ports.py).
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ from collections.abc import Callable
 
 from baton.gateway.core.clock import SlotClock
 from baton.gateway.core.router import Router
-from baton.gateway.dispatch import Dispatcher
-from baton.gateway.ledger import Ledger
-from baton.gateway.ledger_writer import LedgerWriter
-from baton.gateway.outcomes import Outcomes
-from baton.gateway.ports import Boundaries
+from baton.gateway.ports import Boundaries, Flusher, Settling, TickDispatch, TickWrites
 from baton.model import Slot
 
 log = logging.getLogger(__name__)
@@ -32,11 +28,11 @@ class Ticker:
         cadence_ms: int,
         slots: tuple[Slot, ...],
         router: Router,
-        dispatcher: Dispatcher,
-        outcomes: Outcomes,
+        dispatcher: TickDispatch,
+        outcomes: Settling,
         handoffs: Boundaries,
-        ledger: Ledger,
-        writer: LedgerWriter,
+        ledger: TickWrites,
+        writer: Flusher,
         go: asyncio.Event,
         stopping: asyncio.Event,
         now_ms: Callable[[], int],
@@ -94,7 +90,7 @@ class Ticker:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
-                    await self._outcomes.idle.wait()
+                    await self._outcomes.settled()
         self._outcomes.resolve(self._router.expire(max(self._now_ms(), last_deadline)))
         self._writer.flush()
 
