@@ -106,13 +106,7 @@ class Coordinator:
             if running.handoff.green == green_id:
                 return running.handoff
             if running.handoff.phase.flipped or running.handoff.blue_gone:
-                blue_gone = running.handoff.blue_gone
-                where = "failing over to its green" if blue_gone else "past its flip"
-                raise PromoteError(
-                    "FAILED_PRECONDITION",
-                    f"handoff {running.handoff.handoff_id} is {where} "
-                    f"({running.handoff.phase.value}); promote again when it has finished",
-                )
+                raise _not_now(running.handoff)
             self._feed(hm.Cancel(self._now_ms(), f"superseded by a promotion of {green_id}"))
         blue = router.active
         now = self._now_ms()
@@ -140,19 +134,7 @@ class Coordinator:
             epoch=router.epoch,
             now_ms=now,
         )
-        spans = HandoffTrace.begin(
-            trace_context,
-            {
-                "baton.handoff": handoff_id,
-                "baton.strategy": blue.info.strategy,
-                "baton.from": blue.info.version,
-                "baton.to": green.info.version,
-                "baton.blue": blue.instance_id,
-                "baton.green": green_id,
-                "baton.epoch_before": router.epoch,
-                "baton.request_id": request_id,
-            },
-        )
+        spans = HandoffTrace.begin(t.handoff, request_id, trace_context)
         self._running = Running(t.handoff, trace=spans)
         self._history.remember(request_id, handoff_id)
         log.info(
@@ -367,4 +349,14 @@ def _promoted_directly(
         epoch_after=epoch,
         finished_ms=now,
         message="no ACTIVE instance: promoted directly",
+    )
+
+
+def _not_now(running: hm.Handoff) -> PromoteError:
+    """A running handoff past its point of no return cannot be superseded."""
+    where = "failing over to its green" if running.blue_gone else "past its flip"
+    return PromoteError(
+        "FAILED_PRECONDITION",
+        f"handoff {running.handoff_id} is {where} "
+        f"({running.phase.value}); promote again when it has finished",
     )

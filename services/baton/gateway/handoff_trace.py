@@ -21,14 +21,23 @@ class HandoffTrace:
 
     @classmethod
     def begin(
-        cls, trace_context: Mapping[str, str] | None, attributes: Mapping[str, str | int]
+        cls, h: hm.Handoff, request_id: str, trace_context: Mapping[str, str] | None
     ) -> HandoffTrace:
         """``trace_context`` (W3C, from the caller: the operator's rollout) makes the span part
         of the caller's trace."""
         span = tracer.start_span(
             "gateway.handoff",
             context=propagate.extract(trace_context) if trace_context else None,
-            attributes=dict(attributes),
+            attributes={
+                "baton.handoff": h.handoff_id,
+                "baton.strategy": h.strategy,
+                "baton.from": h.from_version,
+                "baton.to": h.to_version,
+                "baton.blue": h.blue,
+                "baton.green": h.green,
+                "baton.epoch_before": h.epoch_before,
+                "baton.request_id": request_id,
+            },
         )
         return cls(span)
 
