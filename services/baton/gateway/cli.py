@@ -12,6 +12,7 @@ from pathlib import Path
 from prometheus_client import disable_created_metrics
 
 from baton.common import ConfigError, announce_ready, load_settings, setup_logging, setup_tracing
+from baton.gateway.app import Gateway
 from baton.gateway.config import GatewayConfig, gateway_config_from
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,6 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
 
 
 async def serve(config: GatewayConfig) -> None:
-    from baton.gateway.app import Gateway
-
     gateway = Gateway(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

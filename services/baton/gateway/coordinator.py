@@ -7,28 +7,22 @@ or not the caller stays connected. Watchers get the status after every transitio
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from opentelemetry import propagate, trace
 
 from baton.gateway.core import handoff as hm
+from baton.gateway.core.compare import ShadowComparison
 from baton.gateway.core.records import MISSED_OUTCOMES, EvaluationRecord
+from baton.gateway.core.router import Instance
+from baton.gateway.handoff_acts import Running, carry_out
+from baton.gateway.handoff_history import HandoffHistory
+from baton.gateway.handoff_trace import HandoffTrace
+from baton.gateway.ports import Fleet, HandoffRecorder, Roster, TakeOver
 from baton.model import Role
 from baton.v1 import gateway_pb2 as gw
 
-if TYPE_CHECKING:
-    from baton.gateway.app import Gateway
-
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("baton.gateway")
-
-# Shadow comparisons keep this many ticks of answers while waiting for the other side.
-_COMPARE_WINDOW_TICKS = 4
 
 
 class PromoteError(Exception):
@@ -39,33 +33,28 @@ class PromoteError(Exception):
         self.code = code
 
 
-@dataclass
-class _Running:
-    handoff: hm.Handoff
-    snapshot: gw.StateSnapshot | None = None
-    missed: int = 0
-    first_green_tick: bool = False
-    export_due: bool = False  # ExportState goes out right after the next tick's dispatch
-    # Blue's journal, kept when blue went away mid-import (KEEP_JOURNAL); what the gateway
-    # broadcasts meanwhile (settlements) is added, for green to replay after its import.
-    kept_journal: list[gw.AttachResponse] | None = None
-    journal_of_gone: list[gw.AttachResponse] | None = None  # blue's, handed over by on_gone
-    span: trace.Span | None = None  # gateway.handoff, the whole handoff
-    phase_span: trace.Span | None = None  # gateway.handoff.<phase>, its child, the current phase
-
-
 class Coordinator:
-    def __init__(self, gateway: Gateway, now_ms: Callable[[], int]) -> None:
-        self._gw = gateway
+    """Offers ``HandoffFacts`` and ``Boundaries`` (ports.py) to the other parts, and the
+    handoff commands to the ControlService; drives instances through ``Fleet`` and
+    ``TakeOver``, reads ``Roster``, writes through ``HandoffRecorder``."""
+
+    def __init__(
+        self,
+        *,
+        fleet: Fleet,
+        takeover: TakeOver,
+        roster: Roster,
+        recorder: HandoffRecorder,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self._fleet = fleet
+        self._takeover = takeover
+        self._roster = roster
+        self._recorder = recorder
         self._now_ms = now_ms
-        self._running: _Running | None = None
-        self.history: dict[str, hm.Handoff] = {}
-        self._by_request: dict[str, str] = {}
-        self.missed: dict[str, int] = {}  # handoff id -> evaluations missed while it ran
-        self._watchers: dict[str, list[asyncio.Queue[hm.Handoff]]] = {}
-        # (slot_id, seq) -> executed action of the ACTIVE / shadow action of green
-        self._blue_actions: dict[tuple[str, int], str] = {}
-        self._green_actions: dict[tuple[str, int], str] = {}
+        self._running: Running | None = None
+        self._history = HandoffHistory()
+        self._compare = ShadowComparison()
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -77,26 +66,18 @@ class Coordinator:
         if not handoff_id:
             if self._running:
                 return self._running.handoff
-            return next(reversed(self.history.values()), None)
+            return self._history.last()
         if self._running and self._running.handoff.handoff_id == handoff_id:
             return self._running.handoff
-        return self.history.get(handoff_id)
+        return self._history.finished.get(handoff_id)
 
     async def watch(self, handoff_id: str) -> AsyncIterator[hm.Handoff]:
         """The status now, then after each transition, until a terminal phase."""
         h = self.get(handoff_id)
         if h is None:
             return
-        queue: asyncio.Queue[hm.Handoff] = asyncio.Queue()
-        watchers = self._watchers.setdefault(h.handoff_id, [])
-        watchers.append(queue)
-        try:
-            yield h
-            while not h.phase.terminal:
-                h = await queue.get()
-                yield h
-        finally:
-            watchers.remove(queue)
+        async for status in self._history.watch(h):
+            yield status
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -109,11 +90,12 @@ class Coordinator:
     ) -> hm.Handoff:
         """Start a handoff to ``green_id``. ``trace_context`` (W3C, from the caller: the
         operator's rollout) makes the ``gateway.handoff`` span part of the caller's trace."""
-        if request_id and request_id in self._by_request:
-            existing = self.get(self._by_request[request_id])
+        served = self._history.handoff_of(request_id)
+        if served is not None:
+            existing = self.get(served)
             assert existing is not None
             return existing
-        router = self._gw.router
+        router = self._roster
         green = router.instances.get(green_id)
         if green is None:
             raise PromoteError("NOT_FOUND", f"no attached instance {green_id!r}")
@@ -124,36 +106,15 @@ class Coordinator:
             if running.handoff.green == green_id:
                 return running.handoff
             if running.handoff.phase.flipped or running.handoff.blue_gone:
-                blue_gone = running.handoff.blue_gone
-                where = "failing over to its green" if blue_gone else "past its flip"
-                raise PromoteError(
-                    "FAILED_PRECONDITION",
-                    f"handoff {running.handoff.handoff_id} is {where} "
-                    f"({running.handoff.phase.value}); promote again when it has finished",
-                )
+                raise _not_now(running.handoff)
             self._feed(hm.Cancel(self._now_ms(), f"superseded by a promotion of {green_id}"))
         blue = router.active
         now = self._now_ms()
         handoff_id = f"h-{uuid.uuid4().hex[:12]}"
         if blue is None:
             # Nothing to hand off from: the first version of a strategy simply starts.
-            self._gw.flip_to(green_id)
-            h = hm.Handoff(
-                handoff_id,
-                green.info.strategy,
-                "",
-                green_id,
-                "",
-                green.info.version,
-                policy,
-                hm.Phase.COMPLETED,
-                now,
-                now,
-                router.epoch - 1,
-                epoch_after=router.epoch,
-                finished_ms=now,
-                message="no ACTIVE instance: promoted directly",
-            )
+            self._takeover.flip_to(green_id)
+            h = _promoted_directly(handoff_id, green, policy, now, router.epoch)
             self._finish(h, missed=0)
             return h
         if blue.info.strategy != green.info.strategy:
@@ -173,23 +134,9 @@ class Coordinator:
             epoch=router.epoch,
             now_ms=now,
         )
-        span = tracer.start_span(
-            "gateway.handoff",
-            context=propagate.extract(trace_context) if trace_context else None,
-            attributes={
-                "baton.handoff": handoff_id,
-                "baton.strategy": blue.info.strategy,
-                "baton.from": blue.info.version,
-                "baton.to": green.info.version,
-                "baton.blue": blue.instance_id,
-                "baton.green": green_id,
-                "baton.epoch_before": router.epoch,
-                "baton.request_id": request_id,
-            },
-        )
-        self._running = _Running(t.handoff, span=span)
-        if request_id:
-            self._by_request[request_id] = handoff_id
+        spans = HandoffTrace.begin(t.handoff, request_id, trace_context)
+        self._running = Running(t.handoff, trace=spans)
+        self._history.remember(request_id, handoff_id)
         log.info(
             "handoff started",
             extra={"handoff": handoff_id, "blue": blue.instance_id, "green": green_id},
@@ -213,7 +160,7 @@ class Coordinator:
         running = self._running
         if running is None:
             return
-        caught_up = self._gw.router.caught_up(running.handoff.green)
+        caught_up = self._roster.caught_up(running.handoff.green)
         self._feed(hm.Boundary(now, caught_up))
 
     def after_dispatch(self, scheduled_ms: int, dispatched_ms: float) -> None:
@@ -227,12 +174,12 @@ class Coordinator:
             running.export_due = False
             h = running.handoff
             # The snapshot point: everything blue is sent after this is journaled for green.
-            self._gw.send_to(
+            self._fleet.send_to(
                 h.blue, gw.AttachResponse(export_state=gw.ExportState(handoff_id=h.handoff_id))
             )
-            self._gw.start_journal(h.blue)
+            self._fleet.start_journal(h.blue)
             self._feed(hm.ExportSent(self._now_ms()))
-        self._prune_compare()
+        self._compare.prune()
 
     def on_exported(self, instance_id: str, snapshot: gw.StateSnapshot) -> None:
         running = self._running
@@ -301,44 +248,31 @@ class Coordinator:
         running = self._running
         if running is None or running.handoff.phase is not hm.Phase.BAKING:
             return
-        if instance_id != running.handoff.green or instance_id != self._gw.router.active_id:
+        if instance_id != running.handoff.green or instance_id != self._roster.active_id:
             return
         if error:
             self._feed(hm.GreenFault(self._now_ms(), f"strategy error: {error[:200]}"))
-        elif epoch != self._gw.router.epoch:
+        elif epoch != self._roster.epoch:
             self._feed(hm.GreenFault(self._now_ms(), f"answered under epoch {epoch}"))
 
     def on_executed(self, slot_id: str, seq: int, action: str) -> None:
         if self._comparing():
-            key = (slot_id, seq)
-            self._blue_actions[key] = action
-            self._compare(key)
+            self._compared(slot_id, seq, self._compare.blue((slot_id, seq), action))
 
     def on_shadow_answer(self, instance_id: str, slot_id: str, seq: int, action: str) -> None:
         running = self._running
         if running is not None and instance_id == running.handoff.green and self._comparing():
-            key = (slot_id, seq)
-            self._green_actions[key] = action
-            self._compare(key)
+            self._compared(slot_id, seq, self._compare.green((slot_id, seq), action))
 
     # -- internals ----------------------------------------------------------------------------
 
     def _comparing(self) -> bool:
         return self._running is not None and self._running.handoff.phase is hm.Phase.SHADOWING
 
-    def _compare(self, key: tuple[str, int]) -> None:
-        if key in self._blue_actions and key in self._green_actions:
-            blue, green = self._blue_actions.pop(key), self._green_actions.pop(key)
-            self._feed(hm.Compared(self._now_ms(), key[0], key[1], blue, green))
-
-    def _prune_compare(self) -> None:
-        if not self._blue_actions and not self._green_actions:
-            return
-        # Sequence numbers advance by one per tick: keep a few ticks' worth.
-        horizon = max((seq for _, seq in (*self._blue_actions, *self._green_actions)), default=0)
-        for store in (self._blue_actions, self._green_actions):
-            for key in [k for k in store if k[1] < horizon - _COMPARE_WINDOW_TICKS]:
-                del store[key]
+    def _compared(self, slot_id: str, seq: int, pair: tuple[str, str] | None) -> None:
+        if pair is not None:
+            blue, green = pair
+            self._feed(hm.Compared(self._now_ms(), slot_id, seq, blue, green))
 
     def _feed(self, event: hm.Event) -> None:
         running = self._running
@@ -352,93 +286,34 @@ class Coordinator:
         before = running.handoff
         running.handoff = t.handoff
         h = t.handoff
-        if h.phase is not before.phase or h.steps != before.steps:
-            for step in h.steps[len(before.steps) :]:
-                log.info(
-                    "handoff step",
-                    extra={"handoff": h.handoff_id, "step": step.name, "detail": step.detail},
-                )
-                if running.span is not None:
-                    running.span.add_event(f"handoff.{step.name}", {"detail": step.detail})
-        if h.phase is not before.phase or running.phase_span is None:
-            self._phase_span(running, h)
+        if running.trace is not None:
+            running.trace.transitioned(before, h, self._roster.epoch)
         for act in t.actions:
             self._act(running, act)
         if not h.phase.terminal:
             self._notify(h)
 
-    def _act(self, running: _Running, act: hm.Act) -> None:
-        h = running.handoff
-        gwy = self._gw
-        if act is hm.Act.REQUEST_IMPORT:
-            assert running.snapshot is not None
-            gwy.send_to(
-                h.green,
-                gw.AttachResponse(
-                    import_state=gw.ImportState(handoff_id=h.handoff_id, snapshot=running.snapshot)
-                ),
-            )
-        elif act is hm.Act.START_SHADOW:
-            if running.kept_journal is not None:
-                journal, running.kept_journal = running.kept_journal, None
-            else:
-                journal = gwy.stop_journal(h.blue)
-            gwy.make_shadow(h.green, journal)
-        elif act is hm.Act.KEEP_JOURNAL:
-            running.kept_journal = running.journal_of_gone or []
-            log.warning(
-                "blue went away mid-import; its journal is kept for green",
-                extra={"handoff": h.handoff_id, "journaled": len(running.kept_journal)},
-            )
-        elif act is hm.Act.STOP_SHADOW:
-            gwy.stop_journal(h.blue)
-            gwy.set_role(h.green, Role.STANDBY)
-        elif act is hm.Act.FLIP:
-            gwy.stop_journal(h.blue)
-            gwy.flip_to(h.green, previous_role=Role.SHADOW)
-            running.first_green_tick = True
-        elif act is hm.Act.HAND_BACK:
-            gwy.flip_to(h.blue, previous_role=Role.STANDBY)
-        elif act is hm.Act.DRAIN_BLUE:
-            gwy.drain(h.blue, f"handoff {h.handoff_id} completed its bake window")
-        elif act is hm.Act.RELEASE_GREEN:
-            gwy.drain(h.green, f"handoff {h.handoff_id} rolled back: {h.message}")
-        elif act is hm.Act.FINISHED:
-            gwy.stop_journal(h.blue)
-            if running.phase_span is not None:
-                running.phase_span.end()
-                running.phase_span = None
-            if running.span is not None:
-                _end_handoff_span(running.span, h, running.missed)
-            self._running = None
-            self._blue_actions.clear()
-            self._green_actions.clear()
-            self._finish(h, running.missed)
-
-    def _phase_span(self, running: _Running, h: hm.Handoff) -> None:
-        """One child span per phase (exporting, importing, shadowing, baking, draining): the
-        trace shows how long each took. Ended when the next begins or the handoff finishes."""
-        if running.phase_span is not None:
-            running.phase_span.end()
-            running.phase_span = None
-        if running.span is None or h.phase.terminal:
+    def _act(self, running: Running, act: hm.Act) -> None:
+        if act is not hm.Act.FINISHED:
+            carry_out(running, act, self._fleet, self._takeover)
             return
-        running.phase_span = tracer.start_span(
-            f"gateway.handoff.{h.phase.value}",
-            context=trace.set_span_in_context(running.span),
-            attributes={"baton.handoff": h.handoff_id, "baton.epoch": self._gw.router.epoch},
-        )
+        h = running.handoff
+        self._fleet.stop_journal(h.blue)
+        if running.trace is not None:
+            running.trace.finished(h, running.missed)
+        self._running = None
+        self._compare.clear()
+        self._finish(h, running.missed)
 
     def missed_of(self, handoff_id: str) -> int:
         running = self._running
         if running is not None and running.handoff.handoff_id == handoff_id:
             return running.missed
-        return self.missed.get(handoff_id, 0)
+        return self._history.missed.get(handoff_id, 0)
 
     def _finish(self, h: hm.Handoff, missed: int) -> None:
-        self.history[h.handoff_id] = h
-        self.missed[h.handoff_id] = missed
-        self._gw.record_handoff(h, missed)
+        self._history.finish(h, missed)
+        self._recorder.record_handoff(h, missed)
         log.info(
             "handoff finished",
             extra={
@@ -452,23 +327,36 @@ class Coordinator:
         self._notify(h)
 
     def _notify(self, h: hm.Handoff) -> None:
-        for queue in self._watchers.get(h.handoff_id, []):
-            queue.put_nowait(h)
+        self._history.notify(h)
 
 
-def _end_handoff_span(span: trace.Span, h: hm.Handoff, missed: int) -> None:
-    span.set_attribute("baton.result", h.phase.value)
-    span.set_attribute("baton.missed", missed)
-    span.set_attribute("baton.state_bytes", h.state_bytes)
-    span.set_attribute("baton.divergences", h.divergences)
-    if h.pause_ms is not None:
-        span.set_attribute("baton.pause_ms", h.pause_ms)
-    if h.transfer_ms is not None:
-        span.set_attribute("baton.transfer_ms", h.transfer_ms)
-    if h.epoch_after:
-        span.set_attribute("baton.epoch_after", h.epoch_after)
-    if h.message:
-        span.set_attribute("baton.message", h.message)
-    if h.phase is not hm.Phase.COMPLETED:
-        span.set_status(trace.Status(trace.StatusCode.ERROR, h.message or h.phase.value))
-    span.end()
+def _promoted_directly(
+    handoff_id: str, green: Instance, policy: hm.Policy, now: int, epoch: int
+) -> hm.Handoff:
+    """The record of a promotion with no ACTIVE to hand off from: complete at once."""
+    return hm.Handoff(
+        handoff_id,
+        green.info.strategy,
+        "",
+        green.instance_id,
+        "",
+        green.info.version,
+        policy,
+        hm.Phase.COMPLETED,
+        now,
+        now,
+        epoch - 1,
+        epoch_after=epoch,
+        finished_ms=now,
+        message="no ACTIVE instance: promoted directly",
+    )
+
+
+def _not_now(running: hm.Handoff) -> PromoteError:
+    """A running handoff past its point of no return cannot be superseded."""
+    where = "failing over to its green" if running.blue_gone else "past its flip"
+    return PromoteError(
+        "FAILED_PRECONDITION",
+        f"handoff {running.handoff_id} is {where} "
+        f"({running.phase.value}); promote again when it has finished",
+    )

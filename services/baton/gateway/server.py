@@ -11,31 +11,42 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import grpc
 
 from baton import wire
-from baton.gateway.coordinator import PromoteError
+from baton.gateway.connection import Connection
+from baton.gateway.coordinator import Coordinator, PromoteError
 from baton.gateway.core import handoff as hm
 from baton.gateway.core.health import LedgerHealth
+from baton.gateway.ports import Decisions, LedgerHealthView, Membership, Roster
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import control_pb2_grpc as ctl_grpc
 from baton.v1 import gateway_pb2 as gw
 from baton.v1 import gateway_pb2_grpc as gw_grpc
-
-if TYPE_CHECKING:
-    from baton.gateway.app import Gateway
-    from baton.gateway.connection import Connection
 
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
 
 
+@dataclass(frozen=True)
+class Parts:
+    """The parts of the gateway the servicers talk to: one object per concern."""
+
+    instances: Membership
+    execution: Decisions
+    handoffs: Coordinator
+    roster: Roster
+    ledger: LedgerHealthView
+
+
 class GatewayServicer(gw_grpc.GatewayServiceServicer):
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(self, parts: Parts) -> None:
+        self._instances = parts.instances
+        self._execution = parts.execution
+        self._handoffs = parts.handoffs
 
     async def Attach(
         self,
@@ -53,7 +64,7 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
         problem = _check_hello(hello)
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        conn, welcome = self._gateway.attach(hello)
+        conn, welcome = self._instances.attach(hello)
         reader = asyncio.create_task(self._read(request_iterator, conn))
         reason = "stream ended"
         try:
@@ -68,7 +79,7 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            self._gateway.detach(conn, reason)
+            self._instances.detach(conn, reason)
 
     async def _read(self, requests: AsyncIterator[gw.AttachRequest], conn: Connection) -> None:
         reason = "instance closed its stream"
@@ -77,13 +88,13 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
                 kind = msg.WhichOneof("body")
                 if kind == "decisions":
                     for decision in msg.decisions.decisions:
-                        self._gateway.on_decision(conn.instance_id, decision)
+                        self._execution.on_decision(conn.instance_id, decision)
                 elif kind == "state_export":
-                    self._gateway.handoffs.on_exported(conn.instance_id, msg.state_export)
+                    self._handoffs.on_exported(conn.instance_id, msg.state_export)
                 elif kind == "import_result":
-                    self._gateway.handoffs.on_imported(conn.instance_id, msg.import_result)
+                    self._handoffs.on_imported(conn.instance_id, msg.import_result)
                 elif kind == "drain_complete":
-                    self._gateway.handoffs.on_drained(conn.instance_id)
+                    self._handoffs.on_drained(conn.instance_id)
                     reason = "drained"
                     break
                 else:
@@ -178,18 +189,20 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
     """The operator's and the CLI's handle on the gateway. Errors map to gRPC status codes
     here and nowhere else."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(self, parts: Parts) -> None:
+        self._handoffs = parts.handoffs
+        self._roster = parts.roster
+        self._ledger = parts.ledger
 
     def _status(self, h: hm.Handoff) -> ctl.HandoffStatus:
-        return handoff_to_proto(h, self._gateway.handoffs.missed_of(h.handoff_id))
+        return handoff_to_proto(h, self._handoffs.missed_of(h.handoff_id))
 
     async def ListInstances(
         self,
         request: ctl.ListInstancesRequest,
         context: grpc.aio.ServicerContext[ctl.ListInstancesRequest, ctl.ListInstancesResponse],
     ) -> ctl.ListInstancesResponse:
-        router = self._gateway.router
+        router = self._roster
         response = ctl.ListInstancesResponse(
             epoch=router.epoch,
             active_instance_id=router.active_id or "",
@@ -205,9 +218,9 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
                 )
                 for i in router.instances.values()
             ],
-            ledger=ledger_health_to_proto(self._gateway.ledger_health),
+            ledger=ledger_health_to_proto(self._ledger.health),
         )
-        current = self._gateway.handoffs.current
+        current = self._handoffs.current
         if current is not None:
             response.current_handoff.CopyFrom(self._status(current))
         return response
@@ -223,7 +236,7 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             # The caller's trace context (the operator's rollout) parents the handoff's span.
-            h = self._gateway.handoffs.promote(
+            h = self._handoffs.promote(
                 request.instance_id,
                 policy,
                 request.request_id,
@@ -239,7 +252,7 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         context: grpc.aio.ServicerContext[ctl.RollbackRequest, ctl.RollbackResponse],
     ) -> ctl.RollbackResponse:
         try:
-            h = self._gateway.handoffs.rollback(request.handoff_id, request.reason)
+            h = self._handoffs.rollback(request.handoff_id, request.reason)
         except PromoteError as exc:
             await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         return ctl.RollbackResponse(handoff=self._status(h))
@@ -249,7 +262,7 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         request: ctl.GetHandoffRequest,
         context: grpc.aio.ServicerContext[ctl.GetHandoffRequest, ctl.GetHandoffResponse],
     ) -> ctl.GetHandoffResponse:
-        h = self._gateway.handoffs.get(request.handoff_id)
+        h = self._handoffs.get(request.handoff_id)
         if h is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no handoff {request.handoff_id!r}")
         return ctl.GetHandoffResponse(handoff=self._status(h))
@@ -259,12 +272,12 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         request: ctl.WatchHandoffRequest,
         context: grpc.aio.ServicerContext[ctl.WatchHandoffRequest, ctl.WatchHandoffResponse],
     ) -> AsyncIterator[ctl.WatchHandoffResponse]:
-        if self._gateway.handoffs.get(request.handoff_id) is None:
+        if self._handoffs.get(request.handoff_id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no handoff {request.handoff_id!r}")
-        async for h in self._gateway.handoffs.watch(request.handoff_id):
+        async for h in self._handoffs.watch(request.handoff_id):
             yield ctl.WatchHandoffResponse(handoff=self._status(h))
 
 
-def add_servicer(server: grpc.aio.Server, gateway: Gateway) -> None:
-    gw_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(gateway), server)
-    ctl_grpc.add_ControlServiceServicer_to_server(ControlServicer(gateway), server)
+def add_servicer(server: grpc.aio.Server, parts: Parts) -> None:
+    gw_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(parts), server)
+    ctl_grpc.add_ControlServiceServicer_to_server(ControlServicer(parts), server)

@@ -1,0 +1,58 @@
+"""The exchange feed's sink (``exchange.FeedSink``): candles into the book and the ledger, and
+the settlements a closed candle brings, to the ledger and the instances (through ``Peers``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from baton import wire
+from baton.gateway.core.market import MarketBook
+from baton.gateway.core.records import ConnectionEvent
+from baton.gateway.core.venue import PaperVenue
+from baton.gateway.outcomes import GatewayStats
+from baton.gateway.ports import MarketRows, Peers
+from baton.model import Candle
+from baton.v1 import gateway_pb2 as gw
+
+log = logging.getLogger(__name__)
+
+
+class MarketSink:
+    def __init__(
+        self,
+        *,
+        book: MarketBook,
+        venue: PaperVenue,
+        ledger: MarketRows,
+        peers: Peers,
+        stats: GatewayStats,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self._book = book
+        self._venue = venue
+        self._ledger = ledger
+        self._peers = peers
+        self._stats = stats
+        self._now_ms = now_ms
+
+    def on_candle(self, candle: Candle, source: str) -> None:
+        update = self._book.apply(candle)
+        if not update.newly_closed:
+            return
+        now = self._now_ms()
+        self._stats.candles_closed += 1
+        self._ledger.record_candle(candle, source=source, observed_ms=now)
+        for settlement in self._venue.on_candle(candle):
+            self._ledger.record_settlement(settlement, settled_ms=now)
+            self._peers.broadcast(
+                gw.AttachResponse(settlement=wire.settlement_to_proto(settlement))
+            )
+
+    def on_connection(self, event: str, detail: str) -> None:
+        self._ledger.record_connection_event(ConnectionEvent(self._now_ms(), event, detail))
+        log.info("exchange connection", extra={"event": event, "detail": detail})
+
+    def on_malformed(self, reason: str, raw: str) -> None:
+        self._stats.malformed += 1
+        log.warning("malformed exchange message skipped", extra={"why": reason, "raw": raw[:200]})

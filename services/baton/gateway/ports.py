@@ -1,0 +1,212 @@
+"""The narrow interfaces between the parts of the gateway's I/O shell.
+
+Each part (``ticker``, ``dispatch``, ``instances``, ``execution``, ``outcomes``,
+``ledger_writer``, ``coordinator``) depends on these Protocols, not on another part's class, so
+that any part can be driven in-process against small fakes (tests/component) and so that the
+parts import one another in one direction only. ``app.py`` builds the parts and wires them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from baton.gateway.connection import Connection, SendResult
+from baton.gateway.core.clock import Tick
+from baton.gateway.core.handoff import Handoff
+from baton.gateway.core.health import LedgerHealth
+from baton.gateway.core.records import ConnectionEvent, EvaluationRecord, InstanceEvent
+from baton.gateway.core.router import Instance
+from baton.model import Candle, Fill, Role, Settlement
+from baton.v1 import gateway_pb2 as gw
+
+
+class Roster(Protocol):
+    """Who is attached and who is ACTIVE, read-only (``core.router.Router`` offers it)."""
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def active_id(self) -> str | None: ...
+
+    @property
+    def active(self) -> Instance | None: ...
+
+    @property
+    def instances(self) -> Mapping[str, Instance]: ...
+
+    def caught_up(self, instance_id: str) -> bool: ...
+
+
+class Membership(Protocol):
+    """Instances coming and going, for the ``Attach`` servicer (``Instances``)."""
+
+    def attach(self, hello: gw.Hello) -> tuple[Connection, gw.Welcome]: ...
+
+    def detach(self, conn: Connection, reason: str) -> None: ...
+
+
+class Decisions(Protocol):
+    """Where the instances' answers go, for the ``Attach`` servicer (``Execution``)."""
+
+    def on_decision(self, instance_id: str, msg: gw.Decision) -> None: ...
+
+
+class LedgerHealthView(Protocol):
+    """The ledger's writes as of the last flush, for the ControlService (``LedgerWriter``)."""
+
+    @property
+    def health(self) -> LedgerHealth: ...
+
+
+class Outlets(Protocol):
+    """The attached instances' outgoing streams, by instance id (``Instances`` offers it)."""
+
+    def send(self, instance_id: str, msg: gw.AttachResponse, *, droppable: bool) -> SendResult:
+        """Queue ``msg``; an instance not (or no longer) attached is ``CLOSED``."""
+        ...
+
+
+class Peers(Protocol):
+    """The attached instances as the execution and the feed reach them (``Instances``)."""
+
+    def broadcast(self, msg: gw.AttachResponse) -> None:
+        """A fill or settlement, to every instance that keeps state."""
+        ...
+
+    def announce_role(self, instance_id: str) -> None: ...
+
+
+class Fleet(Protocol):
+    """What the handoff coordinator does to instances' roles and streams (``Instances``)."""
+
+    def send_to(self, instance_id: str, msg: gw.AttachResponse) -> bool: ...
+
+    def start_journal(self, instance_id: str) -> None: ...
+
+    def stop_journal(self, instance_id: str) -> list[gw.AttachResponse]: ...
+
+    def set_role(self, instance_id: str, role: Role) -> None: ...
+
+    def make_shadow(self, instance_id: str, replay: list[gw.AttachResponse]) -> None: ...
+
+    def drain(self, instance_id: str, reason: str) -> None: ...
+
+
+class TakeOver(Protocol):
+    """The flip: a new ACTIVE under a new epoch, and what it owes executed (``Execution``)."""
+
+    def flip_to(self, instance_id: str, *, previous_role: Role = Role.SHADOW) -> None: ...
+
+
+class HandoffRecorder(Protocol):
+    """Where a finished handoff is written (``LedgerWriter``)."""
+
+    def record_handoff(self, h: Handoff, missed: int) -> None: ...
+
+
+class HandoffFacts(Protocol):
+    """What the other parts tell the handoff coordinator as it happens (``Coordinator``)."""
+
+    def on_gone(
+        self, instance_id: str, reason: str, journal: list[gw.AttachResponse] | None = None
+    ) -> None: ...
+
+    def on_broadcast(self, msg: gw.AttachResponse) -> None: ...
+
+    def on_record(self, record: EvaluationRecord) -> None: ...
+
+    def check_green_answer(self, instance_id: str, error: str, epoch: int) -> None: ...
+
+    def on_executed(self, slot_id: str, seq: int, action: str) -> None: ...
+
+    def on_shadow_answer(self, instance_id: str, slot_id: str, seq: int, action: str) -> None: ...
+
+
+class Boundaries(Protocol):
+    """The tick loop's two moments a handoff acts on (``Coordinator``)."""
+
+    def on_boundary(self, now: int) -> None: ...
+
+    def after_dispatch(self, scheduled_ms: int, dispatched_ms: float) -> None: ...
+
+
+class Resolver(Protocol):
+    """Where every evaluation's one outcome goes: stats, handoff, ledger, metrics
+    (``Outcomes``)."""
+
+    def resolve(self, records: tuple[EvaluationRecord, ...]) -> None: ...
+
+
+class Settling(Resolver, Protocol):
+    """``Resolver``, and whether anything is still pending, for the tick loop (``Outcomes``)."""
+
+    def track(self) -> None:
+        """After a dispatch: not idle while its evaluations are pending."""
+        ...
+
+    async def settled(self) -> None:
+        """Returns once nothing is pending."""
+        ...
+
+
+class TickDispatch(Protocol):
+    """One tick sent (``Dispatcher``): returns when (wall ms) the ACTIVE's batch was queued."""
+
+    def dispatch(self, tick: Tick, now: int) -> float: ...
+
+
+class TickWrites(Protocol):
+    """The ledger as the tick loop writes it: the seqs a tick reserves (``ledger.Ledger``)."""
+
+    def reserve_seqs(self, seqs: Mapping[str, int]) -> None: ...
+
+
+class Flusher(Protocol):
+    """The once-per-tick write of the ledger's rows (``LedgerWriter``)."""
+
+    def flush(self) -> None: ...
+
+
+# -- the ledger, as each part writes it (``ledger.Ledger`` offers all of them) ----------------
+
+
+class EvaluationRows(Protocol):
+    def record_evaluation(self, rec: EvaluationRecord) -> None:
+        """Raises ``ledger.DuplicateRecordError`` for a second outcome of one (slot, seq)."""
+        ...
+
+
+class InstanceRows(Protocol):
+    def record_instance_event(self, ev: InstanceEvent) -> None: ...
+
+
+class DecisionRows(InstanceRows, Protocol):
+    """What carrying out decisions writes: bets, decisions never executed, the flip."""
+
+    def record_bet(
+        self, fill: Fill, *, instance_id: str, version: str, epoch: int, placed_ms: int
+    ) -> None: ...
+
+    def record_dropped_decision(
+        self,
+        *,
+        slot_id: str,
+        seq: int,
+        instance_id: str,
+        epoch: int,
+        received_ms: int,
+        action: str | None,
+        reason: str,
+    ) -> None: ...
+
+
+class MarketRows(Protocol):
+    """What the exchange feed's sink writes."""
+
+    def record_candle(self, c: Candle, *, source: str, observed_ms: int) -> None: ...
+
+    def record_settlement(self, s: Settlement, *, settled_ms: int) -> None: ...
+
+    def record_connection_event(self, ev: ConnectionEvent) -> None: ...
