@@ -119,15 +119,25 @@ def to_shadowing(b: Bed) -> tuple[str, Tick]:
 
 
 def to_baking(b: Bed) -> tuple[str, Tick]:
-    """On to the flip: green answers what it was replayed, the next boundary flips."""
+    """On to the flip: green answers what it was replayed, then shadows one whole live tick
+    (the default ``shadow_ticks``), compared with blue's; the boundary after it flips. Returns
+    the handoff id and the first tick green is ACTIVE for (not dispatched yet)."""
     handoff_id, replayed = to_shadowing(b)
     assert b.answer(b.blue, replayed) is Verdict.EXECUTE
     assert b.answer(b.green, replayed) is Verdict.SHADOW  # green has caught up
-    flip_tick = b.tick(2)
+    b.clock.t_ms = b.tick(2).scheduled_ms
+    b.coordinator.on_boundary(b.clock())
+    # Green joined tick 1 halfway (its import landed between two boundaries): no tick of it
+    # has been compared whole yet, so this boundary starts the live shadow, it does not flip.
+    assert b.phase() is hm.Phase.SHADOWING
+    live = b.dispatch(2)
+    assert b.answer(b.green, live) is Verdict.SHADOW
+    assert b.answer(b.blue, live) is Verdict.EXECUTE
+    flip_tick = b.tick(3)
     b.clock.t_ms = flip_tick.scheduled_ms
     b.coordinator.on_boundary(b.clock())
     assert b.phase() is hm.Phase.BAKING
-    return handoff_id, replayed
+    return handoff_id, flip_tick
 
 
 def test_a_full_handoff_replays_blues_journal_to_green_then_flips_and_drains_blue() -> None:
@@ -206,8 +216,8 @@ def test_a_rollback_while_shadowing_aborts_and_blue_never_stops_being_active() -
 
 def test_a_missed_evaluation_of_green_in_the_bake_window_hands_back_to_blue() -> None:
     b = bed()
-    handoff_id, _ = to_baking(b)
-    tick = b.dispatch(2)
+    handoff_id, flip_tick = to_baking(b)
+    tick = b.dispatch(flip_tick.index)
     # Blue shadows green: it answers too, so a hand-back can use blue's answer.
     assert b.answer(b.blue, tick) is Verdict.SHADOW
     # Green's evaluation times out: a fault inside the bake window.
@@ -225,8 +235,8 @@ def test_a_missed_evaluation_of_green_in_the_bake_window_hands_back_to_blue() ->
 
 def test_a_strategy_error_of_green_hands_back_before_the_answer_is_judged() -> None:
     b = bed()
-    _, _ = to_baking(b)
-    tick = b.dispatch(2)
+    _, flip_tick = to_baking(b)
+    tick = b.dispatch(flip_tick.index)
     assert b.answer(b.blue, tick) is Verdict.SHADOW
     # Green answers with an error: the hand-back happens before the router judges it, so the
     # evaluation is blue's again and its shadow answer is executed: nothing is missed.
