@@ -6,16 +6,21 @@ range (unknown enum numbers, missing required parts) raise ``WireError`` naming 
 
 from __future__ import annotations
 
+import math
+
 from baton.model import (
     Action,
     Candle,
     Decision,
     EvaluationRequest,
     Fill,
+    HandoffPhase,
+    HandoffPolicy,
     Role,
     Settlement,
     Slot,
 )
+from baton.v1 import control_pb2 as ctl
 from baton.v1 import gateway_pb2 as gw
 from baton.v1 import market_pb2 as mk
 
@@ -233,3 +238,77 @@ def settlement_from_proto(m: gw.Settlement) -> Settlement:
         payout=m.payout,
         pnl=m.pnl,
     )
+
+
+# -- the control service ----------------------------------------------------------------------
+
+_PHASE_TO = {
+    HandoffPhase.EXPORTING: ctl.HANDOFF_PHASE_EXPORTING,
+    HandoffPhase.IMPORTING: ctl.HANDOFF_PHASE_IMPORTING,
+    HandoffPhase.SHADOWING: ctl.HANDOFF_PHASE_SHADOWING,
+    HandoffPhase.BAKING: ctl.HANDOFF_PHASE_BAKING,
+    HandoffPhase.DRAINING: ctl.HANDOFF_PHASE_DRAINING,
+    HandoffPhase.COMPLETED: ctl.HANDOFF_PHASE_COMPLETED,
+    HandoffPhase.ABORTED: ctl.HANDOFF_PHASE_ABORTED,
+    HandoffPhase.ROLLED_BACK: ctl.HANDOFF_PHASE_ROLLED_BACK,
+}
+_PHASE_FROM = {v: k for k, v in _PHASE_TO.items()}
+
+
+def handoff_phase_to_proto(phase: HandoffPhase) -> ctl.HandoffPhase.ValueType:
+    return _PHASE_TO[phase]
+
+
+def handoff_phase_from_proto(value: int, *, field: str = "phase") -> HandoffPhase:
+    try:
+        return _PHASE_FROM[ctl.HandoffPhase.ValueType(value)]
+    except KeyError:
+        raise WireError(f"{field}: unknown handoff phase {value}") from None
+
+
+def _seconds_to_ms(value: float, field: str, *, positive: bool) -> int:
+    if math.isnan(value) or math.isinf(value) or value < 0 or (positive and value == 0):
+        raise WireError(f"policy.{field} must be {'> 0' if positive else '>= 0'}, got {value}")
+    return round(value * 1000)
+
+
+def policy_to_proto(p: HandoffPolicy) -> ctl.HandoffPolicy:
+    """Every field set: the receiving gateway applies exactly this policy."""
+    msg = ctl.HandoffPolicy(
+        shadow_ticks=p.shadow_ticks,
+        bake_s=p.bake_ms / 1000,
+        no_auto_rollback=not p.auto_rollback,
+        max_bake_faults=p.max_bake_faults,
+        step_timeout_s=p.step_timeout_ms / 1000,
+        skip_state_transfer=p.skip_state_transfer,
+    )
+    if p.max_divergence is not None:
+        msg.max_divergence = p.max_divergence
+    return msg
+
+
+def policy_from_proto(m: ctl.HandoffPolicy) -> HandoffPolicy:
+    """An unset field takes ``HandoffPolicy``'s default; a set one is taken as it is (0 too).
+    Out-of-range values raise ``WireError`` (the gateway answers INVALID_ARGUMENT)."""
+    d = HandoffPolicy()
+    has = m.HasField
+    bake_ms = _seconds_to_ms(m.bake_s, "bake_s", positive=False) if has("bake_s") else d.bake_ms
+    step_timeout_ms = (
+        _seconds_to_ms(m.step_timeout_s, "step_timeout_s", positive=True)
+        if has("step_timeout_s")
+        else d.step_timeout_ms
+    )
+    try:
+        return HandoffPolicy(
+            shadow_ticks=m.shadow_ticks if has("shadow_ticks") else d.shadow_ticks,
+            max_divergence=m.max_divergence if has("max_divergence") else d.max_divergence,
+            bake_ms=bake_ms,
+            auto_rollback=not m.no_auto_rollback if has("no_auto_rollback") else d.auto_rollback,
+            max_bake_faults=m.max_bake_faults if has("max_bake_faults") else d.max_bake_faults,
+            step_timeout_ms=step_timeout_ms,
+            skip_state_transfer=m.skip_state_transfer
+            if has("skip_state_transfer")
+            else d.skip_state_transfer,
+        )
+    except ValueError as exc:
+        raise WireError(f"policy: {exc}") from None

@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from baton import wire
 from baton.control import ControlClient, ControlError
 from baton.operator.core.facts import format_time, status_from_progress
 from baton.operator.core.pods import PodSettings, pod_manifest
@@ -25,10 +26,9 @@ from baton.operator.core.rollout import (
     Rollback,
     pod_refused,
 )
-from baton.operator.core.spec import HandoffMode, HandoffSpec, SpecError
+from baton.operator.core.spec import SpecError
 from baton.operator.kube import Kube, KubeError
 from baton.operator.observe import World, figures_from_proto
-from baton.v1 import control_pb2 as ctl
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +76,6 @@ def _action_span(action: Action) -> tuple[str, dict[str, str]]:
         "baton.reason": action.reason,
         "baton.message": action.message,
     }
-
-
-def policy_proto(h: HandoffSpec) -> ctl.HandoffPolicy:
-    policy = ctl.HandoffPolicy(
-        shadow_ticks=h.shadow_ticks,
-        # The gateway reads 0 as "default (10 s)"; a spec asking for no bake gets the smallest.
-        bake_s=h.bake_s if h.bake_s > 0 else 1e-3,
-        no_auto_rollback=not h.auto_rollback,
-        max_bake_faults=h.max_bake_faults,
-        step_timeout_s=h.step_timeout_s,
-        skip_state_transfer=h.mode is HandoffMode.SWAP,
-    )
-    if h.max_divergence is not None:
-        policy.max_divergence = h.max_divergence
-    return policy
 
 
 class Executor:
@@ -218,7 +203,7 @@ class Executor:
                     try:
                         handoff = await self._control.promote(
                             action.instance_id,
-                            policy_proto(action.policy),
+                            wire.policy_to_proto(action.policy.policy()),
                             request_id=action.request_id,
                             trace_context=carrier,
                         )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from baton.control import ControlClient, ControlError, phase_name, role_name
+from baton import wire
+from baton.control import ControlClient, ControlError, phase_name
+from baton.model import Role
 from baton.operator.core.facts import (
     parse_time,
     pod_facts,
@@ -16,10 +18,8 @@ from baton.operator.core.rollout import (
     GatewayFacts,
     HandoffFacts,
     HandoffFigures,
-    HandoffPhase,
     InstanceFacts,
     Observed,
-    Role,
 )
 from baton.operator.core.spec import SpecError, parse_spec
 from baton.operator.kube import Kube
@@ -46,10 +46,17 @@ def figures_from_proto(h: ctl.HandoffStatus) -> HandoffFigures:
 
 def handoff_facts(h: ctl.HandoffStatus) -> HandoffFacts | None:
     try:
-        phase = HandoffPhase(phase_name(h.phase))
-    except ValueError:
-        return None
+        phase = wire.handoff_phase_from_proto(h.phase)
+    except wire.WireError:
+        return None  # a phase this operator does not know: no facts rather than wrong ones
     return HandoffFacts(figures_from_proto(h), phase, h.to_instance, h.message)
+
+
+def _role(value: int) -> Role | None:
+    try:
+        return wire.role_from_proto(value)
+    except wire.WireError:
+        return None  # unspecified or unknown: not an instance the rollout can reason about
 
 
 async def gateway_facts(control: ControlClient, handoff_id: str) -> GatewayFacts:
@@ -58,9 +65,9 @@ async def gateway_facts(control: ControlClient, handoff_id: str) -> GatewayFacts
     except ControlError as exc:
         return GatewayFacts(reachable=False, error=str(exc))
     instances = tuple(
-        InstanceFacts(i.instance_id, i.pod_name, i.strategy, i.version, Role(role_name(i.role)))
+        InstanceFacts(i.instance_id, i.pod_name, i.strategy, i.version, role)
         for i in sorted(listing.instances, key=lambda i: i.attached_ms)
-        if role_name(i.role) in Role.__members__
+        if (role := _role(i.role)) is not None
     )
     handoff: HandoffFacts | None = None
     missing = False

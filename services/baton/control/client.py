@@ -7,16 +7,15 @@ from types import TracebackType
 
 import grpc
 
+from baton import wire
+from baton.model import HandoffPhase
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import control_pb2_grpc as ctl_grpc
 from baton.v1 import market_pb2 as mk
 
+# The wire numbers of the model's terminal phases (``HandoffPhase.terminal`` decides which).
 TERMINAL_PHASES = frozenset(
-    {
-        ctl.HANDOFF_PHASE_COMPLETED,
-        ctl.HANDOFF_PHASE_ABORTED,
-        ctl.HANDOFF_PHASE_ROLLED_BACK,
-    }
+    wire.handoff_phase_to_proto(phase) for phase in HandoffPhase if phase.terminal
 )
 
 

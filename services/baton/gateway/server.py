@@ -106,18 +106,6 @@ def _check_hello(hello: gw.Hello) -> str:
     return ""
 
 
-_PHASES = {
-    hm.Phase.EXPORTING: ctl.HANDOFF_PHASE_EXPORTING,
-    hm.Phase.IMPORTING: ctl.HANDOFF_PHASE_IMPORTING,
-    hm.Phase.SHADOWING: ctl.HANDOFF_PHASE_SHADOWING,
-    hm.Phase.BAKING: ctl.HANDOFF_PHASE_BAKING,
-    hm.Phase.DRAINING: ctl.HANDOFF_PHASE_DRAINING,
-    hm.Phase.COMPLETED: ctl.HANDOFF_PHASE_COMPLETED,
-    hm.Phase.ABORTED: ctl.HANDOFF_PHASE_ABORTED,
-    hm.Phase.ROLLED_BACK: ctl.HANDOFF_PHASE_ROLLED_BACK,
-}
-
-
 def handoff_to_proto(h: hm.Handoff, missed: int) -> ctl.HandoffStatus:
     return ctl.HandoffStatus(
         handoff_id=h.handoff_id,
@@ -126,7 +114,7 @@ def handoff_to_proto(h: hm.Handoff, missed: int) -> ctl.HandoffStatus:
         to_instance=h.green,
         from_version=h.from_version,
         to_version=h.to_version,
-        phase=_PHASES[h.phase],
+        phase=wire.handoff_phase_to_proto(h.phase),
         message=h.message,
         epoch_before=h.epoch_before,
         epoch_after=h.epoch_after,
@@ -153,24 +141,6 @@ def ledger_health_to_proto(h: LedgerHealth) -> ctl.LedgerHealth:
         failed_flushes=h.failed_flushes,
         last_error=h.last_error,
         last_ok_flush_ms=h.last_ok_flush_ms,
-    )
-
-
-def policy_from_proto(p: ctl.HandoffPolicy) -> hm.Policy:
-    """Zero values mean "the default"; anything out of range is INVALID_ARGUMENT (ValueError)."""
-    d = hm.Policy()
-    for name in ("bake_s", "step_timeout_s"):
-        value = getattr(p, name)
-        if value < 0 or value != value:
-            raise ValueError(f"policy.{name} must be >= 0, got {value}")
-    return hm.Policy(
-        shadow_ticks=p.shadow_ticks or d.shadow_ticks,
-        max_divergence=p.max_divergence if p.HasField("max_divergence") else d.max_divergence,
-        bake_ms=round(p.bake_s * 1000) if p.bake_s else d.bake_ms,
-        auto_rollback=not p.no_auto_rollback,
-        max_bake_faults=p.max_bake_faults,
-        step_timeout_ms=round(p.step_timeout_s * 1000) if p.step_timeout_s else d.step_timeout_ms,
-        skip_state_transfer=p.skip_state_transfer,
     )
 
 
@@ -218,7 +188,7 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         context: grpc.aio.ServicerContext[ctl.PromoteRequest, ctl.PromoteResponse],
     ) -> ctl.PromoteResponse:
         try:
-            policy = policy_from_proto(request.policy)
+            policy = wire.policy_from_proto(request.policy)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:

@@ -4,6 +4,7 @@ Protocol buffers stop at the edge: ``baton.wire`` converts between these and ``b
 """
 
 from baton.model._evaluation import Action, Decision, EvaluationRequest, Role
+from baton.model._handoff import HandoffPhase, HandoffPolicy
 from baton.model._market import Candle, Market, Slot, make_slots, timeframe_ms, window_start
 from baton.model._venue import Fill, Settlement
 
@@ -13,6 +14,8 @@ __all__ = [
     "Decision",
     "EvaluationRequest",
     "Fill",
+    "HandoffPhase",
+    "HandoffPolicy",
     "Market",
     "Role",
     "Settlement",
