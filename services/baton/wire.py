@@ -1,6 +1,12 @@
 """The one place protocol buffers meet the domain model: ``to_proto`` / ``from_proto`` pairs.
 
-Everything else in Baton works on ``baton.model`` dataclasses. Values a peer could send out of
+What lives here: every conversion between ``baton.v1`` messages and ``baton.model`` values, for
+both services: the strategy stream (``GatewayService``: evaluations, decisions, fills,
+settlements, roles) and the control service (``ControlService``: handoff phases, policies and
+statuses, instances, the ledger's health), used by the gateway, the strategy host, the control
+client and the operator alike. Everything else in Baton works on ``baton.model`` dataclasses;
+a component's own views (the operator's ``HandoffFigures``) are built from those, not from
+messages. Values a peer could send out of
 range (unknown enum numbers, missing required parts) raise ``WireError`` naming the field.
 """
 
@@ -16,6 +22,10 @@ from baton.model import (
     Fill,
     HandoffPhase,
     HandoffPolicy,
+    HandoffStatus,
+    HandoffStep,
+    InstanceStatus,
+    LedgerHealth,
     Role,
     Settlement,
     Slot,
@@ -312,3 +322,113 @@ def policy_from_proto(m: ctl.HandoffPolicy) -> HandoffPolicy:
         )
     except ValueError as exc:
         raise WireError(f"policy: {exc}") from None
+
+
+# The contract reports a figure that was never measured (pause, transfer) as -1.
+_UNMEASURED = -1.0
+
+
+def _measured(value: float) -> float | None:
+    return value if value >= 0 else None
+
+
+def handoff_status_to_proto(h: HandoffStatus) -> ctl.HandoffStatus:
+    return ctl.HandoffStatus(
+        handoff_id=h.handoff_id,
+        strategy=h.strategy,
+        from_instance=h.from_instance,
+        to_instance=h.to_instance,
+        from_version=h.from_version,
+        to_version=h.to_version,
+        phase=handoff_phase_to_proto(h.phase),
+        message=h.message,
+        epoch_before=h.epoch_before,
+        epoch_after=h.epoch_after,
+        state_bytes=h.state_bytes,
+        export_digest=h.export_digest,
+        import_digest=h.import_digest,
+        migrated_digest=h.migrated_digest,
+        pause_ms=h.pause_ms if h.pause_ms is not None else _UNMEASURED,
+        missed=h.missed,
+        divergences=h.divergences,
+        shadow_compared=h.compared,
+        steps=[ctl.HandoffStep(name=s.name, t_ms=s.t_ms, detail=s.detail) for s in h.steps],
+        started_ms=h.started_ms,
+        finished_ms=h.finished_ms or 0,
+        transfer_ms=h.transfer_ms if h.transfer_ms is not None else _UNMEASURED,
+    )
+
+
+def handoff_status_from_proto(m: ctl.HandoffStatus) -> HandoffStatus:
+    """Raises ``WireError`` for a phase this side does not know (a newer gateway's)."""
+    return HandoffStatus(
+        handoff_id=m.handoff_id,
+        strategy=m.strategy,
+        from_instance=m.from_instance,
+        to_instance=m.to_instance,
+        from_version=m.from_version,
+        to_version=m.to_version,
+        phase=handoff_phase_from_proto(m.phase, field="handoff.phase"),
+        message=m.message,
+        epoch_before=m.epoch_before,
+        epoch_after=m.epoch_after,
+        state_bytes=m.state_bytes,
+        export_digest=m.export_digest,
+        import_digest=m.import_digest,
+        migrated_digest=m.migrated_digest,
+        pause_ms=_measured(m.pause_ms),
+        missed=m.missed,
+        divergences=m.divergences,
+        compared=m.shadow_compared,
+        steps=tuple(HandoffStep(s.name, s.t_ms, s.detail) for s in m.steps),
+        started_ms=m.started_ms,
+        finished_ms=m.finished_ms or None,
+        transfer_ms=_measured(m.transfer_ms),
+    )
+
+
+def instance_status_to_proto(i: InstanceStatus) -> ctl.InstanceStatus:
+    return ctl.InstanceStatus(
+        instance_id=i.instance_id,
+        pod_name=i.pod_name,
+        strategy=i.strategy,
+        version=i.version,
+        state_schema=i.state_schema,
+        role=role_to_proto(i.role),
+        attached_ms=i.attached_ms,
+    )
+
+
+def instance_status_from_proto(m: ctl.InstanceStatus) -> InstanceStatus:
+    """Raises ``WireError`` for a role this side does not know."""
+    return InstanceStatus(
+        instance_id=m.instance_id,
+        pod_name=m.pod_name,
+        strategy=m.strategy,
+        version=m.version,
+        state_schema=m.state_schema,
+        role=role_from_proto(m.role, field="instance.role"),
+        attached_ms=m.attached_ms,
+    )
+
+
+def ledger_health_to_proto(h: LedgerHealth) -> ctl.LedgerHealth:
+    return ctl.LedgerHealth(
+        ok=h.ok,
+        pending_rows=h.pending_rows,
+        discarded_rows=h.discarded_rows,
+        failed_flushes=h.failed_flushes,
+        last_error=h.last_error,
+        last_ok_flush_ms=h.last_ok_flush_ms,
+    )
+
+
+def ledger_health_from_proto(m: ctl.LedgerHealth) -> LedgerHealth:
+    """``ok`` is not carried over: the model derives it from ``failed_flushes``."""
+    return LedgerHealth(
+        pending_rows=m.pending_rows,
+        discarded_rows=m.discarded_rows,
+        failed_flushes=m.failed_flushes,
+        last_error=m.last_error,
+        last_ok_flush_ms=m.last_ok_flush_ms,
+    )

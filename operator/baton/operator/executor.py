@@ -24,11 +24,12 @@ from baton.operator.core.rollout import (
     Phase,
     Promote,
     Rollback,
+    figures_of,
     pod_refused,
 )
 from baton.operator.core.spec import SpecError
 from baton.operator.kube import Kube, KubeError
-from baton.operator.observe import World, figures_from_proto
+from baton.operator.observe import World
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,8 @@ class Executor:
                         progress = replace(o.progress, message=f"promote refused: {exc}")
                         events = []
                         break
-                    progress = replace(progress, handoff=figures_from_proto(handoff))
+                    reported = wire.handoff_status_from_proto(handoff)
+                    progress = replace(progress, handoff=figures_of(reported))
                     span.set_attribute("baton.handoff", handoff.handoff_id)
                     action_span.set_attribute("baton.handoff", handoff.handoff_id)
                 elif isinstance(action, Rollback):

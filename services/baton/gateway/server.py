@@ -18,7 +18,6 @@ import grpc
 from baton import wire
 from baton.gateway.coordinator import PromoteError
 from baton.gateway.core import handoff as hm
-from baton.gateway.core.health import LedgerHealth
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import control_pb2_grpc as ctl_grpc
 from baton.v1 import gateway_pb2 as gw
@@ -106,44 +105,6 @@ def _check_hello(hello: gw.Hello) -> str:
     return ""
 
 
-def handoff_to_proto(h: hm.Handoff, missed: int) -> ctl.HandoffStatus:
-    return ctl.HandoffStatus(
-        handoff_id=h.handoff_id,
-        strategy=h.strategy,
-        from_instance=h.blue,
-        to_instance=h.green,
-        from_version=h.from_version,
-        to_version=h.to_version,
-        phase=wire.handoff_phase_to_proto(h.phase),
-        message=h.message,
-        epoch_before=h.epoch_before,
-        epoch_after=h.epoch_after,
-        state_bytes=h.state_bytes,
-        export_digest=h.export_digest,
-        import_digest=h.import_digest,
-        migrated_digest=h.migrated_digest,
-        pause_ms=h.pause_ms if h.pause_ms is not None else -1.0,
-        missed=missed,
-        divergences=h.divergences,
-        shadow_compared=h.compared,
-        steps=[ctl.HandoffStep(name=s.name, t_ms=s.t_ms, detail=s.detail) for s in h.steps],
-        started_ms=h.started_ms,
-        finished_ms=h.finished_ms or 0,
-        transfer_ms=float(h.transfer_ms) if h.transfer_ms is not None else -1.0,
-    )
-
-
-def ledger_health_to_proto(h: LedgerHealth) -> ctl.LedgerHealth:
-    return ctl.LedgerHealth(
-        ok=h.ok,
-        pending_rows=h.pending_rows,
-        discarded_rows=h.discarded_rows,
-        failed_flushes=h.failed_flushes,
-        last_error=h.last_error,
-        last_ok_flush_ms=h.last_ok_flush_ms,
-    )
-
-
 class ControlServicer(ctl_grpc.ControlServiceServicer):
     """The operator's and the CLI's handle on the gateway. Errors map to gRPC status codes
     here and nowhere else."""
@@ -152,7 +113,9 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         self._gateway = gateway
 
     def _status(self, h: hm.Handoff) -> ctl.HandoffStatus:
-        return handoff_to_proto(h, self._gateway.handoffs.missed_of(h.handoff_id))
+        return wire.handoff_status_to_proto(
+            hm.status(h, self._gateway.handoffs.missed_of(h.handoff_id))
+        )
 
     async def ListInstances(
         self,
@@ -164,18 +127,9 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
             epoch=router.epoch,
             active_instance_id=router.active_id or "",
             instances=[
-                ctl.InstanceStatus(
-                    instance_id=i.instance_id,
-                    pod_name=i.info.pod_name,
-                    strategy=i.info.strategy,
-                    version=i.info.version,
-                    state_schema=i.info.state_schema,
-                    role=wire.role_to_proto(i.role),
-                    attached_ms=i.attached_ms,
-                )
-                for i in router.instances.values()
+                wire.instance_status_to_proto(i.status()) for i in router.instances.values()
             ],
-            ledger=ledger_health_to_proto(self._gateway.ledger_health),
+            ledger=wire.ledger_health_to_proto(self._gateway.ledger_health),
         )
         current = self._gateway.handoffs.current
         if current is not None:

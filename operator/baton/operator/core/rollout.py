@@ -24,7 +24,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from baton.model import HandoffPhase, Role
+from baton.model import HandoffPhase, HandoffStatus, Role
 from baton.operator.core.spec import DeletionPolicy, HandoffSpec, SpecError, StrategyVersionSpec
 
 
@@ -62,6 +62,25 @@ class HandoffFigures:
     compared: int = 0  # green's shadow decisions compared with blue's before the flip
     divergences: int = 0
     epoch: int = 0
+
+
+def figures_of(h: HandoffStatus) -> HandoffFigures:
+    """The figures of the gateway's status of a handoff that the SV's status keeps."""
+    return HandoffFigures(
+        handoff_id=h.handoff_id,
+        phase=h.phase.value,
+        from_instance=h.from_instance,
+        from_version=h.from_version,
+        pause_ms=h.pause_ms,
+        missed=h.missed,
+        state_bytes=h.state_bytes,
+        export_digest=h.export_digest,
+        import_digest=h.import_digest,
+        transfer_ms=h.transfer_ms,
+        compared=h.compared,
+        divergences=h.divergences,
+        epoch=h.epoch,
+    )
 
 
 @dataclass(frozen=True)

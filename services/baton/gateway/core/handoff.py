@@ -27,25 +27,19 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
-from baton.model import HandoffPhase, HandoffPolicy
+from baton.model import HandoffPhase, HandoffPolicy, HandoffStatus, HandoffStep
 
 # The phases and the policy are the model's (one definition for the gateway, the control client
 # and the operator); this machine knows them by these names.
 Phase = HandoffPhase
 Policy = HandoffPolicy
+Step = HandoffStep
 
 
 GREEN_GONE_STEP = "green gone"
 # The first boundary green shadows through: the tick dispatched there is the first it is sent
 # whole (it started shadowing between two boundaries, when its import landed).
 LIVE_SHADOW_STEP = "live shadow"
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    name: str
-    t_ms: int
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +93,35 @@ class Handoff:
         if self.imported_ms is None:
             return None
         return self.imported_ms - self.export_requested_ms
+
+
+def status(h: Handoff, missed: int) -> HandoffStatus:
+    """What the control service reports of ``h``; ``missed``: the evaluations missed while it
+    ran (the coordinator counts them, the machine does not see the ledger)."""
+    return HandoffStatus(
+        handoff_id=h.handoff_id,
+        strategy=h.strategy,
+        from_instance=h.blue,
+        to_instance=h.green,
+        from_version=h.from_version,
+        to_version=h.to_version,
+        phase=h.phase,
+        message=h.message,
+        epoch_before=h.epoch_before,
+        epoch_after=h.epoch_after,
+        state_bytes=h.state_bytes,
+        export_digest=h.export_digest,
+        import_digest=h.import_digest,
+        migrated_digest=h.migrated_digest,
+        pause_ms=h.pause_ms,
+        missed=missed,
+        divergences=h.divergences,
+        compared=h.compared,
+        steps=h.steps,
+        started_ms=h.started_ms,
+        finished_ms=h.finished_ms,
+        transfer_ms=float(h.transfer_ms) if h.transfer_ms is not None else None,
+    )
 
 
 # -- events (facts in) -----------------------------------------------------------------------
