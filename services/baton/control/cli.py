@@ -9,12 +9,12 @@ import sys
 import time
 import uuid
 
+from baton import wire
 from baton.control.client import (
     TERMINAL_PHASES,
     ControlClient,
     ControlError,
     ledger_line,
-    phase_name,
     role_name,
     step_line,
     summary_line,
@@ -66,19 +66,20 @@ def _handoff_parser() -> argparse.ArgumentParser:
 
 
 def status_to_json(status: ctl.HandoffStatus) -> dict[str, object]:
+    h = wire.handoff_status_from_proto(status)
     return {
-        "handoff_id": status.handoff_id,
-        "from_version": status.from_version,
-        "to_version": status.to_version,
-        "result": phase_name(status.phase),
-        "message": status.message,
-        "pause_ms": status.pause_ms if status.pause_ms >= 0 else None,
-        "missed": status.missed,
-        "state_bytes": status.state_bytes,
-        "transfer_ms": status.transfer_ms if status.transfer_ms >= 0 else None,
-        "compared": status.shadow_compared,
-        "divergences": status.divergences,
-        "epoch": status.epoch_after or status.epoch_before,
+        "handoff_id": h.handoff_id,
+        "from_version": h.from_version,
+        "to_version": h.to_version,
+        "result": h.phase.value,
+        "message": h.message,
+        "pause_ms": h.pause_ms,
+        "missed": h.missed,
+        "state_bytes": h.state_bytes,
+        "transfer_ms": h.transfer_ms,
+        "compared": h.compared,
+        "divergences": h.divergences,
+        "epoch": h.epoch,
     }
 
 
