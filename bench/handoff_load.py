@@ -24,13 +24,13 @@ from typing import Any
 
 from baton.common import ProcessFailed
 from baton.control import ControlClient, phase_name
+from baton.local import Processes
 from baton.v1 import control_pb2 as ctl
 from bench.cli import MOMENTUM_V1, MOMENTUM_V2
 from bench.cpu import foreign_cores, sample
 from bench.harness import (
     REPO_ROOT,
     BenchError,
-    Processes,
     Workload,
     ledger_ticks,
     now_ms,

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from baton.common import ProcessFailed, Service, spawn_baton
+from baton.common import ProcessFailed, Service
 from baton.control import ControlClient, ControlError, phase_name
 from baton.gateway.core.records import MISSED_OUTCOMES
 from baton.gateway.report import presence_report
+from baton.local import GatewayOptions, Processes, SimOptions
 from baton.v1 import control_pb2 as ctl
 from bench.cpu import foreign_cores, sample
 from bench.stats import LedgerTick, Scenario, ScenarioResult, Swap, bucket, percentile
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_MARKETS = 8
 MISSED = frozenset(o.value for o in MISSED_OUTCOMES)
+# A strategy host reaped after a swap gets this long to exit after SIGTERM before SIGKILL.
+REAP_TIMEOUT_S = 15.0
 # A handoff's whole run (export, import, shadow, bake, drain) must end within this.
 HANDOFF_TIMEOUT_S = 180.0
 
@@ -103,71 +105,21 @@ def now_ms() -> float:
     return time.time_ns() / 1e6
 
 
-@dataclass
-class Processes:
-    """Every process one scenario started, stopped in reverse order on the way out."""
-
-    log_dir: Path
-    started: list[Service] = field(default_factory=list)
-
-    async def spawn(
-        self,
-        name: str,
-        args: list[str],
-        env: Mapping[str, str] | None = None,
-        ready_timeout_s: float = 60.0,
-    ) -> Service:
-        service = await spawn_baton(
-            name, args, log_dir=self.log_dir, env=env, ready_timeout_s=ready_timeout_s
-        )
-        self.started.append(service)
-        return service
-
-    async def reap(self, service: Service, timeout_s: float = 15.0) -> int:
-        """Stop one process (SIGTERM, then SIGKILL past ``timeout_s``); its exit code."""
-        code = await service.stop(timeout_s=timeout_s)
-        with contextlib.suppress(ValueError):
-            self.started.remove(service)
-        return code
-
-    async def close(self) -> None:
-        for service in reversed(self.started):
-            await service.stop(timeout_s=10.0)
-        self.started.clear()
-
-
 async def start_sim(w: Workload, procs: Processes) -> Service:
-    args = [
-        "sim",
-        "--port",
-        "0",
-        "--seed",
-        "11",
-        "--time-scale",
-        str(w.time_scale),
-        "--push-interval-s",
-        str(w.push_interval_s),
-        "--log-level",
-        "WARNING",
-    ]
-    if w.sim_symbols:
-        args += ["--symbols", ",".join(w.sim_symbols)]
-    return await procs.spawn(f"{w.name}-sim", args, ready_timeout_s=w.ready_timeout_s)
+    options = SimOptions(
+        seed=11,
+        time_scale=w.time_scale,
+        push_interval_s=w.push_interval_s,
+        symbols=w.sim_symbols or None,
+        log_level="WARNING",
+    )
+    return await procs.sim(f"{w.name}-sim", options, ready_timeout_s=w.ready_timeout_s)
 
 
-def _gateway_env(w: Workload, sim: Service, ledger: Path) -> dict[str, str]:
-    env = {
-        "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
-        "BATON_METRICS__LISTEN": "127.0.0.1:0",  # never clash with a gateway on 9464
-        "BATON_GATEWAY__CADENCE_S": str(w.cadence_s),
-        "BATON_GATEWAY__TIMEFRAMES": ",".join(w.timeframes),
-        "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
-        "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],
-        "BATON_LEDGER__PATH": str(ledger),
-    }
-    if w.markets:
-        env["BATON_GATEWAY__MARKETS"] = ",".join(w.markets)
-    return env
+def gateway_options(w: Workload, ledger: Path) -> GatewayOptions:
+    return GatewayOptions(
+        ledger=ledger, cadence_s=w.cadence_s, timeframes=w.timeframes, markets=w.markets or None
+    )
 
 
 # -- ledger reads (read-only, safe while the gateway writes) ----------------------------------
@@ -287,19 +239,11 @@ class ScenarioRun:
         version = entrypoint.rpartition(":")[2].lower()
         name = f"{self.tag}-{self._spawned:03d}-{version}"
         self._entrypoint_of[name] = entrypoint
-        return await self.procs.spawn(
+        return await self.procs.strategy(
             name,
-            [
-                "strategy",
-                "--gateway",
-                gateway.ready["grpc_addr"],
-                "--entrypoint",
-                entrypoint,
-                "--config",
-                json.dumps(dict(self.w.strategy_config)),
-                "--pod-name",
-                name,
-            ],
+            gateway,
+            entrypoint,
+            config=self.w.strategy_config,
             env=self._env,
             ready_timeout_s=self.w.ready_timeout_s,
         )
@@ -324,10 +268,10 @@ class ScenarioRun:
         cpu = sample()
         partials: list[_Partial] = []
         try:
-            gateway = await self.procs.spawn(
+            gateway = await self.procs.gateway(
                 f"{self.tag}-gateway",
-                ["gateway"],
-                env=_gateway_env(self.w, self.sim, self.ledger),
+                self.sim,
+                gateway_options(self.w, self.ledger),
                 ready_timeout_s=self.w.ready_timeout_s,
             )
             async with ControlClient(gateway.ready["grpc_addr"]) as client:
@@ -416,7 +360,7 @@ class ScenarioRun:
             status = await asyncio.wait_for(client.wait(started.handoff_id), HANDOFF_TIMEOUT_S)
         except (ControlError, TimeoutError) as exc:
             partial.message = f"{type(exc).__name__}: {exc}"
-            await self.procs.reap(green)
+            await self.procs.reap(green, timeout_s=REAP_TIMEOUT_S)
             partial.cycle_ms = now_ms() - t0
             return partial, blue
         partial.status = status
@@ -424,10 +368,10 @@ class ScenarioRun:
         partial.message = status.message
         if status.phase == ctl.HANDOFF_PHASE_COMPLETED:
             # Blue drained and detached: this only reaps its process.
-            await self.procs.reap(blue)
+            await self.procs.reap(blue, timeout_s=REAP_TIMEOUT_S)
             blue = green
         else:
-            await self.procs.reap(green)
+            await self.procs.reap(green, timeout_s=REAP_TIMEOUT_S)
         partial.cycle_ms = now_ms() - t0
         return partial, blue
 
@@ -438,7 +382,7 @@ class ScenarioRun:
         left, the gateway makes it ACTIVE as it attaches, with a fresh state."""
         from_version = blue.ready["version"]
         t0 = now_ms()
-        await self.procs.reap(blue)
+        await self.procs.reap(blue, timeout_s=REAP_TIMEOUT_S)
         green = await self.strategy(gateway, self.successor(blue))
         attached = now_ms()
         green_id = green.ready["instance_id"]

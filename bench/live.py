@@ -4,7 +4,8 @@ the ledger, the text tables, and the ``main`` scaffolding (progress lines, a wor
 SIGTERM, the JSON document's header).
 
 ``bench.harness`` runs ``python -m bench``'s scenarios with its own ``Workload``; this module
-builds on its process plumbing (``Processes``, ``wait_for``, ``BenchError``).
+builds on its plumbing (``wait_for``, ``BenchError``). Processes are started and stopped by
+``baton.local.Processes``, as in ``baton demo`` and the tests.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from typing import Any, TypeVar
 
 from baton.common import Service
 from baton.control import ControlClient, ControlError
+from baton.local import GatewayOptions, Processes, SimOptions
 from baton.v1 import control_pb2 as ctl
 from bench.cli import machine_info
-from bench.harness import HANDOFF_TIMEOUT_S, REPO_ROOT, BenchError, Processes
+from bench.harness import HANDOFF_TIMEOUT_S, REAP_TIMEOUT_S, REPO_ROOT, BenchError
 from bench.stats import percentile
 
 T = TypeVar("T")
@@ -109,11 +111,14 @@ async def start_sim(
     time_scale: float = 1.0,
 ) -> Service:
     """The simulator; ``symbols`` None: its reference 8."""
-    args = ["sim", "--port", "0", "--seed", "11", "--time-scale", f"{time_scale:g}"]
-    args += ["--log-level", "WARNING", "--push-interval-s", str(push_interval_s)]
-    if symbols is not None:
-        args += ["--symbols", ",".join(symbols)]
-    return await procs.spawn(name, args, ready_timeout_s=120)
+    options = SimOptions(
+        seed=11,
+        time_scale=time_scale,
+        push_interval_s=push_interval_s,
+        symbols=symbols,
+        log_level="WARNING",
+    )
+    return await procs.sim(name, options, ready_timeout_s=120)
 
 
 async def start_gateway(
@@ -126,19 +131,14 @@ async def start_gateway(
     cadence_s: float = 1.0,
 ) -> Service:
     """A gateway fed by ``sim``; ``market_specs`` None: the reference 8 markets."""
-    env = {
-        "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
-        "BATON_METRICS__LISTEN": "127.0.0.1:0",
-        "BATON_GATEWAY__CADENCE_S": str(cadence_s),
-        "BATON_GATEWAY__TIMEFRAMES": ",".join(TIMEFRAMES),
-        "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
-        "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],
-        "BATON_LEDGER__PATH": str(ledger),
-        "BATON_GATEWAY__LOG_LEVEL": "WARNING",
-    }
-    if market_specs is not None:
-        env["BATON_GATEWAY__MARKETS"] = ",".join(market_specs)
-    return await procs.spawn(name, ["gateway"], env=env, ready_timeout_s=180)
+    options = GatewayOptions(
+        ledger=ledger,
+        cadence_s=cadence_s,
+        timeframes=TIMEFRAMES,
+        markets=market_specs,
+        log_level="WARNING",
+    )
+    return await procs.gateway(name, sim, options, ready_timeout_s=180)
 
 
 async def start_strategy(
@@ -149,9 +149,9 @@ async def start_strategy(
     config: Mapping[str, Any] | None = None,
 ) -> Service:
     """A strategy host attached to ``gateway`` (pod name = ``name``)."""
-    args = ["strategy", "--gateway", gateway.ready["grpc_addr"], "--entrypoint", entrypoint]
-    args += ["--config", json.dumps(dict(config or {})), "--pod-name", name]
-    return await procs.spawn(name, args, env=strategy_env(), ready_timeout_s=120)
+    return await procs.strategy(
+        name, gateway, entrypoint, config=config or {}, env=strategy_env(), ready_timeout_s=120
+    )
 
 
 class StrategySpawner:
@@ -183,12 +183,12 @@ async def hand_off(
         started = await client.promote(green.ready["instance_id"], policy)
         status = await asyncio.wait_for(client.wait(started.handoff_id), HANDOFF_TIMEOUT_S)
     except (ControlError, TimeoutError) as exc:
-        await procs.reap(green)
+        await procs.reap(green, timeout_s=REAP_TIMEOUT_S)
         return None, blue, f"{type(exc).__name__}: {exc}"
     if status.phase == ctl.HANDOFF_PHASE_COMPLETED:
-        await procs.reap(blue)
+        await procs.reap(blue, timeout_s=REAP_TIMEOUT_S)
         return status, green, ""
-    await procs.reap(green)
+    await procs.reap(green, timeout_s=REAP_TIMEOUT_S)
     return status, blue, status.message or "not completed"
 
 

@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from baton.common import ProcessFailed
+from baton.local import Processes
 from bench import handoff_load
 from bench.cli import MOMENTUM_V1
 from bench.cpu import foreign_cores, sample
-from bench.harness import MISSED, REPO_ROOT, BenchError, Processes, now_ms, wait_for
+from bench.harness import MISSED, REPO_ROOT, BenchError, now_ms, wait_for
 from bench.live import (
     TIMEFRAMES,
     BenchExit,

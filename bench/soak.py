@@ -29,10 +29,11 @@ from typing import Any
 from baton.common import ProcessFailed, Service
 from baton.control import ControlClient, phase_name
 from baton.gateway.report import presence_report
+from baton.local import Processes
 from baton.v1 import control_pb2 as ctl
 from bench.cli import reference_workload
 from bench.cpu import CpuSample, foreign_cores, sample
-from bench.harness import REPO_ROOT, BenchError, Processes, Workload, now_ms, wait_for
+from bench.harness import REPO_ROOT, BenchError, Workload, now_ms, wait_for
 from bench.live import (
     MIB,
     BenchExit,

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from baton.common import Service, spawn_baton
-from tests.procs import StartGateway, gateway_env
+from baton.common import Service
+from baton.local import Processes, SimOptions
+from tests.procs import StartGateway, gateway_options
 
 # 600x: a 5m candle closes every 0.5 s of real time, so bets settle within a test.
-TIME_SCALE = "600"
+SIM = SimOptions(seed=11, time_scale=600, push_interval_s=0.1)
 
 
 @pytest.fixture
@@ -25,23 +26,9 @@ def log_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def sim(log_dir: Path) -> AsyncIterator[Service]:
-    service = await spawn_baton(
-        "sim",
-        [
-            "sim",
-            "--port",
-            "0",
-            "--seed",
-            "11",
-            "--time-scale",
-            TIME_SCALE,
-            "--push-interval-s",
-            "0.1",
-        ],
-        log_dir=log_dir,
-    )
-    yield service
-    await service.stop()
+    procs = Processes(log_dir)
+    yield await procs.sim("sim", SIM)
+    await procs.close()
 
 
 @pytest.fixture
@@ -51,18 +38,10 @@ def ledger(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def start_gateway(sim: Service, ledger: Path, log_dir: Path) -> AsyncIterator[StartGateway]:
-    started: list[Service] = []
+    procs = Processes(log_dir)
 
     async def start(**env: str) -> Service:
-        service = await spawn_baton(
-            "gateway",
-            ["gateway"],
-            log_dir=log_dir,
-            env={**gateway_env(sim, ledger), **env},
-        )
-        started.append(service)
-        return service
+        return await procs.gateway("gateway", sim, gateway_options(ledger), env=env)
 
     yield start
-    for service in started:
-        await service.stop()
+    await procs.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.common import Service
+from baton.local import GatewayOptions
 
 POLL_S = 0.05
 
@@ -119,15 +120,11 @@ def contiguous_candles(ledger: Path) -> dict[tuple[str, str], int]:
     return out
 
 
+def gateway_options(ledger: Path) -> GatewayOptions:
+    """A test gateway's settings: the test cadence, a quick stall timeout, ``ledger``."""
+    return GatewayOptions(ledger=ledger, cadence_s=CADENCE_S, stall_timeout_s=1.0)
+
+
 def gateway_env(sim: Service, ledger: Path) -> dict[str, str]:
-    """A test gateway's settings: any free ports, the test cadence, the simulator, ``ledger``."""
-    return {
-        "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
-        # Any free port: gateways of other tests (or a demo) may hold the default 9464.
-        "BATON_METRICS__LISTEN": "127.0.0.1:0",
-        "BATON_GATEWAY__CADENCE_S": str(CADENCE_S),
-        "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
-        "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],
-        "BATON_EXCHANGE__STALL_TIMEOUT_S": "1.0",
-        "BATON_LEDGER__PATH": str(ledger),
-    }
+    """The same as environment, for tests that start a gateway themselves (any free ports)."""
+    return gateway_options(ledger).env(sim)

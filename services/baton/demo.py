@@ -14,9 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from baton.common import ProcessFailed, Service, spawn_baton
+from baton import wire
+from baton.common import ProcessFailed, Service
 from baton.control import ControlClient, summary_line
 from baton.gateway.report import format_report, presence_report, report_to_json
+from baton.local import GatewayOptions, Processes, SimOptions
+from baton.model import HandoffPolicy
 from baton.v1 import control_pb2 as ctl
 
 V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
@@ -50,95 +53,53 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> Path:
     """Run the processes; the ledger they wrote."""
     logs = workdir / "logs"
     ledger = workdir / "ledger.sqlite"
-    services: list[Service] = []
+    procs = Processes(logs)
     try:
-        sim = await spawn_baton(
-            "sim",
-            ["sim", "--port", "0", "--seed", str(args.seed), "--time-scale", str(args.time_scale)],
-            log_dir=logs,
+        sim = await procs.sim("sim", SimOptions(seed=args.seed, time_scale=args.time_scale))
+        gateway = await procs.gateway(
+            "gateway", sim, GatewayOptions(ledger=ledger, cadence_s=args.cadence_s)
         )
-        services.append(sim)
-        gateway = await spawn_baton(
-            "gateway",
-            ["gateway"],
-            log_dir=logs,
-            env={
-                "BATON_GATEWAY__LISTEN": "127.0.0.1:0",
-                "BATON_METRICS__LISTEN": "127.0.0.1:0",  # never clash with a gateway on 9464
-                "BATON_GATEWAY__CADENCE_S": str(args.cadence_s),
-                "BATON_EXCHANGE__WS_URL": sim.ready["ws_url"],
-                "BATON_EXCHANGE__REST_URL": sim.ready["rest_url"],
-                "BATON_LEDGER__PATH": str(ledger),
-            },
-        )
-        services.append(gateway)
-        strategy = await spawn_baton(
-            "strategy-v1",
-            [
-                "strategy",
-                "--gateway",
-                gateway.ready["grpc_addr"],
-                "--entrypoint",
-                V1,
-                "--pod-name",
-                "momentum-v1",
-            ],
-            log_dir=logs,
-        )
-        services.append(strategy)
+        strategy = await procs.strategy("strategy-v1", gateway, V1, pod_name="momentum-v1")
         print(
             f"demo: simulator, gateway and strategy v1 running; clock runs {args.duration:g}s "
             f"(logs in {logs})",
             file=sys.stderr,
         )
-        await _run_handoffs(args, gateway, strategy, logs, services)
-        code = await gateway.stop(timeout_s=args.cadence_s + 10)
+        await _run_handoffs(args, procs, gateway, strategy)
+        code = await procs.reap(gateway, timeout_s=args.cadence_s + 10)
         if code != 0:
             raise ProcessFailed(f"gateway exited with {code}:\n{gateway.log_tail()}")
     finally:
-        for service in reversed(services):
-            await service.stop()
+        await procs.close()
     return ledger
 
 
 async def _run_handoffs(
-    args: argparse.Namespace,
-    gateway: Service,
-    blue: Service,
-    logs: Path,
-    services: list[Service],
+    args: argparse.Namespace, procs: Processes, gateway: Service, blue: Service
 ) -> None:
     """Let the clock run for ``--duration``, performing ``--handoffs`` handoffs spread evenly
     over it: each starts the other version as a new process and promotes it."""
     loop = asyncio.get_running_loop()
     end = loop.time() + args.duration
     n = max(args.handoffs, 0)
-    policy = ctl.HandoffPolicy(bake_s=args.bake_s)
+    policy = wire.policy_to_proto(HandoffPolicy(bake_ms=round(args.bake_s * 1000)))
     async with ControlClient(gateway.ready["grpc_addr"]) as client:
         for i in range(n):
             # Pace the handoffs through the run: this is the demo's schedule, not a wait.
             await asyncio.sleep(max(0.0, (end - loop.time()) / (n - i + 1)))
             version, entrypoint = ("v2", V2) if i % 2 == 0 else ("v1", V1)
-            green = await spawn_baton(
+            green = await procs.strategy(
                 f"strategy-{version}-{i + 1}",
-                [
-                    "strategy",
-                    "--gateway",
-                    gateway.ready["grpc_addr"],
-                    "--entrypoint",
-                    entrypoint,
-                    "--pod-name",
-                    f"momentum-{version}-{i + 1}",
-                ],
-                log_dir=logs,
+                gateway,
+                entrypoint,
+                pod_name=f"momentum-{version}-{i + 1}",
             )
-            services.append(green)
             started = await client.promote(green.ready["instance_id"], policy)
             async with asyncio.timeout(120):
                 status = await client.wait(started.handoff_id)
             print(f"demo: handoff {i + 1}/{n} {summary_line(status)}", file=sys.stderr)
             if status.phase == ctl.HANDOFF_PHASE_COMPLETED:
-                await blue.stop()  # drained already: this only reaps the process
+                await procs.reap(blue)  # drained already: this only reaps the process
                 blue = green
     await asyncio.sleep(max(0.0, end - loop.time()))
 

@@ -1,10 +1,18 @@
 """The one place protocol buffers meet the domain model: ``to_proto`` / ``from_proto`` pairs.
 
-Everything else in Baton works on ``baton.model`` dataclasses. Values a peer could send out of
+What lives here: every conversion between ``baton.v1`` messages and ``baton.model`` values, for
+both services: the strategy stream (``GatewayService``: evaluations, decisions, fills,
+settlements, roles) and the control service (``ControlService``: handoff phases, policies and
+statuses, instances, the ledger's health), used by the gateway, the strategy host, the control
+client and the operator alike. Everything else in Baton works on ``baton.model`` dataclasses;
+a component's own views (the operator's ``HandoffFigures``) are built from those, not from
+messages. Values a peer could send out of
 range (unknown enum numbers, missing required parts) raise ``WireError`` naming the field.
 """
 
 from __future__ import annotations
+
+import math
 
 from baton.model import (
     Action,
@@ -12,10 +20,17 @@ from baton.model import (
     Decision,
     EvaluationRequest,
     Fill,
+    HandoffPhase,
+    HandoffPolicy,
+    HandoffStatus,
+    HandoffStep,
+    InstanceStatus,
+    LedgerHealth,
     Role,
     Settlement,
     Slot,
 )
+from baton.v1 import control_pb2 as ctl
 from baton.v1 import gateway_pb2 as gw
 from baton.v1 import market_pb2 as mk
 
@@ -232,4 +247,188 @@ def settlement_from_proto(m: gw.Settlement) -> Settlement:
         won=m.won,
         payout=m.payout,
         pnl=m.pnl,
+    )
+
+
+# -- the control service ----------------------------------------------------------------------
+
+_PHASE_TO = {
+    HandoffPhase.EXPORTING: ctl.HANDOFF_PHASE_EXPORTING,
+    HandoffPhase.IMPORTING: ctl.HANDOFF_PHASE_IMPORTING,
+    HandoffPhase.SHADOWING: ctl.HANDOFF_PHASE_SHADOWING,
+    HandoffPhase.BAKING: ctl.HANDOFF_PHASE_BAKING,
+    HandoffPhase.DRAINING: ctl.HANDOFF_PHASE_DRAINING,
+    HandoffPhase.COMPLETED: ctl.HANDOFF_PHASE_COMPLETED,
+    HandoffPhase.ABORTED: ctl.HANDOFF_PHASE_ABORTED,
+    HandoffPhase.ROLLED_BACK: ctl.HANDOFF_PHASE_ROLLED_BACK,
+}
+_PHASE_FROM = {v: k for k, v in _PHASE_TO.items()}
+
+
+def handoff_phase_to_proto(phase: HandoffPhase) -> ctl.HandoffPhase.ValueType:
+    return _PHASE_TO[phase]
+
+
+def handoff_phase_from_proto(value: int, *, field: str = "phase") -> HandoffPhase:
+    try:
+        return _PHASE_FROM[ctl.HandoffPhase.ValueType(value)]
+    except KeyError:
+        raise WireError(f"{field}: unknown handoff phase {value}") from None
+
+
+def _seconds_to_ms(value: float, field: str, *, positive: bool) -> int:
+    if math.isnan(value) or math.isinf(value) or value < 0 or (positive and value == 0):
+        raise WireError(f"policy.{field} must be {'> 0' if positive else '>= 0'}, got {value}")
+    return round(value * 1000)
+
+
+def policy_to_proto(p: HandoffPolicy) -> ctl.HandoffPolicy:
+    """Every field set: the receiving gateway applies exactly this policy."""
+    msg = ctl.HandoffPolicy(
+        shadow_ticks=p.shadow_ticks,
+        bake_s=p.bake_ms / 1000,
+        no_auto_rollback=not p.auto_rollback,
+        max_bake_faults=p.max_bake_faults,
+        step_timeout_s=p.step_timeout_ms / 1000,
+        skip_state_transfer=p.skip_state_transfer,
+    )
+    if p.max_divergence is not None:
+        msg.max_divergence = p.max_divergence
+    return msg
+
+
+def policy_from_proto(m: ctl.HandoffPolicy) -> HandoffPolicy:
+    """An unset field takes ``HandoffPolicy``'s default; a set one is taken as it is (0 too).
+    Out-of-range values raise ``WireError`` (the gateway answers INVALID_ARGUMENT)."""
+    d = HandoffPolicy()
+    has = m.HasField
+    bake_ms = _seconds_to_ms(m.bake_s, "bake_s", positive=False) if has("bake_s") else d.bake_ms
+    step_timeout_ms = (
+        _seconds_to_ms(m.step_timeout_s, "step_timeout_s", positive=True)
+        if has("step_timeout_s")
+        else d.step_timeout_ms
+    )
+    try:
+        return HandoffPolicy(
+            shadow_ticks=m.shadow_ticks if has("shadow_ticks") else d.shadow_ticks,
+            max_divergence=m.max_divergence if has("max_divergence") else d.max_divergence,
+            bake_ms=bake_ms,
+            auto_rollback=not m.no_auto_rollback if has("no_auto_rollback") else d.auto_rollback,
+            max_bake_faults=m.max_bake_faults if has("max_bake_faults") else d.max_bake_faults,
+            step_timeout_ms=step_timeout_ms,
+            skip_state_transfer=m.skip_state_transfer
+            if has("skip_state_transfer")
+            else d.skip_state_transfer,
+        )
+    except ValueError as exc:
+        raise WireError(f"policy: {exc}") from None
+
+
+# The contract reports a figure that was never measured (pause, transfer) as -1.
+_UNMEASURED = -1.0
+
+
+def _measured(value: float) -> float | None:
+    return value if value >= 0 else None
+
+
+def handoff_status_to_proto(h: HandoffStatus) -> ctl.HandoffStatus:
+    return ctl.HandoffStatus(
+        handoff_id=h.handoff_id,
+        strategy=h.strategy,
+        from_instance=h.from_instance,
+        to_instance=h.to_instance,
+        from_version=h.from_version,
+        to_version=h.to_version,
+        phase=handoff_phase_to_proto(h.phase),
+        message=h.message,
+        epoch_before=h.epoch_before,
+        epoch_after=h.epoch_after,
+        state_bytes=h.state_bytes,
+        export_digest=h.export_digest,
+        import_digest=h.import_digest,
+        migrated_digest=h.migrated_digest,
+        pause_ms=h.pause_ms if h.pause_ms is not None else _UNMEASURED,
+        missed=h.missed,
+        divergences=h.divergences,
+        shadow_compared=h.compared,
+        steps=[ctl.HandoffStep(name=s.name, t_ms=s.t_ms, detail=s.detail) for s in h.steps],
+        started_ms=h.started_ms,
+        finished_ms=h.finished_ms or 0,
+        transfer_ms=h.transfer_ms if h.transfer_ms is not None else _UNMEASURED,
+    )
+
+
+def handoff_status_from_proto(m: ctl.HandoffStatus) -> HandoffStatus:
+    """Raises ``WireError`` for a phase this side does not know (a newer gateway's)."""
+    return HandoffStatus(
+        handoff_id=m.handoff_id,
+        strategy=m.strategy,
+        from_instance=m.from_instance,
+        to_instance=m.to_instance,
+        from_version=m.from_version,
+        to_version=m.to_version,
+        phase=handoff_phase_from_proto(m.phase, field="handoff.phase"),
+        message=m.message,
+        epoch_before=m.epoch_before,
+        epoch_after=m.epoch_after,
+        state_bytes=m.state_bytes,
+        export_digest=m.export_digest,
+        import_digest=m.import_digest,
+        migrated_digest=m.migrated_digest,
+        pause_ms=_measured(m.pause_ms),
+        missed=m.missed,
+        divergences=m.divergences,
+        compared=m.shadow_compared,
+        steps=tuple(HandoffStep(s.name, s.t_ms, s.detail) for s in m.steps),
+        started_ms=m.started_ms,
+        finished_ms=m.finished_ms or None,
+        transfer_ms=_measured(m.transfer_ms),
+    )
+
+
+def instance_status_to_proto(i: InstanceStatus) -> ctl.InstanceStatus:
+    return ctl.InstanceStatus(
+        instance_id=i.instance_id,
+        pod_name=i.pod_name,
+        strategy=i.strategy,
+        version=i.version,
+        state_schema=i.state_schema,
+        role=role_to_proto(i.role),
+        attached_ms=i.attached_ms,
+    )
+
+
+def instance_status_from_proto(m: ctl.InstanceStatus) -> InstanceStatus:
+    """Raises ``WireError`` for a role this side does not know."""
+    return InstanceStatus(
+        instance_id=m.instance_id,
+        pod_name=m.pod_name,
+        strategy=m.strategy,
+        version=m.version,
+        state_schema=m.state_schema,
+        role=role_from_proto(m.role, field="instance.role"),
+        attached_ms=m.attached_ms,
+    )
+
+
+def ledger_health_to_proto(h: LedgerHealth) -> ctl.LedgerHealth:
+    return ctl.LedgerHealth(
+        ok=h.ok,
+        pending_rows=h.pending_rows,
+        discarded_rows=h.discarded_rows,
+        failed_flushes=h.failed_flushes,
+        last_error=h.last_error,
+        last_ok_flush_ms=h.last_ok_flush_ms,
+    )
+
+
+def ledger_health_from_proto(m: ctl.LedgerHealth) -> LedgerHealth:
+    """``ok`` is not carried over: the model derives it from ``failed_flushes``."""
+    return LedgerHealth(
+        pending_rows=m.pending_rows,
+        discarded_rows=m.discarded_rows,
+        failed_flushes=m.failed_flushes,
+        last_error=m.last_error,
+        last_ok_flush_ms=m.last_ok_flush_ms,
     )

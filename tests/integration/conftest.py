@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from baton.common import Service, spawn_baton
+from baton.common import Service
+from baton.local import Processes
 from tests.procs import V1, StartStrategy
 
 
 @pytest.fixture
 async def start_strategy(log_dir: Path) -> AsyncIterator[StartStrategy]:
-    started: list[Service] = []
+    procs = Processes(log_dir)
 
     async def start(gateway: Service, entrypoint: str = V1, config: str = "{}") -> Service:
-        service = await spawn_baton(
-            f"strategy-{len(started)}",
-            [
-                "strategy",
-                "--gateway",
-                gateway.ready["grpc_addr"],
-                "--entrypoint",
-                entrypoint,
-                "--config",
-                config,
-                "--pod-name",
-                f"pod-{len(started)}",
-            ],
-            log_dir=log_dir,
+        n = len(procs.started)
+        return await procs.strategy(
+            f"strategy-{n}", gateway, entrypoint, pod_name=f"pod-{n}", config=json.loads(config)
         )
-        started.append(service)
-        return service
 
     yield start
-    for service in started:
-        await service.stop()
+    await procs.close()

@@ -16,7 +16,7 @@ from typing import Protocol
 import pytest
 
 from baton.common import Service
-from baton.control import ControlClient, phase_name, role_name
+from baton.control import TERMINAL_PHASES, ControlClient, phase_name, role_name
 from baton.v1 import control_pb2 as ctl
 from tests.procs import (
     CADENCE_S,
@@ -34,8 +34,6 @@ BLUE = "baton.strategy.examples.faulty:Faulty"
 GREEN = "baton.strategy.examples.faulty:FaultyV2"
 HOLD = json.dumps({"action": "HOLD"})
 
-TERMINAL = (ctl.HANDOFF_PHASE_COMPLETED, ctl.HANDOFF_PHASE_ABORTED, ctl.HANDOFF_PHASE_ROLLED_BACK)
-
 
 def policy(**kw: object) -> ctl.HandoffPolicy:
     base: dict[str, object] = {"shadow_ticks": 1, "bake_s": 0.5, "step_timeout_s": 10}
@@ -50,7 +48,7 @@ async def until_phase(client: ControlClient, handoff_id: str, phase: str) -> ctl
         async for status in client.watch(handoff_id):
             if phase_name(status.phase) == phase:
                 return status
-            assert status.phase not in TERMINAL, (
+            assert status.phase not in TERMINAL_PHASES, (
                 f"ended {phase_name(status.phase)} before {phase}: {status.message}"
             )
         raise AssertionError(f"watch ended before {phase}")

@@ -147,8 +147,15 @@ def test_start(policy: Policy, phase: Phase, acts: tuple[Act, ...], steps: list[
         {"bake_ms": -1},
         {"step_timeout_ms": 0},
         {"max_bake_faults": -1},
+        {"max_divergence": -1},
     ],
-    ids=["shadow-ticks-zero", "negative-bake", "zero-step-timeout", "negative-bake-faults"],
+    ids=[
+        "shadow-ticks-zero",
+        "negative-bake",
+        "zero-step-timeout",
+        "negative-bake-faults",
+        "negative-max-divergence",
+    ],
 )
 def test_policy_rejects(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must"):
@@ -794,6 +801,9 @@ def test_transition(case: Case) -> None:
     assert case.message in h.message
     # What holds for every transition.
     assert h.steps[: len(before.steps)] == before.steps  # steps are only ever appended
+    # ``flipped`` is what the operator and the coordinator go by: it must say whether this
+    # machine flipped (ROLLED_BACK did, ABORTED never does).
+    assert h.phase.flipped == (h.flipped_ms is not None), h.phase
     if h.phase.terminal:
         t_last = getattr(case.events[-1], "t_ms")  # noqa: B009 (FirstGreenTick has none)
         assert h.finished_ms == t_last
@@ -937,7 +947,7 @@ def test_transfer_ms_with_a_clock_starting_at_zero() -> None:
 policies = st.builds(
     Policy,
     shadow_ticks=st.integers(1, 3),
-    max_divergence=st.integers(-1, 3),
+    max_divergence=st.none() | st.integers(0, 3),
     bake_ms=st.sampled_from([0, 1_000, 10_000]),
     auto_rollback=st.booleans(),
     max_bake_faults=st.integers(0, 2),

@@ -1,21 +1,30 @@
-"""One handoff policy, three places that default it: the CRD (``spec.handoff``), the operator's
-``HandoffSpec`` and the gateway's ``Policy`` (also what an empty ``HandoffPolicy`` from
-``baton handoff`` gets). A default changed in one place only fails here."""
+"""One handoff policy, one set of defaults: ``baton.model.HandoffPolicy``. The gateway's machine
+applies it to what a ``Promote`` leaves unset, the operator's ``HandoffSpec`` defaults to it, and
+the CRD's schema (``spec.handoff``) states the same values for ``kubectl explain`` and for
+objects the API server defaults. A default changed in one place only fails here."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
+import pytest
 import yaml
 
-from baton.gateway.core.handoff import Policy
-from baton.gateway.server import policy_from_proto
-from baton.operator.core.spec import HandoffSpec, parse_spec
-from baton.operator.executor import policy_proto
+from baton import wire
+from baton.gateway.core.handoff import Phase, Policy
+from baton.model import HandoffPhase, HandoffPolicy, Role
+from baton.operator.core import rollout
+from baton.operator.core.spec import HandoffMode, HandoffSpec, parse_spec
 from baton.v1 import control_pb2 as ctl
 
 CRD = Path(__file__).resolve().parents[2] / "charts/baton/crds/strategyversions.baton.dev.yaml"
+MINIMAL = {
+    "strategy": "momentum",
+    "version": "v2",
+    "image": "baton:dev",
+    "entrypoint": "baton.strategy.examples.momentum_v2:MomentumV2",
+}
 
 
 def crd_handoff_defaults() -> dict[str, Any]:
@@ -25,42 +34,87 @@ def crd_handoff_defaults() -> dict[str, Any]:
     return {k: v["default"] for k, v in handoff["properties"].items() if "default" in v}
 
 
-def test_the_crd_the_operator_and_the_gateway_default_alike() -> None:
-    crd = crd_handoff_defaults()
-    spec = HandoffSpec()
-    gateway = Policy()
-    assert crd == {
-        "mode": "StateTransfer",
-        "shadowTicks": spec.shadow_ticks,
-        "bakeSeconds": spec.bake_s,
-        "autoRollback": spec.auto_rollback,
-        "maxBakeFaults": spec.max_bake_faults,
-        "stepTimeoutSeconds": spec.step_timeout_s,
+def test_the_gateway_and_the_operator_share_the_models_vocabulary() -> None:
+    assert Policy is HandoffPolicy
+    assert Phase is HandoffPhase
+    # The operator's facts hold the model's enums, not copies of them.
+    assert get_type_hints(rollout.HandoffFacts)["phase"] is HandoffPhase
+    assert get_type_hints(rollout.InstanceFacts)["role"] is Role
+
+
+def test_the_crd_states_the_models_defaults() -> None:
+    d = HandoffPolicy()
+    assert crd_handoff_defaults() == {
+        "mode": "Swap" if d.skip_state_transfer else "StateTransfer",
+        "shadowTicks": d.shadow_ticks,
+        "bakeSeconds": d.bake_ms / 1000,
+        "autoRollback": d.auto_rollback,
+        "maxBakeFaults": d.max_bake_faults,
+        "stepTimeoutSeconds": d.step_timeout_ms / 1000,
     }
-    assert (spec.shadow_ticks, spec.bake_s * 1000, spec.step_timeout_s * 1000) == (
-        gateway.shadow_ticks,
-        gateway.bake_ms,
-        gateway.step_timeout_ms,
-    )
-    assert (spec.auto_rollback, spec.max_bake_faults) == (
-        gateway.auto_rollback,
-        gateway.max_bake_faults,
-    )
-    assert (spec.max_divergence is None) == (gateway.max_divergence < 0)
+    # maxDivergence has no default in the CRD: unset means no limit, as in the model.
+    assert d.max_divergence is None
     # The default is at least one whole live tick compared before the flip.
-    assert gateway.shadow_ticks >= 1
+    assert d.shadow_ticks >= 1
+
+
+def test_the_operators_spec_defaults_to_the_model() -> None:
+    assert HandoffSpec().policy() == HandoffPolicy()
+    assert parse_spec(MINIMAL).handoff.policy() == HandoffPolicy()
+    # What the API server stores once it has applied the CRD's defaults parses the same.
+    defaulted = parse_spec({**MINIMAL, "handoff": crd_handoff_defaults()})
+    assert defaulted.handoff == HandoffSpec()
 
 
 def test_an_unset_policy_reaches_the_gateway_as_its_defaults() -> None:
-    """`baton handoff` with no flags sends zeros; a StrategyVersion without spec.handoff is
-    parsed to the CRD's defaults and sent through policy_proto: both end as ``Policy()``."""
-    assert policy_from_proto(ctl.HandoffPolicy()) == Policy()
-    minimal = parse_spec(
-        {
-            "strategy": "momentum",
-            "version": "v2",
-            "image": "baton:dev",
-            "entrypoint": "baton.strategy.examples.momentum_v2:MomentumV2",
-        }
+    """`baton handoff` with no flags sends an empty policy; a StrategyVersion without
+    spec.handoff is parsed to the defaults and sent whole: both end as ``HandoffPolicy()``."""
+    assert wire.policy_from_proto(ctl.HandoffPolicy()) == HandoffPolicy()
+    sent = wire.policy_to_proto(parse_spec(MINIMAL).handoff.policy())
+    assert wire.policy_from_proto(sent) == HandoffPolicy()
+
+
+def test_zero_is_a_value_not_the_default() -> None:
+    """A spec asking for no bake window gets none (the operator used to send 1 ms, because the
+    gateway read 0 as "default: 10 s")."""
+    spec = HandoffSpec(bake_s=0, mode=HandoffMode.SWAP, max_divergence=0, max_bake_faults=0)
+    got = wire.policy_from_proto(wire.policy_to_proto(spec.policy()))
+    assert (got.bake_ms, got.max_divergence, got.skip_state_transfer) == (0, 0, True)
+    assert wire.policy_from_proto(ctl.HandoffPolicy(bake_s=0)).bake_ms == 0
+
+
+def test_every_policy_survives_the_wire() -> None:
+    policy = HandoffPolicy(
+        shadow_ticks=3,
+        max_divergence=7,
+        bake_ms=2500,
+        auto_rollback=False,
+        max_bake_faults=2,
+        step_timeout_ms=1500,
+        skip_state_transfer=True,
     )
-    assert policy_from_proto(policy_proto(minimal.handoff)) == Policy()
+    assert wire.policy_from_proto(wire.policy_to_proto(policy)) == policy
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        ctl.HandoffPolicy(shadow_ticks=0),
+        ctl.HandoffPolicy(max_divergence=-1),
+        ctl.HandoffPolicy(bake_s=-1),
+        ctl.HandoffPolicy(bake_s=float("nan")),
+        ctl.HandoffPolicy(step_timeout_s=0),
+        ctl.HandoffPolicy(step_timeout_s=float("inf")),
+    ],
+    ids=[
+        "zero-shadow-ticks",
+        "negative-divergence",
+        "negative-bake",
+        "nan-bake",
+        "zero-step",
+        "inf-step",
+    ],
+)
+def test_out_of_range_policies_are_refused(message: ctl.HandoffPolicy) -> None:
+    with pytest.raises(wire.WireError, match="must"):
+        wire.policy_from_proto(message)

@@ -200,6 +200,20 @@ def test_a_policy_field_unknown_to_this_baton_is_ignored_when_reading(
     assert row.handoff.policy == replace(POLICY, bake_ms=hm.Policy().bake_ms)
 
 
+def test_a_row_written_when_no_limit_was_minus_one_reads_as_no_limit(
+    ledger: Ledger, path: Path
+) -> None:
+    """Before the policy's optional fields, ``max_divergence: -1`` meant "no limit"."""
+    ledger.record_handoff(completed(), missed=0)
+    ledger.flush()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE handoffs SET policy = json_set(policy, '$.max_divergence', -1)")
+    conn.close()
+    with LedgerReader(path) as r:
+        (row,) = r.handoffs()
+    assert row.handoff.policy == replace(POLICY, max_divergence=None)
+
+
 # -- schema 1 -> 2 ----------------------------------------------------------------------------
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from baton import wire
 from baton.control import ledger_line
-from baton.gateway.core.health import LedgerHealth
-from baton.gateway.server import ledger_health_to_proto
+from baton.model import LedgerHealth
 from baton.v1 import control_pb2 as ctl
 
 ERROR = "ledger /x.sqlite flush of 48 rows failed, kept for the next flush: disk I/O error"
@@ -80,7 +80,7 @@ def test_to_proto_carries_every_field() -> None:
     h = LedgerHealth(
         pending_rows=48, discarded_rows=7, failed_flushes=3, last_error=ERROR, last_ok_flush_ms=9
     )
-    assert ledger_health_to_proto(h) == ctl.LedgerHealth(
+    assert wire.ledger_health_to_proto(h) == ctl.LedgerHealth(
         ok=False,
         pending_rows=48,
         discarded_rows=7,
@@ -88,7 +88,8 @@ def test_to_proto_carries_every_field() -> None:
         last_error=ERROR,
         last_ok_flush_ms=9,
     )
-    assert ledger_health_to_proto(LedgerHealth()).ok
+    assert wire.ledger_health_to_proto(LedgerHealth()).ok
+    assert wire.ledger_health_from_proto(wire.ledger_health_to_proto(h)) == h
 
 
 def listing(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from baton.model import HandoffPhase, Role
 from baton.operator.core.rollout import (
     FAST_S,
     REFUSED_S,
@@ -17,14 +18,12 @@ from baton.operator.core.rollout import (
     GatewayFacts,
     HandoffFacts,
     HandoffFigures,
-    HandoffPhase,
     InstanceFacts,
     Observed,
     Phase,
     PodFacts,
     Progress,
     Promote,
-    Role,
     Rollback,
     Sibling,
     conditions,

@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from baton import wire
 from baton.control import ControlClient, ControlError
 from baton.operator.core.facts import format_time, status_from_progress
 from baton.operator.core.pods import PodSettings, pod_manifest
@@ -23,12 +24,12 @@ from baton.operator.core.rollout import (
     Phase,
     Promote,
     Rollback,
+    figures_of,
     pod_refused,
 )
-from baton.operator.core.spec import HandoffMode, HandoffSpec, SpecError
+from baton.operator.core.spec import SpecError
 from baton.operator.kube import Kube, KubeError
-from baton.operator.observe import World, figures_from_proto
-from baton.v1 import control_pb2 as ctl
+from baton.operator.observe import World
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +77,6 @@ def _action_span(action: Action) -> tuple[str, dict[str, str]]:
         "baton.reason": action.reason,
         "baton.message": action.message,
     }
-
-
-def policy_proto(h: HandoffSpec) -> ctl.HandoffPolicy:
-    policy = ctl.HandoffPolicy(
-        shadow_ticks=h.shadow_ticks,
-        # The gateway reads 0 as "default (10 s)"; a spec asking for no bake gets the smallest.
-        bake_s=h.bake_s if h.bake_s > 0 else 1e-3,
-        no_auto_rollback=not h.auto_rollback,
-        max_bake_faults=h.max_bake_faults,
-        step_timeout_s=h.step_timeout_s,
-        skip_state_transfer=h.mode is HandoffMode.SWAP,
-    )
-    if h.max_divergence is not None:
-        policy.max_divergence = h.max_divergence
-    return policy
 
 
 class Executor:
@@ -218,7 +204,7 @@ class Executor:
                     try:
                         handoff = await self._control.promote(
                             action.instance_id,
-                            policy_proto(action.policy),
+                            wire.policy_to_proto(action.policy.policy()),
                             request_id=action.request_id,
                             trace_context=carrier,
                         )
@@ -230,7 +216,8 @@ class Executor:
                         progress = replace(o.progress, message=f"promote refused: {exc}")
                         events = []
                         break
-                    progress = replace(progress, handoff=figures_from_proto(handoff))
+                    reported = wire.handoff_status_from_proto(handoff)
+                    progress = replace(progress, handoff=figures_of(reported))
                     span.set_attribute("baton.handoff", handoff.handoff_id)
                     action_span.set_attribute("baton.handoff", handoff.handoff_id)
                 elif isinstance(action, Rollback):

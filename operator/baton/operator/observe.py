@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from baton.control import ControlClient, ControlError, phase_name, role_name
+from baton import wire
+from baton.control import ControlClient, ControlError
 from baton.operator.core.facts import (
     parse_time,
     pod_facts,
@@ -15,41 +16,29 @@ from baton.operator.core.facts import (
 from baton.operator.core.rollout import (
     GatewayFacts,
     HandoffFacts,
-    HandoffFigures,
-    HandoffPhase,
     InstanceFacts,
     Observed,
-    Role,
+    figures_of,
 )
 from baton.operator.core.spec import SpecError, parse_spec
 from baton.operator.kube import Kube
 from baton.v1 import control_pb2 as ctl
 
 
-def figures_from_proto(h: ctl.HandoffStatus) -> HandoffFigures:
-    return HandoffFigures(
-        handoff_id=h.handoff_id,
-        phase=phase_name(h.phase),
-        from_instance=h.from_instance,
-        from_version=h.from_version,
-        pause_ms=h.pause_ms if h.pause_ms >= 0 else None,
-        missed=h.missed,
-        state_bytes=h.state_bytes,
-        export_digest=h.export_digest,
-        import_digest=h.import_digest,
-        transfer_ms=h.transfer_ms if h.transfer_ms >= 0 else None,
-        compared=h.shadow_compared,
-        divergences=h.divergences,
-        epoch=h.epoch_after or h.epoch_before,
-    )
-
-
 def handoff_facts(h: ctl.HandoffStatus) -> HandoffFacts | None:
     try:
-        phase = HandoffPhase(phase_name(h.phase))
-    except ValueError:
-        return None
-    return HandoffFacts(figures_from_proto(h), phase, h.to_instance, h.message)
+        status = wire.handoff_status_from_proto(h)
+    except wire.WireError:
+        return None  # a phase this operator does not know: no facts rather than wrong ones
+    return HandoffFacts(figures_of(status), status.phase, status.to_instance, status.message)
+
+
+def _instance(m: ctl.InstanceStatus) -> InstanceFacts | None:
+    try:
+        i = wire.instance_status_from_proto(m)
+    except wire.WireError:
+        return None  # unspecified or unknown role: not an instance the rollout can reason about
+    return InstanceFacts(i.instance_id, i.pod_name, i.strategy, i.version, i.role)
 
 
 async def gateway_facts(control: ControlClient, handoff_id: str) -> GatewayFacts:
@@ -58,9 +47,9 @@ async def gateway_facts(control: ControlClient, handoff_id: str) -> GatewayFacts
     except ControlError as exc:
         return GatewayFacts(reachable=False, error=str(exc))
     instances = tuple(
-        InstanceFacts(i.instance_id, i.pod_name, i.strategy, i.version, Role(role_name(i.role)))
+        facts
         for i in sorted(listing.instances, key=lambda i: i.attached_ms)
-        if role_name(i.role) in Role.__members__
+        if (facts := _instance(i)) is not None
     )
     handoff: HandoffFacts | None = None
     missing = False

@@ -9,16 +9,17 @@ import sys
 import time
 import uuid
 
+from baton import wire
 from baton.control.client import (
     TERMINAL_PHASES,
     ControlClient,
     ControlError,
     ledger_line,
-    phase_name,
     role_name,
     step_line,
     summary_line,
 )
+from baton.model import HandoffPolicy
 from baton.v1 import control_pb2 as ctl
 
 
@@ -30,17 +31,31 @@ def _handoff_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gateway", required=True, help="gateway HOST:PORT")
     p.add_argument("--to", required=True, help="instance id to promote (see `baton instances`)")
+    # Unset flags are left out of the request: the gateway applies its defaults (the model's).
+    d = HandoffPolicy()
     p.add_argument(
         "--shadow-ticks",
         type=int,
-        default=0,
-        help="whole live ticks green shadows, its decisions compared, before the flip (1)",
+        help="whole live ticks green shadows, its decisions compared, before the flip "
+        f"(default {d.shadow_ticks})",
     )
-    p.add_argument("--bake-s", type=float, default=0.0, help="bake window after the flip (10)")
-    p.add_argument("--max-divergence", type=int, help="abort past this many differing decisions")
-    p.add_argument("--max-bake-faults", type=int, default=0)
+    p.add_argument(
+        "--bake-s", type=float, help=f"bake window after the flip (default {d.bake_ms / 1000:g})"
+    )
+    p.add_argument(
+        "--max-divergence", type=int, help="abort past this many differing decisions (no limit)"
+    )
+    p.add_argument(
+        "--max-bake-faults",
+        type=int,
+        help=f"green faults tolerated inside the bake window (default {d.max_bake_faults})",
+    )
     p.add_argument("--no-auto-rollback", action="store_true")
-    p.add_argument("--step-timeout-s", type=float, default=0.0)
+    p.add_argument(
+        "--step-timeout-s",
+        type=float,
+        help=f"each step before the flip must end in this (default {d.step_timeout_ms / 1000:g})",
+    )
     p.add_argument("--timeout-s", type=float, default=600.0, help="give up watching after this")
     p.add_argument(
         "--json",
@@ -51,32 +66,32 @@ def _handoff_parser() -> argparse.ArgumentParser:
 
 
 def status_to_json(status: ctl.HandoffStatus) -> dict[str, object]:
+    h = wire.handoff_status_from_proto(status)
     return {
-        "handoff_id": status.handoff_id,
-        "from_version": status.from_version,
-        "to_version": status.to_version,
-        "result": phase_name(status.phase),
-        "message": status.message,
-        "pause_ms": status.pause_ms if status.pause_ms >= 0 else None,
-        "missed": status.missed,
-        "state_bytes": status.state_bytes,
-        "transfer_ms": status.transfer_ms if status.transfer_ms >= 0 else None,
-        "compared": status.shadow_compared,
-        "divergences": status.divergences,
-        "epoch": status.epoch_after or status.epoch_before,
+        "handoff_id": h.handoff_id,
+        "from_version": h.from_version,
+        "to_version": h.to_version,
+        "result": h.phase.value,
+        "message": h.message,
+        "pause_ms": h.pause_ms,
+        "missed": h.missed,
+        "state_bytes": h.state_bytes,
+        "transfer_ms": h.transfer_ms,
+        "compared": h.compared,
+        "divergences": h.divergences,
+        "epoch": h.epoch,
     }
 
 
 async def _handoff(args: argparse.Namespace) -> int:
-    policy = ctl.HandoffPolicy(
-        shadow_ticks=args.shadow_ticks,
-        bake_s=args.bake_s,
-        max_bake_faults=args.max_bake_faults,
-        no_auto_rollback=args.no_auto_rollback,
-        step_timeout_s=args.step_timeout_s,
-    )
-    if args.max_divergence is not None:
-        policy.max_divergence = args.max_divergence
+    policy = ctl.HandoffPolicy()
+    # Only the flags given: presence on the wire says "this value", absence "your default".
+    for flag in ("shadow_ticks", "bake_s", "max_divergence", "max_bake_faults", "step_timeout_s"):
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(policy, flag, value)
+    if args.no_auto_rollback:
+        policy.no_auto_rollback = True
     async with ControlClient(args.gateway) as client:
         status = await client.promote(args.to, policy, request_id=uuid.uuid4().hex)
         print(step_line(status), file=sys.stderr)

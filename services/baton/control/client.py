@@ -7,16 +7,15 @@ from types import TracebackType
 
 import grpc
 
+from baton import wire
+from baton.model import HandoffPhase
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import control_pb2_grpc as ctl_grpc
 from baton.v1 import market_pb2 as mk
 
+# The wire numbers of the model's terminal phases (``HandoffPhase.terminal`` decides which).
 TERMINAL_PHASES = frozenset(
-    {
-        ctl.HANDOFF_PHASE_COMPLETED,
-        ctl.HANDOFF_PHASE_ABORTED,
-        ctl.HANDOFF_PHASE_ROLLED_BACK,
-    }
+    wire.handoff_phase_to_proto(phase) for phase in HandoffPhase if phase.terminal
 )
 
 
@@ -48,13 +47,14 @@ def summary_line(status: ctl.HandoffStatus) -> str:
         completed: v1 -> v2, pause 3.22 ms, compared 16 (0 diverged), missed 0, state 12.9 kB
         aborted: v1 -> v2, pause -, compared 0 (0 diverged), missed 0, state 0.0 kB (why)
     """
-    pause = f"{status.pause_ms:.2f} ms" if status.pause_ms >= 0 else "-"
+    h = wire.handoff_status_from_proto(status)
+    pause = f"{h.pause_ms:.2f} ms" if h.pause_ms is not None else "-"
     line = (
-        f"{phase_name(status.phase)}: {status.from_version or '(none)'} -> {status.to_version}, "
-        f"pause {pause}, compared {status.shadow_compared} ({status.divergences} diverged), "
-        f"missed {status.missed}, state {status.state_bytes / 1024:.1f} kB"
+        f"{h.phase.value}: {h.from_version or '(none)'} -> {h.to_version}, "
+        f"pause {pause}, compared {h.compared} ({h.divergences} diverged), "
+        f"missed {h.missed}, state {h.state_bytes / 1024:.1f} kB"
     )
-    return line + (f" ({status.message})" if status.message else "")
+    return line + (f" ({h.message})" if h.message else "")
 
 
 def role_name(role: int) -> str:

@@ -442,7 +442,11 @@ def _policy_from_json(text: str) -> Policy:
     # Only the fields this baton knows: a policy field added or dropped later must not make
     # older rows unreadable (missing ones take their defaults).
     known = {f.name for f in fields(Policy)}
-    return Policy(**{k: v for k, v in json.loads(text).items() if k in known})
+    stored = {k: v for k, v in json.loads(text).items() if k in known}
+    # Rows written before the policy's optional fields said "no limit" with -1.
+    if isinstance(stored.get("max_divergence"), int) and stored["max_divergence"] < 0:
+        stored["max_divergence"] = None
+    return Policy(**stored)
 
 
 def _handoff_from_row(row: _Row) -> HandoffRow:

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 
 from baton.gateway.core.handoff import Handoff
-from baton.gateway.core.health import LedgerHealth
 from baton.gateway.ledger import Ledger
 from baton.gateway.metrics import GatewayMetrics
+from baton.model import LedgerHealth
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,9 @@ from typing import Protocol
 from baton.gateway.connection import Connection, SendResult
 from baton.gateway.core.clock import Tick
 from baton.gateway.core.handoff import Handoff
-from baton.gateway.core.health import LedgerHealth
 from baton.gateway.core.records import ConnectionEvent, EvaluationRecord, InstanceEvent
 from baton.gateway.core.router import Instance
-from baton.model import Candle, Fill, Role, Settlement
+from baton.model import Candle, Fill, LedgerHealth, Role, Settlement
 from baton.v1 import gateway_pb2 as gw
 
 

@@ -19,7 +19,6 @@ from baton import wire
 from baton.gateway.connection import Connection
 from baton.gateway.coordinator import Coordinator, PromoteError
 from baton.gateway.core import handoff as hm
-from baton.gateway.core.health import LedgerHealth
 from baton.gateway.ports import Decisions, LedgerHealthView, Membership, Roster
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import control_pb2_grpc as ctl_grpc
@@ -117,74 +116,6 @@ def _check_hello(hello: gw.Hello) -> str:
     return ""
 
 
-_PHASES = {
-    hm.Phase.EXPORTING: ctl.HANDOFF_PHASE_EXPORTING,
-    hm.Phase.IMPORTING: ctl.HANDOFF_PHASE_IMPORTING,
-    hm.Phase.SHADOWING: ctl.HANDOFF_PHASE_SHADOWING,
-    hm.Phase.BAKING: ctl.HANDOFF_PHASE_BAKING,
-    hm.Phase.DRAINING: ctl.HANDOFF_PHASE_DRAINING,
-    hm.Phase.COMPLETED: ctl.HANDOFF_PHASE_COMPLETED,
-    hm.Phase.ABORTED: ctl.HANDOFF_PHASE_ABORTED,
-    hm.Phase.ROLLED_BACK: ctl.HANDOFF_PHASE_ROLLED_BACK,
-}
-
-
-def handoff_to_proto(h: hm.Handoff, missed: int) -> ctl.HandoffStatus:
-    return ctl.HandoffStatus(
-        handoff_id=h.handoff_id,
-        strategy=h.strategy,
-        from_instance=h.blue,
-        to_instance=h.green,
-        from_version=h.from_version,
-        to_version=h.to_version,
-        phase=_PHASES[h.phase],
-        message=h.message,
-        epoch_before=h.epoch_before,
-        epoch_after=h.epoch_after,
-        state_bytes=h.state_bytes,
-        export_digest=h.export_digest,
-        import_digest=h.import_digest,
-        migrated_digest=h.migrated_digest,
-        pause_ms=h.pause_ms if h.pause_ms is not None else -1.0,
-        missed=missed,
-        divergences=h.divergences,
-        shadow_compared=h.compared,
-        steps=[ctl.HandoffStep(name=s.name, t_ms=s.t_ms, detail=s.detail) for s in h.steps],
-        started_ms=h.started_ms,
-        finished_ms=h.finished_ms or 0,
-        transfer_ms=float(h.transfer_ms) if h.transfer_ms is not None else -1.0,
-    )
-
-
-def ledger_health_to_proto(h: LedgerHealth) -> ctl.LedgerHealth:
-    return ctl.LedgerHealth(
-        ok=h.ok,
-        pending_rows=h.pending_rows,
-        discarded_rows=h.discarded_rows,
-        failed_flushes=h.failed_flushes,
-        last_error=h.last_error,
-        last_ok_flush_ms=h.last_ok_flush_ms,
-    )
-
-
-def policy_from_proto(p: ctl.HandoffPolicy) -> hm.Policy:
-    """Zero values mean "the default"; anything out of range is INVALID_ARGUMENT (ValueError)."""
-    d = hm.Policy()
-    for name in ("bake_s", "step_timeout_s"):
-        value = getattr(p, name)
-        if value < 0 or value != value:
-            raise ValueError(f"policy.{name} must be >= 0, got {value}")
-    return hm.Policy(
-        shadow_ticks=p.shadow_ticks or d.shadow_ticks,
-        max_divergence=p.max_divergence if p.HasField("max_divergence") else d.max_divergence,
-        bake_ms=round(p.bake_s * 1000) if p.bake_s else d.bake_ms,
-        auto_rollback=not p.no_auto_rollback,
-        max_bake_faults=p.max_bake_faults,
-        step_timeout_ms=round(p.step_timeout_s * 1000) if p.step_timeout_s else d.step_timeout_ms,
-        skip_state_transfer=p.skip_state_transfer,
-    )
-
-
 class ControlServicer(ctl_grpc.ControlServiceServicer):
     """The operator's and the CLI's handle on the gateway. Errors map to gRPC status codes
     here and nowhere else."""
@@ -195,7 +126,7 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         self._ledger = parts.ledger
 
     def _status(self, h: hm.Handoff) -> ctl.HandoffStatus:
-        return handoff_to_proto(h, self._handoffs.missed_of(h.handoff_id))
+        return wire.handoff_status_to_proto(hm.status(h, self._handoffs.missed_of(h.handoff_id)))
 
     async def ListInstances(
         self,
@@ -207,18 +138,9 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
             epoch=router.epoch,
             active_instance_id=router.active_id or "",
             instances=[
-                ctl.InstanceStatus(
-                    instance_id=i.instance_id,
-                    pod_name=i.info.pod_name,
-                    strategy=i.info.strategy,
-                    version=i.info.version,
-                    state_schema=i.info.state_schema,
-                    role=wire.role_to_proto(i.role),
-                    attached_ms=i.attached_ms,
-                )
-                for i in router.instances.values()
+                wire.instance_status_to_proto(i.status()) for i in router.instances.values()
             ],
-            ledger=ledger_health_to_proto(self._ledger.health),
+            ledger=wire.ledger_health_to_proto(self._ledger.health),
         )
         current = self._handoffs.current
         if current is not None:
@@ -231,7 +153,7 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         context: grpc.aio.ServicerContext[ctl.PromoteRequest, ctl.PromoteResponse],
     ) -> ctl.PromoteResponse:
         try:
-            policy = policy_from_proto(request.policy)
+            policy = wire.policy_from_proto(request.policy)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:

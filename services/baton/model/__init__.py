@@ -4,7 +4,10 @@ Protocol buffers stop at the edge: ``baton.wire`` converts between these and ``b
 """
 
 from baton.model._evaluation import Action, Decision, EvaluationRequest, Role
+from baton.model._handoff import HandoffPhase, HandoffPolicy
+from baton.model._health import LedgerHealth
 from baton.model._market import Candle, Market, Slot, make_slots, timeframe_ms, window_start
+from baton.model._status import HandoffStatus, HandoffStep, InstanceStatus
 from baton.model._venue import Fill, Settlement
 
 __all__ = [
@@ -13,6 +16,12 @@ __all__ = [
     "Decision",
     "EvaluationRequest",
     "Fill",
+    "HandoffPhase",
+    "HandoffPolicy",
+    "HandoffStatus",
+    "HandoffStep",
+    "InstanceStatus",
+    "LedgerHealth",
     "Market",
     "Role",
     "Settlement",

@@ -24,6 +24,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from baton.model import HandoffPhase, HandoffStatus, Role
 from baton.operator.core.spec import DeletionPolicy, HandoffSpec, SpecError, StrategyVersionSpec
 
 
@@ -41,27 +42,6 @@ class Phase(enum.Enum):
         return self in (Phase.RETIRED, Phase.SUPERSEDED, Phase.FAILED)
 
 
-class HandoffPhase(enum.Enum):
-    """The gateway's handoff phases (names as ``baton.control.phase_name`` gives them)."""
-
-    EXPORTING = "exporting"
-    IMPORTING = "importing"
-    SHADOWING = "shadowing"
-    BAKING = "baking"
-    DRAINING = "draining"
-    COMPLETED = "completed"
-    ABORTED = "aborted"
-    ROLLED_BACK = "rolled_back"
-
-    @property
-    def flipped(self) -> bool:
-        return self in (HandoffPhase.BAKING, HandoffPhase.DRAINING, HandoffPhase.COMPLETED)
-
-    @property
-    def terminal(self) -> bool:
-        return self in (HandoffPhase.COMPLETED, HandoffPhase.ABORTED, HandoffPhase.ROLLED_BACK)
-
-
 # -- observed facts ---------------------------------------------------------------------------
 
 
@@ -70,7 +50,7 @@ class HandoffFigures:
     """What the status reports of a handoff (copied from the gateway's HandoffStatus)."""
 
     handoff_id: str = ""
-    phase: str = ""
+    phase: str = ""  # a HandoffPhase's value, as the status shows it
     from_instance: str = ""
     from_version: str = ""
     pause_ms: float | None = None
@@ -82,6 +62,25 @@ class HandoffFigures:
     compared: int = 0  # green's shadow decisions compared with blue's before the flip
     divergences: int = 0
     epoch: int = 0
+
+
+def figures_of(h: HandoffStatus) -> HandoffFigures:
+    """The figures of the gateway's status of a handoff that the SV's status keeps."""
+    return HandoffFigures(
+        handoff_id=h.handoff_id,
+        phase=h.phase.value,
+        from_instance=h.from_instance,
+        from_version=h.from_version,
+        pause_ms=h.pause_ms,
+        missed=h.missed,
+        state_bytes=h.state_bytes,
+        export_digest=h.export_digest,
+        import_digest=h.import_digest,
+        transfer_ms=h.transfer_ms,
+        compared=h.compared,
+        divergences=h.divergences,
+        epoch=h.epoch,
+    )
 
 
 @dataclass(frozen=True)
@@ -111,13 +110,6 @@ class PodFacts:
     reason: str = ""  # pod-level reason, e.g. UnsupportedImage
     message: str = ""
     terminating: bool = False
-
-
-class Role(enum.Enum):
-    STANDBY = "STANDBY"
-    SHADOW = "SHADOW"
-    ACTIVE = "ACTIVE"
-    DRAINING = "DRAINING"
 
 
 @dataclass(frozen=True)

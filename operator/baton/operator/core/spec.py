@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from baton.model import HandoffPolicy
+
 GROUP = "baton.dev"
 VERSION = "v1alpha1"
 PLURAL = "strategyversions"
@@ -58,15 +60,36 @@ class DeletionPolicy(enum.Enum):
     ALLOW = "Allow"
 
 
+# The handoff defaults are the model's (the gateway applies the same ones); the CRD's schema
+# states them again for `kubectl explain`, and tests/unit/test_handoff_defaults.py keeps it equal.
+_POLICY = HandoffPolicy()
+
+
 @dataclass(frozen=True)
 class HandoffSpec:
-    mode: HandoffMode = HandoffMode.STATE_TRANSFER
-    shadow_ticks: int = 1
-    bake_s: float = 10.0
-    auto_rollback: bool = True
-    max_divergence: int | None = None
-    max_bake_faults: int = 0
-    step_timeout_s: float = 30.0
+    """``spec.handoff``, in the CRD's units (seconds, a mode)."""
+
+    mode: HandoffMode = (
+        HandoffMode.SWAP if _POLICY.skip_state_transfer else HandoffMode.STATE_TRANSFER
+    )
+    shadow_ticks: int = _POLICY.shadow_ticks
+    bake_s: float = _POLICY.bake_ms / 1000
+    auto_rollback: bool = _POLICY.auto_rollback
+    max_divergence: int | None = _POLICY.max_divergence
+    max_bake_faults: int = _POLICY.max_bake_faults
+    step_timeout_s: float = _POLICY.step_timeout_ms / 1000
+
+    def policy(self) -> HandoffPolicy:
+        """The policy to ask the gateway for: every field, as the spec (or its default) says."""
+        return HandoffPolicy(
+            shadow_ticks=self.shadow_ticks,
+            max_divergence=self.max_divergence,
+            bake_ms=round(self.bake_s * 1000),
+            auto_rollback=self.auto_rollback,
+            max_bake_faults=self.max_bake_faults,
+            step_timeout_ms=round(self.step_timeout_s * 1000),
+            skip_state_transfer=self.mode is HandoffMode.SWAP,
+        )
 
 
 @dataclass(frozen=True)
@@ -140,20 +163,23 @@ def _enum(cls: type[E], raw: Mapping[str, Any], key: str, path: str, default: E)
 
 def _handoff(raw: Mapping[str, Any]) -> HandoffSpec:
     p = "spec.handoff"
+    d = HandoffSpec()
     max_divergence = raw.get("maxDivergence")
     if max_divergence is not None:
         max_divergence = _int(raw, "maxDivergence", p, 0, minimum=0)
-    auto_rollback = raw.get("autoRollback", True)
+    auto_rollback = raw.get("autoRollback", d.auto_rollback)
     if not isinstance(auto_rollback, bool):
         raise SpecError(f"{p}.autoRollback: must be true or false")
     return HandoffSpec(
-        mode=_enum(HandoffMode, raw, "mode", p, HandoffMode.STATE_TRANSFER),
-        shadow_ticks=_int(raw, "shadowTicks", p, 1, minimum=1),
-        bake_s=_number(raw, "bakeSeconds", p, 10.0, positive=False, maximum=86400),
+        mode=_enum(HandoffMode, raw, "mode", p, d.mode),
+        shadow_ticks=_int(raw, "shadowTicks", p, d.shadow_ticks, minimum=1),
+        bake_s=_number(raw, "bakeSeconds", p, d.bake_s, positive=False, maximum=86400),
         auto_rollback=auto_rollback,
         max_divergence=max_divergence,
-        max_bake_faults=_int(raw, "maxBakeFaults", p, 0, minimum=0),
-        step_timeout_s=_number(raw, "stepTimeoutSeconds", p, 30.0, positive=True, maximum=3600),
+        max_bake_faults=_int(raw, "maxBakeFaults", p, d.max_bake_faults, minimum=0),
+        step_timeout_s=_number(
+            raw, "stepTimeoutSeconds", p, d.step_timeout_s, positive=True, maximum=3600
+        ),
     )
 
 

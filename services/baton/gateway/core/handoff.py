@@ -27,57 +27,19 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
+from baton.model import HandoffPhase, HandoffPolicy, HandoffStatus, HandoffStep
 
-class Phase(enum.Enum):
-    EXPORTING = "exporting"
-    IMPORTING = "importing"
-    SHADOWING = "shadowing"
-    BAKING = "baking"
-    DRAINING = "draining"
-    COMPLETED = "completed"
-    ABORTED = "aborted"
-    ROLLED_BACK = "rolled_back"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (Phase.COMPLETED, Phase.ABORTED, Phase.ROLLED_BACK)
-
-    @property
-    def flipped(self) -> bool:
-        """Green has been ACTIVE (the flip happened)."""
-        return self in (Phase.BAKING, Phase.DRAINING, Phase.COMPLETED, Phase.ROLLED_BACK)
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    # Whole live ticks green must shadow (every request of the tick sent to it, answered and
-    # compared with blue's) before the flip. The tick green joins in the middle of never counts.
-    shadow_ticks: int = 1
-    max_divergence: int = -1  # abort before the flip past this many differing decisions; <0: off
-    bake_ms: int = 10_000
-    auto_rollback: bool = True
-    max_bake_faults: int = 0  # green errors/timeouts tolerated inside the bake window
-    step_timeout_ms: int = 30_000
-    skip_state_transfer: bool = False  # baseline only: flip without moving state
-
-    def __post_init__(self) -> None:
-        if self.shadow_ticks < 1:
-            raise ValueError("shadow_ticks must be >= 1")
-        if self.bake_ms < 0 or self.step_timeout_ms <= 0 or self.max_bake_faults < 0:
-            raise ValueError("bake, step timeout and max bake faults must not be negative")
+# The phases and the policy are the model's (one definition for the gateway, the control client
+# and the operator); this machine knows them by these names.
+Phase = HandoffPhase
+Policy = HandoffPolicy
+Step = HandoffStep
 
 
 GREEN_GONE_STEP = "green gone"
 # The first boundary green shadows through: the tick dispatched there is the first it is sent
 # whole (it started shadowing between two boundaries, when its import landed).
 LIVE_SHADOW_STEP = "live shadow"
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    name: str
-    t_ms: int
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +93,35 @@ class Handoff:
         if self.imported_ms is None:
             return None
         return self.imported_ms - self.export_requested_ms
+
+
+def status(h: Handoff, missed: int) -> HandoffStatus:
+    """What the control service reports of ``h``; ``missed``: the evaluations missed while it
+    ran (the coordinator counts them, the machine does not see the ledger)."""
+    return HandoffStatus(
+        handoff_id=h.handoff_id,
+        strategy=h.strategy,
+        from_instance=h.blue,
+        to_instance=h.green,
+        from_version=h.from_version,
+        to_version=h.to_version,
+        phase=h.phase,
+        message=h.message,
+        epoch_before=h.epoch_before,
+        epoch_after=h.epoch_after,
+        state_bytes=h.state_bytes,
+        export_digest=h.export_digest,
+        import_digest=h.import_digest,
+        migrated_digest=h.migrated_digest,
+        pause_ms=h.pause_ms,
+        missed=missed,
+        divergences=h.divergences,
+        compared=h.compared,
+        steps=h.steps,
+        started_ms=h.started_ms,
+        finished_ms=h.finished_ms,
+        transfer_ms=float(h.transfer_ms) if h.transfer_ms is not None else None,
+    )
 
 
 # -- events (facts in) -----------------------------------------------------------------------
@@ -401,7 +392,7 @@ def _shadowing(h: Handoff, event: Event) -> Transition:
             examples = (*examples, example)
         h = replace(h, divergences=h.divergences + 1, divergence_examples=examples)
         limit = h.policy.max_divergence
-        if 0 <= limit < h.divergences:
+        if limit is not None and h.divergences > limit:
             return _abort(h, event.t_ms, f"{h.divergences} shadow divergences > {limit}")
         return Transition(h)
     if isinstance(event, Boundary):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from baton.gateway.core.clock import Tick
 from baton.gateway.core.records import EvalOutcome, EvaluationRecord
-from baton.model import Decision, Role, Slot
+from baton.model import Decision, InstanceStatus, Role, Slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,18 @@ class Instance:
     info: InstanceInfo
     role: Role
     attached_ms: int
+
+    def status(self) -> InstanceStatus:
+        """As the control service lists it."""
+        return InstanceStatus(
+            instance_id=self.instance_id,
+            pod_name=self.info.pod_name,
+            strategy=self.info.strategy,
+            version=self.info.version,
+            state_schema=self.info.state_schema,
+            role=self.role,
+            attached_ms=self.attached_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""The ledger's health as the control API reports it: an immutable value the gateway replaces
-after every flush (``Gateway._flush``). Pure: no I/O, no clock (the caller passes ``now_ms``).
+"""The ledger's health as the control API reports it (part of the contract: ``baton.wire``
+converts it): an immutable value the gateway replaces after every flush (``Gateway._flush``).
+Pure: no I/O, no clock (the caller passes ``now_ms``).
 
 A failed flush (full disk, I/O error) never stops the clock; the rows wait in memory and the
 next flush retries them. This value is how the operator and ``baton instances`` see that, next
