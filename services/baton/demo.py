@@ -17,6 +17,7 @@ from pathlib import Path
 from baton.common import ProcessFailed, Service, spawn_baton
 from baton.control import ControlClient, summary_line
 from baton.gateway.report import format_report, presence_report, report_to_json
+from baton.gateway.timeline import write_html
 from baton.v1 import control_pb2 as ctl
 
 V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
@@ -153,6 +154,9 @@ def main(argv: list[str]) -> int:
         except ProcessFailed as exc:
             print(f"baton demo: {exc}", file=sys.stderr)
             return 1
+        if args.workdir:  # a kept workdir gets the timeline page next to the ledger it draws
+            page = write_html(workdir / "ledger.sqlite", workdir / "presence.html")
+            print(f"demo: presence timeline: {page.resolve()}", file=sys.stderr)
         if args.json:
             print(json.dumps(report_to_json(report), indent=2, sort_keys=True))
         else:
