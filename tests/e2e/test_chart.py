@@ -709,6 +709,62 @@ def test_readme_walkthrough_uses_what_exists(rendered: dict[str, Rendered]) -> N
 
 
 # --------------------------------------------------------------------------------------------
+# Grafana dashboards: off by default, one ConfigMap per charts/baton/dashboards/*.json when on
+
+DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
+
+
+def dashboard_maps(r: Rendered) -> list[Manifest]:
+    return [m for m in r.all("ConfigMap") if "grafana_dashboard" in m["metadata"]["labels"]]
+
+
+def test_dashboards_are_off_unless_asked_for(rendered: dict[str, Rendered]) -> None:
+    assert DASHBOARDS
+    assert dashboard_maps(rendered["default"]) == []
+    assert dashboard_maps(rendered["namespaced"]) == []
+    assert len(dashboard_maps(rendered["production"])) == len(DASHBOARDS)
+
+
+@pytest.mark.parametrize(
+    ("sets", "namespace", "folder"),
+    [
+        (["dashboards.enabled=true"], NAMESPACE, None),
+        (
+            ["dashboards.enabled=true", "dashboards.namespace=monitoring",
+             "dashboards.folder=Trading bots", "dashboards.labelValue=yes"],
+            "monitoring",
+            "Trading bots",
+        ),
+    ],
+    ids=["defaults", "namespace and folder"],
+)  # fmt: skip
+def test_dashboards_are_config_maps_for_grafanas_sidecar(
+    helm_home: Path, sets: list[str], namespace: str, folder: str | None
+) -> None:
+    maps = dashboard_maps(Rendered(parse(template_text(helm_home, sets=sets))))
+    by_file = {next(iter(m["data"])): m for m in maps}
+    assert sorted(by_file) == [p.name for p in DASHBOARDS]
+    for path in DASHBOARDS:
+        m = by_file[path.name]
+        meta = m["metadata"]
+        assert meta["name"] == f"{RELEASE}-dashboard-{path.stem.removeprefix('baton-')}"
+        assert meta["namespace"] == namespace
+        value = "yes" if "dashboards.labelValue=yes" in sets else "1"
+        assert meta["labels"]["grafana_dashboard"] == value
+        assert meta["labels"]["app.kubernetes.io/component"] == "dashboards"
+        assert meta.get("annotations", {}).get("grafana_folder") == folder
+        # The dashboard itself, byte for byte as in the chart (the sidecar reads it as is).
+        assert m["data"][path.name] == path.read_text().rstrip("\n")
+        assert json.loads(m["data"][path.name])["uid"] == path.stem
+
+
+def test_helm_lint_strict_with_the_dashboards_on(helm_home: Path) -> None:
+    result = helm(helm_home, "lint", "--strict", str(CHART), "--set=dashboards.enabled=true")
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout, result.stdout
+
+
+# --------------------------------------------------------------------------------------------
 # bad values are refused, with a message naming them
 
 
@@ -730,6 +786,9 @@ def test_readme_walkthrough_uses_what_exists(rendered: dict[str, Rendered]) -> N
         (["simulator.enabled=yes"], "at '/simulator/enabled': got string, want boolean"),
         (["gateway.persistence.size=lots"], "at '/gateway/persistence/size'"),
         (["tracing.otlpEndpoint=collector:4317"], "at '/tracing/otlpEndpoint'"),
+        (["dashboards.enabled=yes"], "at '/dashboards/enabled': got string, want boolean"),
+        (["dashboards.namespace=Monitoring"], "at '/dashboards/namespace'"),
+        (["dashboards.label=bad label"], "at '/dashboards/label'"),
     ],
 )
 def test_schema_refuses_bad_values(helm_home: Path, sets: list[str], message: str) -> None:
