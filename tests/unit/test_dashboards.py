@@ -25,7 +25,7 @@ def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_there_are_dashboards() -> None:
-    assert [p.name for p in DASHBOARDS] == ["baton-gateway.json"]
+    assert [p.name for p in DASHBOARDS] == ["baton-gateway.json", "baton-operator.json"]
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
