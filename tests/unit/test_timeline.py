@@ -98,6 +98,19 @@ def test_bucket_size(ticks: int, span_ms: int, cadence_ms: int, expected: int | 
         assert span_ms / bucket <= tl.BUCKET_COLUMNS
 
 
+@pytest.mark.parametrize("slots", [16, 400, 2000, 20_000])
+def test_many_slots_get_fewer_columns(slots: int) -> None:
+    """A day at 1 s: the cells in all stay under MAX_CELLS (or MIN_COLUMNS a row)."""
+    bucket = tl.choose_bucket_ms(86_400, 86_400_000, 1000, slots=slots)
+    assert bucket is not None
+    columns = -(-86_400_000 // bucket)
+    assert columns * slots <= tl.MAX_CELLS or columns <= tl.MIN_COLUMNS
+    assert columns >= tl.MIN_COLUMNS
+    # Few ticks but many slots: buckets too, past MAX_CELLS marks.
+    few = tl.choose_bucket_ms(100, 100_000, 1000, slots=slots)
+    assert (few is None) == (100 * slots <= tl.MAX_CELLS)
+
+
 def test_cell_kind_is_the_worst_outcome_in_it() -> None:
     assert Cell("s", 0, 1, executed=9).kind is Kind.EXECUTED
     assert Cell("s", 0, 1, executed=9, errors=1).kind is Kind.ERROR

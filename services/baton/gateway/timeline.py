@@ -67,7 +67,7 @@ def _timeline(conn: sqlite3.Connection, r: PresenceReport, *, title: str) -> Tim
     start_ms = first if first is not None else min(starts, default=0)
     end_ms = last_deadline if last_deadline is not None else start_ms + max(r.cadence_ms, 1)
     ticks = max((s.scheduled for s in r.per_slot), default=0)
-    bucket_ms = choose_bucket_ms(ticks, end_ms - start_ms, r.cadence_ms)
+    bucket_ms = choose_bucket_ms(ticks, end_ms - start_ms, r.cadence_ms, slots=r.slots)
     cells = _tick_cells(conn) if bucket_ms is None else _bucket_cells(conn, start_ms, bucket_ms)
     return Timeline(
         title=title,

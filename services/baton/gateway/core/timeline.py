@@ -20,6 +20,10 @@ from dataclasses import dataclass
 MAX_TICK_MARKS = 600
 # Buckets per slot row past that: a column of ~2 px each.
 BUCKET_COLUMNS = 550
+# Cells in all, whatever the slots: with many slots the columns get fewer (never under
+# MIN_COLUMNS), so a ledger of 20,000 slots still reads into a page a browser opens.
+MAX_CELLS = 200_000
+MIN_COLUMNS = 10
 
 
 class Kind(enum.Enum):
@@ -126,19 +130,26 @@ class Timeline:
     headline: tuple[Figure, ...]
 
 
-def choose_bucket_ms(ticks_per_slot: int, span_ms: int, cadence_ms: int) -> int | None:
+def choose_bucket_ms(
+    ticks_per_slot: int, span_ms: int, cadence_ms: int, slots: int = 1
+) -> int | None:
     """None while every tick can have its own mark; else the bucket width: a whole number of
-    cadences, so a bucket never splits a tick, and about ``BUCKET_COLUMNS`` of them.
+    cadences, so a bucket never splits a tick, and about ``BUCKET_COLUMNS`` of them (fewer
+    when ``slots`` rows of that many would pass ``MAX_CELLS``).
 
     >>> choose_bucket_ms(600, 600_000, 1000) is None
     True
     >>> choose_bucket_ms(3600, 3_600_000, 1000)
     7000
+    >>> choose_bucket_ms(600, 600_000, 1000, slots=20_000)
+    60000
     """
-    if ticks_per_slot <= MAX_TICK_MARKS:
+    rows = max(slots, 1)
+    if ticks_per_slot <= MAX_TICK_MARKS and ticks_per_slot * rows <= MAX_CELLS:
         return None
+    columns = max(min(BUCKET_COLUMNS, MAX_CELLS // rows), MIN_COLUMNS)
     cadence = max(cadence_ms, 1)
-    per_bucket = -(-span_ms // (BUCKET_COLUMNS * cadence))  # ceil
+    per_bucket = -(-span_ms // (columns * cadence))  # ceil
     return max(per_bucket, 2) * cadence
 
 
