@@ -65,6 +65,8 @@ h1 { font-size: 20px; margin: 0 0 4px; }
 .plot { overflow-x: auto; }
 svg text { font: 11px system-ui, sans-serif; fill: #1d2330; }
 svg .axis text { fill: #5b6372; }
+/* Labels drawn over lines and bands stay readable: a white halo behind each glyph. */
+svg .handoff text, svg .run text { paint-order: stroke; stroke: #fff; stroke-width: 3px; }
 table { border-collapse: collapse; margin-top: 16px; font-size: 13px; }
 th, td { padding: 3px 10px; border-bottom: 1px solid #e3e6eb; text-align: right; }
 th:first-child, td:first-child, td.l { text-align: left; }
