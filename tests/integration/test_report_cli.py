@@ -219,3 +219,22 @@ def test_a_large_ledger_is_drawn_in_buckets_with_exact_counts(tmp_path: Path) ->
     assert text.count('class="cell missed"') == 1
     assert text.count('class="down"') == 1, "the restart's down time"
     assert len(text) < 3_000_000, f"{len(text)} bytes"
+
+
+def test_a_late_answer_is_a_stale_mark_on_its_tick(ledger_path: Path, tmp_path: Path) -> None:
+    """One mark per tick (a small ledger): an answer dropped as late is drawn on the tick it
+    answered; shadow answers (normal during a handoff) are not."""
+    with Ledger(ledger_path) as led:
+        for seq, reason in ((2, "late"), (3, "shadow")):
+            led.record_dropped_decision(
+                slot_id="BTC/5m", seq=seq, instance_id="i1-blue", epoch=1,
+                received_ms=T0 + (seq + 1) * 5000 + 10, action="HOLD", reason=reason,
+            )  # fmt: skip
+        led.flush()
+    page = tmp_path / "p.html"
+    assert main(["presence", "--ledger", str(ledger_path), "--html", str(page)]) == 0
+    text = page.read_text()
+    from baton.gateway.core.timeline import time_of_day
+
+    assert text.count('<circle class="stale"') == 1
+    assert f"BTC/5m {time_of_day(T0 + 2 * 5000)}: 1 stale answer(s) dropped" in text
