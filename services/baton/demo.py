@@ -35,7 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cadence-s", type=float, default=5.0, help="evaluation cadence (5)")
     p.add_argument("--seed", type=int, default=7, help="price path seed (7)")
-    p.add_argument("--workdir", type=Path, help="keep ledger and logs here (default: a temp dir)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep ledger, logs and the timeline page presence.html here (default: a temp dir)",
+    )
     p.add_argument(
         "--handoffs",
         type=int,
