@@ -38,6 +38,7 @@ demo: setup
 	$(VENV)/bin/baton demo --handoffs 3
 
 test: setup testbed-bins
+	hack/host-deps.sh browser
 	$(PY) -m pytest -q
 
 # etcd, kube-apiserver, kubectl, helm and Jaeger for the e2e test bed (tests/e2e), built once

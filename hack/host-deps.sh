@@ -4,10 +4,12 @@
 # everything is left untouched. Anything else the project runs is pinned and built by its own
 # files (requirements/*.txt, hack/testbed-bins.lock).
 #
-# Usage: hack/host-deps.sh [python] [go]   (no argument: both)
+# Usage: hack/host-deps.sh [python] [go] [browser]   (no argument: all three)
 #   python  python3 >= 3.11 with venv and ensurepip (`make setup`, `make demo`)
 #   go      Go >= 1.21, which fetches the locked toolchain itself, and the build script's
 #           tools: sha256sum, flock, awk (`make testbed-bins`, `make test`)
+#   browser Chromium, headless: the presence timeline's page is checked in a real browser
+#           (tests/integration/test_presence_timeline.py; `make test`)
 # Env: PYTHON (default python3)
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
@@ -54,12 +56,22 @@ check_go() {
   fi
 }
 
+# Debian's chromium (its own security updates; no pinned download of a browser build). The
+# tests drive it over the DevTools protocol, so any recent version serves.
+check_browser() {
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+    || apt_install chromium
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+    || die "chromium is still missing after installing it"
+}
+
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(python go)
+[[ ${#targets[@]} -gt 0 ]] || targets=(python go browser)
 for t in "${targets[@]}"; do
   case "$t" in
     python) check_python ;;
     go) check_go ;;
-    *) die "unknown check '$t' (known: python go)" ;;
+    browser) check_browser ;;
+    *) die "unknown check '$t' (known: python go browser)" ;;
   esac
 done

@@ -18,6 +18,7 @@ from baton import wire
 from baton.common import ProcessFailed, Service
 from baton.control import ControlClient, summary_line
 from baton.gateway.report import format_report, presence_report, report_to_json
+from baton.gateway.timeline import write_html
 from baton.local import GatewayOptions, Processes, SimOptions
 from baton.model import HandoffPolicy
 from baton.v1 import control_pb2 as ctl
@@ -37,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cadence-s", type=float, default=5.0, help="evaluation cadence (5)")
     p.add_argument("--seed", type=int, default=7, help="price path seed (7)")
-    p.add_argument("--workdir", type=Path, help="keep ledger and logs here (default: a temp dir)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep ledger, logs and the timeline page presence.html here (default: a temp dir)",
+    )
     p.add_argument(
         "--handoffs",
         type=int,
@@ -114,6 +119,9 @@ def main(argv: list[str]) -> int:
         except ProcessFailed as exc:
             print(f"baton demo: {exc}", file=sys.stderr)
             return 1
+        if args.workdir:  # a kept workdir gets the timeline page next to the ledger it draws
+            page = write_html(workdir / "ledger.sqlite", workdir / "presence.html")
+            print(f"demo: presence timeline: {page.resolve()}", file=sys.stderr)
         if args.json:
             print(json.dumps(report_to_json(report), indent=2, sort_keys=True))
         else:

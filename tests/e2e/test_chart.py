@@ -366,6 +366,7 @@ def test_operator_arguments_are_what_the_operator_reads(
         "operator.gateway": args.gateway,
         "operator.liveness": args.liveness,
         "operator.log_level": args.log_level,
+        "operator.metrics": args.metrics,
     }
     if args.namespace is not None:
         flat["operator.namespaces"] = args.namespace
@@ -377,7 +378,13 @@ def test_operator_arguments_are_what_the_operator_reads(
     assert config.pod_gateway == config.gateway
     assert config.liveness == "http://0.0.0.0:8080/healthz"
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"healthz": 8080}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"healthz": 8080, "metrics": 9465}
+    assert config.metrics == "0.0.0.0:9465"
+    # Its metrics Service (Prometheus scrapes it) selects the operator's pod, on that port.
+    svc = r.get("Service", f"{RELEASE}-operator")
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
+        ("metrics", 9465, "metrics")
+    ]
     watched = {"default": (NAMESPACE,), "production": (), "namespaced": ("team-a", "team-b")}
     assert config.namespaces == watched[value_set]
     pod_env = dict(config.pod_env)
@@ -709,6 +716,72 @@ def test_readme_walkthrough_uses_what_exists(rendered: dict[str, Rendered]) -> N
 
 
 # --------------------------------------------------------------------------------------------
+# Grafana dashboards: off by default, one ConfigMap per charts/baton/dashboards/*.json when on
+
+DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
+
+
+def dashboard_maps(r: Rendered) -> list[Manifest]:
+    return [m for m in r.all("ConfigMap") if "grafana_dashboard" in m["metadata"]["labels"]]
+
+
+def test_dashboards_are_off_unless_asked_for(rendered: dict[str, Rendered]) -> None:
+    assert DASHBOARDS
+    assert dashboard_maps(rendered["default"]) == []
+    assert dashboard_maps(rendered["namespaced"]) == []
+    assert len(dashboard_maps(rendered["production"])) == len(DASHBOARDS)
+
+
+@pytest.mark.parametrize(
+    ("sets", "namespace", "folder"),
+    [
+        (["dashboards.enabled=true"], NAMESPACE, None),
+        (
+            ["dashboards.enabled=true", "dashboards.namespace=monitoring",
+             "dashboards.folder=Trading bots", "dashboards.labelValue=yes"],
+            "monitoring",
+            "Trading bots",
+        ),
+    ],
+    ids=["defaults", "namespace and folder"],
+)  # fmt: skip
+def test_dashboards_are_config_maps_for_grafanas_sidecar(
+    helm_home: Path, sets: list[str], namespace: str, folder: str | None
+) -> None:
+    maps = dashboard_maps(Rendered(parse(template_text(helm_home, sets=sets))))
+    by_file = {next(iter(m["data"])): m for m in maps}
+    assert sorted(by_file) == [p.name for p in DASHBOARDS]
+    for path in DASHBOARDS:
+        m = by_file[path.name]
+        meta = m["metadata"]
+        assert meta["name"] == f"{RELEASE}-dashboard-{path.stem.removeprefix('baton-')}"
+        assert meta["namespace"] == namespace
+        value = "yes" if "dashboards.labelValue=yes" in sets else "1"
+        assert meta["labels"]["grafana_dashboard"] == value
+        assert meta["labels"]["app.kubernetes.io/component"] == "dashboards"
+        assert meta.get("annotations", {}).get("grafana_folder") == folder
+        # The dashboard itself, byte for byte as in the chart (the sidecar reads it as is).
+        assert m["data"][path.name] == path.read_text().rstrip("\n")
+        assert json.loads(m["data"][path.name])["uid"] == path.stem
+
+
+def test_operator_metrics_can_be_off(helm_home: Path) -> None:
+    """operator.metrics.port null (from a values file; `--set ...=null` drops the key): no
+    endpoint, no port, no Service."""
+    r = Rendered(parse(template_text(helm_home, sets=["operator.metrics.port=null"])))
+    c = container(r.get("Deployment", f"{RELEASE}-operator"))
+    assert "--metrics" not in c["args"]
+    assert [p["name"] for p in c["ports"]] == ["healthz"]
+    assert f"{RELEASE}-operator" not in r.names("Service")
+
+
+def test_helm_lint_strict_with_the_dashboards_on(helm_home: Path) -> None:
+    result = helm(helm_home, "lint", "--strict", str(CHART), "--set=dashboards.enabled=true")
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout, result.stdout
+
+
+# --------------------------------------------------------------------------------------------
 # bad values are refused, with a message naming them
 
 
@@ -730,6 +803,10 @@ def test_readme_walkthrough_uses_what_exists(rendered: dict[str, Rendered]) -> N
         (["simulator.enabled=yes"], "at '/simulator/enabled': got string, want boolean"),
         (["gateway.persistence.size=lots"], "at '/gateway/persistence/size'"),
         (["tracing.otlpEndpoint=collector:4317"], "at '/tracing/otlpEndpoint'"),
+        (["dashboards.enabled=yes"], "at '/dashboards/enabled': got string, want boolean"),
+        (["operator.metrics.port=0"], "at '/operator/metrics/port': minimum: got 0"),
+        (["dashboards.namespace=Monitoring"], "at '/dashboards/namespace'"),
+        (["dashboards.label=bad label"], "at '/dashboards/label'"),
     ],
 )
 def test_schema_refuses_bad_values(helm_home: Path, sets: list[str], message: str) -> None:
@@ -753,6 +830,10 @@ def test_schema_refuses_bad_values(helm_home: Path, sets: list[str], message: st
         ),
         (["exchange.credentials.apiKey=k"], "apiKey and apiSecret go together"),
         (["jaeger.service.nodePort=30464"], "must differ"),
+        (
+            ["operator.metrics.port=8080"],
+            "operator.metrics.port and operator.livenessPort must differ",
+        ),
     ],
 )
 def test_chart_refuses_conflicting_values(helm_home: Path, sets: list[str], message: str) -> None:

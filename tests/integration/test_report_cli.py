@@ -139,3 +139,102 @@ def test_the_installed_command(ledger_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["scheduled"] == 3
+
+
+# -- --html: the presence timeline -----------------------------------------------------------
+
+
+def test_html_writes_the_timeline_and_prints_the_report(
+    ledger_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "out" / "presence.html"
+    page.parent.mkdir()
+    assert main(["presence", "--ledger", str(ledger_path), "--json", "--html", str(page)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["scheduled"] == 3, "stdout stays the JSON report"
+    assert captured.err == f"baton presence: timeline written to {page}\n"
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert text.count('class="cell executed"') == 3
+    assert 'data-handoff-id="h-1"' in text
+
+
+def test_html_to_a_path_that_cannot_be_written_is_exit_2(
+    ledger_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "no-such-dir" / "presence.html"
+    assert main(["presence", "--ledger", str(ledger_path), "--html", str(page)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"baton presence: cannot write {page}: ")
+    assert err.count("\n") == 1
+
+
+def test_a_large_ledger_is_drawn_in_buckets_with_exact_counts(tmp_path: Path) -> None:
+    """Two gateway runs of 16 slots x 1,500 ticks with a restart between, one timeout, one
+    error, one late answer: buckets, not 48,000 marks, and every count still exact."""
+    from baton.gateway.core.timeline import BUCKET_COLUMNS, MAX_TICK_MARKS
+    from baton.gateway.timeline import read_timeline
+
+    path = tmp_path / "big.sqlite"
+    slots = [f"S{i}/5m" for i in range(16)]
+    ticks = 1500
+    with Ledger(path) as led:
+        seq = 0
+        for run, start in enumerate((T0, T0 + (ticks + 100) * 1000)):
+            led.record_run(started_ms=start, cadence_ms=1000, slots=slots, config_json="{}")
+            for _ in range(ticks):
+                seq += 1
+                t = start + (seq - run * ticks) * 1000
+                for slot in slots:
+                    outcome = EvalOutcome.EXECUTED
+                    if (slot, seq) == ("S3/5m", 700):
+                        outcome = EvalOutcome.TIMEOUT
+                    elif (slot, seq) == ("S9/5m", 2000):
+                        outcome = EvalOutcome.ERROR
+                    led.record_evaluation(
+                        EvaluationRecord(slot, seq, t, t + 1000, outcome, version="v1", epoch=1)
+                    )
+            led.flush()
+        led.record_dropped_decision(
+            slot_id="S3/5m", seq=700, instance_id="i", epoch=1, received_ms=T0, action=None,
+            reason="late",
+        )  # fmt: skip
+        led.flush()
+    assert ticks * 2 > MAX_TICK_MARKS
+
+    report, timeline = read_timeline(path)
+    assert timeline.bucket_ms is not None
+    assert len({c.start_ms for c in timeline.cells}) <= BUCKET_COLUMNS + 1
+    assert sum(c.scheduled for c in timeline.cells) == report.scheduled == 2 * ticks * 16
+    assert sum(c.executed for c in timeline.cells) == report.evaluated
+    (missed,) = [c for c in timeline.cells if c.missed]
+    assert (missed.slot_id, missed.missed, missed.stale) == ("S3/5m", (("timeout", 1),), 1)
+    (errored,) = [c for c in timeline.cells if c.errors]
+    assert errored.slot_id == "S9/5m"
+    assert [(r.number, r.first_ms is not None) for r in timeline.runs] == [(1, True), (2, True)]
+
+    page = tmp_path / "big.html"
+    assert main(["presence", "--ledger", str(path), "--html", str(page)]) == 0
+    text = page.read_text()
+    assert text.count('class="cell missed"') == 1
+    assert text.count('class="down"') == 1, "the restart's down time"
+    assert len(text) < 3_000_000, f"{len(text)} bytes"
+
+
+def test_a_late_answer_is_a_stale_mark_on_its_tick(ledger_path: Path, tmp_path: Path) -> None:
+    """One mark per tick (a small ledger): an answer dropped as late is drawn on the tick it
+    answered; shadow answers (normal during a handoff) are not."""
+    with Ledger(ledger_path) as led:
+        for seq, reason in ((2, "late"), (3, "shadow")):
+            led.record_dropped_decision(
+                slot_id="BTC/5m", seq=seq, instance_id="i1-blue", epoch=1,
+                received_ms=T0 + (seq + 1) * 5000 + 10, action="HOLD", reason=reason,
+            )  # fmt: skip
+        led.flush()
+    page = tmp_path / "p.html"
+    assert main(["presence", "--ledger", str(ledger_path), "--html", str(page)]) == 0
+    text = page.read_text()
+    from baton.gateway.core.timeline import time_of_day
+
+    assert text.count('<circle class="stale"') == 1
+    assert f"BTC/5m {time_of_day(T0 + 2 * 5000)}: 1 stale answer(s) dropped" in text

@@ -16,6 +16,7 @@ from baton.operator.core.rbac import RULES, render
 def test_defaults() -> None:
     c = build_config({"operator.gateway": "gw:50051"})
     assert (c.gateway, c.pod_gateway, c.namespaces, c.pod_env) == ("gw:50051", "gw:50051", (), ())
+    assert c.metrics is None, "no metrics endpoint unless asked for"
 
 
 def test_every_setting() -> None:
@@ -27,8 +28,10 @@ def test_every_setting() -> None:
             "operator.pod_env": ["OTEL_EXPORTER_OTLP_ENDPOINT=http://j:4317", "X=a=b"],
             "operator.liveness": "http://0.0.0.0:8080/healthz",
             "operator.log_level": "debug",
+            "operator.metrics": "0.0.0.0:0",
         }
     )
+    assert c.metrics == "0.0.0.0:0"
     assert c.namespaces == ("a", "b")
     assert c.pod_env == (("OTEL_EXPORTER_OTLP_ENDPOINT", "http://j:4317"), ("X", "a=b"))
     assert c.log_level == "DEBUG"
@@ -59,6 +62,16 @@ def test_every_setting() -> None:
             {"operator.gateway": "h:1", "operator.liveness": "tcp://x"},
             "operator.liveness",
             id="liveness-not-http",
+        ),
+        pytest.param(
+            {"operator.gateway": "h:1", "operator.metrics": "9465"},
+            "operator.metrics",
+            id="metrics-no-host",
+        ),
+        pytest.param(
+            {"operator.gateway": "h:1", "operator.metrics": "h:70000"},
+            "operator.metrics",
+            id="metrics-bad-port",
         ),
         pytest.param(
             {"operator.gateway": "h:1", "operator.log_level": "LOUD"},

@@ -133,6 +133,9 @@ the simulator's --symbols: a stream of an unlisted symbol stays silent, as on Bi
 {{- if eq (int .Values.gateway.grpc.port) (int .Values.gateway.metrics.port) -}}
 {{- fail "gateway.grpc.port and gateway.metrics.port must differ" -}}
 {{- end -}}
+{{- if and .Values.operator.metrics.port (eq (int .Values.operator.metrics.port) (int .Values.operator.livenessPort)) -}}
+{{- fail "operator.metrics.port and operator.livenessPort must differ" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The restricted container security context every Baton container runs with. */}}

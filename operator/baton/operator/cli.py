@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
     )
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one)",
+    )
     p.add_argument("--log-level", type=str.upper, help="DEBUG, INFO, WARNING or ERROR")
     return p
 
@@ -88,6 +93,7 @@ def main(argv: list[str]) -> int:
             ("namespaces", args.namespace),
             ("pod_env", args.pod_env),
             ("liveness", args.liveness),
+            ("metrics", args.metrics),
             ("log_level", args.log_level),
         ):
             if value is not None:
@@ -109,8 +115,17 @@ def main(argv: list[str]) -> int:
     import kopf
 
     from baton.operator.handlers import build_registry, make_runtime_factory
+    from baton.operator.metrics import OperatorMetrics, serve
 
-    registry = build_registry(config, make_runtime_factory(config, args.kubeconfig))
+    metrics = OperatorMetrics()
+    try:
+        metrics_addr = serve(metrics.registry, config.metrics)[0] if config.metrics else None
+    except OSError as exc:
+        print(f"baton operator: {exc}", file=sys.stderr)
+        return 2
+    registry = build_registry(
+        config, make_runtime_factory(config, args.kubeconfig, metrics), metrics_addr=metrics_addr
+    )
     log.info(
         "operator starting",
         extra={"gateway": config.gateway, "namespaces": list(config.namespaces) or "*"},

@@ -26,6 +26,7 @@ from baton.operator.core.rollout import Decision, decide
 from baton.operator.core.spec import GROUP, PLURAL, VERSION
 from baton.operator.executor import Executor
 from baton.operator.kube import Kube, KubeError
+from baton.operator.metrics import OperatorMetrics
 from baton.operator.observe import observe
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Runtime:
     kube: Kube
     control: ControlClient
     executor: Executor
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
 
     def wakeup(self, namespace: str, name: str) -> asyncio.Event:
@@ -57,7 +59,9 @@ async def reconcile_once(rt: Runtime, namespace: str, name: str) -> tuple[Decisi
     now = time.time()
     world = await observe(rt.kube, rt.control, namespace, name, now)
     if world is None:
+        rt.metrics.forgotten(namespace, name)
         return None, 0.0
+    rt.metrics.observed(namespace, world.observed)
     decision = decide(world.observed)
     requeue = await rt.executor.carry_out(world, decision, now)
     return decision, requeue
@@ -66,6 +70,8 @@ async def reconcile_once(rt: Runtime, namespace: str, name: str) -> tuple[Decisi
 def build_registry(
     config: OperatorConfig,
     make_runtime: Callable[[], Runtime],
+    *,
+    metrics_addr: str | None = None,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -90,6 +96,7 @@ def build_registry(
             gateway=config.gateway,
             pod_gateway=config.pod_gateway,
             namespaces=list(config.namespaces) or "*",
+            metrics_addr=metrics_addr,
         )
 
     @kopf.on.login(registry=registry)
@@ -124,6 +131,7 @@ def build_registry(
                     decision, delay = await reconcile_once(rt, namespace, name)
                 except (KubeError, OSError) as exc:
                     log.warning("reconcile failed", extra={"sv": name, "error": str(exc)})
+                    rt.metrics.reconcile_failed()
                     decision, delay = None, ERROR_BACKOFF_S
                 else:
                     if decision is None:
@@ -163,13 +171,15 @@ def build_registry(
     return registry
 
 
-def make_runtime_factory(config: OperatorConfig, kubeconfig: str | None) -> Callable[[], Runtime]:
+def make_runtime_factory(
+    config: OperatorConfig, kubeconfig: str | None, metrics: OperatorMetrics | None = None
+) -> Callable[[], Runtime]:
     from baton.operator.kube import load_api_client
 
     def make() -> Runtime:
         kube = Kube(load_api_client(kubeconfig))
         control = ControlClient(config.gateway, timeout_s=config.control_timeout_s)
         pods = PodSettings(gateway_address=config.pod_gateway, extra_env=config.pod_env)
-        return Runtime(kube, control, Executor(kube, control, pods))
+        return Runtime(kube, control, Executor(kube, control, pods), metrics or OperatorMetrics())
 
     return make

@@ -153,14 +153,16 @@ def presence_report(path: str | Path) -> PresenceReport:
     try:
         conn.execute("BEGIN")  # one snapshot for every query: the figures add up
         try:
-            return _report(conn)
+            return report_from(conn)
         finally:
             conn.execute("COMMIT")
     finally:
         conn.close()
 
 
-def _report(conn: sqlite3.Connection) -> PresenceReport:
+def report_from(conn: sqlite3.Connection) -> PresenceReport:
+    """The report of an open ledger, inside the caller's transaction (the timeline reads the
+    report and its own rows from one snapshot)."""
     runs = conn.execute("SELECT cadence_ms, slots FROM runs ORDER BY id").fetchall()
     per_slot = _per_slot(conn, configured=_configured_slots(s for _, s in runs))
     per_version, missed_by_reason = _per_version(conn)

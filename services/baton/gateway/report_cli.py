@@ -1,7 +1,9 @@
-"""``baton presence --ledger PATH [--json]``: the presence report of any ledger file.
+"""``baton presence --ledger PATH [--json] [--html FILE]``: the presence report of any ledger.
 
-Safe on the ledger of a running gateway (read-only snapshot). Exit codes: 0 report printed,
-2 bad usage or no readable ledger at PATH (one line on stderr saying why).
+Safe on the ledger of a running gateway (read-only snapshot). ``--html FILE`` also writes the
+presence timeline, one self-contained page (``baton.gateway.timeline``), from the same snapshot
+as the report printed. Exit codes: 0 report printed, 2 bad usage, no readable ledger at PATH or
+FILE not writable (one line on stderr saying why).
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from baton.gateway.core.timeline_html import render_html
 from baton.gateway.ledger import LedgerError
 from baton.gateway.report import format_report, presence_report, report_to_json
+from baton.gateway.timeline import read_timeline
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ledger", required=True, metavar="PATH", help="the ledger file")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write the presence timeline to FILE: one HTML page, no network needed to "
+        "view it",
+    )
     return parser
 
 
@@ -31,10 +42,21 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        report = presence_report(args.ledger)
+        if args.html:
+            report, timeline = read_timeline(args.ledger)
+        else:
+            report = presence_report(args.ledger)
     except LedgerError as exc:
         print(f"baton presence: {exc}", file=sys.stderr)
         return 2
+    if args.html:
+        try:
+            Path(args.html).write_text(render_html(timeline), encoding="utf-8")
+        except OSError as exc:
+            print(f"baton presence: cannot write {args.html}: {exc}", file=sys.stderr)
+            return 2
+        # stderr: with --json, stdout stays one JSON document.
+        print(f"baton presence: timeline written to {args.html}", file=sys.stderr)
     if args.json:
         print(json.dumps(report_to_json(report), indent=2))
     else:

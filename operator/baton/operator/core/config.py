@@ -11,6 +11,7 @@ Example file (every key but ``gateway`` optional)::
     namespaces = ["baton"]                        # empty: every namespace
     pod_env = ["OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4317"]
     liveness = "http://0.0.0.0:8080/healthz"
+    metrics = "0.0.0.0:9465"                      # Prometheus /metrics (port 0: any free one)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()  # () = cluster-wide
     pod_env: tuple[tuple[str, str], ...] = ()
     liveness: str | None = None
+    metrics: str | None = None  # HOST:PORT of the /metrics endpoint; None: off
     control_timeout_s: float = 10.0
     log_level: str = "INFO"
 
@@ -74,6 +76,13 @@ def build_config(flat: Mapping[str, Any]) -> OperatorConfig:
     liveness = s.raw("operator.liveness", None)
     if liveness is not None and not (isinstance(liveness, str) and liveness.startswith("http")):
         raise ConfigError("operator.liveness", f"expected an http:// URL, got {liveness!r}")
+    metrics = s.raw("operator.metrics", None)
+    if metrics is not None and not (
+        isinstance(metrics, str)
+        and _ADDRESS.match(metrics)
+        and int(metrics.rsplit(":", 1)[1]) < 65536
+    ):
+        raise ConfigError("operator.metrics", f"expected HOST:PORT (port 0: any), got {metrics!r}")
     level = str(s.raw("operator.log_level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("operator.log_level", f"expected DEBUG/INFO/WARNING/ERROR, got {level!r}")
@@ -83,6 +92,7 @@ def build_config(flat: Mapping[str, Any]) -> OperatorConfig:
         namespaces=tuple(namespaces),
         pod_env=tuple(pod_env),
         liveness=liveness,
+        metrics=metrics,
         control_timeout_s=s.number(
             "operator.control_timeout_s", 10.0, minimum=0, exclusive_minimum=True
         ),

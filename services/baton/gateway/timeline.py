@@ -1,0 +1,211 @@
+"""The presence timeline of a ledger (``baton presence --html FILE``): read, then drawn by
+``core/timeline_html.py``.
+
+Read-only, in one snapshot with the presence report it shows on top, so the picture and the
+figures agree even on the ledger of a running gateway. Every read is an SQL aggregate or one
+row per tick: past ``core.timeline.MAX_TICK_MARKS`` ticks a slot, evaluations are counted per
+bucket in SQL, so a ledger of millions of evaluations gives a page of a few thousand marks
+with the same exact totals.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from baton.gateway.core.records import MISSED_OUTCOMES, EvalOutcome
+from baton.gateway.core.timeline import (
+    Cell,
+    Figure,
+    HandoffSpan,
+    RunSpan,
+    Timeline,
+    choose_bucket_ms,
+    version_bands,
+)
+from baton.gateway.core.timeline_html import render_html
+from baton.gateway.ledger import open_readonly
+from baton.gateway.report import PresenceReport, report_from
+
+_EXECUTED = EvalOutcome.EXECUTED.value
+_ERROR = EvalOutcome.ERROR.value
+_MISSED = frozenset(o.value for o in MISSED_OUTCOMES)
+# Dropped answers that mean an instance answered too late or under an old epoch (the router's
+# verdicts); shadow, draining and unknown answers are normal during a handoff and not drawn.
+STALE_REASONS = ("late", "fenced")
+
+
+def read_timeline(path: str | Path) -> tuple[PresenceReport, Timeline]:
+    """The report and the timeline of the ledger at ``path``, from one snapshot. Raises
+    ``LedgerOpenError`` if it is not one."""
+    conn = open_readonly(path)
+    try:
+        conn.execute("BEGIN")
+        try:
+            report = report_from(conn)
+            return report, _timeline(conn, report, title=f"Presence: {Path(path).name}")
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def write_html(path: str | Path, out: str | Path) -> Path:
+    """Write the timeline page of the ledger at ``path`` to ``out`` (returned)."""
+    _, timeline = read_timeline(path)
+    page = Path(out)
+    page.write_text(render_html(timeline), encoding="utf-8")
+    return page
+
+
+def _timeline(conn: sqlite3.Connection, r: PresenceReport, *, title: str) -> Timeline:
+    first, last_deadline = conn.execute(
+        "SELECT MIN(scheduled_ms), MAX(deadline_ms) FROM evaluations"
+    ).fetchone()
+    runs = _runs(conn)
+    starts = [run.started_ms for run in runs]
+    start_ms = first if first is not None else min(starts, default=0)
+    end_ms = last_deadline if last_deadline is not None else start_ms + max(r.cadence_ms, 1)
+    ticks = max((s.scheduled for s in r.per_slot), default=0)
+    bucket_ms = choose_bucket_ms(ticks, end_ms - start_ms, r.cadence_ms, slots=r.slots)
+    cells = _tick_cells(conn) if bucket_ms is None else _bucket_cells(conn, start_ms, bucket_ms)
+    return Timeline(
+        title=title,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        cadence_ms=r.cadence_ms,
+        bucket_ms=bucket_ms,
+        slots=tuple(s.slot_id for s in r.per_slot),
+        cells=cells,
+        versions=version_bands(_version_changes(conn), end_ms),
+        handoffs=tuple(
+            HandoffSpan(
+                number=n,
+                handoff_id=h.handoff_id,
+                from_version=h.from_version,
+                to_version=h.to_version,
+                result=h.result,
+                started_ms=h.started_ms,
+                flipped_ms=h.flipped_ms,
+                finished_ms=h.finished_ms,
+                pause_ms=h.pause_ms,
+                missed=h.missed,
+            )
+            for n, h in enumerate(r.handoffs, 1)
+        ),
+        runs=runs,
+        headline=headline(r),
+    )
+
+
+def _tick_cells(conn: sqlite3.Connection) -> tuple[Cell, ...]:
+    stale = {
+        (slot, seq): n
+        for slot, seq, n in conn.execute(
+            "SELECT slot_id, seq, COUNT(*) FROM dropped_decisions "
+            f"WHERE reason IN ({', '.join('?' * len(STALE_REASONS))}) GROUP BY slot_id, seq",
+            STALE_REASONS,
+        )
+    }
+    cells = []
+    for slot, seq, scheduled, deadline, outcome in conn.execute(
+        "SELECT slot_id, seq, scheduled_ms, deadline_ms, outcome FROM evaluations"
+    ):
+        cells.append(
+            Cell(
+                slot_id=slot,
+                start_ms=scheduled,
+                end_ms=deadline,  # a tick's deadline is the next tick: its cadence
+                executed=int(outcome == _EXECUTED),
+                errors=int(outcome == _ERROR),
+                missed=((outcome, 1),) if outcome in _MISSED else (),
+                stale=stale.get((slot, seq), 0),
+                seq=seq,
+            )
+        )
+    return tuple(cells)
+
+
+def _bucket_cells(conn: sqlite3.Connection, start_ms: int, bucket_ms: int) -> tuple[Cell, ...]:
+    counts: dict[tuple[str, int], dict[str, int]] = {}
+    for slot, bucket, outcome, n in conn.execute(
+        "SELECT slot_id, (scheduled_ms - ?) / ?, outcome, COUNT(*) FROM evaluations "
+        "GROUP BY 1, 2, 3",
+        (start_ms, bucket_ms),
+    ):
+        counts.setdefault((slot, bucket), {})[outcome] = n
+    stale = dict(
+        ((slot, bucket), n)
+        for slot, bucket, n in conn.execute(
+            "SELECT d.slot_id, (e.scheduled_ms - ?) / ?, COUNT(*) FROM dropped_decisions d "
+            "JOIN evaluations e ON e.seq = d.seq AND e.slot_id = d.slot_id "
+            f"WHERE d.reason IN ({', '.join('?' * len(STALE_REASONS))}) GROUP BY 1, 2",
+            (start_ms, bucket_ms, *STALE_REASONS),
+        )
+    )
+    return tuple(
+        Cell(
+            slot_id=slot,
+            start_ms=start_ms + bucket * bucket_ms,
+            end_ms=start_ms + (bucket + 1) * bucket_ms,
+            executed=by.get(_EXECUTED, 0),
+            errors=by.get(_ERROR, 0),
+            missed=tuple(sorted((o, n) for o, n in by.items() if o in _MISSED)),
+            stale=stale.get((slot, bucket), 0),
+        )
+        for (slot, bucket), by in counts.items()
+    )
+
+
+def _version_changes(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    """The ticks at which the version that answered changed (one row per change, from SQL:
+    the page gets one band per deployment whatever the ledger's size)."""
+    rows = conn.execute(
+        "SELECT scheduled_ms, version FROM ("
+        "  SELECT scheduled_ms, version, LAG(version) OVER (ORDER BY scheduled_ms) AS prev"
+        "  FROM (SELECT scheduled_ms, MAX(version) AS version FROM evaluations"
+        "        WHERE version != '' GROUP BY scheduled_ms)"
+        ") WHERE prev IS NULL OR prev != version ORDER BY scheduled_ms"
+    ).fetchall()
+    return [(int(t), str(v)) for t, v in rows]
+
+
+def _runs(conn: sqlite3.Connection) -> tuple[RunSpan, ...]:
+    spans = {
+        run_id: (lo, hi)
+        for run_id, lo, hi in conn.execute(
+            "SELECT run_id, MIN(scheduled_ms), MAX(scheduled_ms) FROM evaluations GROUP BY run_id"
+        )
+    }
+    return tuple(
+        RunSpan(n, started, *spans.get(run_id, (None, None)), cadence_ms=cadence)
+        for n, (run_id, started, cadence) in enumerate(
+            conn.execute("SELECT id, started_ms, cadence_ms FROM runs ORDER BY id"), 1
+        )
+    )
+
+
+def headline(r: PresenceReport) -> tuple[Figure, ...]:
+    """The summary numbers on top of the page: those of the text report's first lines."""
+    ratio = f"{r.evaluated / r.scheduled:.3%}" if r.scheduled else "-"
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(r.missed_by_reason.items()) if v)
+    pause = "-" if r.pause_ms_p50 is None else f"{r.pause_ms_p50:.2f} / {r.pause_ms_max:.2f} ms"
+    return (
+        Figure("answered", ratio, bad=r.evaluated < r.scheduled),
+        Figure("scheduled", f"{r.scheduled:,}"),
+        Figure("evaluated", f"{r.evaluated:,}"),
+        Figure("missed" + (f" ({reasons})" if reasons else ""), f"{r.missed:,}", bad=r.missed > 0),
+        Figure("errors", f"{r.errors:,}", bad=r.errors > 0),
+        Figure("unaccounted", f"{r.unaccounted:,}", bad=r.unaccounted > 0),
+        Figure("longest gap", f"{r.max_gap_ms / 1000:g} s (cadence {r.cadence_ms / 1000:g} s)"),
+        Figure(
+            "handoffs completed / failed",
+            f"{r.handoffs_completed} / {r.handoffs_failed}",
+            bad=r.handoffs_failed > 0,
+        ),
+        Figure("missed during handoffs", str(r.handoffs_missed), bad=r.handoffs_missed > 0),
+        Figure("pause p50 / max", pause),
+        Figure("slots", str(r.slots)),
+        Figure("gateway runs", str(r.runs)),
+        Figure("ticks with no gateway", f"{r.not_scheduled:,}"),
+    )
