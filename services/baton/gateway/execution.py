@@ -153,7 +153,14 @@ class Execution:
         """Place the bet an executed UP/DOWN decision asks for; a refusal is noted, not fatal."""
         slot = self._slot_by_id[slot_id]
         live = self._book.live(slot.symbol, slot.timeframe)
-        result = self._venue.place(slot, seq, side, live)
+        result = self._venue.place(
+            slot,
+            seq,
+            side,
+            live,
+            time_left_ms=self._book.time_left_ms(slot.symbol, slot.timeframe, now),
+            history=self._book.history(slot.symbol, slot.timeframe, self._venue.config.vol_window),
+        )
         if isinstance(result, Rejection):
             return None, f"bet rejected: {result.reason}"
         active = self._router.active

@@ -1,6 +1,8 @@
-"""The gateway's view of the market: per stream, the live candle and recent closed ones.
+"""The gateway's view of the market: per stream, the live candle and recent closed ones, and
+the market's clock as seen from the gateway's.
 
-Pure: fed candles by the exchange feed, read by the clock when it builds evaluation requests.
+Pure: fed candles by the exchange feed (with the gateway time they arrived at), read by the
+clock when it builds evaluation requests and by the venue's pricing (time left in a window).
 """
 
 from __future__ import annotations
@@ -36,9 +38,15 @@ class MarketBook:
         if depth < 1:
             raise ValueError("depth must be >= 1")
         self._streams = {key: _Stream(depth) for key in streams}
+        # The market's clock: the newest window beginning seen live (market ms, gateway ms),
+        # and market ms per gateway ms between the last two beginnings (every stream's window
+        # boundaries are the one market clock's).
+        self._anchor: tuple[int, int] | None = None
+        self._rate: float | None = None
 
-    def apply(self, candle: Candle) -> CandleUpdate:
-        """Take one candle update. Closed candles are kept once, in open-time order.
+    def apply(self, candle: Candle, now_ms: int | None = None) -> CandleUpdate:
+        """Take one candle update (arrived at gateway time ``now_ms``, when known). Closed
+        candles are kept once, in open-time order.
 
         Exchange streams may repeat or reorder frames (and REST backfill overlaps the stream),
         so anything at or before the last closed candle is a repeat and changes nothing.
@@ -56,8 +64,42 @@ class MarketBook:
             return CandleUpdate(candle, newly_closed=True, stale=False)
         if stream.live is not None and candle.open_time_ms < stream.live.open_time_ms:
             return CandleUpdate(candle, newly_closed=False, stale=True)
+        began = stream.live is not None and candle.open_time_ms == stream.live.close_time_ms + 1
+        if began and now_ms is not None:
+            self._see_beginning(candle.open_time_ms, now_ms)
         stream.live = candle
         return CandleUpdate(candle, newly_closed=False, stale=False)
+
+    def _see_beginning(self, market_ms: int, now_ms: int) -> None:
+        """A live window began (its first frame after the previous window's): a clock reading.
+        Backfilled closed candles never are one; nor is the first window a stream sees."""
+        anchor = self._anchor
+        if anchor is not None and market_ms <= anchor[0]:
+            return  # another stream's frame of a boundary already seen: the first one counts
+        if anchor is not None and now_ms > anchor[1]:
+            self._rate = (market_ms - anchor[0]) / (now_ms - anchor[1])
+        self._anchor = (market_ms, now_ms)
+
+    def time_left_ms(self, symbol: str, interval: str, now_ms: int) -> int | None:
+        """Market time left in the stream's live window at gateway time ``now_ms``; None when
+        unknown (no live window, or the market clock not read yet).
+
+        On a real exchange the gateway's clock is the market's: ``end - now``. When ``now_ms``
+        is outside the live window (an exchange simulator running faster than real time, a
+        skewed clock), market time is the last window beginning seen plus the gateway time
+        since, at the rate the last two beginnings came in.
+        """
+        stream = self._streams.get((symbol, interval))
+        live = None if stream is None else stream.live
+        if live is None or live.closed:
+            return None
+        end = live.close_time_ms + 1
+        if live.open_time_ms <= now_ms < end:
+            return end - now_ms
+        if self._anchor is None or self._rate is None:
+            return None
+        market_now = self._anchor[0] + (now_ms - self._anchor[1]) * self._rate
+        return max(0, min(end - live.open_time_ms, round(end - market_now)))
 
     def live(self, symbol: str, interval: str) -> Candle | None:
         """The newest candle of the stream: the open one, or the last closed one until the
