@@ -100,6 +100,17 @@ def test_a_faster_simulated_market_is_timed_from_the_window_beginnings_seen() ->
     assert book.time_left_ms("BTCUSDT", "5m", wall + 60_000) == 0  # clamped to the window
 
 
+def test_a_fast_market_is_not_timed_by_the_gateway_clock_even_inside_the_window() -> None:
+    """A simulator started at the gateway's time: its first windows contain the gateway's
+    clock, which runs 60 times slower than the market's."""
+    book = MarketBook([("BTCUSDT", "5m")], depth=3)
+    book.apply(candle(0, closed=False), T0 - 1)
+    book.apply(candle(1, closed=False), T0 + 100)
+    book.apply(candle(2, closed=False), T0 + 5_100)  # 300 s of market in 5 s
+    now = T0 + 2 * M5 + 100  # inside window 2 by the gateway's clock, near its start
+    assert book.time_left_ms("BTCUSDT", "5m", now) == 0  # the market's clock: long past
+
+
 def test_backfilled_candles_are_no_clock_reading() -> None:
     book = MarketBook([("BTCUSDT", "5m")], depth=5)
     for i in range(3):

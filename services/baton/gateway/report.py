@@ -145,6 +145,7 @@ class PresenceReport:
     handoffs_missed: int = 0
     pause_ms_p50: float | None = None
     pause_ms_max: float | None = None
+    pricing: str | None = None  # the model(s) that priced the bets, by run: "random_walk"
 
 
 def presence_report(path: str | Path) -> PresenceReport:
@@ -164,6 +165,7 @@ def report_from(conn: sqlite3.Connection) -> PresenceReport:
     """The report of an open ledger, inside the caller's transaction (the timeline reads the
     report and its own rows from one snapshot)."""
     runs = conn.execute("SELECT cadence_ms, slots FROM runs ORDER BY id").fetchall()
+    pricing = _pricing(row[0] for row in conn.execute("SELECT config FROM runs ORDER BY id"))
     per_slot = _per_slot(conn, configured=_configured_slots(s for _, s in runs))
     per_version, missed_by_reason = _per_version(conn)
     settled, wins, pnl = conn.execute(
@@ -205,7 +207,21 @@ def report_from(conn: sqlite3.Connection) -> PresenceReport:
         handoffs_missed=sum(h.missed for h in handoffs),
         pause_ms_p50=statistics.median(pauses) if pauses else None,
         pause_ms_max=max(pauses, default=None),
+        pricing=pricing,
     )
+
+
+def _pricing(configs: Iterable[str]) -> str | None:
+    """The pricing models of the runs, in run order, each once (``venue.pricing`` in the
+    run's recorded config). Runs recorded before the setting existed priced flat."""
+    names: dict[str, None] = {}
+    for text in configs:
+        try:
+            venue = json.loads(text).get("venue", {})
+        except (ValueError, AttributeError):
+            venue = {}
+        names[str(venue.get("pricing", "flat")) if isinstance(venue, dict) else "flat"] = None
+    return ", ".join(names) or None
 
 
 def _handoff_summary(
@@ -412,6 +428,7 @@ def report_to_json(r: PresenceReport) -> dict[str, object]:
         "losses": r.losses,
         "win_rate": r.win_rate,
         "pnl": r.pnl,
+        "pricing": r.pricing,
         "dropped_decisions": r.dropped_decisions,
         "candles": r.candles,
         "runs": r.runs,
@@ -476,6 +493,7 @@ def format_report(r: PresenceReport) -> str:
         f"settled: {r.settled}  (won {r.wins}, lost {r.losses})",
         f"win_rate: {win_rate}",
         f"pnl: {r.pnl:+.2f}",
+        f"pricing: {r.pricing or '-'}",
         f"dropped_decisions: {r.dropped_decisions}",
         f"candles: {r.candles}",
         f"handoffs: {len(r.handoffs)}  ({_results(r.handoffs)}, "

@@ -22,6 +22,10 @@ class CandleUpdate:
     stale: bool  # older than what the book already holds: ignored
 
 
+# Window beginnings arriving within 5% of real time: the gateway's clock is the market's.
+REAL_TIME_TOLERANCE = 0.05
+
+
 class _Stream:
     __slots__ = ("closed", "last_closed_open_ms", "live")
 
@@ -85,16 +89,18 @@ class MarketBook:
         unknown (no live window, or the market clock not read yet).
 
         On a real exchange the gateway's clock is the market's: ``end - now``. When ``now_ms``
-        is outside the live window (an exchange simulator running faster than real time, a
-        skewed clock), market time is the last window beginning seen plus the gateway time
-        since, at the rate the last two beginnings came in.
+        is outside the live window (a skewed clock), or the window beginnings come in faster
+        or slower than real time (an exchange simulator running at 60x), market time is the
+        last window beginning seen plus the gateway time since, at the rate the last two
+        beginnings came in.
         """
         stream = self._streams.get((symbol, interval))
         live = None if stream is None else stream.live
         if live is None or live.closed:
             return None
         end = live.close_time_ms + 1
-        if live.open_time_ms <= now_ms < end:
+        real_time = self._rate is None or abs(self._rate - 1.0) <= REAL_TIME_TOLERANCE
+        if real_time and live.open_time_ms <= now_ms < end:
             return end - now_ms
         if self._anchor is None or self._rate is None:
             return None
