@@ -67,7 +67,7 @@ def bed(*, refuse: set[str] | None = None) -> Bed:
     start = window_start(clock(), "5m")
     size = timeframe_ms("5m")
     book.apply(Candle("BTCUSDT", "5m", start - size, start - 1, 1, 2, 0.5, 1.5, closed=True))
-    book.apply(Candle("BTCUSDT", "5m", start, start + size - 1, 1.5, 1.6, 1.4, 1.55))
+    book.apply(Candle("BTCUSDT", "5m", start, start + size - 1, 1.5, 1.6, 1.4, 1.55), clock())
     outlets = FakeOutlets(refuse=refuse or set())
     rows, facts, stats = FakeRows(), FakeFacts(), GatewayStats()
     metrics = GatewayMetrics(s.slot_id for s in SLOTS)
@@ -94,6 +94,7 @@ def bed(*, refuse: set[str] | None = None) -> Bed:
         metrics=metrics,
         stats=stats,
         wall_ms_f=wall,
+        stale_after_ms=3_600_000,
     )
     tick = SlotClock.starting_after(CADENCE_MS, clock()).tick(0)
     clock.t_ms = tick.scheduled_ms

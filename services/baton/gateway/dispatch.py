@@ -15,7 +15,9 @@ from opentelemetry import propagate, trace
 from baton import wire
 from baton.gateway.connection import SendResult
 from baton.gateway.core.clock import Tick
+from baton.gateway.core.freshness import freshness
 from baton.gateway.core.market import MarketBook
+from baton.gateway.core.records import Staleness
 from baton.gateway.core.router import Router, Send
 from baton.gateway.metrics import GatewayMetrics
 from baton.gateway.outcomes import GatewayStats
@@ -40,6 +42,7 @@ class Dispatcher:
         metrics: GatewayMetrics,
         stats: GatewayStats,
         wall_ms_f: Callable[[], float],
+        stale_after_ms: int,
     ) -> None:
         self._router = router
         self._book = book
@@ -51,6 +54,9 @@ class Dispatcher:
         # Wall time in ms with sub-ms precision: dispatch delays and cutover pauses are ~1 ms.
         self._wall_ms_f = wall_ms_f
         self._history_cache: dict[tuple[str, str], tuple[int, list[mk.Candle]]] = {}
+        self._stale_after_ms = stale_after_ms
+        # Per stale stream, why: a stream is logged when it turns stale and when it recovers.
+        self._stale_streams: dict[tuple[str, str], Staleness] = {}
 
     def dispatch(self, tick: Tick, now: int) -> float:
         """Send one tick: one ``EvaluationBatch`` per instance. Returns when (wall ms) the ACTIVE
@@ -68,7 +74,7 @@ class Dispatcher:
             carrier: dict[str, str] = {}
             if span.get_span_context().trace_flags.sampled:
                 propagate.inject(carrier)
-            plan = self._router.on_tick(tick, now)
+            plan = self._router.on_tick(tick, now, self._freshness(now))
             self._outcomes.resolve(plan.missed)
             batches = self._batches(plan.sends, carrier)
             for instance_id, (msg, sends) in batches.items():  # the ACTIVE's first
@@ -103,6 +109,44 @@ class Dispatcher:
                 request.role = wire.role_to_proto(send.role)
             grouped.append(send)
         return batches
+
+    def _freshness(self, now: int) -> dict[str, Staleness]:
+        """Per slot, whether its stream's data are live now (only stale slots are listed).
+        Decided per stream; a change of a stream's freshness is logged (WARNING when stale)."""
+        by_stream: dict[tuple[str, str], Staleness] = {}
+        out: dict[str, Staleness] = {}
+        for slot in self._router.slots:
+            key = (slot.symbol, slot.timeframe)
+            verdict = by_stream.get(key)
+            if verdict is None:
+                verdict = by_stream[key] = freshness(
+                    self._book.view(*key),
+                    now_ms=now,
+                    stale_after_ms=self._stale_after_ms,
+                    needs_history=self._history_depth > 0,
+                )
+                self._note(key, verdict)
+            if verdict.stale:
+                out[slot.slot_id] = verdict
+        return out
+
+    def _note(self, key: tuple[str, str], verdict: Staleness) -> None:
+        before = self._stale_streams.get(key, Staleness.FRESH)
+        if verdict is before:
+            return
+        symbol, interval = key
+        if verdict.stale:
+            self._stale_streams[key] = verdict
+            log.warning(
+                "market data stale: evaluations counted stale",
+                extra={"symbol": symbol, "interval": interval, "why": verdict.value},
+            )
+        else:
+            del self._stale_streams[key]
+            log.info(
+                "market data live again",
+                extra={"symbol": symbol, "interval": interval, "was": before.value},
+            )
 
     def _send_batch(self, instance_id: str, msg: gw.AttachResponse, sends: list[Send]) -> None:
         if sends[0].role is Role.SHADOW:
