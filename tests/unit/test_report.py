@@ -227,9 +227,9 @@ def test_the_human_report_starts_with_the_headline_figures(ledger_path: Path) ->
         "slots: 3",
         "scheduled: 10",
         "evaluated: 5",
-        "stale: 0  (evaluated on data that were not live)",
         "missed: 4  (gateway_late=1, no_active=1, timeout=2)",
         "errors: 1",
+        "stale: 0  (evaluated on data that were not live)",
         "unaccounted: 1",
         "max_gap_ms: 15860  (cadence 5000 ms)",
     ]

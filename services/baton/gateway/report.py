@@ -501,10 +501,10 @@ def format_report(r: PresenceReport) -> str:
         f"slots: {r.slots}",
         f"scheduled: {r.scheduled}",
         f"evaluated: {r.evaluated}",
-        f"stale: {r.stale}  (evaluated on data that were not live"
-        + (f": {stale_reasons})" if stale_reasons else ")"),
         f"missed: {r.missed}" + (f"  ({reasons})" if reasons else ""),
         f"errors: {r.errors}",
+        f"stale: {r.stale}  (evaluated on data that were not live"
+        + (f": {stale_reasons})" if stale_reasons else ")"),
         f"unaccounted: {r.unaccounted}",
         f"max_gap_ms: {r.max_gap_ms}  (cadence {r.cadence_ms} ms)",
         f"not_scheduled: {r.not_scheduled}  (ticks while no gateway ran, between its "
