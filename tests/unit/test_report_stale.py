@@ -141,3 +141,37 @@ def test_an_old_ledger_gains_the_column_when_a_gateway_opens_it(
         assert r.schema_version() == 3
         assert r.evaluations() == [old, new]
     assert (presence_report(path).evaluated, presence_report(path).stale) == (2, 1)
+
+
+def test_the_timeline_draws_stale_evaluations_in_a_colour_of_their_own(tmp_path: Path) -> None:
+    from baton.gateway.core.timeline import Kind
+    from baton.gateway.core.timeline_html import COLOURS
+    from baton.gateway.timeline import _bucket_cells, read_timeline, write_html
+
+    path = tmp_path / "ledger.sqlite"
+    build(path)
+    report, timeline = read_timeline(path)
+    kinds = {(c.slot_id, c.seq): (c.kind, c.not_live) for c in timeline.cells}
+    assert kinds[("BTC/5m", 1)] == (Kind.NOT_LIVE, 1)
+    assert kinds[("BTC/5m", 2)] == (Kind.EXECUTED, 0)
+    assert kinds[("BTC/5m", 4)] == (Kind.MISSED, 0)  # stale and missed: drawn missed
+    assert kinds[("MATIC/5m", 4)] == (Kind.ERROR, 0)
+    assert sum(c.not_live for c in timeline.cells) == report.stale == 5
+    figures = {f.label: f for f in timeline.headline}
+    assert figures["stale (data not live)"].value == "5"
+    assert figures["stale (data not live)"].bad
+    # Buckets keep the exact count: two ticks a bucket.
+    conn = sqlite3.connect(path)
+    try:
+        buckets = _bucket_cells(conn, T0 + CADENCE, 2 * CADENCE)
+    finally:
+        conn.close()
+    assert sorted((c.slot_id, c.start_ms, c.not_live, c.kind) for c in buckets) == [
+        ("BTC/5m", T0 + CADENCE, 1, Kind.NOT_LIVE),
+        ("BTC/5m", T0 + 3 * CADENCE, 1, Kind.MISSED),
+        ("MATIC/5m", T0 + CADENCE, 2, Kind.NOT_LIVE),
+        ("MATIC/5m", T0 + 3 * CADENCE, 1, Kind.ERROR),
+    ]
+    page = write_html(path, tmp_path / "presence.html").read_text()
+    assert 'class="cell not_live"' in page
+    assert COLOURS[Kind.NOT_LIVE] in page
