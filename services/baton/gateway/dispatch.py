@@ -27,6 +27,9 @@ from baton.v1 import gateway_pb2 as gw
 from baton.v1 import market_pb2 as mk
 
 log = logging.getLogger(__name__)
+# Streams named in one freshness log line (the count is always there): thousands of streams
+# turning stale at once (an outage) stay one short line.
+_LOGGED_STREAMS = 20
 tracer = trace.get_tracer("baton.gateway")
 
 
@@ -112,7 +115,8 @@ class Dispatcher:
 
     def _freshness(self, now: int) -> dict[str, Staleness]:
         """Per slot, whether its stream's data are live now (only stale slots are listed).
-        Decided per stream; a change of a stream's freshness is logged (WARNING when stale)."""
+        Decided per stream; the streams whose freshness changed are logged, in one line a tick
+        (WARNING for those that turned stale)."""
         by_stream: dict[tuple[str, str], Staleness] = {}
         out: dict[str, Staleness] = {}
         for slot in self._router.slots:
@@ -125,27 +129,44 @@ class Dispatcher:
                     stale_after_ms=self._stale_after_ms,
                     needs_history=self._history_depth > 0,
                 )
-                self._note(key, verdict)
             if verdict.stale:
                 out[slot.slot_id] = verdict
+        self._note_changes(by_stream)
         return out
 
-    def _note(self, key: tuple[str, str], verdict: Staleness) -> None:
-        before = self._stale_streams.get(key, Staleness.FRESH)
-        if verdict is before:
-            return
-        symbol, interval = key
-        if verdict.stale:
-            self._stale_streams[key] = verdict
+    def _note_changes(self, by_stream: dict[tuple[str, str], Staleness]) -> None:
+        known = self._stale_streams
+        turned: dict[str, list[str]] = {}
+        recovered: list[str] = []
+        for key, verdict in by_stream.items():
+            before = known.get(key, Staleness.FRESH)
+            if verdict is before:
+                continue
+            name = f"{key[0]}@{key[1]}"
+            if verdict.stale:
+                known[key] = verdict
+                turned.setdefault(verdict.value, []).append(name)
+            else:
+                del known[key]
+                recovered.append(name)
+        for why, names in turned.items():
             log.warning(
                 "market data stale: evaluations counted stale",
-                extra={"symbol": symbol, "interval": interval, "why": verdict.value},
+                extra={
+                    "why": why,
+                    "count": len(names),
+                    "streams": names[:_LOGGED_STREAMS],
+                    "stale_streams": len(known),
+                },
             )
-        else:
-            del self._stale_streams[key]
+        if recovered:
             log.info(
                 "market data live again",
-                extra={"symbol": symbol, "interval": interval, "was": before.value},
+                extra={
+                    "count": len(recovered),
+                    "streams": recovered[:_LOGGED_STREAMS],
+                    "stale_streams": len(known),
+                },
             )
 
     def _send_batch(self, instance_id: str, msg: gw.AttachResponse, sends: list[Send]) -> None:
