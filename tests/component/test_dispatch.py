@@ -4,13 +4,16 @@ streams (``Outlets``/``Peers``), the ledger rows and the handoff facts."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import pytest
 
 from baton import wire
 from baton.gateway.core.clock import SlotClock, Tick
 from baton.gateway.core.market import MarketBook
-from baton.gateway.core.records import EvalOutcome
+from baton.gateway.core.records import EvalOutcome, Staleness
 from baton.gateway.core.router import InstanceInfo, Router
 from baton.gateway.core.venue import PaperVenue, VenueConfig
 from baton.gateway.dispatch import Dispatcher
@@ -55,6 +58,7 @@ class Bed:
     blue: str
     green: str
     tick: Tick
+    book: MarketBook
 
 
 def bed(*, refuse: set[str] | None = None) -> Bed:
@@ -67,7 +71,7 @@ def bed(*, refuse: set[str] | None = None) -> Bed:
     start = window_start(clock(), "5m")
     size = timeframe_ms("5m")
     book.apply(Candle("BTCUSDT", "5m", start - size, start - 1, 1, 2, 0.5, 1.5, closed=True))
-    book.apply(Candle("BTCUSDT", "5m", start, start + size - 1, 1.5, 1.6, 1.4, 1.55))
+    book.apply(Candle("BTCUSDT", "5m", start, start + size - 1, 1.5, 1.6, 1.4, 1.55), clock())
     outlets = FakeOutlets(refuse=refuse or set())
     rows, facts, stats = FakeRows(), FakeFacts(), GatewayStats()
     metrics = GatewayMetrics(s.slot_id for s in SLOTS)
@@ -94,12 +98,13 @@ def bed(*, refuse: set[str] | None = None) -> Bed:
         metrics=metrics,
         stats=stats,
         wall_ms_f=wall,
+        stale_after_ms=3_600_000,
     )
     tick = SlotClock.starting_after(CADENCE_MS, clock()).tick(0)
     clock.t_ms = tick.scheduled_ms
     return Bed(
         clock, router, outlets, rows, facts, stats, outcomes, execution, dispatcher, wall, blue,
-        green, tick,
+        green, tick, book,
     )  # fmt: skip
 
 
@@ -216,3 +221,44 @@ def test_the_flip_executes_what_the_new_active_already_answered_as_a_shadow() ->
         (E, b.green),
     ]
     assert b.stats.executed == 2
+
+
+def test_freshness_is_decided_at_dispatch_recorded_and_logged_when_it_changes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    b = bed()  # BTC has a live frame and history; ETH has had nothing from the exchange
+    up = wire.action_to_proto(Action.UP)
+
+    def tick_answered(index: int) -> dict[str, Staleness]:
+        tick = SlotClock.starting_after(CADENCE_MS, b.tick.scheduled_ms - 1).tick(index)
+        b.clock.t_ms = tick.scheduled_ms
+        b.dispatcher.dispatch(tick, b.clock())
+        b.clock.advance(10)
+        for slot in SLOTS:
+            seq = b.router.seq_of(slot, tick)
+            b.execution.on_decision(
+                b.blue, gw.Decision(slot_id=slot.slot_id, seq=seq, epoch=1, action=up)
+            )
+        return {
+            r.slot_id: r.stale for r in b.rows.evaluations if r.seq == b.router.seq_of(BTC, tick)
+        }
+
+    with caplog.at_level(logging.INFO, logger="baton.gateway.dispatch"):
+        assert tick_answered(0) == {B: Staleness.FRESH, E: Staleness.NO_LIVE}
+        assert tick_answered(1) == {B: Staleness.FRESH, E: Staleness.NO_LIVE}
+        # ETH's first live frame arrives, its backfill has not: no history yet.
+        start = window_start(b.clock(), "5m")
+        size = timeframe_ms("5m")
+        eth_live = Candle("ETHUSDT", "5m", start, start + size - 1, 1, 2, 0.5, 1.5)
+        b.book.apply(eth_live, b.clock())
+        assert tick_answered(2) == {B: Staleness.FRESH, E: Staleness.NO_HISTORY}
+        b.book.apply(Candle("ETHUSDT", "5m", start - size, start - 1, 1, 2, 0.5, 1.5, closed=True))
+        b.book.apply(eth_live, b.clock())
+        assert tick_answered(3) == {B: Staleness.FRESH, E: Staleness.FRESH}
+    lines = [(r.levelname, r.getMessage(), getattr(r, "why", None), getattr(r, "streams", None))
+             for r in caplog.records]  # fmt: skip
+    assert lines == [
+        ("WARNING", "market data stale: evaluations counted stale", "no_live", ["ETHUSDT@5m"]),
+        ("WARNING", "market data stale: evaluations counted stale", "no_history", ["ETHUSDT@5m"]),
+        ("INFO", "market data live again", None, ["ETHUSDT@5m"]),
+    ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from baton.common import ConfigError
 from baton.gateway.config import DEFAULT_METRICS_LISTEN, load_gateway_config, parse_metrics_listen
 from baton.gateway.core.binance import ControlReply, Malformed
-from baton.gateway.core.records import EvalOutcome, EvaluationRecord
+from baton.gateway.core.records import EvalOutcome, EvaluationRecord, Staleness
 from baton.gateway.metrics import GatewayMetrics, split_host_port
 from baton.model import Role
 
@@ -269,3 +270,30 @@ def test_gateways_do_not_share_series() -> None:
     GatewayMetrics(SLOTS, shared)
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         GatewayMetrics(SLOTS, shared)
+
+
+def test_stale_executed_evaluations_are_counted_per_slot_at_commit() -> None:
+    m = GatewayMetrics(SLOTS)
+    for slot in SLOTS:
+        assert value(m, "baton_evaluations_stale_total", slot=slot) == 0  # from the start
+    m.resolved(replace(record("BTC/5m", 1, EvalOutcome.EXECUTED), stale=Staleness.NO_LIVE))
+    m.resolved(replace(record("BTC/5m", 2, EvalOutcome.EXECUTED), stale=Staleness.OLD))
+    m.resolved(record("BTC/5m", 3, EvalOutcome.EXECUTED))  # fresh
+    # Stale but not evaluated: a miss or an error is not a stale evaluation.
+    m.resolved(replace(record("ETH/5m", 1, EvalOutcome.TIMEOUT), stale=Staleness.OLD))
+    m.resolved(replace(record("ETH/5m", 2, EvalOutcome.ERROR), stale=Staleness.OLD))
+    assert value(m, "baton_evaluations_stale_total", slot="BTC/5m") == 0  # not before commit
+    m.commit()
+    assert value(m, "baton_evaluations_stale_total", slot="BTC/5m") == 2
+    assert value(m, "baton_evaluations_stale_total", slot="ETH/5m") == 0
+    assert value(m, "baton_evaluations_total", slot="BTC/5m", outcome="executed") == 3
+
+
+@pytest.mark.parametrize("event", ["disconnected", "stalled", "server_shutdown", "backfill_failed"])
+def test_feed_problems_are_counted_by_event(event: str) -> None:
+    m = GatewayMetrics(SLOTS)
+    assert value(m, "baton_exchange_problems_total", event=event) == 0  # from the start
+    m.feed.problem(event)
+    m.feed.problem("connected")  # not a problem: no series
+    assert value(m, "baton_exchange_problems_total", event=event) == 1
+    assert value(m, "baton_exchange_problems_total", event="connected") is None

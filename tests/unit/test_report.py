@@ -210,6 +210,7 @@ def test_json_has_the_demo_keys_and_round_trips(ledger_path: Path) -> None:
         "errors": 0,
         "max_gap_ms": 10_000,
         "unaccounted": 1,
+        "stale": 0,
     }
     assert [v["version"] for v in data["per_version"]] == ["v1", "v2", ""]
 
@@ -222,12 +223,13 @@ def test_json_win_rate_is_null_without_settlements(tmp_path: Path) -> None:
 
 def test_the_human_report_starts_with_the_headline_figures(ledger_path: Path) -> None:
     lines = format_report(presence_report(ledger_path)).splitlines()
-    assert lines[:7] == [
+    assert lines[:8] == [
         "slots: 3",
         "scheduled: 10",
         "evaluated: 5",
         "missed: 4  (gateway_late=1, no_active=1, timeout=2)",
         "errors: 1",
+        "stale: 0  (evaluated on data that were not live)",
         "unaccounted: 1",
         "max_gap_ms: 15860  (cadence 5000 ms)",
     ]

@@ -128,6 +128,7 @@ class Gateway:
             metrics=self.metrics,
             stats=self.stats,
             wall_ms_f=wall_ms_f,
+            stale_after_ms=config.stale_after_ms,
         )
         self.ticker = Ticker(
             cadence_ms=config.cadence_ms,

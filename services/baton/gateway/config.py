@@ -14,6 +14,7 @@ Example file (every key optional)::
     cadence_s = 5.0
     history = 30
     clock_start = "on_first_active"   # or "immediate"
+    stale_after_ms = 10000   # default: max(2 x cadence, 5 s); see docs/gateway.md
 
     [exchange]
     ws_url = "wss://stream.binance.com:9443"
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.common import ConfigError, Settings, load_settings
+from baton.gateway.core.freshness import default_stale_after_ms
 from baton.gateway.core.venue import PricingKind, VenueConfig
 from baton.gateway.exchange import ExchangeConfig
 from baton.gateway.ledger import DEFAULT_MAX_PENDING_ROWS
@@ -84,6 +86,15 @@ class GatewayConfig:
     venue: VenueConfig = field(default_factory=VenueConfig)
     log_level: str = "INFO"
     metrics_listen: str | None = DEFAULT_METRICS_LISTEN  # None: no /metrics endpoint
+    # A stream not updated for longer than this makes its evaluations stale; 0: the default,
+    # max(2 x cadence, 5 s) (core/freshness.py).
+    stale_after_ms_setting: int = 0
+
+    @property
+    def stale_after_ms(self) -> int:
+        if self.stale_after_ms_setting > 0:
+            return self.stale_after_ms_setting
+        return default_stale_after_ms(self.cadence_ms)
 
     @property
     def slots(self) -> tuple[Slot, ...]:
@@ -220,6 +231,7 @@ def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
         venue=venue,
         log_level=_log_level(s),
         metrics_listen=parse_metrics_listen(s.raw("metrics.listen", DEFAULT_METRICS_LISTEN)),
+        stale_after_ms_setting=s.integer("gateway.stale_after_ms", 0, minimum=0),
     )
     s.check_unknown(())
     return config

@@ -50,7 +50,7 @@ from baton.gateway.core.binance import (
     shard_streams,
     subscribe_message,
 )
-from baton.gateway.metrics import FeedMetrics
+from baton.gateway.metrics import FEED_PROBLEMS, FeedMetrics
 from baton.model import Candle, timeframe_ms
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,12 @@ class ExchangeFeed:
         )
 
     def _event(self, event: str, detail: str) -> None:
-        log.info("exchange feed event", extra={"event": event, "detail": detail})
+        if event in FEED_PROBLEMS:
+            # An outage, a stall, an unknown symbol: the market data are at risk.
+            log.warning("exchange feed problem", extra={"event": event, "detail": detail})
+            self._metrics.problem(event)
+        else:
+            log.info("exchange feed event", extra={"event": event, "detail": detail})
         try:
             self._sink.on_connection(event, detail)
         except Exception:

@@ -38,7 +38,7 @@ class MarketSink:
 
     def on_candle(self, candle: Candle, source: str) -> None:
         now = self._now_ms()
-        update = self._book.apply(candle, now)
+        update = self._book.apply(candle, now if source == "ws" else None)
         if not update.newly_closed:
             return
         self._stats.candles_closed += 1
@@ -51,7 +51,8 @@ class MarketSink:
 
     def on_connection(self, event: str, detail: str) -> None:
         self._ledger.record_connection_event(ConnectionEvent(self._now_ms(), event, detail))
-        log.info("exchange connection", extra={"event": event, "detail": detail})
+        # The feed logs each event itself (a WARNING for a problem); the ledger row is the record.
+        log.debug("exchange connection", extra={"event": event, "detail": detail})
 
     def on_malformed(self, reason: str, raw: str) -> None:
         self._stats.malformed += 1

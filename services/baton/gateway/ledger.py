@@ -34,10 +34,11 @@ from baton.gateway.core.records import (
     EvalOutcome,
     EvaluationRecord,
     InstanceEvent,
+    Staleness,
 )
 from baton.model import Action, Candle, Fill, Settlement
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # _MIGRATIONS[n] takes a ledger from schema version n to n + 1. Append only; never edit one
 # that shipped. Statements run one by one inside the opening transaction (executescript would
@@ -202,6 +203,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             steps TEXT NOT NULL,
             missed INTEGER NOT NULL)""",
     ),
+    (
+        # Whether the evaluation's market data were live at dispatch ('' fresh, else why not:
+        # a Staleness value). Rows of older ledgers read as fresh. The partial index holds only
+        # stale rows: the report counts them per version without a scan, the writer of fresh
+        # rows pays nothing.
+        "ALTER TABLE evaluations ADD COLUMN stale TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX evaluations_stale ON evaluations (version, outcome, stale) WHERE stale != ''",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -209,7 +218,7 @@ assert len(_MIGRATIONS) == SCHEMA_VERSION
 _INSERTS: dict[str, str] = {
     "evaluations": """INSERT INTO evaluations (run_id, slot_id, seq, scheduled_ms, deadline_ms,
         dispatched_ms, decided_ms, outcome, instance_id, version, epoch, action, reason, error,
-        eval_us, bet_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        eval_us, bet_id, stale) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
     "dropped_decisions": """INSERT INTO dropped_decisions (run_id, slot_id, seq, instance_id,
         epoch, received_ms, action, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
     "bets": """INSERT INTO bets (run_id, bet_id, slot_id, seq, side, stake, price, shares, fee,
@@ -397,12 +406,23 @@ def _evaluation_row(run_id: int | None, r: EvaluationRecord) -> _Row:
     return (
         run_id, r.slot_id, r.seq, r.scheduled_ms, r.deadline_ms, r.dispatched_ms, r.decided_ms,
         r.outcome.value, r.instance_id, r.version, r.epoch, r.action, r.reason, r.error,
-        r.eval_us, r.bet_id,
+        r.eval_us, r.bet_id, r.stale.value,
     )  # fmt: skip
 
 
 def _evaluation_from_row(row: _Row) -> EvaluationRecord:
-    return EvaluationRecord(row[0], row[1], row[2], row[3], EvalOutcome(row[4]), *row[5:])
+    return EvaluationRecord(
+        row[0], row[1], row[2], row[3], EvalOutcome(row[4]), dispatched_ms=row[5],
+        decided_ms=row[6], instance_id=row[7], version=row[8], epoch=row[9], action=row[10],
+        reason=row[11], error=row[12], eval_us=row[13], bet_id=row[14], stale=Staleness(row[15]),
+    )  # fmt: skip
+
+
+def stale_column(conn: sqlite3.Connection) -> str:
+    """The SQL for an evaluation's ``stale`` value: the column, or ``''`` (fresh) in a ledger
+    older than schema 3 that a reader leaves as it is."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(evaluations)")}
+    return "stale" if "stale" in columns else "''"
 
 
 def _fill_from_row(row: _Row) -> Fill:
@@ -895,7 +915,7 @@ class LedgerReader:
 
     def evaluations(self, slot_id: str | None = None) -> list[EvaluationRecord]:
         """By slot, then seq."""
-        sql = f"SELECT {_EVALUATION_COLUMNS} FROM evaluations"
+        sql = f"SELECT {_EVALUATION_COLUMNS}, {stale_column(self.conn)} FROM evaluations"
         if slot_id is None:
             rows = self.conn.execute(sql + " ORDER BY slot_id, seq")
         else:

@@ -30,7 +30,7 @@ from baton.gateway.core.binance import (
     Malformed,
     ServerShutdown,
 )
-from baton.gateway.core.records import MISSED_OUTCOMES, EvalOutcome, EvaluationRecord
+from baton.gateway.core.records import MISSED_OUTCOMES, EvalOutcome, EvaluationRecord, Staleness
 from baton.model import Role
 
 # Loopback decisions take ~1 ms; a tick's deadline is its cadence (0.05 s .. minutes).
@@ -42,6 +42,9 @@ EXECUTED = EvalOutcome.EXECUTED.value
 # Ticks whose dispatch time is kept for the decision latency (answers arrive within a tick,
 # taken-over answers within a few).
 _DISPATCH_MEMORY = 8
+
+# Feed events that mean the gateway's market data are at risk: logged as WARNING and counted.
+FEED_PROBLEMS = ("disconnected", "stalled", "server_shutdown", "backfill_failed")
 
 _MESSAGE_KINDS: tuple[tuple[type, str], ...] = (
     (KlineEvent, "kline"),
@@ -79,6 +82,15 @@ class FeedMetrics:
             "Exchange connection attempts after the first, all connections",
             registry=registry,
         )
+        problems = Counter(
+            "baton_exchange_problems",
+            "Exchange feed problems, by event: disconnected (an outage), stalled (no message "
+            "for exchange.stall_timeout_s), server_shutdown, backfill_failed (e.g. an unknown "
+            "symbol, -1121)",
+            ["event"],
+            registry=registry,
+        )
+        self._problems = {event: problems.labels(event) for event in FEED_PROBLEMS}
 
     def connection(self, name: str, up: bool) -> None:
         self._connected.labels(name).set(1 if up else 0)
@@ -93,6 +105,11 @@ class FeedMetrics:
 
     def reconnect(self) -> None:
         self._reconnects.inc()
+
+    def problem(self, event: str) -> None:
+        child = self._problems.get(event)
+        if child is not None:
+            child.inc()
 
 
 class GatewayMetrics:
@@ -120,6 +137,16 @@ class GatewayMetrics:
         # their first occurrence (they are rare, and 7 series a slot at 20,000 slots would
         # make a scrape cost seconds of the GIL).
         self._missed = {slot: missed.labels(slot) for slot in slots}
+        stale = Counter(
+            "baton_evaluations_stale",
+            "Evaluations executed on market data that were not live at dispatch (no live "
+            "candle, backfill unfinished, or older than gateway.stale_after_ms); also counted "
+            "in baton_evaluations{outcome=executed}",
+            ["slot"],
+            registry=r,
+        )
+        self._stale = {slot: stale.labels(slot) for slot in slots}
+        self._stale_tally: dict[str, int] = {}
         self._series: dict[tuple[str, EvalOutcome], tuple[Counter, Counter | None]] = {
             (slot, EvalOutcome.EXECUTED): (evaluations.labels(slot, EXECUTED), None)
             for slot in slots
@@ -195,6 +222,9 @@ class GatewayMetrics:
         tally = self._tally
         tally[key] = tally.get(key, 0) + 1
         if record.outcome is EvalOutcome.EXECUTED:
+            if record.stale is not Staleness.FRESH:
+                stale = self._stale_tally
+                stale[record.slot_id] = stale.get(record.slot_id, 0) + 1
             started = self._dispatched.get(record.scheduled_ms)
             if started is not None:
                 self._latencies.append(time.perf_counter() - started)
@@ -214,6 +244,12 @@ class GatewayMetrics:
                 if missed is not None:
                     missed.inc(n)
             self._tally.clear()
+        if self._stale_tally:
+            for slot, n in self._stale_tally.items():
+                child = self._stale.get(slot)
+                if child is not None:
+                    child.inc(n)
+            self._stale_tally.clear()
         if self._latencies:
             observe = self._latency.observe
             for seconds in self._latencies:

@@ -8,6 +8,11 @@ Definitions:
 
 - ``scheduled``: evaluations recorded (one per scheduled slot and tick, G1);
 - ``evaluated``: executed (the ACTIVE instance answered in time under the current epoch);
+- ``stale``: of the evaluated, those answered on market data that were not live when the
+  evaluation was dispatched (no live candle, backfill unfinished, or the stream's last update
+  older than ``gateway.stale_after_ms``), broken down in ``stale_by_reason``. They stay in
+  ``evaluated`` (they were answered); ``evaluated - stale`` were real evaluations of the live
+  market. Rows of ledgers older than schema 3 read as fresh;
 - ``errors``: the ACTIVE instance answered in time with an error;
 - ``missed``: no valid answer (``MISSED_OUTCOMES``: timeout, no active, gateway late,
   undelivered), broken down in ``missed_by_reason``;
@@ -41,13 +46,13 @@ import json
 import sqlite3
 import statistics
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from baton.gateway.core.handoff import Phase, Step
-from baton.gateway.core.records import MISSED_OUTCOMES, EvalOutcome
-from baton.gateway.ledger import HandoffRow, open_readonly, read_handoffs
+from baton.gateway.core.records import MISSED_OUTCOMES, EvalOutcome, Staleness
+from baton.gateway.ledger import HandoffRow, open_readonly, read_handoffs, stale_column
 
 _EXECUTED = EvalOutcome.EXECUTED.value
 _ERROR = EvalOutcome.ERROR.value
@@ -65,6 +70,7 @@ class SlotCoverage:
     errors: int
     max_gap_ms: int
     unaccounted: int = 0
+    stale: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,7 @@ class VersionRow:
     bets: int
     first_ms: int | None
     last_ms: int | None
+    stale: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +152,8 @@ class PresenceReport:
     handoffs_missed: int = 0
     pause_ms_p50: float | None = None
     pause_ms_max: float | None = None
+    stale: int = 0
+    stale_by_reason: dict[str, int] = field(default_factory=dict)
     pricing: str | None = None  # the model(s) that priced the bets, by run: "random_walk"
 
 
@@ -167,7 +176,8 @@ def report_from(conn: sqlite3.Connection) -> PresenceReport:
     runs = conn.execute("SELECT cadence_ms, slots FROM runs ORDER BY id").fetchall()
     pricing = _pricing(row[0] for row in conn.execute("SELECT config FROM runs ORDER BY id"))
     per_slot = _per_slot(conn, configured=_configured_slots(s for _, s in runs))
-    per_version, missed_by_reason = _per_version(conn)
+    stale_by_version, stale_by_reason = _stale(conn)
+    per_version, missed_by_reason = _per_version(conn, stale_by_version)
     settled, wins, pnl = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(won), 0), COALESCE(SUM(pnl), 0.0) FROM settlements"
     ).fetchone()
@@ -207,6 +217,8 @@ def report_from(conn: sqlite3.Connection) -> PresenceReport:
         handoffs_missed=sum(h.missed for h in handoffs),
         pause_ms_p50=statistics.median(pauses) if pauses else None,
         pause_ms_max=max(pauses, default=None),
+        stale=sum(s.stale for s in per_slot),
+        stale_by_reason=stale_by_reason,
         pricing=pricing,
     )
 
@@ -312,9 +324,10 @@ def _per_slot(conn: sqlite3.Connection, configured: list[str]) -> tuple[SlotCove
     counts = {
         row[0]: row[1:]
         for row in conn.execute(
-            "SELECT slot_id, COUNT(*), SUM(outcome = ?), SUM(outcome = ?), MIN(seq), MAX(seq) "
+            "SELECT slot_id, COUNT(*), SUM(outcome = ?), SUM(outcome = ?), MIN(seq), MAX(seq), "
+            f"SUM(outcome = ? AND {stale_column(conn)} != '') "
             "FROM evaluations GROUP BY slot_id",
-            (_EXECUTED, _ERROR),
+            (_EXECUTED, _ERROR, _EXECUTED),
         )
     }
     # A sort of the answered rows: a per-slot index would cost the writer one page per slot
@@ -332,7 +345,7 @@ def _per_slot(conn: sqlite3.Connection, configured: list[str]) -> tuple[SlotCove
     order = configured + sorted(set(counts) - set(configured))
     rows = []
     for slot_id in order:
-        scheduled, evaluated, errors, lo, hi = counts.get(slot_id, (0, 0, 0, None, None))
+        scheduled, evaluated, errors, lo, hi, stale = counts.get(slot_id, (0, 0, 0, None, None, 0))
         rows.append(
             SlotCoverage(
                 slot_id=slot_id,
@@ -342,6 +355,7 @@ def _per_slot(conn: sqlite3.Connection, configured: list[str]) -> tuple[SlotCove
                 errors=errors,
                 max_gap_ms=gaps.get(slot_id) or 0,
                 unaccounted=(hi - lo + 1 - scheduled) if scheduled else 0,
+                stale=stale or 0,
             )
         )
     return tuple(rows)
@@ -362,8 +376,25 @@ def _not_scheduled(conn: sqlite3.Connection) -> int:
     return int(n)
 
 
+def _stale(conn: sqlite3.Connection) -> tuple[dict[str, int], dict[str, int]]:
+    """Stale evaluated evaluations per version and by reason (the partial index
+    evaluations_stale holds only stale rows)."""
+    per_version: dict[str, int] = {}
+    by_reason = {s.value: 0 for s in Staleness if s.stale}
+    if stale_column(conn) != "stale":
+        return per_version, by_reason
+    for version, why, n in conn.execute(
+        "SELECT version, stale, COUNT(*) FROM evaluations "
+        "WHERE stale != '' AND outcome = ? GROUP BY version, stale",
+        (_EXECUTED,),
+    ):
+        per_version[version] = per_version.get(version, 0) + n
+        by_reason[why] = by_reason.get(why, 0) + n
+    return per_version, by_reason
+
+
 def _per_version(
-    conn: sqlite3.Connection,
+    conn: sqlite3.Connection, stale: dict[str, int]
 ) -> tuple[tuple[VersionRow, ...], dict[str, int]]:
     """Rows per deployment, and the missed evaluations by reason (from the same scan of the
     covering index evaluations_version (version, outcome, scheduled_ms))."""
@@ -394,6 +425,7 @@ def _per_version(
                 bets=bets.get(version, 0),
                 first_ms=span[version][0],
                 last_ms=span[version][1],
+                stale=stale.get(version, 0),
             )
         )
     # Deployments in the order they served; the unattributed row (no ACTIVE instance) last.
@@ -418,6 +450,8 @@ def report_to_json(r: PresenceReport) -> dict[str, object]:
         "evaluated": r.evaluated,
         "missed": r.missed,
         "errors": r.errors,
+        "stale": r.stale,
+        "stale_by_reason": dict(r.stale_by_reason),
         "unaccounted": r.unaccounted,
         "missed_by_reason": dict(r.missed_by_reason),
         "max_gap_ms": r.max_gap_ms,
@@ -479,12 +513,15 @@ def format_report(r: PresenceReport) -> str:
     """A human table. The first lines are the headline figures as ``name: value``."""
     win_rate = "-" if r.win_rate is None else f"{r.win_rate:.1%}"
     reasons = ", ".join(f"{k}={v}" for k, v in sorted(r.missed_by_reason.items()) if v)
+    stale_reasons = ", ".join(f"{k}={v}" for k, v in sorted(r.stale_by_reason.items()) if v)
     lines = [
         f"slots: {r.slots}",
         f"scheduled: {r.scheduled}",
         f"evaluated: {r.evaluated}",
         f"missed: {r.missed}" + (f"  ({reasons})" if reasons else ""),
         f"errors: {r.errors}",
+        f"stale: {r.stale}  (evaluated on data that were not live"
+        + (f": {stale_reasons})" if stale_reasons else ")"),
         f"unaccounted: {r.unaccounted}",
         f"max_gap_ms: {r.max_gap_ms}  (cadence {r.cadence_ms} ms)",
         f"not_scheduled: {r.not_scheduled}  (ticks while no gateway ran, between its "
@@ -505,10 +542,19 @@ def format_report(r: PresenceReport) -> str:
     if r.per_slot:
         lines += ["", "per slot"]
         lines += _table(
-            ["slot", "scheduled", "evaluated", "missed", "errors", "unaccounted", "max_gap_ms"],
+            [
+                "slot",
+                "scheduled",
+                "evaluated",
+                "stale",
+                "missed",
+                "errors",
+                "unaccounted",
+                "max_gap_ms",
+            ],
             [
                 [s.slot_id]
-                + [str(n) for n in (s.scheduled, s.evaluated, s.missed, s.errors)]
+                + [str(n) for n in (s.scheduled, s.evaluated, s.stale, s.missed, s.errors)]
                 + [str(s.unaccounted), str(s.max_gap_ms)]
                 for s in r.per_slot
             ],
@@ -516,10 +562,20 @@ def format_report(r: PresenceReport) -> str:
     if r.per_version:
         lines += ["", "per version"]
         lines += _table(
-            ["version", "scheduled", "evaluated", "missed", "errors", "bets", "first", "last"],
+            [
+                "version",
+                "scheduled",
+                "evaluated",
+                "stale",
+                "missed",
+                "errors",
+                "bets",
+                "first",
+                "last",
+            ],
             [
                 [v.version or "(no active)"]
-                + [str(n) for n in (v.scheduled, v.evaluated, v.missed, v.errors, v.bets)]
+                + [str(n) for n in (v.scheduled, v.evaluated, v.stale, v.missed, v.errors, v.bets)]
                 + [_iso(v.first_ms), _iso(v.last_ms)]
                 for v in r.per_version
             ],

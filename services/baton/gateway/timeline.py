@@ -24,7 +24,7 @@ from baton.gateway.core.timeline import (
     version_bands,
 )
 from baton.gateway.core.timeline_html import render_html
-from baton.gateway.ledger import open_readonly
+from baton.gateway.ledger import open_readonly, stale_column
 from baton.gateway.report import PresenceReport, report_from
 
 _EXECUTED = EvalOutcome.EXECUTED.value
@@ -108,8 +108,9 @@ def _tick_cells(conn: sqlite3.Connection) -> tuple[Cell, ...]:
         )
     }
     cells = []
-    for slot, seq, scheduled, deadline, outcome in conn.execute(
-        "SELECT slot_id, seq, scheduled_ms, deadline_ms, outcome FROM evaluations"
+    for slot, seq, scheduled, deadline, outcome, not_live in conn.execute(
+        "SELECT slot_id, seq, scheduled_ms, deadline_ms, outcome, "
+        f"{stale_column(conn)} != '' FROM evaluations"
     ):
         cells.append(
             Cell(
@@ -121,6 +122,7 @@ def _tick_cells(conn: sqlite3.Connection) -> tuple[Cell, ...]:
                 missed=((outcome, 1),) if outcome in _MISSED else (),
                 stale=stale.get((slot, seq), 0),
                 seq=seq,
+                not_live=int(outcome == _EXECUTED and bool(not_live)),
             )
         )
     return tuple(cells)
@@ -128,12 +130,15 @@ def _tick_cells(conn: sqlite3.Connection) -> tuple[Cell, ...]:
 
 def _bucket_cells(conn: sqlite3.Connection, start_ms: int, bucket_ms: int) -> tuple[Cell, ...]:
     counts: dict[tuple[str, int], dict[str, int]] = {}
-    for slot, bucket, outcome, n in conn.execute(
-        "SELECT slot_id, (scheduled_ms - ?) / ?, outcome, COUNT(*) FROM evaluations "
-        "GROUP BY 1, 2, 3",
+    not_live: dict[tuple[str, int], int] = {}
+    for slot, bucket, outcome, n, n_not_live in conn.execute(
+        "SELECT slot_id, (scheduled_ms - ?) / ?, outcome, COUNT(*), "
+        f"SUM({stale_column(conn)} != '') FROM evaluations GROUP BY 1, 2, 3",
         (start_ms, bucket_ms),
     ):
         counts.setdefault((slot, bucket), {})[outcome] = n
+        if outcome == _EXECUTED and n_not_live:
+            not_live[(slot, bucket)] = n_not_live
     stale = dict(
         ((slot, bucket), n)
         for slot, bucket, n in conn.execute(
@@ -152,6 +157,7 @@ def _bucket_cells(conn: sqlite3.Connection, start_ms: int, bucket_ms: int) -> tu
             errors=by.get(_ERROR, 0),
             missed=tuple(sorted((o, n) for o, n in by.items() if o in _MISSED)),
             stale=stale.get((slot, bucket), 0),
+            not_live=not_live.get((slot, bucket), 0),
         )
         for (slot, bucket), by in counts.items()
     )
@@ -196,6 +202,7 @@ def headline(r: PresenceReport) -> tuple[Figure, ...]:
         Figure("evaluated", f"{r.evaluated:,}"),
         Figure("missed" + (f" ({reasons})" if reasons else ""), f"{r.missed:,}", bad=r.missed > 0),
         Figure("errors", f"{r.errors:,}", bad=r.errors > 0),
+        Figure("stale (data not live)", f"{r.stale:,}", bad=r.stale > 0),
         Figure("unaccounted", f"{r.unaccounted:,}", bad=r.unaccounted > 0),
         Figure("longest gap", f"{r.max_gap_ms / 1000:g} s (cadence {r.cadence_ms / 1000:g} s)"),
         Figure(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from baton.gateway.core.freshness import StreamView
 from baton.model import Candle
 
 
@@ -27,10 +28,11 @@ REAL_TIME_TOLERANCE = 0.05
 
 
 class _Stream:
-    __slots__ = ("closed", "last_closed_open_ms", "live")
+    __slots__ = ("closed", "last_closed_open_ms", "live", "updated_ms")
 
     def __init__(self, depth: int) -> None:
         self.live: Candle | None = None
+        self.updated_ms: int | None = None  # the last frame from the exchange stream
         self.closed: deque[Candle] = deque(maxlen=depth)
         self.last_closed_open_ms = -1
 
@@ -48,9 +50,10 @@ class MarketBook:
         self._anchor: tuple[int, int] | None = None
         self._rate: float | None = None
 
-    def apply(self, candle: Candle, now_ms: int | None = None) -> CandleUpdate:
-        """Take one candle update (arrived at gateway time ``now_ms``, when known). Closed
-        candles are kept once, in open-time order.
+    def apply(self, candle: Candle, received_ms: int | None = None) -> CandleUpdate:
+        """Take one candle update. Closed candles are kept once, in open-time order.
+        ``received_ms``: when a frame of the live stream brought it (None for a REST backfill):
+        the stream's last update, whether or not the frame changed anything (freshness).
 
         Exchange streams may repeat or reorder frames (and REST backfill overlaps the stream),
         so anything at or before the last closed candle is a repeat and changes nothing.
@@ -58,6 +61,8 @@ class MarketBook:
         stream = self._streams.get((candle.symbol, candle.interval))
         if stream is None:
             return CandleUpdate(candle, newly_closed=False, stale=True)
+        if received_ms is not None:
+            stream.updated_ms = received_ms
         if candle.open_time_ms <= stream.last_closed_open_ms:
             return CandleUpdate(candle, newly_closed=False, stale=True)
         if candle.closed:
@@ -69,8 +74,8 @@ class MarketBook:
         if stream.live is not None and candle.open_time_ms < stream.live.open_time_ms:
             return CandleUpdate(candle, newly_closed=False, stale=True)
         began = stream.live is not None and candle.open_time_ms == stream.live.close_time_ms + 1
-        if began and now_ms is not None:
-            self._see_beginning(candle.open_time_ms, now_ms)
+        if began and received_ms is not None:  # a live frame: a reading of the market's clock
+            self._see_beginning(candle.open_time_ms, received_ms)
         stream.live = candle
         return CandleUpdate(candle, newly_closed=False, stale=False)
 
@@ -112,6 +117,17 @@ class MarketBook:
         exchange sends the next window's first frame."""
         stream = self._streams.get((symbol, interval))
         return None if stream is None else stream.live
+
+    def view(self, symbol: str, interval: str) -> StreamView:
+        """The stream as the freshness decision sees it (core/freshness.py)."""
+        stream = self._streams.get((symbol, interval))
+        if stream is None:
+            return StreamView(has_live=False, updated_ms=None, has_history=False)
+        return StreamView(
+            has_live=stream.live is not None,
+            updated_ms=stream.updated_ms,
+            has_history=stream.last_closed_open_ms >= 0,
+        )
 
     def last_closed(self, symbol: str, interval: str) -> int:
         """Open time of the newest closed candle (-1: none yet); changes when history does."""

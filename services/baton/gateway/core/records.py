@@ -26,6 +26,19 @@ MISSED_OUTCOMES = frozenset(
 )
 
 
+class Staleness(enum.Enum):
+    """Whether an evaluation's market data were live when it was dispatched (core/freshness)."""
+
+    FRESH = ""  # a live candle, updated by the exchange stream within gateway.stale_after_ms
+    NO_LIVE = "no_live"  # no candle from the exchange stream at all (unknown symbol, not yet)
+    NO_HISTORY = "no_history"  # no closed candle yet: the REST backfill has not delivered
+    OLD = "old"  # the stream's last update is older than gateway.stale_after_ms (stall, outage)
+
+    @property
+    def stale(self) -> bool:
+        return self is not Staleness.FRESH
+
+
 @dataclass(frozen=True, slots=True)
 class EvaluationRecord:
     """One scheduled evaluation, written once it is resolved (answered or past its deadline)."""
@@ -45,6 +58,7 @@ class EvaluationRecord:
     error: str = ""
     eval_us: int = 0
     bet_id: str | None = None  # set when executing the decision placed a bet
+    stale: Staleness = Staleness.FRESH  # its data at dispatch; old ledgers read as fresh
 
     @property
     def executed(self) -> bool:

@@ -12,10 +12,11 @@ each evaluation to, and what to do with each decision that comes back:
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from baton.gateway.core.clock import Tick
-from baton.gateway.core.records import EvalOutcome, EvaluationRecord
+from baton.gateway.core.records import EvalOutcome, EvaluationRecord, Staleness
 from baton.model import Decision, InstanceStatus, Role, Slot
 
 
@@ -60,6 +61,7 @@ class Pending:
     version: str
     epoch: int
     dispatched_ms: int
+    stale: Staleness = Staleness.FRESH
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +204,13 @@ class Router:
     def seq_of(self, slot: Slot, tick: Tick) -> int:
         return self.seq_base.get(slot.slot_id, 1) + tick.index
 
-    def on_tick(self, tick: Tick, now_ms: int) -> TickPlan:
+    def on_tick(
+        self, tick: Tick, now_ms: int, stale: Mapping[str, Staleness] | None = None
+    ) -> TickPlan:
         """Plan one tick: every slot's evaluation goes to the ACTIVE instance (and is pending
-        until answered or expired), or is missed at once when there is none."""
+        until answered or expired), or is missed at once when there is none. ``stale``: per
+        slot id, its data's freshness (absent: fresh), carried to the evaluation's record."""
+        stale = stale or {}
         active = self.active
         shadows = [i for i in self.instances.values() if i.role is Role.SHADOW]
         sends: list[Send] = []
@@ -224,11 +230,19 @@ class Router:
                         tick.deadline_ms,
                         EvalOutcome.NO_ACTIVE,
                         epoch=self.epoch,
+                        stale=stale.get(slot.slot_id, Staleness.FRESH),
                     )
                 )
                 continue
             self.pending[(slot.slot_id, seq)] = Pending(
-                slot, seq, tick, active.instance_id, active.info.version, self.epoch, now_ms
+                slot,
+                seq,
+                tick,
+                active.instance_id,
+                active.info.version,
+                self.epoch,
+                now_ms,
+                stale.get(slot.slot_id, Staleness.FRESH),
             )
             sends.append(Send(active.instance_id, Role.ACTIVE, slot, seq, tick, self.epoch))
         # Shadows after the ACTIVE: the executed path is never delayed by the followers.
@@ -323,6 +337,7 @@ def _missed(p: Pending, outcome: EvalOutcome) -> EvaluationRecord:
         instance_id=p.instance_id,
         version=p.version,
         epoch=p.epoch,
+        stale=p.stale,
     )
 
 
@@ -347,4 +362,5 @@ def answered_record(
         error=decision.error,
         eval_us=decision.eval_us,
         bet_id=bet_id,
+        stale=p.stale,
     )

@@ -30,6 +30,7 @@ class Kind(enum.Enum):
     """How a cell is coloured: the worst thing that happened in it."""
 
     EXECUTED = "executed"  # every scheduled evaluation answered and executed
+    NOT_LIVE = "not_live"  # all executed, some on market data that were not live (report: stale)
     ERROR = "error"  # answered in time with an error (the strategy raised); nothing missed
     MISSED = "missed"  # at least one evaluation missed (timeout, no_active, ...)
 
@@ -41,7 +42,9 @@ class Cell:
     ``missed`` is per reason (the ledger's outcome: ``timeout``, ``no_active``,
     ``gateway_late``, ``undelivered``), sorted by reason. ``stale``: answers that arrived but
     were dropped as ``late`` (past the deadline) or ``fenced`` (under an old epoch): drawn as a
-    mark of their own on top of the cell. ``seq`` is the tick's seq when the cell is one tick.
+    mark of their own on top of the cell. ``not_live``: of the executed, those answered on
+    market data that were not live at dispatch (the report's ``stale`` evaluations).
+    ``seq`` is the tick's seq when the cell is one tick.
     """
 
     slot_id: str
@@ -52,6 +55,7 @@ class Cell:
     missed: tuple[tuple[str, int], ...] = ()
     stale: int = 0
     seq: int | None = None
+    not_live: int = 0
 
     @property
     def missed_total(self) -> int:
@@ -67,6 +71,8 @@ class Cell:
             return Kind.MISSED
         if self.errors:
             return Kind.ERROR
+        if self.not_live:
+            return Kind.NOT_LIVE
         return Kind.EXECUTED
 
 

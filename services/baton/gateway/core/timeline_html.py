@@ -34,6 +34,7 @@ MIN_BAD_W = 3.0
 
 COLOURS = {
     Kind.EXECUTED: "#3aa365",
+    Kind.NOT_LIVE: "#a9c4b4",
     Kind.ERROR: "#f29e1f",
     Kind.MISSED: "#d7263d",
 }
@@ -139,6 +140,7 @@ def _figures(figures: tuple[Figure, ...]) -> str:
 def _legend(t: Timeline) -> str:
     items = [
         (COLOURS[Kind.EXECUTED], "executed"),
+        (COLOURS[Kind.NOT_LIVE], "executed on data that were not live (stale)"),
         (COLOURS[Kind.ERROR], "error (answered with an error)"),
         (COLOURS[Kind.MISSED], "missed (timeout, no active, gateway late, undelivered)"),
         (STALE, "stale answer (late or fenced, dropped)"),
@@ -301,6 +303,8 @@ def _cell_title(cell: Cell) -> str:
     else:
         head = f"{cell.slot_id} {when} .. {time_of_day(cell.end_ms)}"
     counts = [f"{cell.executed} executed"]
+    if cell.not_live:
+        counts.append(f"{cell.not_live} of them on data that were not live")
     if cell.errors:
         counts.append(f"{cell.errors} error")
     counts += [f"{n} missed ({reason})" for reason, n in cell.missed]
