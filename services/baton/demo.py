@@ -17,6 +17,7 @@ from pathlib import Path
 from baton import wire
 from baton.common import ProcessFailed, Service
 from baton.control import ControlClient, summary_line
+from baton.gateway.core.venue import PricingKind
 from baton.gateway.report import format_report, presence_report, report_to_json
 from baton.gateway.timeline import write_html
 from baton.local import GatewayOptions, Processes, SimOptions
@@ -50,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         help="live handoffs to perform while the clock runs, alternating v2 and v1 (0)",
     )
     p.add_argument("--bake-s", type=float, default=2.0, help="bake window of each handoff (2)")
+    p.add_argument(
+        "--pricing",
+        choices=[k.value for k in PricingKind],
+        default=PricingKind.RANDOM_WALK.value,
+        help="how the paper venue prices shares (random_walk; flat: 0.50 whatever the window did)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -62,12 +69,14 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> Path:
     try:
         sim = await procs.sim("sim", SimOptions(seed=args.seed, time_scale=args.time_scale))
         gateway = await procs.gateway(
-            "gateway", sim, GatewayOptions(ledger=ledger, cadence_s=args.cadence_s)
+            "gateway",
+            sim,
+            GatewayOptions(ledger=ledger, cadence_s=args.cadence_s, pricing=args.pricing),
         )
         strategy = await procs.strategy("strategy-v1", gateway, V1, pod_name="momentum-v1")
         print(
-            f"demo: simulator, gateway and strategy v1 running; clock runs {args.duration:g}s "
-            f"(logs in {logs})",
+            f"demo: simulator, gateway and strategy v1 running; clock runs {args.duration:g}s, "
+            f"bets priced {args.pricing} (logs in {logs})",
             file=sys.stderr,
         )
         await _run_handoffs(args, procs, gateway, strategy)

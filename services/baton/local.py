@@ -57,6 +57,7 @@ class GatewayOptions:
     markets: Sequence[str] | None = None  # gateway market specs; None: the reference 8
     stall_timeout_s: float | None = None  # the exchange feed's stall timeout
     log_level: str | None = None
+    pricing: str | None = None  # venue.pricing: "random_walk" or "flat"
 
     def env(self, sim: Service) -> dict[str, str]:
         """Fed by ``sim``, gRPC and metrics on any free loopback port."""
@@ -77,6 +78,8 @@ class GatewayOptions:
             env["BATON_EXCHANGE__STALL_TIMEOUT_S"] = str(self.stall_timeout_s)
         if self.log_level is not None:
             env["BATON_GATEWAY__LOG_LEVEL"] = self.log_level
+        if self.pricing is not None:
+            env["BATON_VENUE__PRICING"] = self.pricing
         return env
 
 

@@ -247,6 +247,7 @@ async def test_demo_json_report_with_a_live_handoff(tmp_path: Path) -> None:
     ):
         assert key in report
     assert report["slots"] == SLOTS
+    assert report["pricing"] == "random_walk"  # the venue's default model priced the bets
     assert report["missed"] == 0
     assert report["scheduled"] >= 5 * SLOTS
     assert report["evaluated"] == report["scheduled"]

@@ -8,6 +8,7 @@ import pytest
 
 from baton.common import ConfigError
 from baton.gateway.config import ClockStart, load_gateway_config
+from baton.gateway.core.venue import PricingKind
 
 
 def test_defaults_are_the_reference_workload() -> None:
@@ -25,6 +26,11 @@ def test_defaults_are_the_reference_workload() -> None:
     assert len(config.slots) == 16
     assert config.cadence_ms == 5000
     assert config.venue.stake == 5.0
+    assert (config.venue.pricing, config.venue.spread, config.venue.vol_window) == (
+        PricingKind.RANDOM_WALK,
+        0.02,
+        30,
+    )
     matic = next(m for m in config.markets if m.name == "MATIC")
     assert matic.symbol == "POLUSDT", "MATIC trades as POL since 2024"
     assert ("POLUSDT", "15m") in config.streams
@@ -41,6 +47,15 @@ def test_the_send_queue_default_holds_four_ticks(markets: int, expected: int) ->
     config = load_gateway_config(None, environ={"BATON_GATEWAY__MARKETS": names})
     assert config.send_queue == expected
     assert config.send_queue >= 4 * len(config.slots)
+
+
+def test_flat_pricing_stays_a_named_option() -> None:
+    config = load_gateway_config(
+        None, environ={"BATON_VENUE__PRICING": "flat", "BATON_VENUE__SPREAD": "0"}
+    )
+    assert config.venue.pricing is PricingKind.FLAT
+    assert config.venue.spread == 0.0
+    assert '"pricing": "flat"' in config.to_json()
 
 
 def test_file_then_environment(tmp_path: Path) -> None:
@@ -73,6 +88,10 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ({"BATON_EXCHANGE__WS_URL": "http://x"}, "exchange.ws_url", "ws://"),
         ({"BATON_VENUE__STAKE": "0"}, "venue.stake", "must be >"),
         ({"BATON_VENUE__FEE_RATE": "2"}, "venue.fee_rate", "must be <="),
+        ({"BATON_VENUE__PRICING": "black_scholes"}, "venue.pricing", "expected one of"),
+        ({"BATON_VENUE__SPREAD": "0.6"}, "venue.spread", "must be <="),
+        ({"BATON_VENUE__SPREAD": "-0.01"}, "venue.spread", "must be >="),
+        ({"BATON_VENUE__VOL_WINDOW": "0"}, "venue.vol_window", "must be >="),
         ({"BATON_GATEWAY__HISTORY": "1.5"}, "gateway.history", "expected an integer"),
         ({"BATON_GATEWAY__CADENCS_S": "1"}, "gateway.cadencs_s", "unknown setting"),
         ({"BATON_GATEWAY__SEND_QUEUE": "20"}, "gateway.send_queue", "at least two ticks (32"),
@@ -90,6 +109,10 @@ def test_file_then_environment(tmp_path: Path) -> None:
         "exchange url scheme",
         "zero stake",
         "fee rate above 1",
+        "unknown pricing model",
+        "spread above one half",
+        "negative spread",
+        "empty volatility window",
         "fractional history",
         "a typo is an unknown setting, not silently ignored",
         "send queue shorter than two ticks",

@@ -65,3 +65,55 @@ def test_history_depth_and_unknown_stream() -> None:
     assert book.history("BTCUSDT", "5m", 1) == (candle(4, closed=True),)
     assert book.apply(Candle("ETHUSDT", "5m", 0, M5 - 1, 1, 1, 1, 1, closed=True)).stale
     assert book.live("ETHUSDT", "5m") is None
+
+
+T0 = candle(0, closed=False).open_time_ms
+
+
+@pytest.mark.parametrize(
+    ("now", "left"),
+    [
+        pytest.param(T0, M5, id="at-the-open"),
+        pytest.param(T0 + 270_000, 30_000, id="30s-before-the-close"),
+        pytest.param(T0 + M5 - 1, 1, id="last-ms"),
+    ],
+)
+def test_on_a_real_time_exchange_the_time_left_is_the_gateway_clock(now: int, left: int) -> None:
+    book = MarketBook([("BTCUSDT", "5m")], depth=3)
+    assert book.time_left_ms("BTCUSDT", "5m", now) is None  # no live candle
+    book.apply(candle(0, closed=False), T0)
+    assert book.time_left_ms("BTCUSDT", "5m", now) == left
+
+
+def test_a_faster_simulated_market_is_timed_from_the_window_beginnings_seen() -> None:
+    """60x: a 5-minute window passes in 5 s of gateway time, far from the candles' times."""
+    book = MarketBook([("BTCUSDT", "5m")], depth=3)
+    wall = 1_000_000  # the gateway's clock: nowhere near the market's
+    book.apply(candle(0, closed=False), wall - 2_000)  # first seen mid-window: no reading
+    book.apply(candle(0, closed=True), wall - 10)
+    book.apply(candle(1, closed=False), wall)  # a beginning: the first reading
+    assert book.time_left_ms("BTCUSDT", "5m", wall + 1_000) is None  # no rate yet
+    book.apply(candle(1, closed=True), wall + 4_990)
+    book.apply(candle(2, closed=False), wall + 5_000)  # the second: 300 s in 5 s
+    assert book.time_left_ms("BTCUSDT", "5m", wall + 5_000) == M5
+    assert book.time_left_ms("BTCUSDT", "5m", wall + 9_500) == 30_000
+    assert book.time_left_ms("BTCUSDT", "5m", wall + 60_000) == 0  # clamped to the window
+
+
+def test_a_fast_market_is_not_timed_by_the_gateway_clock_even_inside_the_window() -> None:
+    """A simulator started at the gateway's time: its first windows contain the gateway's
+    clock, which runs 60 times slower than the market's."""
+    book = MarketBook([("BTCUSDT", "5m")], depth=3)
+    book.apply(candle(0, closed=False), T0 - 1)
+    book.apply(candle(1, closed=False), T0 + 100)
+    book.apply(candle(2, closed=False), T0 + 5_100)  # 300 s of market in 5 s
+    now = T0 + 2 * M5 + 100  # inside window 2 by the gateway's clock, near its start
+    assert book.time_left_ms("BTCUSDT", "5m", now) == 0  # the market's clock: long past
+
+
+def test_backfilled_candles_are_no_clock_reading() -> None:
+    book = MarketBook([("BTCUSDT", "5m")], depth=5)
+    for i in range(3):
+        book.apply(candle(i, closed=True), 1_000 + i)  # a REST page: milliseconds apart
+    book.apply(candle(3, closed=False), 2_000)
+    assert book.time_left_ms("BTCUSDT", "5m", 3_000) is None

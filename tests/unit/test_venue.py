@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -119,7 +120,17 @@ class _Pricing:
     def __init__(self, price: float) -> None:
         self.value = price
 
-    def price(self, slot: Slot, side: Action, live: Candle) -> float:
+    name = "test"
+
+    def price(
+        self,
+        slot: Slot,
+        side: Action,
+        live: Candle,
+        *,
+        time_left_ms: int | None = None,
+        history: Sequence[Candle] = (),
+    ) -> float:
         return self.value
 
 

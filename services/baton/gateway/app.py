@@ -21,6 +21,7 @@ import grpc
 from baton.gateway.config import ClockStart, GatewayConfig
 from baton.gateway.coordinator import Coordinator
 from baton.gateway.core.market import MarketBook
+from baton.gateway.core.pricing import pricing_model
 from baton.gateway.core.records import EvaluationRecord
 from baton.gateway.core.router import Router
 from baton.gateway.core.venue import PaperVenue
@@ -61,8 +62,8 @@ class Gateway:
         self._now_ms = now_ms
         self.ledger = Ledger(config.ledger_path, max_pending_rows=config.ledger_max_pending_rows)
         self.slots = config.slots
-        book = MarketBook(config.streams, depth=max(config.history, 1))
-        venue = PaperVenue(config.venue, self.slots)
+        book = MarketBook(config.streams, depth=max(config.history, config.venue.vol_window, 1))
+        venue = PaperVenue(config.venue, self.slots, pricing=pricing_model(config.venue))
         venue.restore(self.ledger.open_bets())
         last = self.ledger.last_seqs()
         # Sequence numbers never go backwards, even across gateway restarts.

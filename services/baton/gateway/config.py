@@ -22,6 +22,9 @@ Example file (every key optional)::
 
     [venue]
     stake = 5.0
+    pricing = "random_walk"   # or "flat" (0.50 on both sides)
+    spread = 0.02
+    vol_window = 30
 
     [ledger]
     path = "baton-ledger.sqlite"
@@ -41,7 +44,7 @@ from typing import Any
 
 from baton.common import ConfigError, Settings, load_settings
 from baton.gateway.core.freshness import default_stale_after_ms
-from baton.gateway.core.venue import VenueConfig
+from baton.gateway.core.venue import PricingKind, VenueConfig
 from baton.gateway.exchange import ExchangeConfig
 from baton.gateway.ledger import DEFAULT_MAX_PENDING_ROWS
 from baton.model import Market, Slot, make_slots, timeframe_ms
@@ -208,6 +211,9 @@ def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
         max_open_per_window=s.integer(
             "venue.max_open_per_window", vd.max_open_per_window, minimum=1
         ),
+        pricing=_choice(s, "venue.pricing", vd.pricing),
+        spread=s.number("venue.spread", vd.spread, minimum=0.0, maximum=0.5),
+        vol_window=s.integer("venue.vol_window", vd.vol_window, minimum=1, maximum=1000),
     )
     config = GatewayConfig(
         listen=_listen(s, "gateway.listen", "127.0.0.1:50051"),
@@ -229,6 +235,15 @@ def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
     )
     s.check_unknown(())
     return config
+
+
+def _choice(s: Settings, key: str, default: PricingKind) -> PricingKind:
+    raw = s.text(key, default.value)
+    try:
+        return PricingKind(raw)
+    except ValueError:
+        choices = ", ".join(k.value for k in PricingKind)
+        raise ConfigError(key, f"expected one of {choices}, got {raw!r}") from None
 
 
 def _url(s: Settings, key: str, default: str, schemes: tuple[str, ...]) -> str:

@@ -53,6 +53,7 @@ class Execution:
         self._facts = facts
         self._stats = stats
         self._now_ms = now_ms
+        self._said_no_clock = False
 
     def on_decision(self, instance_id: str, msg: gw.Decision) -> None:
         now = self._now_ms()
@@ -153,7 +154,21 @@ class Execution:
         """Place the bet an executed UP/DOWN decision asks for; a refusal is noted, not fatal."""
         slot = self._slot_by_id[slot_id]
         live = self._book.live(slot.symbol, slot.timeframe)
-        result = self._venue.place(slot, seq, side, live)
+        time_left = self._book.time_left_ms(slot.symbol, slot.timeframe, now)
+        if time_left is None and live is not None and not self._said_no_clock:
+            self._said_no_clock = True  # once a run: until the market's clock is read
+            log.info(
+                "pricing without the time left in the window: fair 0.5",
+                extra={"pricing": self._venue.pricing_name, "slot_id": slot_id},
+            )
+        result = self._venue.place(
+            slot,
+            seq,
+            side,
+            live,
+            time_left_ms=time_left,
+            history=self._book.history(slot.symbol, slot.timeframe, self._venue.config.vol_window),
+        )
         if isinstance(result, Rejection):
             return None, f"bet rejected: {result.reason}"
         active = self._router.active

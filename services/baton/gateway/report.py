@@ -154,6 +154,7 @@ class PresenceReport:
     pause_ms_max: float | None = None
     stale: int = 0
     stale_by_reason: dict[str, int] = field(default_factory=dict)
+    pricing: str | None = None  # the model(s) that priced the bets, by run: "random_walk"
 
 
 def presence_report(path: str | Path) -> PresenceReport:
@@ -173,6 +174,7 @@ def report_from(conn: sqlite3.Connection) -> PresenceReport:
     """The report of an open ledger, inside the caller's transaction (the timeline reads the
     report and its own rows from one snapshot)."""
     runs = conn.execute("SELECT cadence_ms, slots FROM runs ORDER BY id").fetchall()
+    pricing = _pricing(row[0] for row in conn.execute("SELECT config FROM runs ORDER BY id"))
     per_slot = _per_slot(conn, configured=_configured_slots(s for _, s in runs))
     stale_by_version, stale_by_reason = _stale(conn)
     per_version, missed_by_reason = _per_version(conn, stale_by_version)
@@ -217,7 +219,21 @@ def report_from(conn: sqlite3.Connection) -> PresenceReport:
         pause_ms_max=max(pauses, default=None),
         stale=sum(s.stale for s in per_slot),
         stale_by_reason=stale_by_reason,
+        pricing=pricing,
     )
+
+
+def _pricing(configs: Iterable[str]) -> str | None:
+    """The pricing models of the runs, in run order, each once (``venue.pricing`` in the
+    run's recorded config). Runs recorded before the setting existed priced flat."""
+    names: dict[str, None] = {}
+    for text in configs:
+        try:
+            venue = json.loads(text).get("venue", {})
+        except (ValueError, AttributeError):
+            venue = {}
+        names[str(venue.get("pricing", "flat")) if isinstance(venue, dict) else "flat"] = None
+    return ", ".join(names) or None
 
 
 def _handoff_summary(
@@ -446,6 +462,7 @@ def report_to_json(r: PresenceReport) -> dict[str, object]:
         "losses": r.losses,
         "win_rate": r.win_rate,
         "pnl": r.pnl,
+        "pricing": r.pricing,
         "dropped_decisions": r.dropped_decisions,
         "candles": r.candles,
         "runs": r.runs,
@@ -513,6 +530,7 @@ def format_report(r: PresenceReport) -> str:
         f"settled: {r.settled}  (won {r.wins}, lost {r.losses})",
         f"win_rate: {win_rate}",
         f"pnl: {r.pnl:+.2f}",
+        f"pricing: {r.pricing or '-'}",
         f"dropped_decisions: {r.dropped_decisions}",
         f"candles: {r.candles}",
         f"handoffs: {len(r.handoffs)}  ({_results(r.handoffs)}, "

@@ -24,12 +24,19 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from baton.model import Action, Candle, Fill, Settlement, Slot, timeframe_ms
 
 MIN_PRICE = 0.01
 MAX_PRICE = 0.99
+
+
+class PricingKind(enum.StrEnum):
+    """The pricing models a gateway can be configured with (``venue.pricing``)."""
+
+    RANDOM_WALK = "random_walk"  # core/pricing.py: the move so far, time left, recent volatility
+    FLAT = "flat"  # FixedPricing: 0.50 on both sides, whatever the window did
 
 
 @dataclass(frozen=True)  # no slots: config.py reads the defaults off the class
@@ -38,6 +45,9 @@ class VenueConfig:
     fee_rate: float = 0.0
     fee_exponent: float = 1.0
     max_open_per_window: int = 1
+    pricing: PricingKind = PricingKind.RANDOM_WALK
+    spread: float = 0.02  # the two sides' prices sum to 1 + spread
+    vol_window: int = 30  # closed candles the volatility is estimated from
 
     def __post_init__(self) -> None:
         # config.py validates with named settings; this guards programmatic construction.
@@ -47,10 +57,31 @@ class VenueConfig:
             raise ValueError("fee_rate and fee_exponent must be >= 0")
         if self.max_open_per_window < 1:
             raise ValueError(f"max_open_per_window must be >= 1, got {self.max_open_per_window}")
+        if not 0.0 <= self.spread <= 0.5:
+            raise ValueError(f"spread must be in [0, 0.5], got {self.spread}")
+        if self.vol_window < 1:
+            raise ValueError(f"vol_window must be >= 1, got {self.vol_window}")
 
 
 class PricingModel(Protocol):
-    def price(self, slot: Slot, side: Action, live: Candle) -> float:
+    """Prices a share from what is known at the moment of the bet: the live candle of the
+    window, ``time_left_ms`` of it (market time; None when unknown) and the slot's recent
+    closed candles, oldest first."""
+
+    @property
+    def name(self) -> str:
+        """Recorded with the run and shown by the report (``pricing``)."""
+        ...
+
+    def price(
+        self,
+        slot: Slot,
+        side: Action,
+        live: Candle,
+        *,
+        time_left_ms: int | None = None,
+        history: Sequence[Candle] = (),
+    ) -> float:
         """The share price a bet on ``side`` fills at, in [0.01, 0.99]."""
         ...
 
@@ -65,13 +96,22 @@ class FixedPricing:
     0.4...
     """
 
+    name: ClassVar[str] = PricingKind.FLAT.value
     up: float = 0.5
 
     def __post_init__(self) -> None:
         if not MIN_PRICE <= self.up <= MAX_PRICE:
             raise ValueError(f"up price must be in [{MIN_PRICE}, {MAX_PRICE}], got {self.up}")
 
-    def price(self, slot: Slot, side: Action, live: Candle) -> float:
+    def price(
+        self,
+        slot: Slot,
+        side: Action,
+        live: Candle,
+        *,
+        time_left_ms: int | None = None,
+        history: Sequence[Candle] = (),
+    ) -> float:
         return self.up if side is Action.UP else 1.0 - self.up
 
 
@@ -172,8 +212,24 @@ class PaperVenue:
         self._orphans: dict[str, Fill] = {}
         self._per_window: dict[tuple[str, int], int] = {}  # (slot_id, window start) -> open
 
-    def place(self, slot: Slot, seq: int, side: Action, live: Candle | None) -> Fill | Rejection:
-        """Bet ``config.stake`` on ``side`` for the window of ``live``."""
+    @property
+    def pricing_name(self) -> str:
+        return self._pricing.name
+
+    def place(
+        self,
+        slot: Slot,
+        seq: int,
+        side: Action,
+        live: Candle | None,
+        *,
+        time_left_ms: int | None = None,
+        history: Sequence[Candle] = (),
+    ) -> Fill | Rejection:
+        """Bet ``config.stake`` on ``side`` for the window of ``live``; ``time_left_ms`` (market
+        time) and ``history`` (recent closed candles, oldest first) go to the pricing model.
+        Without an explicit ``pricing`` the venue prices flat (FixedPricing); the gateway passes
+        the configured model (``core.pricing.pricing_model``)."""
         if side is Action.HOLD:
             return Rejection(RejectReason.HOLD)
         if live is None:
@@ -189,7 +245,7 @@ class PaperVenue:
             return Rejection(RejectReason.DUPLICATE)
         if self._per_window.get((slot.slot_id, start), 0) >= self.config.max_open_per_window:
             return Rejection(RejectReason.WINDOW_FULL)
-        price = self._pricing.price(slot, side, live)
+        price = self._pricing.price(slot, side, live, time_left_ms=time_left_ms, history=history)
         if not MIN_PRICE <= price <= MAX_PRICE:
             return Rejection(RejectReason.BAD_PRICE)
         stake = self.config.stake
