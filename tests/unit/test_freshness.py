@@ -108,5 +108,6 @@ def test_the_limit_is_a_setting_with_a_cadence_default() -> None:
     assert gateway_config_from({}).stale_after_ms == 10_000
     assert gateway_config_from({"gateway.cadence_s": 0.2}).stale_after_ms == MIN_STALE_AFTER_MS
     assert gateway_config_from({"gateway.stale_after_ms": 1500}).stale_after_ms == 1500
-    with pytest.raises(ConfigError, match=r"gateway\.stale_after_ms"):
-        gateway_config_from({"gateway.stale_after_ms": -1})
+    for bad in (-1, 0):  # explicit values only: "unset" is the one way to ask for the default
+        with pytest.raises(ConfigError, match=r"gateway\.stale_after_ms"):
+            gateway_config_from({"gateway.stale_after_ms": bad})

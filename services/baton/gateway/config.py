@@ -86,13 +86,13 @@ class GatewayConfig:
     venue: VenueConfig = field(default_factory=VenueConfig)
     log_level: str = "INFO"
     metrics_listen: str | None = DEFAULT_METRICS_LISTEN  # None: no /metrics endpoint
-    # A stream not updated for longer than this makes its evaluations stale; 0: the default,
-    # max(2 x cadence, 5 s) (core/freshness.py).
-    stale_after_ms_setting: int = 0
+    # A stream not updated for longer than this makes its evaluations stale; None (not set):
+    # the cadence's default, max(2 x cadence, 5 s) (core/freshness.py).
+    stale_after_ms_setting: int | None = None
 
     @property
     def stale_after_ms(self) -> int:
-        if self.stale_after_ms_setting > 0:
+        if self.stale_after_ms_setting is not None:
             return self.stale_after_ms_setting
         return default_stale_after_ms(self.cadence_ms)
 
@@ -231,7 +231,11 @@ def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
         venue=venue,
         log_level=_log_level(s),
         metrics_listen=parse_metrics_listen(s.raw("metrics.listen", DEFAULT_METRICS_LISTEN)),
-        stale_after_ms_setting=s.integer("gateway.stale_after_ms", 0, minimum=0),
+        stale_after_ms_setting=(
+            None
+            if s.raw("gateway.stale_after_ms", None) is None
+            else s.integer("gateway.stale_after_ms", 0, minimum=1)
+        ),
     )
     s.check_unknown(())
     return config
