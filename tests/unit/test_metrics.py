@@ -10,10 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from baton.common import ConfigError
+from baton.common.metrics_http import split_host_port
 from baton.gateway.config import DEFAULT_METRICS_LISTEN, load_gateway_config, parse_metrics_listen
 from baton.gateway.core.binance import ControlReply, Malformed
 from baton.gateway.core.records import EvalOutcome, EvaluationRecord, Staleness
-from baton.gateway.metrics import GatewayMetrics, split_host_port
+from baton.gateway.metrics import GatewayMetrics
 from baton.model import Role
 
 SLOTS = ("BTC/5m", "ETH/5m")

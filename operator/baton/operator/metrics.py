@@ -21,8 +21,8 @@ from __future__ import annotations
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import start_http_server
 
+from baton.common.metrics_http import serve_metrics
 from baton.operator.core.rollout import Observed, Phase
 
 # Phases a rollout ends in, and the result they are counted as. Retired is not one: it is the
@@ -114,10 +114,5 @@ def serve(registry: CollectorRegistry, listen: str) -> tuple[str, WSGIServer]:
     """Serve ``GET /metrics`` of ``registry`` on ``HOST:PORT`` (port 0: any free one) from a
     daemon thread of prometheus_client, off kopf's event loop: the bound ``HOST:PORT``, and
     the server (the operator serves until it exits; tests shut it down)."""
-    host, _, port = listen.rpartition(":")
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        httpd, _thread = start_http_server(int(port), bare, registry=registry)
-    except OSError as exc:
-        raise OSError(f"cannot serve metrics on {listen} (operator.metrics): {exc}") from exc
-    return f"{host}:{httpd.server_address[1]}", httpd
+    addr, httpd, _thread = serve_metrics(registry, listen, "operator.metrics")
+    return addr, httpd

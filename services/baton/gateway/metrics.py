@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import start_http_server
 
+from baton.common.metrics_http import serve_metrics
 from baton.gateway.core.binance import (
     ControlError,
     ControlReply,
@@ -297,14 +297,6 @@ class GatewayMetrics:
         self._epoch.set(epoch)
 
 
-def split_host_port(listen: str) -> tuple[str, int]:
-    """``"127.0.0.1:9464"`` -> ("127.0.0.1", 9464); ``"[::1]:0"`` -> ("::1", 0)."""
-    host, _, port = listen.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
-
-
 class MetricsServer:
     """``GET /metrics`` of one registry, served by prometheus_client's threaded HTTP server
     (off the event loop: a scrape never blocks a tick, beyond the GIL it holds rendering)."""
@@ -316,13 +308,8 @@ class MetricsServer:
 
     def start(self, listen: str) -> str:
         """Bind ``HOST:PORT`` (port 0: any free one) and serve; the bound ``HOST:PORT``."""
-        host, port = split_host_port(listen)
-        try:
-            self._httpd, self._thread = start_http_server(port, host, registry=self._registry)
-        except OSError as exc:
-            raise OSError(f"cannot serve metrics on {listen} (metrics.listen): {exc}") from exc
-        bound = self._httpd.server_address[1]
-        return f"{listen.rpartition(':')[0]}:{bound}"
+        addr, self._httpd, self._thread = serve_metrics(self._registry, listen, "metrics.listen")
+        return addr
 
     async def stop(self) -> None:
         httpd, thread = self._httpd, self._thread
