@@ -172,11 +172,18 @@ class GatewayMetrics:
         )
         handoffs = Counter("baton_handoffs", "Finished handoffs, by result", ["result"], registry=r)
         self._handoffs = {result: handoffs.labels(result) for result in HANDOFF_RESULTS}
-        instances = Gauge(
-            "baton_instances", "Attached strategy instances, by role", ["role"], registry=r
+        self._instances = Gauge(
+            "baton_instances",
+            "Attached strategy instances, by strategy and role",
+            ["strategy", "role"],
+            registry=r,
         )
-        self._instances = {role: instances.labels(role.value) for role in Role}
-        self._epoch = Gauge("baton_epoch", "The current epoch (one more per promotion)", registry=r)
+        self._epoch = Gauge(
+            "baton_epoch",
+            "Each strategy's current epoch (one more per promotion of it)",
+            ["strategy"],
+            registry=r,
+        )
         slots_gauge = Gauge("baton_slots", "Slots this gateway evaluates", registry=r)
         slots_gauge.set(len(slots))
         self._ledger_write = Histogram(
@@ -288,13 +295,14 @@ class GatewayMetrics:
         if pause_ms is not None:
             self._pause.observe(pause_ms / 1000)
 
-    def membership(self, roles: Iterable[Role], epoch: int) -> None:
+    def membership(self, strategy: str, roles: Iterable[Role], epoch: int) -> None:
+        """One strategy's instances (by role) and epoch, after any change of them."""
         counts = dict.fromkeys(Role, 0)
         for role in roles:
             counts[role] += 1
         for role, n in counts.items():
-            self._instances[role].set(n)
-        self._epoch.set(epoch)
+            self._instances.labels(strategy, role.value).set(n)
+        self._epoch.labels(strategy).set(epoch)
 
 
 class MetricsServer:

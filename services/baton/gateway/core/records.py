@@ -59,6 +59,7 @@ class EvaluationRecord:
     eval_us: int = 0
     bet_id: str | None = None  # set when executing the decision placed a bet
     stale: Staleness = Staleness.FRESH  # its data at dispatch; old ledgers read as fresh
+    strategy: str = ""  # whose evaluation (the book's strategy name); old ledgers: their one
 
     @property
     def executed(self) -> bool:
