@@ -208,3 +208,26 @@ def test_a_schema_3_ledger_is_its_one_strategy_after_the_migration(tmp_path: Pat
             ("momentum", 8),
             ("reversion", 7),
         ]
+
+
+def test_the_timeline_of_a_book_has_a_row_per_strategy_and_slot(tmp_path: Path) -> None:
+    from baton.gateway.timeline import read_timeline
+
+    path = tmp_path / "ledger.sqlite"
+    E, NA = EvalOutcome.EXECUTED, EvalOutcome.NO_ACTIVE
+    with Ledger(path) as led:
+        led.record_run(started_ms=T0, cadence_ms=1000, slots=["BTC/5m"], config_json="{}")
+        for seq in (1, 2):
+            led.record_evaluation(_eval("momentum", "BTC/5m", seq, E))
+            led.record_evaluation(_eval("reversion", "BTC/5m", seq, NA if seq == 2 else E))
+    report, timeline = read_timeline(path)
+    assert timeline.slots == ("momentum BTC/5m", "reversion BTC/5m")
+    marks = sorted((c.slot_id, c.seq, c.executed, bool(c.missed)) for c in timeline.cells)
+    assert marks == [
+        ("momentum BTC/5m", 1, 1, False),
+        ("momentum BTC/5m", 2, 1, False),
+        ("reversion BTC/5m", 1, 1, False),
+        ("reversion BTC/5m", 2, 0, True),
+    ]
+    assert [band.version for band in timeline.versions] == ["momentum v1, reversion v1"]
+    assert report.missed == 1
