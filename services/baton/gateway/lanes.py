@@ -25,7 +25,7 @@ from baton.gateway.core.router import Router
 from baton.gateway.core.venue import PaperVenue
 from baton.gateway.dispatch import Dispatcher
 from baton.gateway.execution import Execution
-from baton.gateway.ledger import BookRow
+from baton.gateway.ledger import BookRow, LedgerWriteError
 from baton.gateway.outcomes import Outcomes
 from baton.gateway.ports import LaneView
 from baton.model import Slot
@@ -128,9 +128,20 @@ class Lanes:
         lane = self._lanes.get(result.name)
         if lane is not None:
             return lane
-        self._ledger.record_strategy(
-            name=result.name, slot_ids=result.requested, stake=result.stake, added_ms=self._now_ms()
-        )
+        try:
+            self._ledger.record_strategy(
+                name=result.name,
+                slot_ids=result.requested,
+                stake=result.stake,
+                added_ms=self._now_ms(),
+            )
+        except LedgerWriteError as exc:
+            # A failing disk never stops the gateway (docs/gateway.md#a-full-disk): the
+            # strategy is served; only a restart before the disk recovers would not know it.
+            log.error(
+                "strategy not written into the ledger's book",
+                extra={"strategy": result.name, "error": str(exc)},
+            )
         log.info(
             "strategy entered the book",
             extra={"strategy": result.name, "slots": len(result.slots), "stake": result.stake},
