@@ -1,9 +1,10 @@
-"""The clock loop: waits for the clock to start, then at each tick's schedule resolves what
-expired, dispatches the tick, lets a handoff act at the boundary and right after the dispatch,
-and writes the tick's rows; when stopping, waits for what is still pending.
+"""The clock loop: waits for the clock to start (and for the exchange backfill, through
+``Warmup``), then at each tick's schedule resolves what expired, dispatches the tick, lets a
+handoff act at the boundary and right after the dispatch, and writes the tick's rows; when
+stopping, waits for what is still pending.
 
 Offers ``run`` (a task) to ``app.Gateway``; uses ``TickDispatch``, ``Settling``,
-``Boundaries``, ``TickWrites`` and ``Flusher`` (ports.py).
+``Boundaries``, ``TickWrites``, ``Flusher`` and ``Warmup`` (ports.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 from baton.gateway.core.clock import SlotClock
 from baton.gateway.core.router import Router
-from baton.gateway.ports import Boundaries, Flusher, Settling, TickDispatch, TickWrites
+from baton.gateway.ports import Boundaries, Flusher, Settling, TickDispatch, TickWrites, Warmup
 from baton.model import Slot
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Ticker:
         go: asyncio.Event,
         stopping: asyncio.Event,
         now_ms: Callable[[], int],
+        warmup: Warmup | None = None,
     ) -> None:
         self._cadence_ms = cadence_ms
         self._slots = slots
@@ -48,6 +50,7 @@ class Ticker:
         self._clock_go = go  # set: the clock starts (at once, or on the first ACTIVE)
         self._stopping = stopping
         self._now_ms = now_ms
+        self._warmup = warmup  # None: the first tick waits for nothing but ``go``
         self.clock_started = asyncio.Event()
 
     async def run(self) -> None:
@@ -58,6 +61,12 @@ class Ticker:
         stop.cancel()
         if self._stopping.is_set():
             return
+        if self._warmup is not None:
+            # The first tick waits for the backfill (bounded): ticks that fall meanwhile were
+            # never scheduled, the clock's origin is the first boundary after the wait.
+            await self._warmup.wait()
+            if self._stopping.is_set():
+                return
         clock = SlotClock.starting_after(self._cadence_ms, self._now_ms())
         self.clock_started.set()
         log.info("clock started", extra={"origin_ms": clock.origin_ms})
@@ -73,6 +82,8 @@ class Ticker:
             if plan.dispatch is not None:
                 # Between two ticks: the only place a handoff flips (G4).
                 self._handoffs.on_boundary(now)
+                if self._warmup is not None:
+                    self._warmup.before_tick()
                 dispatched = self._dispatcher.dispatch(plan.dispatch, now)
                 self._outcomes.track()
                 if self._router.pending:
