@@ -66,7 +66,8 @@ def test_stale_per_slot_per_version_and_in_total(tmp_path: Path) -> None:
     build(path)
     r = presence_report(path)
     assert (r.scheduled, r.evaluated, r.stale, r.missed, r.errors) == (8, 6, 5, 1, 1)
-    assert r.stale_by_reason == {"no_live": 3, "no_history": 1, "old": 1}
+    # Every reason is a key, 0 when it never occurred.
+    assert r.stale_by_reason == {"no_live": 3, "backfill_pending": 0, "no_history": 1, "old": 1}
     assert [(s.slot_id, s.evaluated, s.stale) for s in r.per_slot] == [
         ("BTC/5m", 3, 2),
         ("MATIC/5m", 3, 3),

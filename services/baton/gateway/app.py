@@ -41,6 +41,7 @@ from baton.gateway.outcomes import GatewayStats, Outcomes
 from baton.gateway.ports import HandoffFacts
 from baton.gateway.server import Parts, add_servicer
 from baton.gateway.ticker import Ticker
+from baton.gateway.warmup import BackfillGate
 from baton.v1 import gateway_pb2 as gw
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,14 @@ class Gateway:
             stopping=self._stopping,
             now_ms=now_ms,
             wall_ms_f=wall_ms_f,
+            warmup=BackfillGate(
+                feed=self.feed,
+                book=self.market,
+                max_wait_ms=config.backfill_wait_ms,
+                metrics=self.metrics,
+                stopping=self._stopping,
+                now_ms=now_ms,
+            ),
         )
         self.port = 0
         self._server: grpc.aio.Server | None = None

@@ -207,6 +207,18 @@ class GatewayMetrics:
             "Ledger rows recorded and not yet written (0 after every good flush)",
             registry=r,
         )
+        self._backfill_wait = Gauge(
+            "baton_backfill_wait_seconds",
+            "How long the clock's first tick waited for the exchange backfill (0 until the "
+            "clock starts; at most gateway.backfill_wait_s)",
+            registry=r,
+        )
+        self._backfill_pending = Gauge(
+            "baton_backfill_pending_streams",
+            "Streams whose backfill had not finished when the clock started (their "
+            "evaluations are counted stale until it does)",
+            registry=r,
+        )
         self.feed = FeedMetrics(r)
         # The tally of the tick in progress, committed once per tick.
         self._tally: dict[tuple[str, EvalOutcome], int] = {}
@@ -275,6 +287,11 @@ class GatewayMetrics:
         )
         self._series[(slot, outcome)] = pair
         return pair
+
+    def backfill_waited(self, seconds: float, pending_streams: int) -> None:
+        """The clock starts after waiting ``seconds`` for the backfill."""
+        self._backfill_wait.set(seconds)
+        self._backfill_pending.set(pending_streams)
 
     def ledger_flushed(self, seconds: float) -> None:
         self._ledger_write.observe(seconds)

@@ -8,6 +8,7 @@ parts import one another in one direction only. ``app.py`` builds the parts and 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -218,6 +219,39 @@ class Flusher(Protocol):
     """The once-per-tick write of the ledger's rows (``LedgerWriter``)."""
 
     def flush(self) -> None: ...
+
+
+class Warmup(Protocol):
+    """What the clock waits for before its first tick (``warmup.BackfillGate``)."""
+
+    async def wait(self) -> None:
+        """Returns when the clock may start: the backfill finished, the bound passed, or the
+        gateway is stopping."""
+        ...
+
+    def before_tick(self) -> None:
+        """Right before a tick's dispatch: brings the book's view of the streams still being
+        backfilled for the first time up to date (their evaluations are stale)."""
+        ...
+
+
+class BackfillProgress(Protocol):
+    """The exchange feed's backfill, as the clock's warm-up reads it (``ExchangeFeed``)."""
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Set while every connection is up and every stream's backfill has finished
+        (delivered, or refused for good)."""
+        ...
+
+    def backfill_pending(self) -> tuple[tuple[str, str], ...]:
+        """(symbol, interval) of the streams whose backfill has not finished."""
+        ...
+
+    def backfill_refused(self) -> tuple[tuple[str, str], ...]:
+        """(symbol, interval) of the streams whose backfill the exchange refused for good
+        (e.g. -1121, an unknown symbol)."""
+        ...
 
 
 # -- the ledger, as each part writes it (``ledger.Ledger`` offers all of them) ----------------

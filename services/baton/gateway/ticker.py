@@ -3,9 +3,10 @@ expired, decides the market data's freshness once, and for each strategy of the 
 dispatches the tick and lets its handoff act at the boundary and right after the dispatch;
 then writes the tick's rows. When stopping, waits for what is still pending.
 
-One clock for the whole book: every strategy's evaluation of a (slot, tick) has the same seq.
-Offers ``run`` (a task) to ``app.Gateway``; uses ``TickLane`` (its ``TickDispatch``,
-``Settling`` and ``Boundaries``), ``TickWrites`` and ``Flusher`` (ports.py).
+The first tick waits for the exchange backfill (bounded, through ``Warmup``). One clock for the
+whole book: every strategy's evaluation of a (slot, tick) has the same seq. Offers ``run`` (a
+task) to ``app.Gateway``; uses ``TickLane`` (its ``TickDispatch``, ``Settling`` and
+``Boundaries``), ``TickWrites``, ``Flusher`` and ``Warmup`` (ports.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from baton.gateway.core.clock import SlotClock
 from baton.gateway.core.records import Staleness
 from baton.gateway.metrics import GatewayMetrics
 from baton.gateway.outcomes import GatewayStats
-from baton.gateway.ports import Flusher, TickLane, TickWrites
+from baton.gateway.ports import Flusher, TickLane, TickWrites, Warmup
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Ticker:
         stopping: asyncio.Event,
         now_ms: Callable[[], int],
         wall_ms_f: Callable[[], float],
+        warmup: Warmup | None = None,
     ) -> None:
         self._cadence_ms = cadence_ms
         self._lanes = lanes  # the book's strategies, as of now (a new one joins at a tick)
@@ -51,6 +53,7 @@ class Ticker:
         self._clock_go = go  # set: the clock starts (at once, or on the first ACTIVE)
         self._stopping = stopping
         self._now_ms = now_ms
+        self._warmup = warmup  # None: the first tick waits for nothing but ``go``
         self.clock_started = asyncio.Event()
 
     async def run(self) -> None:
@@ -61,6 +64,12 @@ class Ticker:
         stop.cancel()
         if self._stopping.is_set():
             return
+        if self._warmup is not None:
+            # The first tick waits for the backfill (bounded): ticks that fall meanwhile were
+            # never scheduled, the clock's origin is the first boundary after the wait.
+            await self._warmup.wait()
+            if self._stopping.is_set():
+                return
         clock = SlotClock.starting_after(self._cadence_ms, self._now_ms())
         self.clock_started.set()
         log.info("clock started", extra={"origin_ms": clock.origin_ms})
@@ -80,6 +89,8 @@ class Ticker:
             if tick is not None:
                 self._stats.ticks += 1
                 self._metrics.tick_dispatched(tick.scheduled_ms, self._wall_ms_f())
+                if self._warmup is not None:
+                    self._warmup.before_tick()
                 stale = self._freshness(now)
                 reserved: dict[str, int] = {}
                 for lane in lanes:
