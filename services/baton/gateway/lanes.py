@@ -221,8 +221,19 @@ class Lanes:
         return None
 
     def handoff(self, handoff_id: str) -> tuple[Coordinator, hm.Handoff] | None:
-        coordinator = self.coordinator_of_handoff(handoff_id)
-        if coordinator is None:
+        """The handoff ``handoff_id`` and its lane's coordinator. An empty id means the running
+        handoff when exactly one runs, else (none running) the one that started last; with
+        several running it names none (the caller must say which)."""
+        if handoff_id:
+            for lane in self._order:
+                h = lane.handoffs.get(handoff_id)
+                if h is not None:
+                    return lane.handoffs, h
             return None
-        h = coordinator.get(handoff_id) if handoff_id else coordinator.current
-        return None if h is None else (coordinator, h)
+        running = [
+            (lane.handoffs, current) for lane in self._order if (current := lane.handoffs.current)
+        ]
+        if running:
+            return running[0] if len(running) == 1 else None
+        latest = [(lane.handoffs, h) for lane in self._order if (h := lane.handoffs.get(""))]
+        return max(latest, key=lambda pair: pair[1].started_ms, default=None)

@@ -212,7 +212,7 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         request: ctl.GetHandoffRequest,
         context: grpc.aio.ServicerContext[ctl.GetHandoffRequest, ctl.GetHandoffResponse],
     ) -> ctl.GetHandoffResponse:
-        found = self._lanes.handoff(request.handoff_id) if request.handoff_id else None
+        found = self._lanes.handoff(request.handoff_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no handoff {request.handoff_id!r}")
         coordinator, h = found
@@ -223,11 +223,11 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         request: ctl.WatchHandoffRequest,
         context: grpc.aio.ServicerContext[ctl.WatchHandoffRequest, ctl.WatchHandoffResponse],
     ) -> AsyncIterator[ctl.WatchHandoffResponse]:
-        found = self._lanes.handoff(request.handoff_id) if request.handoff_id else None
+        found = self._lanes.handoff(request.handoff_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no handoff {request.handoff_id!r}")
-        coordinator, _ = found
-        async for h in coordinator.watch(request.handoff_id):
+        coordinator, watched = found
+        async for h in coordinator.watch(watched.handoff_id):
             yield ctl.WatchHandoffResponse(handoff=self._status(coordinator, h))
 
 
