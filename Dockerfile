@@ -38,7 +38,7 @@ RUN python -m venv /opt/codegen \
 # 3. The project itself (not editable, no dev extra), checked, and its bytecode compiled once:
 #    unchecked-hash .pyc files are used without comparing them to the sources, so a read-only
 #    container never tries to rewrite them.
-COPY README.md setup.py ./
+COPY pyproject.toml README.md setup.py ./
 COPY services/ services/
 COPY operator/ operator/
 RUN python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-deps . \
