@@ -15,8 +15,8 @@
 #            hack/image-base.packages, the versions last recorded: a difference is printed.
 #   build    base, then the Dockerfile as $IMAGE (podman build --pull=never; layers cached)
 #   export   build, then save it as a docker archive for `ctr -n k8s.io images import` or
-#            `kind load image-archive`: $ARCHIVE, named docker.io/library/baton:dev (the
-#            name a pod's `image: baton:dev` resolves to)
+#            `kind load image-archive`: $ARCHIVE, named as a pod's `image: $IMAGE` resolves
+#            (baton:dev -> docker.io/library/baton:dev)
 #   verify   check the built image: runs as uid 10001, a read-only root works and cannot be
 #            written, no pip, the `baton` entrypoint answers; and print its size
 #   --record (with base) write the base's package versions into hack/image-base.packages
@@ -49,11 +49,21 @@ IMAGE="${IMAGE:-baton:dev}"
 ARCHIVE="${ARCHIVE:-build/image/baton-dev.tar}"
 CACHE_DIR="${BATON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/baton}/image"
 BASE_REF=docker.io/library/python:3.11-slim
-EXPORT_REF=docker.io/library/baton:dev
+# The name a pod's `image: $IMAGE` resolves to (containerd and the kubelet qualify it as Docker
+# does): baton:dev -> docker.io/library/baton:dev.
+case "$IMAGE" in
+  */*) first="${IMAGE%%/*}" ;;
+  *) first="" ;;
+esac
+if [[ -z "$first" ]]; then EXPORT_REF="docker.io/library/$IMAGE"
+elif [[ "$first" == *.* || "$first" == *:* || "$first" == localhost ]]; then EXPORT_REF="$IMAGE"
+else EXPORT_REF="docker.io/$IMAGE"
+fi
 RECORDED=hack/image-base.packages
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
-# Within this machine's hard limits (podman's default nofile of 1048576 is refused by runc).
-ULIMITS=(--ulimit nofile=16384:16384 --ulimit nproc=4096:4096)
+# runc, named: podman prefers crun when both are installed. Ulimits within this machine's hard
+# limits (podman's default nofile of 1048576 is refused by runc).
+RUN_OPTS=(--runtime runc --ulimit nofile=16384:16384 --ulimit nproc=4096:4096)
 
 log() { printf '[image] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -178,7 +188,7 @@ build_image() {
   local t0=$SECONDS mounts=()
   [[ -r "$CA_BUNDLE" ]] && mounts=(--volume "$CA_BUNDLE:$CA_BUNDLE:ro")
   log "$IMAGE: podman build (--pull=never, nice 19)"
-  nice -n 19 podman build --pull=never --layers "${ULIMITS[@]}" "${mounts[@]}" \
+  nice -n 19 podman build --pull=never --layers "${RUN_OPTS[@]}" "${mounts[@]}" \
     --label "io.baton.base.key=$BASE_KEY" --tag "$IMAGE" --file Dockerfile . >&2 \
     || die "podman build failed (see the output above)"
   log "$IMAGE: built in $((SECONDS - t0))s, $(podman image inspect --format '{{.Size}}' "$IMAGE" | numfmt --to=si)B"
@@ -196,7 +206,7 @@ export_image() {
 }
 
 # run <podman run args...>: the image as a container would run it, never pulling.
-run() { podman run --rm --pull=never "${ULIMITS[@]}" "$@"; }
+run() { podman run --rm --pull=never "${RUN_OPTS[@]}" "$@"; }
 
 verify_image() {
   local bad=0 out

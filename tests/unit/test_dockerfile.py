@@ -1,8 +1,8 @@
 """The image's Dockerfile: hadolint-clean, and built the way `make setup` builds the venv.
 
-No Docker engine runs here, so the image is never built in the tests. What can drift without a
-build is checked instead: the Dockerfile against hadolint (every rule, any level), its codegen and
-install steps against the Makefile, pyproject.toml and hack/codegen.sh, its COPY sources against
+tests/integration/test_image.py builds and runs the image for real (podman, no Docker). What is
+checked here, without a build: the Dockerfile against hadolint (every rule, any level), its codegen
+and install steps against the Makefile, pyproject.toml and hack/codegen.sh, its COPY sources against
 the build context that .dockerignore lets through, and the runtime stage's shape (non-root by
 number, no tools, the `baton` entrypoint).
 """
@@ -425,7 +425,11 @@ def make_dry_run(*targets: str) -> list[str]:
     result = subprocess.run(
         ["make", "--no-print-directory", "-n", *targets],
         cwd=REPO,
-        env={k: v for k, v in os.environ.items() if k not in ("IMAGE", "KIND_CLUSTER")},
+        env={
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("IMAGE", "IMAGE_ARCHIVE", "KIND_CLUSTER")
+        },
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
@@ -435,7 +439,19 @@ def make_dry_run(*targets: str) -> list[str]:
 
 
 def test_make_image_and_kind_load() -> None:
-    assert make_dry_run("image") == ["docker build -t baton:dev ."]
-    assert make_dry_run("kind-load") == ["kind load docker-image baton:dev --name baton"]
+    """`make image` is podman through hack/image.sh (no Docker); kind loads its archive."""
+    assert make_dry_run("image") == [
+        "hack/host-deps.sh image",
+        "IMAGE=baton:dev hack/image.sh build",
+    ]
+    archive = [
+        "hack/host-deps.sh image",
+        "IMAGE=baton:dev ARCHIVE=build/image/baton-dev.tar hack/image.sh export",
+    ]
+    assert make_dry_run("image-archive") == archive
+    assert make_dry_run("kind-load") == [
+        *archive,
+        "kind load image-archive build/image/baton-dev.tar --name baton",
+    ]
     kind_config = (REPO / "kind-config.yaml").read_text()
     assert re.search(r"^name: baton$", kind_config, re.M), "kind-load targets the kind cluster"
