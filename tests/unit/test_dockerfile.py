@@ -286,10 +286,15 @@ def test_the_image_installs_the_locked_dependencies_then_the_project() -> None:
     )
     runtime = lock_pins(REPO / RUNTIME_LOCK)
     assert {requirement_name(r) for r in pyproject()["project"]["dependencies"]} <= set(runtime)
-    # Step 3 installs this very project (not editable, no extras) into the same venv, then
-    # `pip check` proves step 1 left nothing out.
-    project = [r for r in build if re.search(r"install [^&]*--no-deps \.(\s|$)", r)]
+    # Step 3 builds this very project's wheel (no extras) without build isolation, so with the
+    # locked setuptools of the codegen venv as `make setup` does (nothing unpinned fetched),
+    # installs it into the same venv, then `pip check` proves step 1 left nothing out.
+    project = [r for r in build if re.search(r"pip wheel [^&]*--no-deps [^&]*\.(\s|$)", r)]
     assert len(project) == 1
+    assert "--no-build-isolation" in project[0]
+    assert re.search(r"/opt/codegen/bin/python -m pip wheel ", project[0])
+    assert "setuptools" in lock_pins(REPO / CODEGEN_LOCK), "the wheel's build backend is locked"
+    assert re.search(rf"--python {VENV}/bin/python install [^&]*--no-deps \S+\.whl", project[0])
     assert f"--python {VENV}/bin/python check" in project[0]
     assert f"{VENV}/bin/baton --help" in project[0], "the build proves the entrypoint imports"
 
