@@ -101,7 +101,8 @@ def test_the_image_is_built_on_the_local_debian_base(image: str) -> None:
     assert config["User"] == f"{UID}:{UID}"
     assert config["Entrypoint"] == ["baton"]
     # The base records the Debian packages that went into it; its python is the image's.
-    cache = Path(os.environ.get("BATON_CACHE") or Path.home() / ".cache" / "baton") / "image"
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = Path(os.environ.get("BATON_CACHE") or xdg / "baton") / "image"
     manifest = cache / f"base-{base_labels['io.baton.base.key']}.packages"
     packages = dict(line.split("\t")[:2] for line in manifest.read_text().splitlines())
     assert packages["python3.11"] == base_labels["io.baton.base.python"]
