@@ -75,7 +75,8 @@ for tool in podman mmdebstrap; do
 done
 
 # ---- the base ----------------------------------------------------------------
-# Everything that decides the base's content. Its hash is the cache key (a label on the image).
+# What decides the base's content: this recipe and build_base, which reads it. Their hash is the
+# cache key (a label on the image), computed below build_base.
 base_recipe() {
   cat <<'EOF'
 suite bookworm
@@ -97,9 +98,6 @@ env LANG=C.UTF-8
 cmd ["python3"]
 EOF
 }
-BASE_KEY="$(base_recipe | sha256sum | cut -c1-16)"
-MANIFEST="$CACHE_DIR/base-$BASE_KEY.packages"
-
 label_of() {  # label_of <image> <label>: the label's value, "" when the image or label is absent
   podman image inspect --format "{{ index .Labels \"$2\" }}" "$1" 2>/dev/null | sed 's/^<no value>$//'
 }
@@ -172,6 +170,9 @@ build_base() {
   log "base $BASE_REF: built in $((SECONDS - t0))s, $(podman image inspect --format '{{.Size}}' "$BASE_REF" | numfmt --to=si)B, $(wc -l <"$MANIFEST") Debian packages -> $MANIFEST"
   show_difference
 }
+
+BASE_KEY="$( (base_recipe; declare -f build_base) | sha256sum | cut -c1-16)"
+MANIFEST="$CACHE_DIR/base-$BASE_KEY.packages"
 
 record_base() {
   {

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "hack" / "image.sh"
-IMAGE = "baton:dev"
+# Its own tag, so that a `make image` elsewhere on the machine cannot retag what these tests run
+# (the build is the same: the same script and tree, every layer shared with baton:dev).
+IMAGE = f"baton:test-{os.getpid()}"
 BASE = "docker.io/library/python:3.11-slim"
 UID = "10001"
 BUILD_TIMEOUT_S = 900.0  # a cold build is ~90 s here; a fresh machine also downloads the debs
@@ -49,8 +52,14 @@ def script_env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
+def podman(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False
+    )
+
+
 @pytest.fixture(scope="module")
-def image() -> str:
+def image() -> Iterator[str]:
     for tool in ("podman", "runc", "mmdebstrap"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run `hack/host-deps.sh image` (make test does)")
@@ -63,8 +72,15 @@ def image() -> str:
         timeout=BUILD_TIMEOUT_S,
         check=False,
     )
-    assert result.returncode == 0, f"hack/image.sh build failed:\n{result.stderr[-6000:]}"
-    return IMAGE
+    try:
+        assert result.returncode == 0, f"hack/image.sh build failed:\n{result.stderr[-6000:]}"
+        yield IMAGE
+    finally:
+        # Only the names: the layers stay, as the next build's cache.
+        for name in (f"localhost/{IMAGE}", f"docker.io/library/{IMAGE}"):
+            if podman("image", "exists", name).returncode == 0:
+                untag = podman("untag", name, name)
+                assert untag.returncode == 0, untag.stderr
 
 
 def run(
@@ -79,14 +95,9 @@ def run(
 
 
 def inspect(ref: str) -> dict[str, Any]:
-    out = subprocess.run(
-        ["podman", "image", "inspect", ref],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=True,
-    ).stdout
-    (found,) = json.loads(out)
+    result = podman("image", "inspect", ref)
+    assert result.returncode == 0, result.stderr
+    (found,) = json.loads(result.stdout)
     assert isinstance(found, dict)
     return found
 
@@ -184,8 +195,9 @@ def test_export_writes_an_archive_containerd_can_import(image: str, tmp_path: Pa
         assert config_file is not None
         config = json.load(config_file)
         names = set(tar.getnames())
-    # The name a pod's `image: baton:dev` resolves to in containerd.
-    assert manifest["RepoTags"] == ["docker.io/library/baton:dev"]
+    # The name a pod's `image: baton:...` resolves to in containerd (baton:dev ->
+    # docker.io/library/baton:dev).
+    assert manifest["RepoTags"] == [f"docker.io/library/{image}"]
     assert set(manifest["Layers"]) <= names
     assert config["config"]["User"] == f"{UID}:{UID}"
     assert config["config"]["Entrypoint"] == ["baton"]
