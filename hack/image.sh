@@ -66,6 +66,9 @@ CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 # limits (podman's default nofile of 1048576 is refused by runc).
 RUN_OPTS=(--runtime runc --ulimit nofile=16384:16384 --ulimit nproc=4096:4096)
 
+TMP_DIR=""
+trap '[[ -z "$TMP_DIR" ]] || rm -rf "$TMP_DIR"' EXIT
+
 log() { printf '[image] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -122,9 +125,8 @@ build_base() {
     return 0
   fi
   local tmp t0=$SECONDS
-  tmp="$(mktemp -d)"
-  # shellcheck disable=SC2064  # expand now: tmp is local
-  trap "rm -rf '$tmp'" RETURN
+  TMP_DIR="$(mktemp -d)"  # removed on exit, failed or not (150 MB of root filesystem)
+  tmp="$TMP_DIR"
   log "base $BASE_REF: building (recipe $BASE_KEY) with mmdebstrap, nice 19"
   local suite="" args=() key value
   while read -r key value; do
