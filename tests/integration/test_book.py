@@ -172,3 +172,37 @@ async def test_an_instance_asking_for_another_shape_is_refused_and_nothing_chang
         ("momentum", SLOTS, 5.0)
     ]
     assert len(listing.instances) == 1
+
+
+async def test_a_restarted_gateway_schedules_its_whole_book_attached_or_not(
+    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+) -> None:
+    """The book is in the ledger: after a restart a strategy nobody runs any more is missed
+    (no_active), not forgotten; the one that comes back is evaluated, under its own epoch."""
+    first = await start_gateway()
+    await start_strategy(first, FAULTY_V1, UP)
+    momentum = await start_strategy(first, MOMENTUM)
+    await ticks_of(ledger, "momentum", 2)
+    assert await first.stop(timeout_s=10) == 0
+    await momentum.stop()
+
+    second = await start_gateway(BATON_GATEWAY__LISTEN=first.ready["grpc_addr"])
+    # faulty's host reconnects by itself; momentum's is gone for good.
+    await ticks_of(ledger, "faulty", 3)
+    async with ControlClient(second.ready["grpc_addr"]) as client:
+        listing = await client.list_instances()
+    assert [(s.name, bool(s.active_instance_id)) for s in listing.strategies] == [
+        ("faulty", True),
+        ("momentum", False),
+    ]
+    assert await second.stop(timeout_s=10) == 0
+    run2 = dict(
+        ((s, o), n)
+        for s, o, n in query(
+            ledger,
+            "SELECT strategy, outcome, count(*) FROM evaluations WHERE run_id = 2 GROUP BY 1, 2",
+        )
+    )
+    assert run2.get(("momentum", "no_active"), 0) >= 3 * SLOTS, run2
+    assert {o for (s, o) in run2 if s == "momentum"} == {"no_active"}, run2
+    assert {o for (s, o) in run2 if s == "faulty"} <= {"executed", "no_active"}, run2

@@ -23,7 +23,9 @@ BTC5, BTC15, ETH5 = (
 )
 GATEWAY = (BTC5, BTC15, ETH5)
 MOM = bk.StrategyEntry("momentum", (), GATEWAY, 5.0)
-REV = bk.StrategyEntry("reversion", ("BTC/5m", "ETH/5m"), (BTC5, ETH5), 2.5)
+REV = bk.StrategyEntry("reversion", ("BTC/5m", "ETH/5m"), (BTC5, ETH5), 2.5, asked_stake=2.5)
+# Restored from a ledger written when venue.stake was 3: it asked for no stake of its own.
+OLD_DEFAULT = bk.StrategyEntry("momentum", (), GATEWAY, 3.0)
 
 
 @pytest.mark.parametrize(
@@ -32,9 +34,11 @@ REV = bk.StrategyEntry("reversion", ("BTC/5m", "ETH/5m"), (BTC5, ETH5), 2.5)
         ("momentum", [], None, {}, MOM),
         ("reversion", ["ETH/5m", "BTC/5m"], 2.5, {}, REV),  # any order: the gateway's is kept
         ("momentum", [], None, {"momentum": MOM}, MOM),
+        ("momentum", [], None, {"momentum": OLD_DEFAULT}, OLD_DEFAULT),
         ("reversion", ["BTC/5m", "ETH/5m"], 2.5, {"momentum": MOM, "reversion": REV}, REV),
         ("momentum", ["BTC/5m"], None, {"momentum": MOM}, bk.Refusal.SHAPE_CHANGED),
         ("momentum", [], 7.0, {"momentum": MOM}, bk.Refusal.SHAPE_CHANGED),
+        ("momentum", [], 5.0, {"momentum": MOM}, bk.Refusal.SHAPE_CHANGED),
         ("momentum", ["DOGE/5m"], None, {}, bk.Refusal.UNKNOWN_SLOT),
         ("momentum", ["BTC/5m", "BTC/5m"], None, {}, bk.Refusal.DUPLICATE_SLOT),
         ("momentum", [], 0.0, {}, bk.Refusal.BAD_STAKE),
@@ -46,9 +50,11 @@ REV = bk.StrategyEntry("reversion", ("BTC/5m", "ETH/5m"), (BTC5, ETH5), 2.5)
         "new-all-slots-default-stake",
         "new-subset-own-stake",
         "known-same-shape",
+        "known-default-stake-follows-the-setting",
         "known-subset-same-shape",
         "known-other-slots-refused",
         "known-other-stake-refused",
+        "known-default-vs-named-stake-refused",
         "unknown-slot-refused",
         "duplicate-slot-refused",
         "zero-stake-refused",
@@ -75,12 +81,16 @@ def test_admit(
 
 
 def test_a_restored_entry_drops_the_slots_the_gateway_no_longer_evaluates() -> None:
-    entry = bk.restore("reversion", ("BTC/5m", "SOL/5m"), 2.5, gateway_slots=GATEWAY)
+    entry = bk.restore(
+        "reversion", ("BTC/5m", "SOL/5m"), 2.5, gateway_slots=GATEWAY, default_stake=5.0
+    )
     assert (entry.slot_ids, entry.requested, entry.stake) == (
         ("BTC/5m",),
         ("BTC/5m", "SOL/5m"),
         2.5,
     )
+    default = bk.restore("momentum", (), None, gateway_slots=GATEWAY, default_stake=7.0)
+    assert (default.slot_ids, default.stake, default.asked_stake) == (MOM.slot_ids, 7.0, None)
 
 
 def test_routers_of_two_strategies_tag_their_records_and_share_seqs() -> None:
@@ -203,6 +213,9 @@ def test_a_schema_3_ledger_is_its_one_strategy_after_the_migration(tmp_path: Pat
         led.record_evaluation(_eval("reversion", "BTC/5m", 7, EvalOutcome.EXECUTED))
     with LedgerReader(path) as r:
         assert r.schema_version() == 4
+        # Its one strategy is its book: every slot, the default stake (so a restarted gateway
+        # schedules it, and its instances, naming neither, are admitted as before).
+        assert [(x.name, x.slot_ids, x.stake) for x in r.strategies()] == [("momentum", (), None)]
         assert [(e.strategy, e.seq) for e in r.evaluations()] == [
             ("momentum", 7),
             ("momentum", 8),

@@ -70,7 +70,7 @@ class BookRows(Protocol):
     """What the lanes write: the book's entries (``ledger.Ledger``)."""
 
     def record_strategy(
-        self, *, name: str, slot_ids: Sequence[str], stake: float, added_ms: int
+        self, *, name: str, slot_ids: Sequence[str], stake: float | None, added_ms: int
     ) -> None: ...
 
 
@@ -102,7 +102,13 @@ class Lanes:
         """The strategies a previous run served: scheduled again from the first tick, attached
         or not (a strategy nobody runs any more is missed, not forgotten)."""
         for row in rows:
-            entry = bk.restore(row.name, row.slot_ids, row.stake, gateway_slots=self._gateway_slots)
+            entry = bk.restore(
+                row.name,
+                row.slot_ids,
+                row.stake,
+                gateway_slots=self._gateway_slots,
+                default_stake=self._default_stake,
+            )
             self._add(entry)
             log.info(
                 "strategy restored into the book",
@@ -132,7 +138,7 @@ class Lanes:
             self._ledger.record_strategy(
                 name=result.name,
                 slot_ids=result.requested,
-                stake=result.stake,
+                stake=result.asked_stake,
                 added_ms=self._now_ms(),
             )
         except LedgerWriteError as exc:

@@ -258,12 +258,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE bets ADD COLUMN strategy TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE bets ADD COLUMN pricing TEXT NOT NULL DEFAULT ''",
         f"UPDATE bets SET strategy = {_FIRST_STRATEGY}",
+        # stake: as its instances ask (NULL: the gateway's venue.stake, whatever it is then).
         """CREATE TABLE strategies (
             name TEXT PRIMARY KEY,
             slots TEXT NOT NULL,
-            stake REAL NOT NULL,
+            stake REAL,
             added_ms INTEGER NOT NULL,
             run_id INTEGER) WITHOUT ROWID""",
+        # A pre-book gateway's one strategy is its book: every slot, the default stake.
+        """INSERT INTO strategies (name, slots, stake, added_ms, run_id)
+            SELECT strategy, '[]', NULL, t_ms, run_id FROM instance_events
+            ORDER BY id LIMIT 1""",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -917,7 +922,7 @@ class Ledger:
     # -- the book -----------------------------------------------------------------------------
 
     def record_strategy(
-        self, *, name: str, slot_ids: Sequence[str], stake: float, added_ms: int
+        self, *, name: str, slot_ids: Sequence[str], stake: float | None, added_ms: int
     ) -> None:
         """A strategy entered the book: written at once (like a run), so a gateway restarted
         right after still schedules it. Once per name; the first shape stays."""
@@ -947,7 +952,7 @@ class BookRow:
 
     name: str
     slot_ids: tuple[str, ...]  # as its instances name them; () = all the gateway's slots
-    stake: float
+    stake: float | None  # as its instances ask; None: the gateway's venue.stake
     added_ms: int
 
 

@@ -103,7 +103,7 @@ class StrategyRow:
     settled: int
     wins: int
     pnl: float
-    stake: float | None  # as the book has it (None: a ledger older than the book)
+    stake: float | None  # as its instances asked (None: the venue's default, or a pre-book ledger)
 
 
 @dataclass(frozen=True, slots=True)

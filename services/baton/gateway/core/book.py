@@ -31,7 +31,8 @@ class StrategyEntry:
     name: str
     requested: tuple[str, ...]  # the slot ids its instances name, sorted; () = all of them
     slots: tuple[Slot, ...]  # what that is on this gateway, in the gateway's slot order
-    stake: float
+    stake: float  # its stake per bet on this gateway
+    asked_stake: float | None = None  # the stake its instances name; None: the venue's default
 
     @property
     def slot_ids(self) -> tuple[str, ...]:
@@ -90,32 +91,50 @@ def admit(
         )
     if stake is not None and not (math.isfinite(stake) and stake > 0):
         return Refused(Refusal.BAD_STAKE, f"strategy {name!r}: stake must be > 0, got {stake}")
-    entry = _entry(name, slot_ids, default_stake if stake is None else stake, gateway_slots)
+    entry = _entry(name, slot_ids, stake, default_stake, gateway_slots)
     existing = known.get(name)
     if existing is None:
         return entry
-    if existing.requested != entry.requested or existing.stake != entry.stake:
+    # The shape is what the instances ask for, not what it comes to here: a strategy that
+    # names no stake keeps following venue.stake when the gateway's setting changes.
+    if existing.requested != entry.requested or existing.asked_stake != entry.asked_stake:
         return Refused(
             Refusal.SHAPE_CHANGED,
-            f"strategy {name!r} is in the book with {len(existing.slots)} slots and stake "
-            f"{existing.stake:g}; this instance asks for {len(entry.slots)} slots and stake "
-            f"{entry.stake:g}. Instances of one strategy share one shape: give the new shape "
-            "a new strategy name",
+            f"strategy {name!r} is in the book with {_shape(existing)}; this instance asks for "
+            f"{_shape(entry)}. Instances of one strategy share one shape: give the new shape a "
+            "new strategy name",
         )
     return existing
 
 
 def restore(
-    name: str, slot_ids: Sequence[str], stake: float, *, gateway_slots: Sequence[Slot]
+    name: str,
+    slot_ids: Sequence[str],
+    stake: float | None,
+    *,
+    gateway_slots: Sequence[Slot],
+    default_stake: float,
 ) -> StrategyEntry:
-    """A book entry as the ledger kept it, on a gateway whose slots may have changed since:
-    the slots it no longer evaluates are left out (their ticks are no longer scheduled)."""
-    return _entry(name, slot_ids, stake, gateway_slots)
+    """A book entry as the ledger kept it (``stake`` as its instances asked: None for the
+    venue's default), on a gateway whose slots or default stake may have changed since: the
+    slots it no longer evaluates are left out (their ticks are no longer scheduled)."""
+    return _entry(name, slot_ids, stake, default_stake, gateway_slots)
 
 
 def _entry(
-    name: str, slot_ids: Sequence[str], stake: float, gateway_slots: Sequence[Slot]
+    name: str,
+    slot_ids: Sequence[str],
+    stake: float | None,
+    default_stake: float,
+    gateway_slots: Sequence[Slot],
 ) -> StrategyEntry:
     wanted = set(slot_ids)
     slots = tuple(s for s in gateway_slots if not wanted or s.slot_id in wanted)
-    return StrategyEntry(name, tuple(sorted(wanted)), slots, stake)
+    resolved = default_stake if stake is None else stake
+    return StrategyEntry(name, tuple(sorted(wanted)), slots, resolved, stake)
+
+
+def _shape(e: StrategyEntry) -> str:
+    slots = f"slots {', '.join(e.requested)}" if e.requested else "every slot"
+    stake = "the default stake" if e.asked_stake is None else f"stake {e.asked_stake:g}"
+    return f"{slots} and {stake}"
