@@ -131,10 +131,14 @@ class HandoffFacts:
 
 @dataclass(frozen=True)
 class GatewayFacts:
+    """The gateway as one strategy's rollout sees it. A gateway serves a book of strategies:
+    ``epoch`` and ``active_instance`` are this SV's strategy's own (``facts.standing_of``), never
+    another strategy's; ``instances`` are every attached instance (found by pod name)."""
+
     reachable: bool = True
     error: str = ""
-    epoch: int = 0
-    active_instance: str = ""
+    epoch: int = 0  # the strategy's epoch
+    active_instance: str = ""  # the strategy's ACTIVE instance, "" when none
     instances: tuple[InstanceFacts, ...] = ()
     handoff: HandoffFacts | None = None  # the one ``Progress.handoff.handoff_id`` names
     handoff_missing: bool = False  # that id is unknown to the gateway (it restarted)

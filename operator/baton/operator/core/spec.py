@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from baton.model import HandoffPolicy
+from baton.model import SLOT_ID_HINT, HandoffPolicy, check_slot_ids, is_slot_id
 
 GROUP = "baton.dev"
 VERSION = "v1alpha1"
@@ -110,6 +111,15 @@ class StrategyVersionSpec:
     handoff: HandoffSpec = HandoffSpec()
     startup: StartupSpec = StartupSpec()
     deletion_policy: DeletionPolicy = DeletionPolicy.PROTECT
+    # The strategy's part of the gateway's book, sent in its Hello: the slot ids it evaluates
+    # (empty: every slot of the gateway) and its stake per bet (None: the gateway's venue.stake).
+    slots: tuple[str, ...] = ()
+    stake: float | None = None
+
+
+#: Bounds the CRD states again (``spec.slots``' maxItems, ``spec.stake``'s maximum).
+MAX_SLOTS = 20_000  # the gateway's own limit of slots (gateway.config.MAX_SLOTS)
+MAX_STAKE = 1_000_000.0
 
 
 def _str(raw: Mapping[str, Any], key: str, path: str, *, max_len: int) -> str:
@@ -225,6 +235,34 @@ def _quantity(value: Any, path: str) -> str:
     raise SpecError(f"{path}: {value!r} {QUANTITY_HINT}")
 
 
+def _slots(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError(f"spec.slots: must be a list of slot ids, got {type(raw).__name__}")
+    if len(raw) > MAX_SLOTS:
+        raise SpecError(f"spec.slots: more than {MAX_SLOTS} slots")
+    for i, value in enumerate(raw):
+        if not is_slot_id(value):
+            raise SpecError(f"spec.slots[{i}]: {value!r} {SLOT_ID_HINT}")
+    try:
+        return check_slot_ids(raw)
+    except ValueError as exc:  # only a repeated one is left
+        raise SpecError(f"spec.slots: {exc}") from None
+
+
+def _stake(raw: Any) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise SpecError(f"spec.stake: must be a number, got {raw!r}")
+    if raw <= 0:
+        raise SpecError(f"spec.stake: must be > 0, got {raw}")
+    if raw > MAX_STAKE:
+        raise SpecError(f"spec.stake: must be <= {MAX_STAKE:g}, got {raw}")
+    return float(raw)
+
+
 def parse_spec(raw: Mapping[str, Any]) -> StrategyVersionSpec:
     """Validate ``.spec`` of a StrategyVersion; raise ``SpecError`` naming the bad field."""
     p = "spec"
@@ -257,4 +295,6 @@ def parse_spec(raw: Mapping[str, Any]) -> StrategyVersionSpec:
             max_restarts=_int(startup, "maxRestarts", "spec.startup", 2, minimum=0),
         ),
         deletion_policy=_enum(DeletionPolicy, raw, "deletionPolicy", p, DeletionPolicy.PROTECT),
+        slots=_slots(raw.get("slots")),
+        stake=_stake(raw.get("stake")),
     )
