@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from baton.control import ControlClient
+from baton.v1 import control_pb2 as ctl
 from tests.e2e.stack import V1, V2, Stack, StartStack, eventually, presence_kept, sv_yaml
 from tests.procs import SLOTS, evaluations, not_executed, run_ticks
 
@@ -167,3 +169,79 @@ async def test_deleting_the_active_version_is_refused_until_a_successor_takes_ov
     await eventually(gone, timeout_s=60, what="mom-v1 deleted after v2 took over")
     await s.pod_gone(v1["status"]["pod"])
     await presence_kept(s, 6)
+
+
+# -- a book of strategies on one gateway ------------------------------------------------------
+
+REVERSION = "baton.strategy.examples.reversion_v1:ReversionV1"
+REVERSION_SLOTS = ["BTC/5m", "ETH/5m", "SOL/15m"]  # a subset of the gateway's 16
+REVERSION_STAKE = 2.0
+
+
+async def book(s: Stack) -> dict[str, ctl.StrategyStatus]:
+    """The gateway's strategies, by name, as its control API reports them."""
+    async with ControlClient(s.gateway.ready["grpc_addr"], timeout_s=5) as control:
+        listing = await control.list_instances()
+    assert not listing.active_instance_id, "several strategies: the top level is unset"
+    return {entry.name: entry for entry in listing.strategies}
+
+
+async def test_two_strategies_roll_out_at_once_and_hand_off_independently(stack: Stack) -> None:
+    """momentum and reversion applied together both go live on one gateway, each its own
+    strategy's ACTIVE instance with its own slots and stake; then momentum v2 hands off from v1
+    while reversion keeps its instance and epoch."""
+    s = stack
+    s.apply(sv_yaml("mom-v1", "v1", V1))
+    s.apply(
+        sv_yaml(
+            "rev-v1",
+            "v1",
+            REVERSION,
+            strategy="reversion",
+            extra={"slots": REVERSION_SLOTS, "stake": REVERSION_STAKE},
+        )
+    )
+    mom = await s.wait_phase("mom-v1", "Active", "Failed")
+    rev = await s.wait_phase("rev-v1", "Active", "Failed")
+    for sv in (mom, rev):
+        assert sv["status"]["phase"] == "Active", sv["status"]["message"]
+        assert sv["status"]["active"] is True
+    strategies = await book(s)
+    assert set(strategies) == {"momentum", "reversion"}
+    momentum, reversion = strategies["momentum"], strategies["reversion"]
+    assert momentum.active_instance_id == mom["status"]["instanceId"] != ""
+    assert reversion.active_instance_id == rev["status"]["instanceId"] != ""
+    assert sorted(reversion.slot_ids) == sorted(REVERSION_SLOTS)
+    assert reversion.stake == REVERSION_STAKE
+    assert len(momentum.slot_ids) == SLOTS  # none chosen: every slot of the gateway
+    assert momentum.stake != REVERSION_STAKE  # the gateway's venue.stake
+    # Each version's status carries its own strategy's epoch.
+    assert (mom["status"]["epoch"], rev["status"]["epoch"]) == (momentum.epoch, reversion.epoch)
+    await run_ticks(s.ledger, 2)
+
+    s.apply(sv_yaml("mom-v2", "v2", V2))
+    v2 = await s.wait_phase("mom-v2", "Active", "Failed")
+    assert v2["status"]["phase"] == "Active", v2["status"]["message"]
+    handoff = v2["status"]["handoff"]
+    assert (handoff["fromVersion"], handoff["missed"]) == ("v1", 0)
+    assert handoff["exportDigest"] == handoff["importDigest"] != ""
+    await s.wait_phase("mom-v1", "Retired")
+    await s.pod_gone(mom["status"]["pod"])
+
+    # reversion never moved: the same instance, ACTIVE, at the same epoch.
+    after = await book(s)
+    assert after["reversion"].active_instance_id == reversion.active_instance_id
+    assert after["reversion"].epoch == reversion.epoch
+    assert not after["reversion"].HasField("current_handoff")
+    assert after["momentum"].active_instance_id == v2["status"]["instanceId"]
+    assert after["momentum"].epoch == momentum.epoch + 1
+    rev_now = await s.wait_phase("rev-v1", "Active")
+    assert rev_now["status"]["active"] is True
+    assert rev_now["status"]["instanceId"] == rev["status"]["instanceId"]
+    assert [r for _, r, _ in s.events("rev-v1")] == ["Starting", "Activated"]
+
+    rows = {line.split()[0]: line.split() for line in s.kubectl("get", "sv").splitlines()}
+    assert rows["mom-v1"][1:5] == ["momentum", "v1", "Retired", "false"]
+    assert rows["mom-v2"][1:5] == ["momentum", "v2", "Active", "true"]
+    assert rows["rev-v1"][1:5] == ["reversion", "v1", "Active", "true"]
+    await presence_kept(s, 3)

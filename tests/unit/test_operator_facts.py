@@ -147,6 +147,30 @@ def test_sibling() -> None:
     assert (s.name, s.created, s.phase, s.instance_id) == ("v3", NOW, Phase.HANDING_OFF, "i-3")
 
 
+SV_SPEC = {
+    "strategy": "reversion",
+    "version": "v1",
+    "image": "baton:dev",
+    "entrypoint": "baton.strategy.examples.reversion_v1:ReversionV1",
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "slots"),
+    [
+        pytest.param(SV_SPEC, (), id="none-chosen-all-slots"),
+        pytest.param({**SV_SPEC, "slots": ["ETH/5m", "BTC/5m"]}, ("ETH/5m", "BTC/5m"), id="chosen"),
+        pytest.param({**SV_SPEC, "slots": ["eth/5m"]}, None, id="unreadable-slots"),
+        pytest.param({**SV_SPEC, "image": None}, None, id="unreadable-spec"),
+        pytest.param(None, None, id="no-spec"),
+    ],
+)
+def test_a_siblings_slots(spec: dict[str, Any] | None, slots: tuple[str, ...] | None) -> None:
+    """What the rollout compares a new version's slots with (None: nothing to compare)."""
+    obj = {"metadata": {"name": "rev-v1"}, "spec": spec, "status": {"phase": "Active"}}
+    assert sibling_from_object(obj).slots == slots
+
+
 # -- the gateway's book: each strategy's own epoch and ACTIVE instance ------------------------
 
 MOMENTUM = ctl.StrategyStatus(name="momentum", epoch=4, active_instance_id="i-mom")

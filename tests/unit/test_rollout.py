@@ -147,6 +147,61 @@ CASES = [
     ),
     pytest.param(
         Case(
+            observed(
+                spec=replace(SPEC, slots=("BTC/5m",)), siblings=(replace(V1, slots=("ETH/5m",)),)
+            ),
+            Phase.FAILED,
+            (Event,),
+            "spec.slots (BTC/5m) differ from those of mom-v1, the running version of momentum "
+            "(ETH/5m)",
+        ),
+        id="pending-slots-unlike-the-running-versions-fails-before-a-pod",
+    ),
+    pytest.param(
+        Case(
+            observed(spec=replace(SPEC, slots=("BTC/5m",)), siblings=(replace(V1, slots=()),)),
+            Phase.FAILED,
+            (Event,),
+            "(BTC/5m) differ from those of mom-v1, the running version of momentum (all the "
+            "gateway's slots)",
+        ),
+        id="pending-a-subset-of-all-slots-fails",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                spec=replace(SPEC, slots=("ETH/5m", "BTC/5m")),
+                siblings=(replace(V1, slots=("BTC/5m", "ETH/5m")),),
+            ),
+            Phase.STARTING,
+            (CreatePod, Event),
+        ),
+        id="pending-same-slots-in-another-order-starts",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                spec=replace(SPEC, slots=("BTC/5m",), stake=1.0),
+                siblings=(replace(V1, slots=("BTC/5m",)),),
+            ),
+            Phase.STARTING,
+            (CreatePod, Event),
+        ),
+        id="pending-same-slots-another-stake-starts",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                spec=replace(SPEC, slots=("BTC/5m",)),
+                siblings=(replace(V1, phase=Phase.RETIRED, slots=("ETH/5m",)),),
+            ),
+            Phase.STARTING,
+            (CreatePod, Event),
+        ),
+        id="pending-only-the-running-versions-slots-count",
+    ),
+    pytest.param(
+        Case(
             observed(spec=SpecError("spec.entrypoint: 'x' must be MODULE:CLASS")),
             Phase.FAILED,
             (Event,),

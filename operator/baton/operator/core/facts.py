@@ -19,6 +19,7 @@ from baton.operator.core.rollout import (
     Sibling,
     conditions,
 )
+from baton.operator.core.spec import SpecError, parse_spec
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,16 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
     )
 
 
+def _slots_of(spec: object) -> tuple[str, ...] | None:
+    """A sibling's ``spec.slots`` (``()``: all of them), or None when its spec cannot be read."""
+    if not isinstance(spec, Mapping):
+        return None
+    try:
+        return parse_spec(spec).slots
+    except SpecError:
+        return None
+
+
 def sibling_from_object(obj: Mapping[str, Any]) -> Sibling:
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
@@ -245,4 +256,5 @@ def sibling_from_object(obj: Mapping[str, Any]) -> Sibling:
         created=parse_time(meta.get("creationTimestamp")) or 0.0,
         phase=_phase(status.get("phase")),
         instance_id=_str(status.get("instanceId")),
+        slots=_slots_of(obj.get("spec")),
     )

@@ -159,6 +159,7 @@ class Sibling:
     created: float
     phase: Phase | None
     instance_id: str = ""
+    slots: tuple[str, ...] | None = None  # its spec.slots; None when its spec cannot be read
 
 
 @dataclass(frozen=True)
@@ -346,10 +347,34 @@ def _supersede(o: Observed, by: Sibling) -> Decision:
     )
 
 
+def _shown(slots: tuple[str, ...]) -> str:
+    return ",".join(slots) if slots else "all the gateway's slots"
+
+
+def _slots_differ(o: Observed, spec: StrategyVersionSpec) -> Decision | None:
+    """A version whose slots are not its running version's: the gateway would refuse its pod's
+    attach (every instance of a strategy evaluates the same slots; a handoff moves state, not
+    the book's shape), so fail it before a pod is made, saying why. Compared as sets."""
+    for s in o.siblings:
+        if s.phase is Phase.ACTIVE and s.slots is not None and set(s.slots) != set(spec.slots):
+            return _fail(
+                o,
+                f"spec.slots ({_shown(spec.slots)}) differ from those of {s.name}, the running "
+                f"version of {spec.strategy} ({_shown(s.slots)}): every version of a strategy "
+                "evaluates the same slots; apply this version with the same slots, or run the "
+                "new selection as another strategy. The running version is untouched",
+                reason="SlotsDiffer",
+            )
+    return None
+
+
 def _pending(o: Observed, spec: StrategyVersionSpec) -> Decision:
     newer = _newer_live(o)
     if newer is not None:
         return _supersede(o, newer)
+    refused = _slots_differ(o, spec)
+    if refused is not None:
+        return refused
     pod = pod_name_for(o.name, o.uid)
     return _move(
         o,
