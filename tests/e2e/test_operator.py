@@ -245,3 +245,47 @@ async def test_two_strategies_roll_out_at_once_and_hand_off_independently(stack:
     assert rows["mom-v2"][1:5] == ["momentum", "v2", "Active", "true"]
     assert rows["rev-v1"][1:5] == ["reversion", "v1", "Active", "true"]
     await presence_kept(s, 3)
+
+
+async def test_handoffs_of_two_strategies_run_in_parallel(stack: Stack) -> None:
+    """Nothing orders rollouts of different strategies: momentum v1 -> v2 and a retuned
+    reversion (v1 -> v1 with another threshold) applied together both hand off, each moving its
+    own strategy's epoch, and both predecessors retire."""
+    s = stack
+    rev_spec = {"slots": REVERSION_SLOTS, "stake": REVERSION_STAKE}
+    s.apply(sv_yaml("mom-v1", "v1", V1))
+    s.apply(sv_yaml("rev-v1", "v1", REVERSION, strategy="reversion", extra=rev_spec))
+    for name in ("mom-v1", "rev-v1"):
+        sv = await s.wait_phase(name, "Active", "Failed")
+        assert sv["status"]["phase"] == "Active", sv["status"]["message"]
+    before = await book(s)
+    await run_ticks(s.ledger, 2)
+
+    # Long enough a shadow that the two handoffs overlap, whichever starts first.
+    s.apply(sv_yaml("mom-v2", "v2", V2, handoff={"shadowTicks": 3}))
+    s.apply(
+        sv_yaml(
+            "rev-v1-tuned",
+            "v1",
+            REVERSION,
+            strategy="reversion",
+            handoff={"shadowTicks": 3},
+            extra={**rev_spec, "config": {"threshold": 1.5}},
+        )
+    )
+
+    async def both_handing_off() -> bool:
+        return {await s.phase("mom-v2"), await s.phase("rev-v1-tuned")} == {"HandingOff"}
+
+    await eventually(both_handing_off, timeout_s=60, what="both handoffs running at once")
+    for name in ("mom-v2", "rev-v1-tuned"):
+        sv = await s.wait_phase(name, "Active", "Failed")
+        assert sv["status"]["phase"] == "Active", sv["status"]["message"]
+        assert sv["status"]["handoff"]["missed"] == 0
+    for name in ("mom-v1", "rev-v1"):
+        await s.wait_phase(name, "Retired")
+    after = await book(s)
+    for strategy in ("momentum", "reversion"):
+        assert after[strategy].epoch == before[strategy].epoch + 1, strategy
+    assert sorted(after["reversion"].slot_ids) == sorted(REVERSION_SLOTS)
+    await presence_kept(s, 3)
