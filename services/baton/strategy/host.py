@@ -385,7 +385,7 @@ class StrategyHost:
             extra={
                 "gateway": self.gateway,
                 "pod_name": self.pod_name,
-                "slots": list(self.slots) or "all",
+                "slots": len(self.slots) or "all",  # a count: a selection can be thousands
                 "stake": self.stake,
             },
         )
