@@ -7,19 +7,15 @@ from typing import Any
 import pytest
 
 from baton.operator.core.facts import (
-    BookEntry,
-    Standing,
     format_time,
     parse_time,
     pod_facts,
     progress_from_status,
     sibling_from_object,
-    standing_of,
     status_from_progress,
 )
 from baton.operator.core.rollout import HandoffFigures, Phase, PodFacts, Progress
-from baton.operator.observe import book_of
-from baton.v1 import control_pb2 as ctl
+from baton.operator.core.spec import BookShape
 
 NOW = 1_795_000_000.0
 
@@ -156,85 +152,20 @@ SV_SPEC = {
 
 
 @pytest.mark.parametrize(
-    ("spec", "slots"),
+    ("spec", "shape"),
     [
-        pytest.param(SV_SPEC, (), id="none-chosen-all-slots"),
-        pytest.param({**SV_SPEC, "slots": ["ETH/5m", "BTC/5m"]}, ("ETH/5m", "BTC/5m"), id="chosen"),
+        pytest.param(SV_SPEC, BookShape(), id="none-chosen-all-slots-gateway-stake"),
+        pytest.param(
+            {**SV_SPEC, "slots": ["ETH/5m", "BTC/5m"], "stake": 2},
+            BookShape(("ETH/5m", "BTC/5m"), 2.0),
+            id="chosen",
+        ),
         pytest.param({**SV_SPEC, "slots": ["eth/5m"]}, None, id="unreadable-slots"),
         pytest.param({**SV_SPEC, "image": None}, None, id="unreadable-spec"),
         pytest.param(None, None, id="no-spec"),
     ],
 )
-def test_a_siblings_slots(spec: dict[str, Any] | None, slots: tuple[str, ...] | None) -> None:
-    """What the rollout compares a new version's slots with (None: nothing to compare)."""
+def test_a_siblings_shape(spec: dict[str, Any] | None, shape: BookShape | None) -> None:
+    """What the rollout compares a new version's slots and stake with (None: nothing)."""
     obj = {"metadata": {"name": "rev-v1"}, "spec": spec, "status": {"phase": "Active"}}
-    assert sibling_from_object(obj).slots == slots
-
-
-# -- the gateway's book: each strategy's own epoch and ACTIVE instance ------------------------
-
-MOMENTUM = ctl.StrategyStatus(name="momentum", epoch=4, active_instance_id="i-mom")
-REVERSION = ctl.StrategyStatus(name="reversion", epoch=1, active_instance_id="i-rev")
-
-
-def one(*strategies: ctl.StrategyStatus) -> ctl.ListInstancesResponse:
-    """A listing with the top level set, as a gateway serving exactly one strategy sends it."""
-    return ctl.ListInstancesResponse(epoch=4, active_instance_id="i-mom", strategies=strategies)
-
-
-@pytest.mark.parametrize(
-    ("listing", "strategy", "expected"),
-    [
-        pytest.param(
-            one(), "momentum", Standing(4, "i-mom"),
-            id="older-gateway-no-book-reads-the-top-level",
-        ),
-        pytest.param(
-            one(MOMENTUM), "momentum",
-            Standing(4, "i-mom"), id="one-strategy-its-entry",
-        ),
-        pytest.param(
-            ctl.ListInstancesResponse(strategies=[MOMENTUM, REVERSION]), "reversion",
-            Standing(1, "i-rev"), id="two-strategies-the-second",
-        ),
-        pytest.param(
-            ctl.ListInstancesResponse(strategies=[MOMENTUM, REVERSION]), "momentum",
-            Standing(4, "i-mom"), id="two-strategies-the-first",
-        ),
-        pytest.param(
-            one(MOMENTUM), "reversion", Standing(),
-            id="first-version-of-a-new-strategy-not-the-others-top-level",
-        ),
-        pytest.param(
-            ctl.ListInstancesResponse(
-                strategies=[MOMENTUM, ctl.StrategyStatus(name="reversion", epoch=2)]
-            ),
-            "reversion", Standing(2, ""), id="its-entry-with-nobody-active",
-        ),
-        pytest.param(
-            ctl.ListInstancesResponse(strategies=[MOMENTUM]), None, Standing(),
-            id="unreadable-spec-no-strategy",
-        ),
-        pytest.param(ctl.ListInstancesResponse(), "momentum", Standing(), id="empty-gateway"),
-    ],
-)  # fmt: skip
-def test_a_strategy_reads_its_own_standing(
-    listing: ctl.ListInstancesResponse, strategy: str | None, expected: Standing
-) -> None:
-    """From the gateway's ListInstances answer as it comes off the wire (observe.book_of), to
-    the epoch and ACTIVE instance the rollout machine gets (standing_of)."""
-    got = standing_of(
-        strategy,
-        book_of(listing),
-        epoch=listing.epoch,
-        active_instance=listing.active_instance_id,
-    )
-    assert got == expected
-
-
-def test_book_entries_keep_the_gateways_order_and_fields() -> None:
-    listing = ctl.ListInstancesResponse(strategies=[REVERSION, MOMENTUM])
-    assert book_of(listing) == (
-        BookEntry("reversion", 1, "i-rev"),
-        BookEntry("momentum", 4, "i-mom"),
-    )
+    assert sibling_from_object(obj).shape == shape

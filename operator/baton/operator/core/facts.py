@@ -19,7 +19,7 @@ from baton.operator.core.rollout import (
     Sibling,
     conditions,
 )
-from baton.operator.core.spec import SpecError, parse_spec
+from baton.operator.core.spec import BookShape, SpecError, parse_spec
 
 
 @dataclass(frozen=True)
@@ -238,12 +238,12 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
     )
 
 
-def _slots_of(spec: object) -> tuple[str, ...] | None:
-    """A sibling's ``spec.slots`` (``()``: all of them), or None when its spec cannot be read."""
+def _shape_of(spec: object) -> BookShape | None:
+    """A sibling's slots and stake, or None when its spec cannot be read."""
     if not isinstance(spec, Mapping):
         return None
     try:
-        return parse_spec(spec).slots
+        return parse_spec(spec).shape
     except SpecError:
         return None
 
@@ -256,5 +256,5 @@ def sibling_from_object(obj: Mapping[str, Any]) -> Sibling:
         created=parse_time(meta.get("creationTimestamp")) or 0.0,
         phase=_phase(status.get("phase")),
         instance_id=_str(status.get("instanceId")),
-        slots=_slots_of(obj.get("spec")),
+        shape=_shape_of(obj.get("spec")),
     )

@@ -25,7 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from baton.model import HandoffPhase, HandoffStatus, Role
-from baton.operator.core.spec import DeletionPolicy, HandoffSpec, SpecError, StrategyVersionSpec
+from baton.operator.core.spec import (
+    BookShape,
+    DeletionPolicy,
+    HandoffSpec,
+    SpecError,
+    StrategyVersionSpec,
+)
 
 
 class Phase(enum.Enum):
@@ -159,7 +165,7 @@ class Sibling:
     created: float
     phase: Phase | None
     instance_id: str = ""
-    slots: tuple[str, ...] | None = None  # its spec.slots; None when its spec cannot be read
+    shape: BookShape | None = None  # its spec's slots and stake; None when it cannot be read
 
 
 @dataclass(frozen=True)
@@ -347,23 +353,23 @@ def _supersede(o: Observed, by: Sibling) -> Decision:
     )
 
 
-def _shown(slots: tuple[str, ...]) -> str:
-    return ",".join(slots) if slots else "all the gateway's slots"
-
-
-def _slots_differ(o: Observed, spec: StrategyVersionSpec) -> Decision | None:
-    """A version whose slots are not its running version's: the gateway would refuse its pod's
-    attach (every instance of a strategy evaluates the same slots; a handoff moves state, not
-    the book's shape), so fail it before a pod is made, saying why. Compared as sets."""
+def _shape_differs(o: Observed, spec: StrategyVersionSpec) -> Decision | None:
+    """A version asking for another shape of the book (slots, stake) than its strategy's
+    running version: the gateway would refuse its pod's attach (every instance of a strategy
+    shares one shape; a handoff moves state, not the book's shape), and the pod would only
+    crash-loop. Fail it before a pod is made, saying why."""
     for s in o.siblings:
-        if s.phase is Phase.ACTIVE and s.slots is not None and set(s.slots) != set(spec.slots):
+        if s.phase is not Phase.ACTIVE or s.shape is None:
+            continue
+        why = spec.shape.unlike(s.shape)
+        if why:
             return _fail(
                 o,
-                f"spec.slots ({_shown(spec.slots)}) differ from those of {s.name}, the running "
-                f"version of {spec.strategy} ({_shown(s.slots)}): every version of a strategy "
-                "evaluates the same slots; apply this version with the same slots, or run the "
-                "new selection as another strategy. The running version is untouched",
-                reason="SlotsDiffer",
+                f"spec asks for {why}, another shape than {s.name}, the running version of "
+                f"{spec.strategy}: every version of a strategy evaluates the same slots with "
+                "the same stake; apply this version with the running one's, or run the new "
+                "shape as another strategy. The running version is untouched",
+                reason="ShapeDiffers",
             )
     return None
 
@@ -372,7 +378,7 @@ def _pending(o: Observed, spec: StrategyVersionSpec) -> Decision:
     newer = _newer_live(o)
     if newer is not None:
         return _supersede(o, newer)
-    refused = _slots_differ(o, spec)
+    refused = _shape_differs(o, spec)
     if refused is not None:
         return refused
     pod = pod_name_for(o.name, o.uid)

@@ -100,6 +100,31 @@ class StartupSpec:
 
 
 @dataclass(frozen=True)
+class BookShape:
+    """A strategy's part of the gateway's book: the slot ids it evaluates (empty: every slot of
+    the gateway) and its stake per bet (None: the gateway's venue.stake). Every instance of a
+    strategy must ask for the same; the gateway refuses another one."""
+
+    slots: tuple[str, ...] = ()
+    stake: float | None = None
+
+    def unlike(self, running: BookShape) -> str:
+        """Why an instance of this shape cannot join a strategy running with ``running`` ("" if
+        it can). Slots compare as sets, as the gateway compares them. A stake left unset is the
+        gateway's venue.stake, unknown here: it is compared only when both are set."""
+        why = []
+        if set(self.slots) != set(running.slots):
+            why.append(f"slots {_shown(self.slots)} (running: {_shown(running.slots)})")
+        if self.stake is not None and running.stake is not None and self.stake != running.stake:
+            why.append(f"stake {self.stake:g} (running: {running.stake:g})")
+        return " and ".join(why)
+
+
+def _shown(slots: tuple[str, ...]) -> str:
+    return ",".join(slots) if slots else "all the gateway's"
+
+
+@dataclass(frozen=True)
 class StrategyVersionSpec:
     strategy: str
     version: str
@@ -115,6 +140,10 @@ class StrategyVersionSpec:
     # (empty: every slot of the gateway) and its stake per bet (None: the gateway's venue.stake).
     slots: tuple[str, ...] = ()
     stake: float | None = None
+
+    @property
+    def shape(self) -> BookShape:
+        return BookShape(self.slots, self.stake)
 
 
 #: Bounds the CRD states again (``spec.slots``' maxItems, ``spec.stake``'s maximum).
