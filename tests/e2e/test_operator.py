@@ -14,7 +14,16 @@ import pytest
 from baton.control import ControlClient
 from baton.v1 import control_pb2 as ctl
 from tests.e2e.stack import V1, V2, Stack, StartStack, eventually, presence_kept, sv_yaml
-from tests.procs import SLOTS, evaluations, not_executed, run_ticks
+from tests.procs import (
+    CADENCE_S,
+    SLOTS,
+    count,
+    evaluations,
+    not_executed,
+    query,
+    run_ticks,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -178,6 +187,47 @@ REVERSION_SLOTS = ["BTC/5m", "ETH/5m", "SOL/15m"]  # a subset of the gateway's 1
 REVERSION_STAKE = 2.0
 
 
+def executed(s: Stack, strategy: str) -> int:
+    sql = "SELECT count(*) FROM evaluations WHERE strategy = ? AND outcome = 'executed'"
+    return count(s.ledger, sql, strategy)
+
+
+async def ticks_of(s: Stack, strategy: str, slots: int, ticks: int) -> None:
+    """``ticks`` more ticks of ``strategy``'s ``slots`` executed (bounded)."""
+    target = executed(s, strategy) + ticks * slots
+    await wait_until(
+        lambda: executed(s, strategy) >= target,
+        timeout_s=ticks * CADENCE_S + 20,
+        what=f"{ticks} more executed ticks of {strategy}",
+    )
+
+
+async def book_presence_kept(s: Stack, slots: dict[str, int], ticks: int) -> None:
+    """A few more ticks of every strategy, then stop the gateway (its last tick flushed) and
+    read the record strategy by strategy: each evaluated its own slots, every scheduled
+    evaluation is there (per slot, seqs contiguous from the strategy's first tick), and each
+    was executed by that strategy's ACTIVE version."""
+    for strategy, n in slots.items():
+        await ticks_of(s, strategy, n, ticks)
+    assert await s.gateway.stop() == 0
+    for strategy, n in slots.items():
+        seqs: dict[str, list[int]] = {}
+        rows = query(
+            s.ledger,
+            "SELECT slot_id, seq FROM evaluations WHERE strategy = ? ORDER BY slot_id, seq",
+            strategy,
+        )
+        for slot_id, seq in rows:
+            seqs.setdefault(slot_id, []).append(seq)
+        assert len(seqs) == n, (strategy, sorted(seqs))
+        for slot_id, values in seqs.items():
+            assert values == list(range(values[0], values[0] + len(values))), (strategy, slot_id)
+    outcomes = query(s.ledger, "SELECT strategy, outcome, count(*) FROM evaluations GROUP BY 1, 2")
+    assert {(strategy, outcome) for strategy, outcome, _ in outcomes} == {
+        (strategy, "executed") for strategy in slots
+    }, outcomes
+
+
 async def book(s: Stack) -> dict[str, ctl.StrategyStatus]:
     """The gateway's strategies, by name, as its control API reports them."""
     async with ControlClient(s.gateway.ready["grpc_addr"], timeout_s=5) as control:
@@ -217,7 +267,8 @@ async def test_two_strategies_roll_out_at_once_and_hand_off_independently(stack:
     assert momentum.stake != REVERSION_STAKE  # the gateway's venue.stake
     # Each version's status carries its own strategy's epoch.
     assert (mom["status"]["epoch"], rev["status"]["epoch"]) == (momentum.epoch, reversion.epoch)
-    await run_ticks(s.ledger, 2)
+    await ticks_of(s, "momentum", SLOTS, 2)
+    await ticks_of(s, "reversion", len(REVERSION_SLOTS), 2)
 
     s.apply(sv_yaml("mom-v2", "v2", V2))
     v2 = await s.wait_phase("mom-v2", "Active", "Failed")
@@ -244,7 +295,7 @@ async def test_two_strategies_roll_out_at_once_and_hand_off_independently(stack:
     assert rows["mom-v1"][1:5] == ["momentum", "v1", "Retired", "false"]
     assert rows["mom-v2"][1:5] == ["momentum", "v2", "Active", "true"]
     assert rows["rev-v1"][1:5] == ["reversion", "v1", "Active", "true"]
-    await presence_kept(s, 3)
+    await book_presence_kept(s, {"momentum": SLOTS, "reversion": len(REVERSION_SLOTS)}, 3)
 
 
 async def test_handoffs_of_two_strategies_run_in_parallel(stack: Stack) -> None:
@@ -259,7 +310,8 @@ async def test_handoffs_of_two_strategies_run_in_parallel(stack: Stack) -> None:
         sv = await s.wait_phase(name, "Active", "Failed")
         assert sv["status"]["phase"] == "Active", sv["status"]["message"]
     before = await book(s)
-    await run_ticks(s.ledger, 2)
+    await ticks_of(s, "momentum", SLOTS, 2)
+    await ticks_of(s, "reversion", len(REVERSION_SLOTS), 2)
 
     # Long enough a shadow that the two handoffs overlap, whichever starts first.
     s.apply(sv_yaml("mom-v2", "v2", V2, handoff={"shadowTicks": 3}))
@@ -288,4 +340,4 @@ async def test_handoffs_of_two_strategies_run_in_parallel(stack: Stack) -> None:
     for strategy in ("momentum", "reversion"):
         assert after[strategy].epoch == before[strategy].epoch + 1, strategy
     assert sorted(after["reversion"].slot_ids) == sorted(REVERSION_SLOTS)
-    await presence_kept(s, 3)
+    await book_presence_kept(s, {"momentum": SLOTS, "reversion": len(REVERSION_SLOTS)}, 3)
