@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from baton.gateway import config as gateway_config
 from baton.model import SLOT_ID_PATTERN
 from baton.operator.core.pods import PodSettings, pod_manifest
 from baton.operator.core.spec import (
@@ -315,6 +316,7 @@ def test_the_crd_states_the_same_limits() -> None:
     """The schema's bounds of spec.slots and spec.stake are the code's (and its pattern is the
     model's slot-id shape), so the CRD and parse_spec refuse the same specs."""
     props = crd_spec_schema()["properties"]
+    assert MAX_SLOTS == gateway_config.MAX_SLOTS  # no more than a gateway can have
     assert props["slots"]["maxItems"] == MAX_SLOTS
     assert props["slots"]["x-kubernetes-list-type"] == "set"  # unique items
     assert props["slots"]["items"]["pattern"] == SLOT_ID_PATTERN

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from baton.model import SLOT_ID_PATTERN, Slot, _slot_ids, check_slot_ids, is_slot_id
+from baton.gateway.config import REFERENCE_TIMEFRAMES, reference_markets
+from baton.model import SLOT_ID_PATTERN, Slot, _slot_ids, check_slot_ids, is_slot_id, make_slots
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,9 @@ def test_a_slot_listed_twice_is_refused() -> None:
 
 
 def test_every_slot_a_gateway_makes_has_the_shape() -> None:
+    """The reference gateway's 16 slots (and a few more timeframes) are all valid slot ids."""
+    slots = make_slots(reference_markets(), (*REFERENCE_TIMEFRAMES, "1s", "4h", "1d"))
+    assert check_slot_ids([s.slot_id for s in slots]) == tuple(s.slot_id for s in slots)
     assert check_slot_ids([Slot("MATIC", "POLUSDT", "15m").slot_id]) == ("MATIC/15m",)
     assert check_slot_ids([]) == ()
 
