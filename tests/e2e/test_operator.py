@@ -291,10 +291,27 @@ async def test_two_strategies_roll_out_at_once_and_hand_off_independently(stack:
     assert rev_now["status"]["instanceId"] == rev["status"]["instanceId"]
     assert [r for _, r, _ in s.events("rev-v1")] == ["Starting", "Activated"]
 
+    # A reversion version asking for other slots: refused before any pod, reversion untouched.
+    s.apply(
+        sv_yaml(
+            "rev-narrow",
+            "v1",
+            REVERSION,
+            strategy="reversion",
+            extra={"slots": ["BTC/5m"], "stake": REVERSION_STAKE},
+        )
+    )
+    narrow = await s.wait_phase("rev-narrow", "Failed", "Starting", "Active")
+    assert narrow["status"]["phase"] == "Failed", narrow["status"]["message"]
+    assert "another shape than rev-v1" in narrow["status"]["message"]
+    assert not narrow["status"]["pod"]
+    assert [(t, r) for t, r, _ in s.events("rev-narrow")] == [("Warning", "ShapeDiffers")]
+
     rows = {line.split()[0]: line.split() for line in s.kubectl("get", "sv").splitlines()}
     assert rows["mom-v1"][1:5] == ["momentum", "v1", "Retired", "false"]
     assert rows["mom-v2"][1:5] == ["momentum", "v2", "Active", "true"]
     assert rows["rev-v1"][1:5] == ["reversion", "v1", "Active", "true"]
+    assert (await book(s))["reversion"].active_instance_id == reversion.active_instance_id
     await book_presence_kept(s, {"momentum": SLOTS, "reversion": len(REVERSION_SLOTS)}, 3)
 
 
