@@ -37,11 +37,15 @@ RUN python -m venv /opt/codegen \
 
 # 3. The project itself (not editable, no dev extra), checked, and its bytecode compiled once:
 #    unchecked-hash .pyc files are used without comparing them to the sources, so a read-only
-#    container never tries to rewrite them.
-COPY README.md setup.py ./
+#    container never tries to rewrite them. Its wheel is built without build isolation by the
+#    codegen venv, whose setuptools is locked (requirements/codegen.txt, the dev lock's version,
+#    as `make setup` builds it): nothing unpinned is fetched to build it.
+COPY pyproject.toml README.md setup.py ./
 COPY services/ services/
 COPY operator/ operator/
-RUN python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-deps . \
+RUN /opt/codegen/bin/python -m pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
+ && python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-deps /tmp/dist/baton-*.whl \
+ && rm -rf /tmp/dist \
  && python -m pip --python /opt/venv/bin/python check \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib \
  && /opt/venv/bin/baton --help > /dev/null

@@ -9,10 +9,12 @@ GEN := proto/baton/v1/gateway_pb2.py
 PROTOS := $(wildcard proto/baton/v1/*.proto)
 LOCK := requirements/dev.txt
 
-.PHONY: setup demo test testbed-bins verify-bins lock check lint typecheck imports bench clean image kind-load chart-lint
+.PHONY: setup demo test testbed-bins verify-bins lock check lint typecheck imports bench clean image image-archive kind-load chart-lint
 
-# The image every component runs from (Dockerfile), and the kind cluster of kind-config.yaml.
+# The image every component runs from (Dockerfile), its archive for containerd or kind, and the
+# kind cluster of kind-config.yaml.
 IMAGE ?= baton:dev
+IMAGE_ARCHIVE ?= build/image/baton-dev.tar
 KIND_CLUSTER ?= baton
 # helm as hack/build-k8s-bins.sh builds it (`make testbed-bins`).
 HELM ?= $(or $(BATON_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/baton)/bin/helm
@@ -38,7 +40,7 @@ demo: setup
 	$(VENV)/bin/baton demo --handoffs 3
 
 test: setup testbed-bins
-	hack/host-deps.sh browser
+	hack/host-deps.sh browser image
 	$(PY) -m pytest -q
 
 # etcd, kube-apiserver, kubectl, helm and Jaeger for the e2e test bed (tests/e2e), built once
@@ -81,14 +83,23 @@ check: lint typecheck imports
 bench: setup
 	$(PY) -m bench
 
-# Needs a Docker engine (none on the development machine; tests/unit/test_dockerfile.py lints
-# the Dockerfile and checks it against this Makefile instead).
+# Always podman, never Docker: one path, the one the tests build and run (tests/integration/
+# test_image.py), and it needs neither a Docker engine nor a registry: the Dockerfile's
+# python:3.11-slim is a local base made from Debian packages (hack/image.sh, docs/image.md).
+# Elsewhere, `docker build -t baton:dev .` builds the same Dockerfile on the real base.
 image:
-	docker build -t $(IMAGE) .
+	hack/host-deps.sh image
+	IMAGE=$(IMAGE) hack/image.sh build
+
+# The image as a docker archive named docker.io/library/baton:dev, for
+# `ctr -n k8s.io images import` on a node or `kind load image-archive`.
+image-archive:
+	hack/host-deps.sh image
+	IMAGE=$(IMAGE) ARCHIVE=$(IMAGE_ARCHIVE) hack/image.sh export
 
 # Copy the image into the kind cluster's node (`kind create cluster --config kind-config.yaml`).
-kind-load:
-	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+kind-load: image-archive
+	kind load image-archive $(IMAGE_ARCHIVE) --name $(KIND_CLUSTER)
 
 # The chart, strictly; tests/e2e/test_chart.py also lints it with other values and applies it.
 chart-lint: testbed-bins

@@ -4,12 +4,15 @@
 # everything is left untouched. Anything else the project runs is pinned and built by its own
 # files (requirements/*.txt, hack/testbed-bins.lock).
 #
-# Usage: hack/host-deps.sh [python] [go] [browser]   (no argument: all three)
+# Usage: hack/host-deps.sh [python] [go] [browser] [image]   (no argument: all four)
 #   python  python3 >= 3.11 with venv and ensurepip (`make setup`, `make demo`)
 #   go      Go >= 1.21, which fetches the locked toolchain itself, and the build script's
 #           tools: sha256sum, flock, awk (`make testbed-bins`, `make test`)
 #   browser Chromium, headless: the presence timeline's page is checked in a real browser
 #           (tests/integration/test_presence_timeline.py; `make test`)
+#   image   podman (with runc), buildah and mmdebstrap: the image is built without Docker and
+#           without a registry, on a base made from Debian packages (hack/image.sh; `make image`,
+#           `make test`)
 # Env: PYTHON (default python3)
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
@@ -65,13 +68,27 @@ check_browser() {
     || die "chromium is still missing after installing it"
 }
 
+# Debian's podman 4.3 (runs containers with runc here), buildah (podman's build engine, also on
+# its own) and mmdebstrap (the base image's root filesystem from Debian's packages). No Docker.
+check_image() {
+  local missing=() t
+  for t in podman:podman runc:runc buildah:buildah mmdebstrap:mmdebstrap; do
+    command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
+  done
+  [[ ${#missing[@]} -eq 0 ]] || apt_install "${missing[@]}"
+  for t in podman runc buildah mmdebstrap; do
+    command -v "$t" >/dev/null 2>&1 || die "$t is still missing after installing it"
+  done
+}
+
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(python go browser)
+[[ ${#targets[@]} -gt 0 ]] || targets=(python go browser image)
 for t in "${targets[@]}"; do
   case "$t" in
     python) check_python ;;
     go) check_go ;;
     browser) check_browser ;;
-    *) die "unknown check '$t' (known: python go browser)" ;;
+    image) check_image ;;
+    *) die "unknown check '$t' (known: python go browser image)" ;;
   esac
 done

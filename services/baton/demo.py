@@ -3,6 +3,8 @@
 Starts the exchange simulator, the market gateway and strategy v1 as local processes (each on
 loopback), lets the clock run for ``--duration`` seconds, stops the gateway cleanly (the tick in
 flight is resolved and recorded), then prints the presence report read back from the ledger.
+With ``--strategies 2`` a second, different strategy (``reversion``) shares the gateway: a book
+of two, each with its own ACTIVE, epoch and bets; handoffs hand off ``momentum`` only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from baton.v1 import control_pb2 as ctl
 
 V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
 V2 = "baton.strategy.examples.momentum_v2:MomentumV2"
+# The book's other strategies, in the order --strategies adds them (each as its pod's name).
+OTHERS = (("reversion", "baton.strategy.examples.reversion_v1:ReversionV1"),)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bake-s", type=float, default=2.0, help="bake window of each handoff (2)")
     p.add_argument(
+        "--strategies",
+        type=int,
+        choices=range(1, len(OTHERS) + 2),
+        default=1,
+        help="strategies sharing the gateway: 1 (momentum) or 2 (and reversion); the report "
+        "adds per_strategy",
+    )
+    p.add_argument(
         "--pricing",
         choices=[k.value for k in PricingKind],
         default=PricingKind.RANDOM_WALK.value,
@@ -74,9 +86,13 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> Path:
             GatewayOptions(ledger=ledger, cadence_s=args.cadence_s, pricing=args.pricing),
         )
         strategy = await procs.strategy("strategy-v1", gateway, V1, pod_name="momentum-v1")
+        others = OTHERS[: args.strategies - 1]
+        for name, entrypoint in others:
+            await procs.strategy(f"strategy-{name}", gateway, entrypoint, pod_name=f"{name}-v1")
+        book = ", ".join(["momentum v1", *(f"{name} v1" for name, _ in others)])
         print(
-            f"demo: simulator, gateway and strategy v1 running; clock runs {args.duration:g}s, "
-            f"bets priced {args.pricing} (logs in {logs})",
+            f"demo: simulator, gateway and strategies {book} running; clock runs "
+            f"{args.duration:g}s, bets priced {args.pricing} (logs in {logs})",
             file=sys.stderr,
         )
         await _run_handoffs(args, procs, gateway, strategy)

@@ -135,7 +135,7 @@ class FakeOutlets:
         self.sent.append((instance_id, msg, droppable))
         return SendResult.QUEUED
 
-    def broadcast(self, msg: gw.AttachResponse) -> None:
+    def broadcast(self, strategy: str, msg: gw.AttachResponse) -> None:
         self.broadcasts.append(msg)
 
     def announce_role(self, instance_id: str) -> None:
@@ -159,7 +159,15 @@ class FakeRows:
         self.instance_events.append(ev)
 
     def record_bet(
-        self, fill: Fill, *, instance_id: str, version: str, epoch: int, placed_ms: int
+        self,
+        fill: Fill,
+        *,
+        instance_id: str,
+        version: str,
+        epoch: int,
+        placed_ms: int,
+        strategy: str = "",
+        pricing: str = "",
     ) -> None:
         self.bets.append(fill)
 
@@ -173,6 +181,7 @@ class FakeRows:
         received_ms: int,
         action: str | None,
         reason: str,
+        strategy: str = "",
     ) -> None:
         self.dropped.append((slot_id, seq, reason))
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from baton.common import Backoff
 from baton.exchange_sim import ExchangeSim
 from baton.gateway.exchange import ExchangeFeed
 from tests.integration._sim import (
@@ -217,6 +218,21 @@ async def test_an_unknown_symbol_fails_its_backfill_but_not_the_feed() -> None:
         await more_closes(sink, 2, "BTC keeps flowing", [("BTCUSDT", "1m")])
         assert sink.sequence("MATICUSDT", "1m") == []
         check_all(sim, sink, [("BTCUSDT", "1m")])
+
+
+async def test_a_refused_backfill_finishes_at_once_without_a_retry_delay() -> None:
+    """A refusal for good (-1121) is not retried, so nothing waits a retry delay before the
+    feed reports every backfill finished (the clock's first tick waits for that)."""
+    streams = [("BTCUSDT", "1m"), ("MATICUSDT", "1m")]
+    slow_retries = Backoff(initial_s=30.0, factor=1.0, max_s=30.0, jitter=0.0)
+    async with (
+        running_sim() as sim,
+        running_feed(feed_config(sim, backoff=slow_retries), streams) as (feed, sink),
+    ):
+        await asyncio.wait_for(feed.connected.wait(), 5)
+        assert "backfill_failed" in sink.event_names()
+        assert feed.backfill_pending() == ()
+        assert feed.backfill_refused() == (("MATICUSDT", "1m"),)
 
 
 async def test_an_unreachable_exchange_is_retried_with_backoff() -> None:

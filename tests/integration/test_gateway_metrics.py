@@ -140,9 +140,10 @@ async def test_metrics_agree_with_the_ledger_while_the_clock_runs(
     assert sample(samples, "baton_handoff_pause_seconds_sum") == pytest.approx(pause_ms / 1000)
 
     # Membership: v2 ACTIVE under epoch 2, v1 drained and gone (or going).
-    assert sample(samples, "baton_instances", role="ACTIVE") == 1
-    assert sample(samples, "baton_instances", role="SHADOW") == 0
-    assert sample(samples, "baton_epoch") == 2
+    # (per strategy of the book: the one strategy here is momentum)
+    assert sample(samples, "baton_instances", strategy="momentum", role="ACTIVE") == 1
+    assert sample(samples, "baton_instances", strategy="momentum", role="SHADOW") == 0
+    assert sample(samples, "baton_epoch", strategy="momentum") == 2
     assert sample(samples, "baton_slots") == SLOTS
 
     # The exchange feed: one connection, up, klines received, nothing malformed.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from websockets.asyncio.client import connect
@@ -164,3 +165,25 @@ async def test_server_time_and_ping() -> None:
         assert body["serverTime"] >= START_MS
         assert (await http_get(f"{sim.rest_url}/api/v3/ping"))[:2] == (200, {})
         assert (await http_get(f"{sim.rest_url}/api/v3/depth?symbol=BTCUSDT"))[0] == 404
+
+
+async def test_a_rest_delay_answers_late_side_by_side_until_cleared() -> None:
+    async with running_sim() as sim:
+        url = f"{sim.rest_url}/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=2"
+        _, ack, _ = await http_get(f"{sim.rest_url}/_sim/faults/rest_delay?seconds=0.5")
+        assert ack == {"ok": True, "fault": "rest_delay", "seconds": 0.5}
+        assert sim.status().rest_delay_s == 0.5
+        started = time.monotonic()
+        answers = await asyncio.gather(*(http_get(url) for _ in range(4)))
+        elapsed = time.monotonic() - started
+        assert [status for status, _, _ in answers] == [200] * 4
+        # Each call waits its own 0.5 s, concurrently (one after another would be 2 s).
+        assert 0.5 <= elapsed < 1.5, elapsed
+        # The control endpoints are never delayed; 0 answers on time again.
+        started = time.monotonic()
+        await http_get(f"{sim.rest_url}/_sim/faults/rest_delay?seconds=0")
+        status, _, _ = await http_get(url)
+        assert status == 200
+        assert time.monotonic() - started < 0.5
+        bad, body, _ = await http_get(f"{sim.rest_url}/_sim/faults/rest_delay?seconds=-1")
+        assert (bad, body["ok"]) == (400, False)

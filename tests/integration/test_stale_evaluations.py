@@ -81,8 +81,8 @@ async def test_an_unknown_symbol_is_stale_never_evaluated_as_fresh(
         # Answered every tick, never on live data: no frame of MATICUSDT ever arrived.
         assert by_slot.get((slot, "no_live"), 0) >= 3, by_slot
         assert by_slot.get((slot, ""), 0) == 0, by_slot
-    # The known markets are evaluated on live data (the first tick may be stale while the
-    # backfill finishes, the later ones are fresh).
+    # The known markets are evaluated on live data (the clock's first tick waits for their
+    # backfill: test_first_tick_backfill.py).
     for slot in ("BTC/5m", "LINK/15m"):
         assert by_slot.get((slot, ""), 0) >= 2, by_slot
     assert count(ledger, "SELECT count(*) FROM evaluations WHERE stale = 'old'") == 0

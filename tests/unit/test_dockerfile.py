@@ -1,8 +1,8 @@
 """The image's Dockerfile: hadolint-clean, and built the way `make setup` builds the venv.
 
-No Docker engine runs here, so the image is never built in the tests. What can drift without a
-build is checked instead: the Dockerfile against hadolint (every rule, any level), its codegen and
-install steps against the Makefile, pyproject.toml and hack/codegen.sh, its COPY sources against
+tests/integration/test_image.py builds and runs the image for real (podman, no Docker). What is
+checked here, without a build: the Dockerfile against hadolint (every rule, any level), its codegen
+and install steps against the Makefile, pyproject.toml and hack/codegen.sh, its COPY sources against
 the build context that .dockerignore lets through, and the runtime stage's shape (non-root by
 number, no tools, the `baton` entrypoint).
 """
@@ -286,10 +286,15 @@ def test_the_image_installs_the_locked_dependencies_then_the_project() -> None:
     )
     runtime = lock_pins(REPO / RUNTIME_LOCK)
     assert {requirement_name(r) for r in pyproject()["project"]["dependencies"]} <= set(runtime)
-    # Step 3 installs this very project (not editable, no extras) into the same venv, then
-    # `pip check` proves step 1 left nothing out.
-    project = [r for r in build if re.search(r"install [^&]*--no-deps \.(\s|$)", r)]
+    # Step 3 builds this very project's wheel (no extras) without build isolation, so with the
+    # locked setuptools of the codegen venv as `make setup` does (nothing unpinned fetched),
+    # installs it into the same venv, then `pip check` proves step 1 left nothing out.
+    project = [r for r in build if re.search(r"pip wheel [^&]*--no-deps [^&]*\.(\s|$)", r)]
     assert len(project) == 1
+    assert "--no-build-isolation" in project[0]
+    assert re.search(r"/opt/codegen/bin/python -m pip wheel ", project[0])
+    assert "setuptools" in lock_pins(REPO / CODEGEN_LOCK), "the wheel's build backend is locked"
+    assert re.search(rf"--python {VENV}/bin/python install [^&]*--no-deps \S+\.whl", project[0])
     assert f"--python {VENV}/bin/python check" in project[0]
     assert f"{VENV}/bin/baton --help" in project[0], "the build proves the entrypoint imports"
 
@@ -425,7 +430,11 @@ def make_dry_run(*targets: str) -> list[str]:
     result = subprocess.run(
         ["make", "--no-print-directory", "-n", *targets],
         cwd=REPO,
-        env={k: v for k, v in os.environ.items() if k not in ("IMAGE", "KIND_CLUSTER")},
+        env={
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("IMAGE", "IMAGE_ARCHIVE", "KIND_CLUSTER")
+        },
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
@@ -435,7 +444,19 @@ def make_dry_run(*targets: str) -> list[str]:
 
 
 def test_make_image_and_kind_load() -> None:
-    assert make_dry_run("image") == ["docker build -t baton:dev ."]
-    assert make_dry_run("kind-load") == ["kind load docker-image baton:dev --name baton"]
+    """`make image` is podman through hack/image.sh (no Docker); kind loads its archive."""
+    assert make_dry_run("image") == [
+        "hack/host-deps.sh image",
+        "IMAGE=baton:dev hack/image.sh build",
+    ]
+    archive = [
+        "hack/host-deps.sh image",
+        "IMAGE=baton:dev ARCHIVE=build/image/baton-dev.tar hack/image.sh export",
+    ]
+    assert make_dry_run("image-archive") == archive
+    assert make_dry_run("kind-load") == [
+        *archive,
+        "kind load image-archive build/image/baton-dev.tar --name baton",
+    ]
     kind_config = (REPO / "kind-config.yaml").read_text()
     assert re.search(r"^name: baton$", kind_config, re.M), "kind-load targets the kind cluster"

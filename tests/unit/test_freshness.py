@@ -42,6 +42,13 @@ LIMIT = 10_000
         (StreamView(False, None, False), False, Staleness.NO_LIVE),
         # no history and old: no history is named first
         (StreamView(True, NOW - 60_000, False), True, Staleness.NO_HISTORY),
+        # nothing delivered while the first backfill runs (the feed holds the stream's frames):
+        # the clock's wait for it ran out, the reason says so
+        (StreamView(False, None, False, backfill_pending=True), True, Staleness.BACKFILL_PENDING),
+        (StreamView(False, None, False, backfill_pending=True), False, Staleness.BACKFILL_PENDING),
+        # once the stream has delivered, the flag changes nothing: judged by its last update
+        (StreamView(True, NOW - 1_000, True, backfill_pending=True), True, Staleness.FRESH),
+        (StreamView(True, NOW - 60_000, True, backfill_pending=True), True, Staleness.OLD),
     ],
 )
 def test_freshness_table(view: StreamView, needs_history: bool, expected: Staleness) -> None:
@@ -74,6 +81,15 @@ def test_book_view_counts_only_live_frames_as_updates() -> None:
     # A repeat of a closed candle changes nothing in the book but shows the stream is alive.
     assert book.apply(_candle(start - 300_000, closed=True), NOW).stale
     assert book.view("BTCUSDT", "5m").updated_ms == NOW
+
+
+def test_book_view_names_the_streams_still_being_backfilled() -> None:
+    book = MarketBook([("BTCUSDT", "5m"), ("ETHUSDT", "5m")], depth=3)
+    book.set_backfill_pending([("BTCUSDT", "5m")])
+    assert book.view("BTCUSDT", "5m") == StreamView(False, None, False, backfill_pending=True)
+    assert book.view("ETHUSDT", "5m") == StreamView(False, None, False)
+    book.set_backfill_pending([])
+    assert not book.view("BTCUSDT", "5m").backfill_pending
 
 
 def test_router_carries_staleness_to_every_record() -> None:

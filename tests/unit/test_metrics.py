@@ -169,8 +169,9 @@ def test_series_that_exist_from_the_start() -> None:
     assert value(m, "baton_slots") == 2
     for result in ("completed", "aborted", "rolled_back"):
         assert value(m, "baton_handoffs_total", result=result) == 0
+    # Instances are counted per strategy: the series come with a strategy into the book.
     for role in Role:
-        assert value(m, "baton_instances", role=role.value) == 0
+        assert value(m, "baton_instances", role=role.value) is None
 
 
 def test_an_unknown_slot_is_ignored_not_a_new_series() -> None:
@@ -223,14 +224,17 @@ def test_handoffs(result: str, pause_ms: float | None, pauses: int) -> None:
 
 def test_membership_sets_every_role_and_the_epoch() -> None:
     m = GatewayMetrics(SLOTS)
-    m.membership([Role.ACTIVE, Role.SHADOW, Role.STANDBY, Role.STANDBY], epoch=3)
-    assert value(m, "baton_instances", role="ACTIVE") == 1
-    assert value(m, "baton_instances", role="STANDBY") == 2
-    assert value(m, "baton_epoch") == 3
-    m.membership([Role.ACTIVE], epoch=4)  # a role nobody holds any more goes back to 0
-    assert value(m, "baton_instances", role="STANDBY") == 0
-    assert value(m, "baton_instances", role="SHADOW") == 0
-    assert value(m, "baton_epoch") == 4
+    m.membership("momentum", [Role.ACTIVE, Role.SHADOW, Role.STANDBY, Role.STANDBY], epoch=3)
+    m.membership("reversion", [Role.ACTIVE], epoch=1)  # another strategy: its own series
+    assert value(m, "baton_instances", strategy="momentum", role="ACTIVE") == 1
+    assert value(m, "baton_instances", strategy="momentum", role="STANDBY") == 2
+    assert value(m, "baton_epoch", strategy="momentum") == 3
+    assert value(m, "baton_epoch", strategy="reversion") == 1
+    m.membership("momentum", [Role.ACTIVE], epoch=4)  # a role nobody holds goes back to 0
+    assert value(m, "baton_instances", strategy="momentum", role="STANDBY") == 0
+    assert value(m, "baton_instances", strategy="reversion", role="ACTIVE") == 1
+    assert value(m, "baton_instances", strategy="momentum", role="SHADOW") == 0
+    assert value(m, "baton_epoch", strategy="momentum") == 4
 
 
 def test_ledger_flushes() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from baton.gateway.core.records import EvalOutcome, EvaluationRecord, Staleness
-from baton.gateway.ledger import Ledger, LedgerReader
+from baton.gateway.ledger import _MIGRATIONS, Ledger, LedgerReader
 from baton.gateway.report import format_report, presence_report, report_to_json
 
 T0 = 1_700_000_000_000
@@ -66,7 +66,8 @@ def test_stale_per_slot_per_version_and_in_total(tmp_path: Path) -> None:
     build(path)
     r = presence_report(path)
     assert (r.scheduled, r.evaluated, r.stale, r.missed, r.errors) == (8, 6, 5, 1, 1)
-    assert r.stale_by_reason == {"no_live": 3, "no_history": 1, "old": 1}
+    # Every reason is a key, 0 when it never occurred.
+    assert r.stale_by_reason == {"no_live": 3, "backfill_pending": 0, "no_history": 1, "old": 1}
     assert [(s.slot_id, s.evaluated, s.stale) for s in r.per_slot] == [
         ("BTC/5m", 3, 2),
         ("MATIC/5m", 3, 3),
@@ -91,14 +92,25 @@ def test_stale_per_slot_per_version_and_in_total(tmp_path: Path) -> None:
 def _make_schema_2(path: Path) -> EvaluationRecord:
     """A ledger as a gateway before the ``stale`` column wrote it: one evaluation."""
     old = record("BTC/5m", 1, E, "v1", F)
-    with Ledger(path) as led:
-        led.record_run(started_ms=T0, cadence_ms=CADENCE, slots=["BTC/5m"], config_json="{}")
-        led.record_evaluation(old)
-    conn = sqlite3.connect(path)
-    conn.execute("DROP INDEX evaluations_stale")
-    conn.execute("ALTER TABLE evaluations DROP COLUMN stale")
-    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-    conn.commit()
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statements in _MIGRATIONS[:2]:  # schema 2's statements, as that baton ran them
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
+    conn.execute(
+        "INSERT INTO runs (started_ms, cadence_ms, slots, config) VALUES (?, ?, ?, '{}')",
+        (T0, CADENCE, '["BTC/5m"]'),
+    )
+    conn.execute(
+        "INSERT INTO evaluations (run_id, slot_id, seq, scheduled_ms, deadline_ms, "
+        "dispatched_ms, decided_ms, outcome, instance_id, version, epoch, action, reason, "
+        "error, eval_us, bet_id) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            old.slot_id, old.seq, old.scheduled_ms, old.deadline_ms, old.dispatched_ms,
+            old.decided_ms, old.outcome.value, old.instance_id, old.version, old.epoch,
+            old.action, old.reason, old.error, old.eval_us, old.bet_id,
+        ),
+    )  # fmt: skip
     conn.close()
     return old
 
@@ -138,7 +150,7 @@ def test_an_old_ledger_gains_the_column_when_a_gateway_opens_it(
     with Ledger(path) as led:
         led.record_evaluation(new)
     with LedgerReader(path) as r:
-        assert r.schema_version() == 3
+        assert r.schema_version() == 4
         assert r.evaluations() == [old, new]
     assert (presence_report(path).evaluated, presence_report(path).stale) == (2, 1)
 

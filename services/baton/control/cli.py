@@ -131,6 +131,17 @@ def instances_to_json(response: ctl.ListInstancesResponse) -> dict[str, object]:
         "epoch": response.epoch,
         "active_instance_id": response.active_instance_id or None,
         "ledger": ledger,
+        "strategies": [
+            {
+                "name": s.name,
+                "epoch": s.epoch,
+                "active_instance_id": s.active_instance_id or None,
+                "slots": list(s.slot_ids),
+                "stake": s.stake,
+                "handoff": s.current_handoff.handoff_id if s.HasField("current_handoff") else None,
+            }
+            for s in response.strategies
+        ],
         "instances": [
             {
                 "instance_id": i.instance_id,
@@ -151,7 +162,14 @@ async def _instances(address: str, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(instances_to_json(response), indent=2))
         return 0
-    print(f"epoch {response.epoch}, active {response.active_instance_id or '-'}")
+    for s in response.strategies:  # the book: one line per strategy
+        print(
+            f"strategy {s.name}: epoch {s.epoch}, active {s.active_instance_id or '-'}, "
+            f"{len(s.slot_ids)} slots, stake {s.stake:g}"
+            + (f", handoff {s.current_handoff.handoff_id}" if s.HasField("current_handoff") else "")
+        )
+    if not response.strategies:  # a gateway older than the book
+        print(f"epoch {response.epoch}, active {response.active_instance_id or '-'}")
     print(ledger_line(response, now_ms=time.time_ns() // 1_000_000))
     for i in response.instances:
         print(

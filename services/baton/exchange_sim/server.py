@@ -134,6 +134,7 @@ class SimStatus:
     stalled: bool
     malformed_pending: int
     rest_errors_pending: int
+    rest_delay_s: float
     duplicates_pending: int
     reorders_pending: int
     time_scale: float
@@ -199,6 +200,14 @@ class SimFaults:
             raise ValueError(f"retry_after_s must be >= 0, got {retry_after_s}")
         self._sim.fault_state.add_rest_errors(count, RestFault(status, retry_after_s))
         log.info("fault: REST errors", extra={"count": count, "status": status})
+
+    def rest_delay(self, seconds: float) -> None:
+        """Answer every REST call ``seconds`` late from now on (a slow exchange; 0: on time).
+        Calls in flight are answered concurrently, each after its own delay."""
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        self._sim.fault_state.set_rest_delay(seconds)
+        log.info("fault: REST delay", extra={"seconds": seconds})
 
     def server_shutdown(self, grace_s: float = 1.0) -> int:
         """Send ``serverShutdown`` to every connection, then close them after ``grace_s``."""
@@ -314,6 +323,7 @@ class ExchangeSim:
             stalled=self.fault_state.stalled(now),
             malformed_pending=self.fault_state.malformed_pending,
             rest_errors_pending=self.fault_state.rest_pending,
+            rest_delay_s=self.fault_state.rest_delay_s,
             duplicates_pending=self.fault_state.duplicate_pending,
             reorders_pending=self.fault_state.reorder_pending,
             time_scale=self.config.time_scale,
@@ -341,9 +351,14 @@ class ExchangeSim:
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         url = urlsplit(request.path)
         if url.path.startswith("/api/"):
+            delay = self.fault_state.rest_delay_s
+            if delay > 0:
+                await asyncio.sleep(delay)
             return self._rest(url.path, url.query)
         if url.path.startswith("/_sim/"):
             return self._sim_control(url.path, url.query)
@@ -416,6 +431,10 @@ class ExchangeSim:
                 retry_after = int(params.get("retry_after", "1"))
                 self.faults.rest_error(count, status, retry_after)
                 return _ack("rest_error", count=count, status=status, retry_after=retry_after)
+            if path == "/_sim/faults/rest_delay":
+                seconds = float(params.get("seconds", "1"))
+                self.faults.rest_delay(seconds)
+                return _ack("rest_delay", seconds=seconds)
             if path == "/_sim/faults/server_shutdown":
                 grace = float(params.get("grace_s", "1"))
                 if not math.isfinite(grace) or grace < 0:

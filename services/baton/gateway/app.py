@@ -15,11 +15,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import grpc
 
 from baton.gateway.config import ClockStart, GatewayConfig
 from baton.gateway.coordinator import Coordinator
+from baton.gateway.core.book import StrategyEntry
 from baton.gateway.core.market import MarketBook
 from baton.gateway.core.pricing import pricing_model
 from baton.gateway.core.records import EvaluationRecord
@@ -29,7 +31,9 @@ from baton.gateway.dispatch import Dispatcher
 from baton.gateway.exchange import ExchangeFeed
 from baton.gateway.execution import Execution
 from baton.gateway.feed_sink import MarketSink
+from baton.gateway.freshness_watch import FreshnessWatch
 from baton.gateway.instances import Instances
+from baton.gateway.lanes import Lane, Lanes
 from baton.gateway.ledger import Ledger
 from baton.gateway.ledger_writer import LedgerWriter
 from baton.gateway.metrics import GatewayMetrics, MetricsServer
@@ -37,6 +41,7 @@ from baton.gateway.outcomes import GatewayStats, Outcomes
 from baton.gateway.ports import HandoffFacts
 from baton.gateway.server import Parts, add_servicer
 from baton.gateway.ticker import Ticker
+from baton.gateway.warmup import BackfillGate
 from baton.v1 import gateway_pb2 as gw
 
 log = logging.getLogger(__name__)
@@ -62,12 +67,12 @@ class Gateway:
         self._now_ms = now_ms
         self.ledger = Ledger(config.ledger_path, max_pending_rows=config.ledger_max_pending_rows)
         self.slots = config.slots
-        book = MarketBook(config.streams, depth=max(config.history, config.venue.vol_window, 1))
-        venue = PaperVenue(config.venue, self.slots, pricing=pricing_model(config.venue))
-        venue.restore(self.ledger.open_bets())
-        last = self.ledger.last_seqs()
-        # Sequence numbers never go backwards, even across gateway restarts.
-        self.router = Router(self.slots, seq_base={k: v + 1 for k, v in last.items()})
+        self.market = MarketBook(
+            config.streams, depth=max(config.history, config.venue.vol_window, 1)
+        )
+        # Sequence numbers never go backwards, even across gateway restarts; one clock for the
+        # whole book, so every strategy's evaluation of a (slot, tick) has the same seq.
+        self._seq_base = {k: v + 1 for k, v in self.ledger.last_seqs().items()}
         self.stats = GatewayStats()
         self.metrics = GatewayMetrics(s.slot_id for s in self.slots)
         self._metrics_server = MetricsServer(self.metrics.registry)
@@ -75,79 +80,112 @@ class Gateway:
         self.writer = LedgerWriter(self.ledger, self.metrics, now_ms)
         self._clock_go = asyncio.Event()
         self._stopping = asyncio.Event()
-        # The coordinator drives the parts below and they tell it what happens: it is built
-        # last, and they reach it through this forwarder until then.
-        facts = _HandoffFacts()
-        self.outcomes = Outcomes(self.router, self.ledger, self.metrics, self.stats, facts)
+        self.lanes = Lanes(
+            make_lane=self._make_lane,
+            gateway_slots=self.slots,
+            default_stake=config.venue.stake,
+            ledger=self.ledger,
+            now_ms=now_ms,
+        )
         self.instances = Instances(
-            router=self.router,
-            slots=self.slots,
+            book=self.lanes,
             cadence_ms=config.cadence_ms,
             send_queue=config.send_queue,
             ledger=self.ledger,
             metrics=self.metrics,
-            facts=facts,
             active_seen=self._clock_go,
             now_ms=now_ms,
         )
-        self.execution = Execution(
-            router=self.router,
-            book=book,
-            venue=venue,
-            slots=self.slots,
-            ledger=self.ledger,
-            peers=self.instances,
-            outcomes=self.outcomes,
-            facts=facts,
-            stats=self.stats,
-            now_ms=now_ms,
-        )
-        self.handoffs = Coordinator(
-            fleet=self.instances,
-            takeover=self.execution,
-            roster=self.router,
-            recorder=self.writer,
-            now_ms=now_ms,
-        )
-        facts.target = self.handoffs
+        # The strategies earlier runs served are scheduled again (missed until they attach).
+        self.lanes.restore(self.ledger.strategies())
         sink = MarketSink(
-            book=book,
-            venue=venue,
+            book=self.market,
+            venues=self.lanes.venues,
             ledger=self.ledger,
             peers=self.instances,
             stats=self.stats,
             now_ms=now_ms,
         )
         self.feed = ExchangeFeed(config.exchange, config.streams, sink, self.metrics.feed)
-        dispatcher = Dispatcher(
-            router=self.router,
-            book=book,
-            history=config.history,
-            outlets=self.instances,
-            outcomes=self.outcomes,
-            metrics=self.metrics,
-            stats=self.stats,
-            wall_ms_f=wall_ms_f,
-            stale_after_ms=config.stale_after_ms,
-        )
         self.ticker = Ticker(
             cadence_ms=config.cadence_ms,
-            slots=self.slots,
-            router=self.router,
-            dispatcher=dispatcher,
-            outcomes=self.outcomes,
-            handoffs=self.handoffs,
+            lanes=self.lanes,
+            freshness=FreshnessWatch(
+                slots=self.slots,
+                book=self.market,
+                stale_after_ms=config.stale_after_ms,
+                needs_history=config.history > 0,
+            ),
             ledger=self.ledger,
             writer=self.writer,
+            metrics=self.metrics,
+            stats=self.stats,
             go=self._clock_go,
             stopping=self._stopping,
             now_ms=now_ms,
+            wall_ms_f=wall_ms_f,
+            warmup=BackfillGate(
+                feed=self.feed,
+                book=self.market,
+                max_wait_ms=config.backfill_wait_ms,
+                metrics=self.metrics,
+                stopping=self._stopping,
+                now_ms=now_ms,
+            ),
         )
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._clock_task: asyncio.Task[None] | None = None
         self.run_id = 0
+
+    def _make_lane(self, entry: StrategyEntry) -> Lane:
+        """The parts of one strategy of the book; shared: clock, feed, market, connections,
+        ledger. The coordinator drives the parts below and they tell it what happens: it is
+        built last, and they reach it through a forwarder until then."""
+        config, now_ms = self.config, self._now_ms
+        router = Router(entry.slots, strategy=entry.name, seq_base=dict(self._seq_base))
+        venue = PaperVenue(
+            replace(config.venue, stake=entry.stake),
+            entry.slots,
+            pricing=pricing_model(config.venue),
+            bet_prefix=f"{entry.name}:",
+        )
+        venue.restore(self.ledger.open_bets(entry.name))
+        facts = _HandoffFacts()
+        outcomes = Outcomes(router, self.ledger, self.metrics, self.stats, facts)
+        execution = Execution(
+            router=router,
+            book=self.market,
+            venue=venue,
+            slots=entry.slots,
+            ledger=self.ledger,
+            peers=self.instances,
+            outcomes=outcomes,
+            facts=facts,
+            stats=self.stats,
+            now_ms=now_ms,
+        )
+        handoffs = Coordinator(
+            fleet=self.instances,
+            takeover=execution,
+            roster=router,
+            recorder=self.writer,
+            now_ms=now_ms,
+        )
+        facts.target = handoffs
+        dispatcher = Dispatcher(
+            router=router,
+            book=self.market,
+            history=config.history,
+            outlets=self.instances,
+            outcomes=outcomes,
+            metrics=self.metrics,
+            stats=self.stats,
+            wall_ms_f=wall_ms_f,
+        )
+        self.metrics.membership(entry.name, (), router.epoch)
+        return Lane(entry, router, venue, outcomes, execution, dispatcher, handoffs)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -175,13 +213,7 @@ class Gateway:
         )
         add_servicer(
             server,
-            Parts(
-                instances=self.instances,
-                execution=self.execution,
-                handoffs=self.handoffs,
-                roster=self.router,
-                ledger=self.writer,
-            ),
+            Parts(instances=self.instances, lanes=self.lanes, ledger=self.writer),
         )
         try:
             self.port = server.add_insecure_port(self.config.listen)
@@ -199,7 +231,12 @@ class Gateway:
             self._clock_go.set()
         log.info(
             "gateway started",
-            extra={"port": self.port, "slots": len(self.slots), "run": self.run_id},
+            extra={
+                "port": self.port,
+                "slots": len(self.slots),
+                "run": self.run_id,
+                "strategies": [lane.name for lane in self.lanes],
+            },
         )
 
     def request_stop(self) -> None:

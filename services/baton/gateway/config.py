@@ -15,6 +15,7 @@ Example file (every key optional)::
     history = 30
     clock_start = "on_first_active"   # or "immediate"
     stale_after_ms = 10000   # default: max(2 x cadence, 5 s); see docs/gateway.md
+    backfill_wait_s = 5.0    # the first tick waits this long at most for the REST backfill
 
     [exchange]
     ws_url = "wss://stream.binance.com:9443"
@@ -59,6 +60,11 @@ MAX_SLOTS = 20_000
 DEFAULT_SEND_QUEUE = 8192  # evaluations queued per instance (at least 4 ticks' worth)
 # Prometheus' conventional port for a service's own exporter; "off" (or "") disables it.
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
+# The clock's first tick waits at most this long for the exchange backfill (docs/gateway.md):
+# the reference workload's 16 streams backfill in well under a second (16 REST requests, 4 in
+# flight), and past it at most one tick of the reference cadence (5 s) is not scheduled.
+DEFAULT_BACKFILL_WAIT_S = 5.0
+MAX_BACKFILL_WAIT_S = 600.0
 METRICS_OFF = ("", "off")
 
 
@@ -89,12 +95,18 @@ class GatewayConfig:
     # A stream not updated for longer than this makes its evaluations stale; None (not set):
     # the cadence's default, max(2 x cadence, 5 s) (core/freshness.py).
     stale_after_ms_setting: int | None = None
+    # The clock's first tick waits at most this long for the backfill of every stream.
+    backfill_wait_s: float = DEFAULT_BACKFILL_WAIT_S
 
     @property
     def stale_after_ms(self) -> int:
         if self.stale_after_ms_setting is not None:
             return self.stale_after_ms_setting
         return default_stale_after_ms(self.cadence_ms)
+
+    @property
+    def backfill_wait_ms(self) -> int:
+        return round(self.backfill_wait_s * 1000)
 
     @property
     def slots(self) -> tuple[Slot, ...]:
@@ -235,6 +247,12 @@ def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
             None
             if s.raw("gateway.stale_after_ms", None) is None
             else s.integer("gateway.stale_after_ms", 0, minimum=1)
+        ),
+        backfill_wait_s=s.number(
+            "gateway.backfill_wait_s",
+            DEFAULT_BACKFILL_WAIT_S,
+            minimum=0.0,
+            maximum=MAX_BACKFILL_WAIT_S,
         ),
     )
     s.check_unknown(())

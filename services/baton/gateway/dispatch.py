@@ -1,5 +1,6 @@
-"""One tick's dispatch: the router's plan for the tick, one ``EvaluationBatch`` per instance
-(the ACTIVE's first), each request built once, and what could not be sent resolved at once.
+"""One tick's dispatch for one strategy of the book: its router's plan for the tick, one
+``EvaluationBatch`` per instance (the ACTIVE's first), each request built once, and what could
+not be sent resolved at once.
 
 Offers ``dispatch`` to the tick loop; sends through ``Outlets`` and resolves through
 ``Resolver`` (ports.py).
@@ -8,14 +9,13 @@ Offers ``dispatch`` to the tick loop; sends through ``Outlets`` and resolves thr
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from opentelemetry import propagate, trace
 
 from baton import wire
 from baton.gateway.connection import SendResult
 from baton.gateway.core.clock import Tick
-from baton.gateway.core.freshness import freshness
 from baton.gateway.core.market import MarketBook
 from baton.gateway.core.records import Staleness
 from baton.gateway.core.router import Router, Send
@@ -27,9 +27,6 @@ from baton.v1 import gateway_pb2 as gw
 from baton.v1 import market_pb2 as mk
 
 log = logging.getLogger(__name__)
-# Streams named in one freshness log line (the count is always there): thousands of streams
-# turning stale at once (an outage) stay one short line.
-_LOGGED_STREAMS = 20
 tracer = trace.get_tracer("baton.gateway")
 
 
@@ -45,7 +42,6 @@ class Dispatcher:
         metrics: GatewayMetrics,
         stats: GatewayStats,
         wall_ms_f: Callable[[], float],
-        stale_after_ms: int,
     ) -> None:
         self._router = router
         self._book = book
@@ -57,27 +53,26 @@ class Dispatcher:
         # Wall time in ms with sub-ms precision: dispatch delays and cutover pauses are ~1 ms.
         self._wall_ms_f = wall_ms_f
         self._history_cache: dict[tuple[str, str], tuple[int, list[mk.Candle]]] = {}
-        self._stale_after_ms = stale_after_ms
-        # Per stale stream, why: a stream is logged when it turns stale and when it recovers.
-        self._stale_streams: dict[tuple[str, str], Staleness] = {}
 
-    def dispatch(self, tick: Tick, now: int) -> float:
+    def dispatch(self, tick: Tick, now: int, stale: Mapping[str, Staleness]) -> float:
         """Send one tick: one ``EvaluationBatch`` per instance. Returns when (wall ms) the ACTIVE
         instance's batch was queued: the moment the tick is dispatched to it (shadows are
-        served after)."""
-        self._stats.ticks += 1
-        self._metrics.tick_dispatched(tick.scheduled_ms, self._wall_ms_f())
+        served after). ``stale``: per slot id, its data's freshness (absent: fresh)."""
         active_done: float | None = None
         with tracer.start_as_current_span(
             "gateway.tick",
-            attributes={"baton.tick": tick.index, "baton.scheduled_ms": tick.scheduled_ms},
+            attributes={
+                "baton.tick": tick.index,
+                "baton.scheduled_ms": tick.scheduled_ms,
+                "baton.strategy": self._router.strategy,
+            },
         ) as span:
             # The tick's context rides in every request of the tick, but only when the tick is
             # sampled: an unsampled tick makes no per-evaluation span anywhere.
             carrier: dict[str, str] = {}
             if span.get_span_context().trace_flags.sampled:
                 propagate.inject(carrier)
-            plan = self._router.on_tick(tick, now, self._freshness(now))
+            plan = self._router.on_tick(tick, now, stale)
             self._outcomes.resolve(plan.missed)
             batches = self._batches(plan.sends, carrier)
             for instance_id, (msg, sends) in batches.items():  # the ACTIVE's first
@@ -112,62 +107,6 @@ class Dispatcher:
                 request.role = wire.role_to_proto(send.role)
             grouped.append(send)
         return batches
-
-    def _freshness(self, now: int) -> dict[str, Staleness]:
-        """Per slot, whether its stream's data are live now (only stale slots are listed).
-        Decided per stream; the streams whose freshness changed are logged, in one line a tick
-        (WARNING for those that turned stale)."""
-        by_stream: dict[tuple[str, str], Staleness] = {}
-        out: dict[str, Staleness] = {}
-        for slot in self._router.slots:
-            key = (slot.symbol, slot.timeframe)
-            verdict = by_stream.get(key)
-            if verdict is None:
-                verdict = by_stream[key] = freshness(
-                    self._book.view(*key),
-                    now_ms=now,
-                    stale_after_ms=self._stale_after_ms,
-                    needs_history=self._history_depth > 0,
-                )
-            if verdict.stale:
-                out[slot.slot_id] = verdict
-        self._note_changes(by_stream)
-        return out
-
-    def _note_changes(self, by_stream: dict[tuple[str, str], Staleness]) -> None:
-        known = self._stale_streams
-        turned: dict[str, list[str]] = {}
-        recovered: list[str] = []
-        for key, verdict in by_stream.items():
-            before = known.get(key, Staleness.FRESH)
-            if verdict is before:
-                continue
-            name = f"{key[0]}@{key[1]}"
-            if verdict.stale:
-                known[key] = verdict
-                turned.setdefault(verdict.value, []).append(name)
-            else:
-                del known[key]
-                recovered.append(name)
-        for why, names in turned.items():
-            log.warning(
-                "market data stale: evaluations counted stale",
-                extra={
-                    "why": why,
-                    "count": len(names),
-                    "streams": names[:_LOGGED_STREAMS],
-                    "stale_streams": len(known),
-                },
-            )
-        if recovered:
-            log.info(
-                "market data live again",
-                extra={
-                    "count": len(recovered),
-                    "streams": recovered[:_LOGGED_STREAMS],
-                    "stale_streams": len(known),
-                },
-            )
 
     def _send_batch(self, instance_id: str, msg: gw.AttachResponse, sends: list[Send]) -> None:
         if sends[0].role is Role.SHADOW:

@@ -188,10 +188,29 @@ class ExchangeFeed:
     def streams(self) -> tuple[str, ...]:
         return tuple(self._states)
 
+    def backfill_pending(self) -> tuple[tuple[str, str], ...]:
+        """(symbol, interval) of the streams whose backfill has not finished: not yet
+        connected, or REST has not yet filled their gap (failures that may pass are retried)."""
+        return tuple(
+            (s.symbol, s.interval)
+            for name, s in self._states.items()
+            if s.phase is Phase.BACKFILL and name not in self._permanent_failures
+        )
+
+    def backfill_refused(self) -> tuple[tuple[str, str], ...]:
+        """(symbol, interval) of the streams whose backfill the exchange refused for good (an
+        unknown symbol, -1121): finished, without history. Tried again on a new connection."""
+        return tuple(
+            (s.symbol, s.interval)
+            for name, s in self._states.items()
+            if name in self._permanent_failures
+        )
+
     async def run(self) -> None:
         """Connect, backfill, stream; reconnect forever. Returns only by cancellation."""
         self._rest_slots = asyncio.Semaphore(self._config.rest_concurrency)
         if not self._shards:
+            self._connected.set()  # nothing to connect or backfill
             await asyncio.Event().wait()
         async with asyncio.TaskGroup() as group:
             for index, names in enumerate(self._shards):
@@ -376,8 +395,11 @@ class ExchangeFeed:
             pending = [n for n in names if needs_backfill(n)]
             if pending:
                 failures = await self._backfill_round(pending)
-                if failures:
-                    hinted = [e.retry_after_s for e in failures if e.retry_after_s is not None]
+                # A permanent refusal is not retried: no reason to wait before going on (the
+                # clock's first tick may be waiting for this shard to be ready).
+                retried = [e for e in failures if e.retryable]
+                if retried:
+                    hinted = [e.retry_after_s for e in retried if e.retry_after_s is not None]
                     await asyncio.sleep(max([next(delays), *hinted]))
                     wake.set()
                 else:

@@ -1,6 +1,7 @@
 """Carrying out the instances' answers: the router's verdict on each decision, the bet an
 executed UP/DOWN places on the paper venue, and the flip that makes an instance ACTIVE (with
-the answers it already gave as a shadow executed at once).
+the answers it already gave as a shadow executed at once). One per strategy of the book: its
+router, its venue (its bets, its stake), its fills to its own instances only.
 
 Offers ``on_decision`` to the ``Attach`` servicer and ``TakeOver`` (ports.py) to the handoff
 coordinator; reaches instances through ``Peers``, outcomes through ``Resolver``.
@@ -44,6 +45,7 @@ class Execution:
         now_ms: Callable[[], int],
     ) -> None:
         self._router = router
+        self._strategy = router.strategy
         self._book = book
         self._venue = venue
         self._slot_by_id = {s.slot_id: s for s in slots}
@@ -178,8 +180,10 @@ class Execution:
             version=active.info.version if active else "",
             epoch=self._router.epoch,
             placed_ms=now,
+            strategy=self._strategy,
+            pricing=self._venue.pricing_name,
         )
-        self._peers.broadcast(gw.AttachResponse(fill=wire.fill_to_proto(result)))
+        self._peers.broadcast(self._strategy, gw.AttachResponse(fill=wire.fill_to_proto(result)))
         return result.bet_id, ""
 
     def _drop(
@@ -201,4 +205,5 @@ class Execution:
             received_ms=now,
             action=action,
             reason=reason,
+            strategy=self._strategy,
         )

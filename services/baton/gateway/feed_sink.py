@@ -1,10 +1,11 @@
 """The exchange feed's sink (``exchange.FeedSink``): candles into the book and the ledger, and
-the settlements a closed candle brings, to the ledger and the instances (through ``Peers``)."""
+the settlements a closed candle brings (from each strategy's venue), to the ledger and to that
+strategy's instances (through ``Peers``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from baton import wire
 from baton.gateway.core.market import MarketBook
@@ -23,14 +24,14 @@ class MarketSink:
         self,
         *,
         book: MarketBook,
-        venue: PaperVenue,
+        venues: Callable[[], Iterable[tuple[str, PaperVenue]]],
         ledger: MarketRows,
         peers: Peers,
         stats: GatewayStats,
         now_ms: Callable[[], int],
     ) -> None:
         self._book = book
-        self._venue = venue
+        self._venues = venues  # (strategy, its venue) for every strategy of the book
         self._ledger = ledger
         self._peers = peers
         self._stats = stats
@@ -43,11 +44,12 @@ class MarketSink:
             return
         self._stats.candles_closed += 1
         self._ledger.record_candle(candle, source=source, observed_ms=now)
-        for settlement in self._venue.on_candle(candle):
-            self._ledger.record_settlement(settlement, settled_ms=now)
-            self._peers.broadcast(
-                gw.AttachResponse(settlement=wire.settlement_to_proto(settlement))
-            )
+        for strategy, venue in self._venues():
+            for settlement in venue.on_candle(candle):
+                self._ledger.record_settlement(settlement, settled_ms=now)
+                self._peers.broadcast(
+                    strategy, gw.AttachResponse(settlement=wire.settlement_to_proto(settlement))
+                )
 
     def on_connection(self, event: str, detail: str) -> None:
         self._ledger.record_connection_event(ConnectionEvent(self._now_ms(), event, detail))

@@ -1,8 +1,10 @@
-"""The attached strategy instances: their connections (outgoing streams), their roles as the
-router has them, and the role changes and journals a handoff asks for.
+"""The attached strategy instances: their connections (outgoing streams), their roles as their
+strategy's router has them, and the role changes and journals a handoff asks for.
 
-Offers ``attach``/``detach`` to the ``Attach`` servicer, ``Outlets`` to the dispatch, ``Fleet``
-to the handoff coordinator and ``Peers`` to the execution (ports.py).
+An instance belongs to one strategy of the gateway's book (its Hello names it): the book admits
+it into that strategy's lane (``Book``, ports.py), and every role, epoch and broadcast is that
+lane's. Offers ``attach``/``detach`` to the ``Attach`` servicer, ``Outlets`` to the dispatch,
+``Fleet`` to the handoff coordinators and ``Peers`` to the execution and the feed (ports.py).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from baton.gateway.connection import Connection, SendResult
 from baton.gateway.core.records import InstanceEvent
 from baton.gateway.core.router import InstanceInfo, Router
 from baton.gateway.metrics import GatewayMetrics
-from baton.gateway.ports import HandoffFacts, InstanceRows
-from baton.model import Role, Slot
+from baton.gateway.ports import Book, InstanceRows, LaneView
+from baton.model import Role
 from baton.v1 import gateway_pb2 as gw
 
 log = logging.getLogger(__name__)
@@ -27,31 +29,36 @@ class Instances:
     def __init__(
         self,
         *,
-        router: Router,
-        slots: tuple[Slot, ...],
+        book: Book,
         cadence_ms: int,
         send_queue: int,
         ledger: InstanceRows,
         metrics: GatewayMetrics,
-        facts: HandoffFacts,
         active_seen: asyncio.Event,
         now_ms: Callable[[], int],
     ) -> None:
-        self._router = router
-        self._slots = slots
+        self._book = book
         self._cadence_ms = cadence_ms
         self._send_queue = send_queue
         self._ledger = ledger
         self._metrics = metrics
-        self._facts = facts
         self._active_seen = active_seen  # the clock starts on the first ACTIVE (clock_start)
         self._now_ms = now_ms
         self.connections: dict[str, Connection] = {}
 
+    def _router(self, instance_id: str) -> Router | None:
+        lane = self._book.lane_of(instance_id)
+        return None if lane is None else lane.router
+
     def attach(self, hello: gw.Hello) -> tuple[Connection, gw.Welcome]:
+        """Admit an instance into its strategy's lane (raises ``core.book`` refusals as
+        ``AdmitError``: the servicer answers them with a status)."""
         now = self._now_ms()
+        lane = self._book.admit(hello)
+        router = lane.router
         info = InstanceInfo(hello.pod_name, hello.strategy, hello.version, hello.state_schema)
-        instance = self._router.attach(info, now)
+        instance = router.attach(info, now, number=self._book.next_number())
+        self._book.bind(instance.instance_id, lane)
         conn = Connection(instance.instance_id, self._send_queue)
         self.connections[instance.instance_id] = conn
         self._ledger.record_instance_event(
@@ -63,16 +70,17 @@ class Instances:
                 hello.strategy,
                 hello.version,
                 instance.role.value,
-                self._router.epoch,
+                router.epoch,
             )
         )
         log.info(
             "instance attached",
             extra={
                 "instance": instance.instance_id,
+                "strategy": hello.strategy,
                 "version": hello.version,
                 "role": instance.role.value,
-                "epoch": self._router.epoch,
+                "epoch": router.epoch,
             },
         )
         if instance.role is Role.ACTIVE:
@@ -80,18 +88,21 @@ class Instances:
         welcome = gw.Welcome(
             instance_id=instance.instance_id,
             role=wire.role_to_proto(instance.role),
-            epoch=self._router.epoch,
-            slots=[wire.slot_to_proto(s) for s in self._slots],
+            epoch=router.epoch,
+            slots=[wire.slot_to_proto(s) for s in lane.slots],
             cadence_ms=self._cadence_ms,
         )
-        self._observe_membership()
+        self._observe_membership(lane)
         return conn, welcome
 
     def detach(self, conn: Connection, reason: str) -> None:
         conn.close(reason)
         self.connections.pop(conn.instance_id, None)
-        instance = self._router.detach(conn.instance_id)
-        self._observe_membership()
+        lane = self._book.lane_of(conn.instance_id)
+        if lane is None:
+            return
+        instance = lane.router.detach(conn.instance_id)
+        self._observe_membership(lane)
         if instance is None:
             return
         self._ledger.record_instance_event(
@@ -103,12 +114,12 @@ class Instances:
                 instance.info.strategy,
                 instance.info.version,
                 instance.role.value,
-                self._router.epoch,
+                lane.router.epoch,
                 reason,
             )
         )
         log.info("instance detached", extra={"instance": conn.instance_id, "why": reason})
-        self._facts.on_gone(conn.instance_id, reason, conn.stop_journal())
+        lane.facts.on_gone(conn.instance_id, reason, conn.stop_journal())
 
     def close_all(self, reason: str) -> None:
         for conn in list(self.connections.values()):
@@ -120,14 +131,18 @@ class Instances:
         conn = self.connections.get(instance_id)
         return conn.send(msg, droppable=droppable) if conn is not None else SendResult.CLOSED
 
-    def broadcast(self, msg: gw.AttachResponse) -> None:
-        """Fills and settlements go to every instance that keeps state (ACTIVE, SHADOW,
-        DRAINING) so shadows follow; a STANDBY has no state yet and gets it by import."""
-        for instance_id, conn in list(self.connections.items()):
-            instance = self._router.instances.get(instance_id)
-            if instance is not None and instance.role is not Role.STANDBY:
+    def broadcast(self, strategy: str, msg: gw.AttachResponse) -> None:
+        """A strategy's fills and settlements go to every instance of it that keeps state
+        (ACTIVE, SHADOW, DRAINING) so shadows follow; a STANDBY has no state yet and gets it by
+        import. Another strategy's instances never see them (its bets are its own)."""
+        lane = self._book.lane(strategy)
+        if lane is None:
+            return
+        for instance_id, instance in list(lane.router.instances.items()):
+            conn = self.connections.get(instance_id)
+            if conn is not None and instance.role is not Role.STANDBY:
                 conn.send(msg, droppable=False)
-        self._facts.on_broadcast(msg)
+        lane.facts.on_broadcast(msg)
 
     # -- Fleet: what the handoff coordinator drives -------------------------------------------
 
@@ -145,14 +160,16 @@ class Instances:
         return conn.stop_journal() if conn is not None else []
 
     def set_role(self, instance_id: str, role: Role) -> None:
-        if instance_id not in self._router.instances:
+        router = self._router(instance_id)
+        if router is None or instance_id not in router.instances:
             return
-        self._router.set_role(instance_id, role)
+        router.set_role(instance_id, role)
         self.announce_role(instance_id)
 
     def make_shadow(self, instance_id: str, replay: list[gw.AttachResponse]) -> None:
         """Green follows as SHADOW: first what blue was sent after the snapshot, in order."""
-        if instance_id not in self._router.instances:
+        router = self._router(instance_id)
+        if router is None or instance_id not in router.instances:
             return
         self.set_role(instance_id, Role.SHADOW)
         evaluations = 0
@@ -164,28 +181,34 @@ class Instances:
                 msg = _as_shadow(msg)
                 evaluations += requests
             self.send_to(instance_id, msg)
-        self._router.shadow_sent(instance_id, evaluations)
+        router.shadow_sent(instance_id, evaluations)
 
     def drain(self, instance_id: str, reason: str) -> None:
-        if instance_id not in self._router.instances:
+        router = self._router(instance_id)
+        if router is None or instance_id not in router.instances:
             return
         self.set_role(instance_id, Role.DRAINING)
         self.send_to(instance_id, gw.AttachResponse(drain=gw.Drain(reason=reason)))
 
-    def _observe_membership(self) -> None:
-        roles = (i.role for i in self._router.instances.values())
-        self._metrics.membership(roles, self._router.epoch)
+    def _observe_membership(self, lane: LaneView) -> None:
+        router = lane.router
+        self._metrics.membership(
+            router.strategy, (i.role for i in router.instances.values()), router.epoch
+        )
 
     def announce_role(self, instance_id: str) -> None:
-        self._observe_membership()  # every role change is announced
-        instance = self._router.instances.get(instance_id)
+        lane = self._book.lane_of(instance_id)
+        if lane is None:
+            return
+        self._observe_membership(lane)  # every role change is announced
+        instance = lane.router.instances.get(instance_id)
         if instance is None:
             return
         self.send_to(
             instance_id,
             gw.AttachResponse(
                 role_change=gw.RoleChange(
-                    role=wire.role_to_proto(instance.role), epoch=self._router.epoch
+                    role=wire.role_to_proto(instance.role), epoch=lane.router.epoch
                 )
             ),
         )

@@ -38,7 +38,9 @@ from baton.gateway.core.records import (
 )
 from baton.model import Action, Candle, Fill, Settlement
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+# The one strategy a pre-book ledger (schema < 4) served: the first one that attached.
+_FIRST_STRATEGY = "COALESCE((SELECT strategy FROM instance_events ORDER BY id LIMIT 1), '')"
 
 # _MIGRATIONS[n] takes a ledger from schema version n to n + 1. Append only; never edit one
 # that shipped. Statements run one by one inside the opening transaction (executescript would
@@ -211,6 +213,58 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE evaluations ADD COLUMN stale TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX evaluations_stale ON evaluations (version, outcome, stale) WHERE stale != ''",
     ),
+    # 3 -> 4: a book of strategies on one gateway (issue 16). Every evaluation, bet and
+    # dropped decision names its strategy; (seq, slot_id) is unique per strategy, so the
+    # evaluations table is rebuilt (SQLite cannot change a table's UNIQUE constraint). Rows of
+    # an older ledger, written by a gateway that served one strategy, take that strategy's name
+    # (the first one attached; '' if none ever was). `strategies` is the book: a restarted
+    # gateway schedules every strategy in it. Bets also name the pricing model that priced them.
+    (
+        """CREATE TABLE evaluations_v4 (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            slot_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            scheduled_ms INTEGER NOT NULL,
+            deadline_ms INTEGER NOT NULL,
+            dispatched_ms INTEGER,
+            decided_ms INTEGER,
+            outcome TEXT NOT NULL,
+            instance_id TEXT NOT NULL,
+            version TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            action TEXT,
+            reason TEXT NOT NULL,
+            error TEXT NOT NULL,
+            eval_us INTEGER NOT NULL,
+            bet_id TEXT,
+            stale TEXT NOT NULL DEFAULT '',
+            strategy TEXT NOT NULL DEFAULT '',
+            UNIQUE (seq, slot_id, strategy))""",
+        f"""INSERT INTO evaluations_v4 (id, run_id, slot_id, seq, scheduled_ms, deadline_ms,
+            dispatched_ms, decided_ms, outcome, instance_id, version, epoch, action, reason,
+            error, eval_us, bet_id, stale, strategy)
+            SELECT id, run_id, slot_id, seq, scheduled_ms, deadline_ms, dispatched_ms,
+            decided_ms, outcome, instance_id, version, epoch, action, reason, error, eval_us,
+            bet_id, stale, {_FIRST_STRATEGY} FROM evaluations""",
+        "DROP TABLE evaluations",
+        "ALTER TABLE evaluations_v4 RENAME TO evaluations",
+        """CREATE INDEX evaluations_version
+            ON evaluations (strategy, version, outcome, scheduled_ms)""",
+        """CREATE INDEX evaluations_stale ON evaluations (strategy, version, outcome, stale)
+            WHERE stale != ''""",
+        "ALTER TABLE dropped_decisions ADD COLUMN strategy TEXT NOT NULL DEFAULT ''",
+        f"UPDATE dropped_decisions SET strategy = {_FIRST_STRATEGY}",
+        "ALTER TABLE bets ADD COLUMN strategy TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE bets ADD COLUMN pricing TEXT NOT NULL DEFAULT ''",
+        f"UPDATE bets SET strategy = {_FIRST_STRATEGY}",
+        """CREATE TABLE strategies (
+            name TEXT PRIMARY KEY,
+            slots TEXT NOT NULL,
+            stake REAL NOT NULL,
+            added_ms INTEGER NOT NULL,
+            run_id INTEGER) WITHOUT ROWID""",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -218,12 +272,13 @@ assert len(_MIGRATIONS) == SCHEMA_VERSION
 _INSERTS: dict[str, str] = {
     "evaluations": """INSERT INTO evaluations (run_id, slot_id, seq, scheduled_ms, deadline_ms,
         dispatched_ms, decided_ms, outcome, instance_id, version, epoch, action, reason, error,
-        eval_us, bet_id, stale) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        eval_us, bet_id, stale, strategy)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
     "dropped_decisions": """INSERT INTO dropped_decisions (run_id, slot_id, seq, instance_id,
-        epoch, received_ms, action, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+        epoch, received_ms, action, reason, strategy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
     "bets": """INSERT INTO bets (run_id, bet_id, slot_id, seq, side, stake, price, shares, fee,
-        window_start_ms, window_end_ms, instance_id, version, epoch, placed_ms)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        window_start_ms, window_end_ms, instance_id, version, epoch, placed_ms, strategy,
+        pricing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
     "settlements": """INSERT INTO settlements (run_id, bet_id, slot_id, side, window_start_ms,
         window_end_ms, open_price, close_price, outcome, won, payout, pnl, settled_ms)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -406,7 +461,7 @@ def _evaluation_row(run_id: int | None, r: EvaluationRecord) -> _Row:
     return (
         run_id, r.slot_id, r.seq, r.scheduled_ms, r.deadline_ms, r.dispatched_ms, r.decided_ms,
         r.outcome.value, r.instance_id, r.version, r.epoch, r.action, r.reason, r.error,
-        r.eval_us, r.bet_id, r.stale.value,
+        r.eval_us, r.bet_id, r.stale.value, r.strategy,
     )  # fmt: skip
 
 
@@ -415,6 +470,7 @@ def _evaluation_from_row(row: _Row) -> EvaluationRecord:
         row[0], row[1], row[2], row[3], EvalOutcome(row[4]), dispatched_ms=row[5],
         decided_ms=row[6], instance_id=row[7], version=row[8], epoch=row[9], action=row[10],
         reason=row[11], error=row[12], eval_us=row[13], bet_id=row[14], stale=Staleness(row[15]),
+        strategy=row[16],
     )  # fmt: skip
 
 
@@ -423,6 +479,13 @@ def stale_column(conn: sqlite3.Connection) -> str:
     older than schema 3 that a reader leaves as it is."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(evaluations)")}
     return "stale" if "stale" in columns else "''"
+
+
+def strategy_column(conn: sqlite3.Connection, table: str = "evaluations") -> str:
+    """The SQL for a row's strategy: the column, or, in a ledger older than schema 4 that a
+    reader leaves as it is, the one strategy that ledger's gateway served."""
+    columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    return "strategy" if "strategy" in columns else _FIRST_STRATEGY
 
 
 def _fill_from_row(row: _Row) -> Fill:
@@ -572,7 +635,7 @@ class Ledger:
         self._run_id: int | None = None
         self._buffer: dict[str, list[_Row]] = {table: [] for table in _INSERTS}
         # Keys buffered since the last flush, to refuse a duplicate before it is written.
-        self._eval_keys: set[tuple[str, int]] = set()
+        self._eval_keys: set[tuple[str, int, str]] = set()  # (slot_id, seq, strategy)
         self._bet_ids: set[str] = set()
         self._settled_ids: set[str] = set()
         self._handoff_ids: set[str] = set()
@@ -619,14 +682,15 @@ class Ledger:
     def record_evaluation(self, rec: EvaluationRecord) -> None:
         """Record a resolved evaluation. Raises ``DuplicateRecordError`` if (slot, seq)
         already has an outcome, buffered or written."""
-        key = (rec.slot_id, rec.seq)
+        key = (rec.slot_id, rec.seq, rec.strategy)
         if key in self._eval_keys or self._exists(
-            "SELECT 1 FROM evaluations WHERE slot_id = ? AND seq = ?", key
+            "SELECT 1 FROM evaluations WHERE slot_id = ? AND seq = ? AND strategy = ?", key
         ):
+            name = f"{rec.strategy + ':' if rec.strategy else ''}{rec.slot_id}#{rec.seq}"
             raise DuplicateRecordError(
-                f"evaluation {rec.slot_id}#{rec.seq} already has an outcome; refusing a second "
+                f"evaluation {name} already has an outcome; refusing a second "
                 f"one ({rec.outcome.value})",
-                [f"{rec.slot_id}#{rec.seq}"],
+                [name],
             )
         self._eval_keys.add(key)
         self._buffer["evaluations"].append(_evaluation_row(self._run_id, rec))
@@ -641,14 +705,23 @@ class Ledger:
         received_ms: int,
         action: str | None,
         reason: str,
+        strategy: str = "",
     ) -> None:
         """A decision received and never executed (late, fenced, shadow, duplicate)."""
         self._buffer["dropped_decisions"].append(
-            (self._run_id, slot_id, seq, instance_id, epoch, received_ms, action, reason)
+            (self._run_id, slot_id, seq, instance_id, epoch, received_ms, action, reason, strategy)
         )
 
     def record_bet(
-        self, fill: Fill, *, instance_id: str, version: str, epoch: int, placed_ms: int
+        self,
+        fill: Fill,
+        *,
+        instance_id: str,
+        version: str,
+        epoch: int,
+        placed_ms: int,
+        strategy: str = "",
+        pricing: str = "",
     ) -> None:
         if fill.bet_id in self._bet_ids or self._exists(
             "SELECT 1 FROM bets WHERE bet_id = ?", (fill.bet_id,)
@@ -659,7 +732,7 @@ class Ledger:
             (
                 self._run_id, fill.bet_id, fill.slot_id, fill.seq, fill.side.value, fill.stake,
                 fill.price, fill.shares, fill.fee, fill.window_start_ms, fill.window_end_ms,
-                instance_id, version, epoch, placed_ms,
+                instance_id, version, epoch, placed_ms, strategy, pricing,
             )
         )  # fmt: skip
 
@@ -776,8 +849,8 @@ class Ledger:
             rows = self._buffer[table]
             n = min(excess, len(rows))
             if table == "evaluations":
-                gone = {(row[1], row[2]) for row in rows[:n]}
-                self.reserve_seqs(_last_seqs(gone))
+                gone = {(row[1], row[2], row[17]) for row in rows[:n]}
+                self.reserve_seqs(_last_seqs((k[0], k[1]) for k in gone))
                 self._eval_keys -= gone
             del rows[:n]
             excess -= n
@@ -818,27 +891,72 @@ class Ledger:
         return out
 
     def _buffered_last_seqs(self) -> dict[str, int]:
-        out = _last_seqs(self._eval_keys)
+        out = _last_seqs((k[0], k[1]) for k in self._eval_keys)
         for slot_id, seq in self._reserved.items():
             if seq > out.get(slot_id, seq - 1):
                 out[slot_id] = seq
         return out
 
-    def open_bets(self) -> list[Fill]:
-        """Bets without a settlement, buffered or written, in the order they were placed."""
-        rows = self._conn.execute(
+    def open_bets(self, strategy: str | None = None) -> list[Fill]:
+        """Bets without a settlement, buffered or written, in the order they were placed; of
+        one strategy, or of all."""
+        sql = (
             f"SELECT {_FILL_COLUMNS} FROM bets b WHERE NOT EXISTS "
-            "(SELECT 1 FROM settlements s WHERE s.bet_id = b.bet_id) ORDER BY b.id"
-        ).fetchall()
+            "(SELECT 1 FROM settlements s WHERE s.bet_id = b.bet_id)"
+        )
+        params: tuple[str, ...] = ()
+        if strategy is not None:
+            sql, params = sql + " AND b.strategy = ?", (strategy,)
+        rows = self._conn.execute(sql + " ORDER BY b.id", params).fetchall()
         # Buffered bets: drop run_id and the placement metadata to get the Fill columns.
-        rows += [row[1:11] for row in self._buffer["bets"]]
+        rows += [
+            row[1:11] for row in self._buffer["bets"] if strategy is None or row[15] == strategy
+        ]
         return [_fill_from_row(r) for r in rows if r[0] not in self._settled_ids]
+
+    # -- the book -----------------------------------------------------------------------------
+
+    def record_strategy(
+        self, *, name: str, slot_ids: Sequence[str], stake: float, added_ms: int
+    ) -> None:
+        """A strategy entered the book: written at once (like a run), so a gateway restarted
+        right after still schedules it. Once per name; the first shape stays."""
+        try:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO strategies (name, slots, stake, added_ms, run_id) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, json.dumps(list(slot_ids)), stake, added_ms, self._run_id),
+            )
+        except sqlite3.Error as exc:
+            raise LedgerWriteError(f"cannot record strategy in {self.path}: {exc}") from exc
+
+    def strategies(self) -> list[BookRow]:
+        """The book, in the order strategies entered it."""
+        return read_book(self._conn)
 
     def _exists(self, sql: str, params: tuple[Any, ...]) -> bool:
         return self._conn.execute(sql, params).fetchone() is not None
 
 
 # -- the reader ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BookRow:
+    """A strategy of the book as the ledger keeps it."""
+
+    name: str
+    slot_ids: tuple[str, ...]  # as its instances name them; () = all the gateway's slots
+    stake: float
+    added_ms: int
+
+
+def read_book(conn: sqlite3.Connection) -> list[BookRow]:
+    """The book (none before schema 4)."""
+    if not _has_table(conn, "strategies"):
+        return []
+    rows = conn.execute("SELECT name, slots, stake, added_ms FROM strategies ORDER BY added_ms")
+    return [BookRow(r[0], tuple(json.loads(r[1])), r[2], r[3]) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -869,6 +987,8 @@ class PlacedBet:
     version: str
     epoch: int
     placed_ms: int
+    strategy: str = ""
+    pricing: str = ""  # the model that priced it ('' before schema 4)
 
 
 class LedgerReader:
@@ -913,19 +1033,35 @@ class LedgerReader:
         )
         return [Run(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4]) for r in rows]
 
-    def evaluations(self, slot_id: str | None = None) -> list[EvaluationRecord]:
-        """By slot, then seq."""
-        sql = f"SELECT {_EVALUATION_COLUMNS}, {stale_column(self.conn)} FROM evaluations"
-        if slot_id is None:
-            rows = self.conn.execute(sql + " ORDER BY slot_id, seq")
-        else:
-            rows = self.conn.execute(sql + " WHERE slot_id = ? ORDER BY seq", (slot_id,))
+    def evaluations(
+        self, slot_id: str | None = None, *, strategy: str | None = None
+    ) -> list[EvaluationRecord]:
+        """By strategy, slot, then seq; optionally of one slot and/or one strategy."""
+        strategy_sql = strategy_column(self.conn)
+        sql = (
+            f"SELECT {_EVALUATION_COLUMNS}, {stale_column(self.conn)}, {strategy_sql} "
+            "FROM evaluations"
+        )
+        where, params = [], []
+        if slot_id is not None:
+            where.append("slot_id = ?")
+            params.append(slot_id)
+        if strategy is not None:
+            where.append(f"{strategy_sql} = ?")
+            params.append(strategy)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.conn.execute(sql + f" ORDER BY {strategy_sql}, slot_id, seq", params)
         return [_evaluation_from_row(r) for r in rows]
 
     def evaluation_runs(self) -> dict[tuple[str, int], int | None]:
-        """(slot_id, seq) -> the run that recorded it."""
+        """(slot_id, seq) -> the run that recorded it (of any strategy: a run is the
+        gateway's, so every strategy's evaluation of one (slot, seq) has the same)."""
         rows = self.conn.execute("SELECT slot_id, seq, run_id FROM evaluations")
         return {(r[0], r[1]): r[2] for r in rows}
+
+    def strategies(self) -> list[BookRow]:
+        return read_book(self.conn)
 
     def dropped_decisions(self) -> list[DroppedDecision]:
         rows = self.conn.execute(
@@ -935,8 +1071,11 @@ class LedgerReader:
         return [DroppedDecision(*r) for r in rows]
 
     def bets(self) -> list[PlacedBet]:
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(bets)")}
+        pricing = "pricing" if "pricing" in columns else "''"
         rows = self.conn.execute(
-            f"SELECT {_FILL_COLUMNS}, instance_id, version, epoch, placed_ms FROM bets ORDER BY id"
+            f"SELECT {_FILL_COLUMNS}, instance_id, version, epoch, placed_ms, "
+            f"{strategy_column(self.conn, 'bets')}, {pricing} FROM bets ORDER BY id"
         )
         return [PlacedBet(_fill_from_row(r[:10]), *r[10:]) for r in rows]
 

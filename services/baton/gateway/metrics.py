@@ -172,11 +172,18 @@ class GatewayMetrics:
         )
         handoffs = Counter("baton_handoffs", "Finished handoffs, by result", ["result"], registry=r)
         self._handoffs = {result: handoffs.labels(result) for result in HANDOFF_RESULTS}
-        instances = Gauge(
-            "baton_instances", "Attached strategy instances, by role", ["role"], registry=r
+        self._instances = Gauge(
+            "baton_instances",
+            "Attached strategy instances, by strategy and role",
+            ["strategy", "role"],
+            registry=r,
         )
-        self._instances = {role: instances.labels(role.value) for role in Role}
-        self._epoch = Gauge("baton_epoch", "The current epoch (one more per promotion)", registry=r)
+        self._epoch = Gauge(
+            "baton_epoch",
+            "Each strategy's current epoch (one more per promotion of it)",
+            ["strategy"],
+            registry=r,
+        )
         slots_gauge = Gauge("baton_slots", "Slots this gateway evaluates", registry=r)
         slots_gauge.set(len(slots))
         self._ledger_write = Histogram(
@@ -198,6 +205,18 @@ class GatewayMetrics:
         self._ledger_pending = Gauge(
             "baton_ledger_pending_rows",
             "Ledger rows recorded and not yet written (0 after every good flush)",
+            registry=r,
+        )
+        self._backfill_wait = Gauge(
+            "baton_backfill_wait_seconds",
+            "How long the clock's first tick waited for the exchange backfill (0 until the "
+            "clock starts; at most gateway.backfill_wait_s)",
+            registry=r,
+        )
+        self._backfill_pending = Gauge(
+            "baton_backfill_pending_streams",
+            "Streams whose backfill had not finished when the clock started (their "
+            "evaluations are counted stale until it does)",
             registry=r,
         )
         self.feed = FeedMetrics(r)
@@ -269,6 +288,11 @@ class GatewayMetrics:
         self._series[(slot, outcome)] = pair
         return pair
 
+    def backfill_waited(self, seconds: float, pending_streams: int) -> None:
+        """The clock starts after waiting ``seconds`` for the backfill."""
+        self._backfill_wait.set(seconds)
+        self._backfill_pending.set(pending_streams)
+
     def ledger_flushed(self, seconds: float) -> None:
         self._ledger_write.observe(seconds)
 
@@ -288,13 +312,14 @@ class GatewayMetrics:
         if pause_ms is not None:
             self._pause.observe(pause_ms / 1000)
 
-    def membership(self, roles: Iterable[Role], epoch: int) -> None:
+    def membership(self, strategy: str, roles: Iterable[Role], epoch: int) -> None:
+        """One strategy's instances (by role) and epoch, after any change of them."""
         counts = dict.fromkeys(Role, 0)
         for role in roles:
             counts[role] += 1
         for role, n in counts.items():
-            self._instances[role].set(n)
-        self._epoch.set(epoch)
+            self._instances.labels(strategy, role.value).set(n)
+        self._epoch.labels(strategy).set(epoch)
 
 
 class MetricsServer:

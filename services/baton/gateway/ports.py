@@ -8,15 +8,16 @@ parts import one another in one direction only. ``app.py`` builds the parts and 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Protocol
 
 from baton.gateway.connection import Connection, SendResult
 from baton.gateway.core.clock import Tick
 from baton.gateway.core.handoff import Handoff
-from baton.gateway.core.records import ConnectionEvent, EvaluationRecord, InstanceEvent
-from baton.gateway.core.router import Instance
-from baton.model import Candle, Fill, LedgerHealth, Role, Settlement
+from baton.gateway.core.records import ConnectionEvent, EvaluationRecord, InstanceEvent, Staleness
+from baton.gateway.core.router import Instance, Router
+from baton.model import Candle, Fill, LedgerHealth, Role, Settlement, Slot
 from baton.v1 import gateway_pb2 as gw
 
 
@@ -36,6 +37,41 @@ class Roster(Protocol):
     def instances(self) -> Mapping[str, Instance]: ...
 
     def caught_up(self, instance_id: str) -> bool: ...
+
+
+class LaneView(Protocol):
+    """One strategy of the book, as the shared parts reach it (``lanes.Lane``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def router(self) -> Router: ...
+
+    @property
+    def slots(self) -> tuple[Slot, ...]: ...
+
+    @property
+    def facts(self) -> HandoffFacts: ...
+
+
+class Book(Protocol):
+    """The strategies the gateway serves, for the shared parts (``lanes.Lanes``)."""
+
+    def admit(self, hello: gw.Hello) -> LaneView:
+        """The lane of the Hello's strategy (entered into the book if new); raises
+        ``lanes.AdmitError`` when the Hello's slots or stake are refused."""
+        ...
+
+    def lane(self, strategy: str) -> LaneView | None: ...
+
+    def lane_of(self, instance_id: str) -> LaneView | None: ...
+
+    def bind(self, instance_id: str, lane: LaneView) -> None: ...
+
+    def next_number(self) -> int:
+        """The next gateway-wide instance number (ids stay unique across strategies)."""
+        ...
 
 
 class Membership(Protocol):
@@ -70,8 +106,8 @@ class Outlets(Protocol):
 class Peers(Protocol):
     """The attached instances as the execution and the feed reach them (``Instances``)."""
 
-    def broadcast(self, msg: gw.AttachResponse) -> None:
-        """A fill or settlement, to every instance that keeps state."""
+    def broadcast(self, strategy: str, msg: gw.AttachResponse) -> None:
+        """A fill or settlement of ``strategy``, to every instance of it that keeps state."""
         ...
 
     def announce_role(self, instance_id: str) -> None: ...
@@ -151,9 +187,26 @@ class Settling(Resolver, Protocol):
 
 
 class TickDispatch(Protocol):
-    """One tick sent (``Dispatcher``): returns when (wall ms) the ACTIVE's batch was queued."""
+    """One tick sent (``Dispatcher``): returns when (wall ms) the ACTIVE's batch was queued.
+    ``stale``: per slot id, its data's freshness at dispatch (absent: fresh)."""
 
-    def dispatch(self, tick: Tick, now: int) -> float: ...
+    def dispatch(self, tick: Tick, now: int, stale: Mapping[str, Staleness]) -> float: ...
+
+
+class TickLane(Protocol):
+    """One strategy of the book, as the tick loop drives it (``lanes.Lane``)."""
+
+    @property
+    def router(self) -> Router: ...
+
+    @property
+    def dispatcher(self) -> TickDispatch: ...
+
+    @property
+    def outcomes(self) -> Settling: ...
+
+    @property
+    def handoffs(self) -> Boundaries: ...
 
 
 class TickWrites(Protocol):
@@ -166,6 +219,39 @@ class Flusher(Protocol):
     """The once-per-tick write of the ledger's rows (``LedgerWriter``)."""
 
     def flush(self) -> None: ...
+
+
+class Warmup(Protocol):
+    """What the clock waits for before its first tick (``warmup.BackfillGate``)."""
+
+    async def wait(self) -> None:
+        """Returns when the clock may start: the backfill finished, the bound passed, or the
+        gateway is stopping."""
+        ...
+
+    def before_tick(self) -> None:
+        """Right before a tick's dispatch: brings the book's view of the streams still being
+        backfilled for the first time up to date (their evaluations are stale)."""
+        ...
+
+
+class BackfillProgress(Protocol):
+    """The exchange feed's backfill, as the clock's warm-up reads it (``ExchangeFeed``)."""
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Set while every connection is up and every stream's backfill has finished
+        (delivered, or refused for good)."""
+        ...
+
+    def backfill_pending(self) -> tuple[tuple[str, str], ...]:
+        """(symbol, interval) of the streams whose backfill has not finished."""
+        ...
+
+    def backfill_refused(self) -> tuple[tuple[str, str], ...]:
+        """(symbol, interval) of the streams whose backfill the exchange refused for good
+        (e.g. -1121, an unknown symbol)."""
+        ...
 
 
 # -- the ledger, as each part writes it (``ledger.Ledger`` offers all of them) ----------------
@@ -185,7 +271,15 @@ class DecisionRows(InstanceRows, Protocol):
     """What carrying out decisions writes: bets, decisions never executed, the flip."""
 
     def record_bet(
-        self, fill: Fill, *, instance_id: str, version: str, epoch: int, placed_ms: int
+        self,
+        fill: Fill,
+        *,
+        instance_id: str,
+        version: str,
+        epoch: int,
+        placed_ms: int,
+        strategy: str = "",
+        pricing: str = "",
     ) -> None: ...
 
     def record_dropped_decision(
@@ -198,6 +292,7 @@ class DecisionRows(InstanceRows, Protocol):
         received_ms: int,
         action: str | None,
         reason: str,
+        strategy: str = "",
     ) -> None: ...
 
 

@@ -26,6 +26,12 @@ Definitions:
   Nobody was there to schedule them, so they are neither ``scheduled`` nor ``missed``: the
   down time is reported as such, next to the number of gateway runs.
 
+A gateway serves a book of strategies (docs/gateway.md#a-book-of-strategies): each evaluation
+belongs to one strategy, and every figure above is the sum over them (a slot evaluated by two
+strategies is scheduled twice a tick). ``per_strategy`` has the same figures for each one, and
+its bets, settlements and PnL; ``per_version`` is per (strategy, version). Ledgers older than
+schema 4 served one strategy: their rows are that one's.
+
 Handoffs (one ``HandoffSummary`` each, in the order they started):
 
 - ``result``: completed, aborted (failed before the flip; blue kept serving) or rolled_back
@@ -52,7 +58,14 @@ from pathlib import Path
 
 from baton.gateway.core.handoff import Phase, Step
 from baton.gateway.core.records import MISSED_OUTCOMES, EvalOutcome, Staleness
-from baton.gateway.ledger import HandoffRow, open_readonly, read_handoffs, stale_column
+from baton.gateway.ledger import (
+    HandoffRow,
+    open_readonly,
+    read_book,
+    read_handoffs,
+    stale_column,
+    strategy_column,
+)
 
 _EXECUTED = EvalOutcome.EXECUTED.value
 _ERROR = EvalOutcome.ERROR.value
@@ -74,6 +87,26 @@ class SlotCoverage:
 
 
 @dataclass(frozen=True, slots=True)
+class StrategyRow:
+    """One strategy of the book: its presence (as for the whole ledger), its bets and PnL."""
+
+    name: str
+    slots: int
+    scheduled: int
+    evaluated: int
+    missed: int
+    errors: int
+    stale: int
+    unaccounted: int
+    max_gap_ms: int
+    bets: int
+    settled: int
+    wins: int
+    pnl: float
+    stake: float | None  # as the book has it (None: a ledger older than the book)
+
+
+@dataclass(frozen=True, slots=True)
 class VersionRow:
     """One deployment (strategy version): the evaluations dispatched to it while it was ACTIVE.
     Evaluations missed with no ACTIVE instance at all have version ``""``."""
@@ -87,6 +120,7 @@ class VersionRow:
     first_ms: int | None
     last_ms: int | None
     stale: int = 0
+    strategy: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +189,7 @@ class PresenceReport:
     stale: int = 0
     stale_by_reason: dict[str, int] = field(default_factory=dict)
     pricing: str | None = None  # the model(s) that priced the bets, by run: "random_walk"
+    per_strategy: tuple[StrategyRow, ...] = ()
 
 
 def presence_report(path: str | Path) -> PresenceReport:
@@ -175,7 +210,9 @@ def report_from(conn: sqlite3.Connection) -> PresenceReport:
     report and its own rows from one snapshot)."""
     runs = conn.execute("SELECT cadence_ms, slots FROM runs ORDER BY id").fetchall()
     pricing = _pricing(row[0] for row in conn.execute("SELECT config FROM runs ORDER BY id"))
-    per_slot = _per_slot(conn, configured=_configured_slots(s for _, s in runs))
+    cells = _cells(conn)
+    per_slot = _per_slot(cells, configured=_configured_slots(s for _, s in runs))
+    per_strategy = _per_strategy(conn, cells)
     stale_by_version, stale_by_reason = _stale(conn)
     per_version, missed_by_reason = _per_version(conn, stale_by_version)
     settled, wins, pnl = conn.execute(
@@ -220,6 +257,7 @@ def report_from(conn: sqlite3.Connection) -> PresenceReport:
         stale=sum(s.stale for s in per_slot),
         stale_by_reason=stale_by_reason,
         pricing=pricing,
+        per_strategy=per_strategy,
     )
 
 
@@ -320,42 +358,108 @@ def _configured_slots(slot_lists: Iterable[str]) -> list[str]:
     return list(ordered)
 
 
-def _per_slot(conn: sqlite3.Connection, configured: list[str]) -> tuple[SlotCoverage, ...]:
-    counts = {
-        row[0]: row[1:]
-        for row in conn.execute(
-            "SELECT slot_id, COUNT(*), SUM(outcome = ?), SUM(outcome = ?), MIN(seq), MAX(seq), "
-            f"SUM(outcome = ? AND {stale_column(conn)} != '') "
-            "FROM evaluations GROUP BY slot_id",
-            (_EXECUTED, _ERROR, _EXECUTED),
-        )
-    }
+def _cells(conn: sqlite3.Connection) -> dict[tuple[str, str], SlotCoverage]:
+    """Coverage per (strategy, slot): seqs, gaps and holes are one strategy's evaluations of
+    one slot (two strategies evaluate the same (slot, seq) once each)."""
+    strategy = strategy_column(conn)
+    counts = conn.execute(
+        f"SELECT {strategy}, slot_id, COUNT(*), SUM(outcome = ?), SUM(outcome = ?), MIN(seq), "
+        f"MAX(seq), SUM(outcome = ? AND {stale_column(conn)} != '') "
+        f"FROM evaluations GROUP BY {strategy}, slot_id",
+        (_EXECUTED, _ERROR, _EXECUTED),
+    ).fetchall()
     # A sort of the answered rows: a per-slot index would cost the writer one page per slot
     # and tick (see the ledger schema); the report runs rarely, the writer every tick.
-    gaps = dict(
-        conn.execute(
-            "SELECT slot_id, MAX(gap) FROM ("
-            "  SELECT slot_id, decided_ms - LAG(decided_ms) OVER ("
-            "    PARTITION BY slot_id ORDER BY seq) AS gap"
+    gaps = {
+        (row[0], row[1]): row[2]
+        for row in conn.execute(
+            "SELECT strategy, slot_id, MAX(gap) FROM ("
+            f"  SELECT {strategy} AS strategy, slot_id, decided_ms - LAG(decided_ms) OVER ("
+            f"    PARTITION BY {strategy}, slot_id ORDER BY seq) AS gap"
             "  FROM evaluations WHERE outcome IN (?, ?)"
-            ") GROUP BY slot_id",
+            ") GROUP BY strategy, slot_id",
             (_EXECUTED, _ERROR),
-        ).fetchall()
+        )
+    }
+    cells = {}
+    for name, slot_id, scheduled, evaluated, errors, lo, hi, stale in counts:
+        cells[(name, slot_id)] = SlotCoverage(
+            slot_id=slot_id,
+            scheduled=scheduled,
+            evaluated=evaluated,
+            missed=scheduled - evaluated - errors,
+            errors=errors,
+            max_gap_ms=gaps.get((name, slot_id)) or 0,
+            unaccounted=hi - lo + 1 - scheduled,
+            stale=stale or 0,
+        )
+    return cells
+
+
+def _sum(slot_id: str, cells: Iterable[SlotCoverage]) -> SlotCoverage:
+    cells = list(cells)
+    return SlotCoverage(
+        slot_id=slot_id,
+        scheduled=sum(c.scheduled for c in cells),
+        evaluated=sum(c.evaluated for c in cells),
+        missed=sum(c.missed for c in cells),
+        errors=sum(c.errors for c in cells),
+        max_gap_ms=max((c.max_gap_ms for c in cells), default=0),
+        unaccounted=sum(c.unaccounted for c in cells),
+        stale=sum(c.stale for c in cells),
     )
-    order = configured + sorted(set(counts) - set(configured))
+
+
+def _per_slot(
+    cells: dict[tuple[str, str], SlotCoverage], configured: list[str]
+) -> tuple[SlotCoverage, ...]:
+    by_slot: dict[str, list[SlotCoverage]] = {}
+    for (_, slot_id), cell in cells.items():
+        by_slot.setdefault(slot_id, []).append(cell)
+    order = configured + sorted(set(by_slot) - set(configured))
+    return tuple(_sum(slot_id, by_slot.get(slot_id, ())) for slot_id in order)
+
+
+def _per_strategy(
+    conn: sqlite3.Connection, cells: dict[tuple[str, str], SlotCoverage]
+) -> tuple[StrategyRow, ...]:
+    """One row per strategy: in the book's order, then any other the rows name."""
+    book = {row.name: row for row in read_book(conn)}
+    by_name: dict[str, list[SlotCoverage]] = {}
+    for (name, _), cell in cells.items():
+        by_name.setdefault(name, []).append(cell)
+    bet_strategy = strategy_column(conn, "bets")
+    bets = dict(conn.execute(f"SELECT {bet_strategy}, COUNT(*) FROM bets GROUP BY 1").fetchall())
+    settled = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            f"SELECT {'b.strategy' if bet_strategy == 'strategy' else bet_strategy}, COUNT(*), "
+            "COALESCE(SUM(s.won), 0), COALESCE(SUM(s.pnl), 0.0) "
+            "FROM settlements s JOIN bets b ON b.bet_id = s.bet_id GROUP BY 1"
+        )
+    }
+    names = list(book) + sorted(set(by_name) - set(book))
     rows = []
-    for slot_id in order:
-        scheduled, evaluated, errors, lo, hi, stale = counts.get(slot_id, (0, 0, 0, None, None, 0))
+    for name in names:
+        total = _sum("", by_name.get(name, ()))
+        n_settled, wins, pnl = settled.get(name, (0, 0, 0.0))
+        entry = book.get(name)
         rows.append(
-            SlotCoverage(
-                slot_id=slot_id,
-                scheduled=scheduled,
-                evaluated=evaluated,
-                missed=scheduled - evaluated - errors,
-                errors=errors,
-                max_gap_ms=gaps.get(slot_id) or 0,
-                unaccounted=(hi - lo + 1 - scheduled) if scheduled else 0,
-                stale=stale or 0,
+            StrategyRow(
+                name=name,
+                slots=len(by_name.get(name, ())),
+                scheduled=total.scheduled,
+                evaluated=total.evaluated,
+                missed=total.missed,
+                errors=total.errors,
+                stale=total.stale,
+                unaccounted=total.unaccounted,
+                max_gap_ms=total.max_gap_ms,
+                bets=bets.get(name, 0),
+                settled=n_settled,
+                wins=wins,
+                pnl=float(pnl),
+                stake=None if entry is None else entry.stake,
             )
         )
     return tuple(rows)
@@ -369,67 +473,82 @@ def _not_scheduled(conn: sqlite3.Connection) -> int:
         "  - (seq - prev_seq)), 0) FROM ("
         "  SELECT seq, scheduled_ms, deadline_ms,"
         "    LAG(seq) OVER w AS prev_seq, LAG(scheduled_ms) OVER w AS prev_ms"
-        "  FROM evaluations WINDOW w AS (PARTITION BY slot_id ORDER BY seq)"
+        f"  FROM evaluations WINDOW w AS (PARTITION BY {strategy_column(conn)}, slot_id "
+        "ORDER BY seq)"
         ") WHERE prev_ms IS NOT NULL"
         "  AND (scheduled_ms - prev_ms) / (deadline_ms - scheduled_ms) > seq - prev_seq"
     ).fetchone()
     return int(n)
 
 
-def _stale(conn: sqlite3.Connection) -> tuple[dict[str, int], dict[str, int]]:
-    """Stale evaluated evaluations per version and by reason (the partial index
+def _stale(
+    conn: sqlite3.Connection,
+) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """Stale evaluated evaluations per (strategy, version) and by reason (the partial index
     evaluations_stale holds only stale rows)."""
-    per_version: dict[str, int] = {}
+    per_version: dict[tuple[str, str], int] = {}
     by_reason = {s.value: 0 for s in Staleness if s.stale}
     if stale_column(conn) != "stale":
         return per_version, by_reason
-    for version, why, n in conn.execute(
-        "SELECT version, stale, COUNT(*) FROM evaluations "
-        "WHERE stale != '' AND outcome = ? GROUP BY version, stale",
+    strategy = strategy_column(conn)
+    for name, version, why, n in conn.execute(
+        f"SELECT {strategy}, version, stale, COUNT(*) FROM evaluations "
+        f"WHERE stale != '' AND outcome = ? GROUP BY {strategy}, version, stale",
         (_EXECUTED,),
     ):
-        per_version[version] = per_version.get(version, 0) + n
+        key = (name, version)
+        per_version[key] = per_version.get(key, 0) + n
         by_reason[why] = by_reason.get(why, 0) + n
     return per_version, by_reason
 
 
 def _per_version(
-    conn: sqlite3.Connection, stale: dict[str, int]
+    conn: sqlite3.Connection, stale: dict[tuple[str, str], int]
 ) -> tuple[tuple[VersionRow, ...], dict[str, int]]:
-    """Rows per deployment, and the missed evaluations by reason (from the same scan of the
-    covering index evaluations_version (version, outcome, scheduled_ms))."""
-    bets = dict(conn.execute("SELECT version, COUNT(*) FROM bets GROUP BY version").fetchall())
-    by_version: dict[str, dict[str, int]] = {}
-    span: dict[str, tuple[int, int]] = {}
+    """Rows per deployment (strategy, version), and the missed evaluations by reason (from the
+    same scan of the covering index evaluations_version (strategy, version, outcome,
+    scheduled_ms))."""
+    strategy = strategy_column(conn)
+    bet_strategy = strategy_column(conn, "bets")
+    bets = {
+        (row[0], row[1]): row[2]
+        for row in conn.execute(
+            f"SELECT {bet_strategy}, version, COUNT(*) FROM bets GROUP BY 1, 2"
+        ).fetchall()
+    }
+    by_version: dict[tuple[str, str], dict[str, int]] = {}
+    span: dict[tuple[str, str], tuple[int, int]] = {}
     missed_by_reason = dict.fromkeys(_MISSED, 0)
-    for version, outcome, n, first, last in conn.execute(
-        "SELECT version, outcome, COUNT(*), MIN(scheduled_ms), MAX(scheduled_ms) "
-        "FROM evaluations GROUP BY version, outcome"
+    for name, version, outcome, n, first, last in conn.execute(
+        f"SELECT {strategy}, version, outcome, COUNT(*), MIN(scheduled_ms), MAX(scheduled_ms) "
+        f"FROM evaluations GROUP BY {strategy}, version, outcome"
     ):
-        by_version.setdefault(version, {})[outcome] = n
-        lo, hi = span.get(version, (first, last))
-        span[version] = (min(lo, first), max(hi, last))
+        key = (name, version)
+        by_version.setdefault(key, {})[outcome] = n
+        lo, hi = span.get(key, (first, last))
+        span[key] = (min(lo, first), max(hi, last))
         if outcome in missed_by_reason:
             missed_by_reason[outcome] += n
     rows = []
-    for version, counts in by_version.items():
+    for key, counts in by_version.items():
         scheduled = sum(counts.values())
         evaluated, errors = counts.get(_EXECUTED, 0), counts.get(_ERROR, 0)
         rows.append(
             VersionRow(
-                version=version,
+                version=key[1],
                 scheduled=scheduled,
                 evaluated=evaluated,
                 missed=scheduled - evaluated - errors,
                 errors=errors,
-                bets=bets.get(version, 0),
-                first_ms=span[version][0],
-                last_ms=span[version][1],
-                stale=stale.get(version, 0),
+                bets=bets.get(key, 0),
+                first_ms=span[key][0],
+                last_ms=span[key][1],
+                stale=stale.get(key, 0),
+                strategy=key[0],
             )
         )
-    # Deployments in the order they served; the unattributed row (no ACTIVE instance) last.
-    rows.sort(key=lambda v: (v.version == "", v.first_ms or 0, v.version))
+    # Deployments in the order they served; the unattributed rows (no ACTIVE instance) last.
+    rows.sort(key=lambda v: (v.version == "", v.first_ms or 0, v.strategy, v.version))
     return tuple(rows), missed_by_reason
 
 
@@ -476,6 +595,7 @@ def report_to_json(r: PresenceReport) -> dict[str, object]:
         "pause_ms_max": r.pause_ms_max,
         "per_slot": [asdict(s) for s in r.per_slot],
         "per_version": [asdict(v) for v in r.per_version],
+        "per_strategy": [asdict(x) for x in r.per_strategy],
         "handoffs": [_handoff_to_json(h) for h in r.handoffs],
     }
     return out
@@ -557,6 +677,21 @@ def format_report(r: PresenceReport) -> str:
                 + [str(n) for n in (s.scheduled, s.evaluated, s.stale, s.missed, s.errors)]
                 + [str(s.unaccounted), str(s.max_gap_ms)]
                 for s in r.per_slot
+            ],
+        )
+    if len(r.per_strategy) > 1:
+        lines += ["", "per strategy"]
+        lines += _table(
+            [
+                *("strategy", "slots", "scheduled", "evaluated", "stale", "missed", "errors"),
+                *("bets", "settled", "won", "pnl"),
+            ],
+            [
+                [x.name or "(unnamed)"]
+                + [str(n) for n in (x.slots, x.scheduled, x.evaluated, x.stale, x.missed)]
+                + [str(n) for n in (x.errors, x.bets, x.settled, x.wins)]
+                + [f"{x.pnl:+.2f}"]
+                for x in r.per_strategy
             ],
         )
     if r.per_version:

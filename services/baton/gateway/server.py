@@ -19,7 +19,8 @@ from baton import wire
 from baton.gateway.connection import Connection
 from baton.gateway.coordinator import Coordinator, PromoteError
 from baton.gateway.core import handoff as hm
-from baton.gateway.ports import Decisions, LedgerHealthView, Membership, Roster
+from baton.gateway.lanes import AdmitError, Lane, Lanes
+from baton.gateway.ports import LedgerHealthView, Membership
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import control_pb2_grpc as ctl_grpc
 from baton.v1 import gateway_pb2 as gw
@@ -35,17 +36,14 @@ class Parts:
     """The parts of the gateway the servicers talk to: one object per concern."""
 
     instances: Membership
-    execution: Decisions
-    handoffs: Coordinator
-    roster: Roster
+    lanes: Lanes  # the book: routes decisions and handoff messages to their strategy's lane
     ledger: LedgerHealthView
 
 
 class GatewayServicer(gw_grpc.GatewayServiceServicer):
     def __init__(self, parts: Parts) -> None:
         self._instances = parts.instances
-        self._execution = parts.execution
-        self._handoffs = parts.handoffs
+        self._lanes = parts.lanes
 
     async def Attach(
         self,
@@ -63,7 +61,10 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
         problem = _check_hello(hello)
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        conn, welcome = self._instances.attach(hello)
+        try:
+            conn, welcome = self._instances.attach(hello)
+        except AdmitError as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         reader = asyncio.create_task(self._read(request_iterator, conn))
         reason = "stream ended"
         try:
@@ -87,13 +88,13 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
                 kind = msg.WhichOneof("body")
                 if kind == "decisions":
                     for decision in msg.decisions.decisions:
-                        self._execution.on_decision(conn.instance_id, decision)
+                        self._lanes.on_decision(conn.instance_id, decision)
                 elif kind == "state_export":
-                    self._handoffs.on_exported(conn.instance_id, msg.state_export)
+                    self._lanes.on_exported(conn.instance_id, msg.state_export)
                 elif kind == "import_result":
-                    self._handoffs.on_imported(conn.instance_id, msg.import_result)
+                    self._lanes.on_imported(conn.instance_id, msg.import_result)
                 elif kind == "drain_complete":
-                    self._handoffs.on_drained(conn.instance_id)
+                    self._lanes.on_drained(conn.instance_id)
                     reason = "drained"
                     break
                 else:
@@ -121,30 +122,49 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
     here and nowhere else."""
 
     def __init__(self, parts: Parts) -> None:
-        self._handoffs = parts.handoffs
-        self._roster = parts.roster
+        self._lanes = parts.lanes
         self._ledger = parts.ledger
 
-    def _status(self, h: hm.Handoff) -> ctl.HandoffStatus:
-        return wire.handoff_status_to_proto(hm.status(h, self._handoffs.missed_of(h.handoff_id)))
+    @staticmethod
+    def _status(coordinator: Coordinator, h: hm.Handoff) -> ctl.HandoffStatus:
+        return wire.handoff_status_to_proto(hm.status(h, coordinator.missed_of(h.handoff_id)))
+
+    def _strategy_status(self, lane: Lane) -> ctl.StrategyStatus:
+        router = lane.router
+        status = ctl.StrategyStatus(
+            name=lane.name,
+            epoch=router.epoch,
+            active_instance_id=router.active_id or "",
+            slot_ids=[s.slot_id for s in lane.slots],
+            stake=lane.entry.stake,
+        )
+        current = lane.handoffs.current
+        if current is not None:
+            status.current_handoff.CopyFrom(self._status(lane.handoffs, current))
+        return status
 
     async def ListInstances(
         self,
         request: ctl.ListInstancesRequest,
         context: grpc.aio.ServicerContext[ctl.ListInstancesRequest, ctl.ListInstancesResponse],
     ) -> ctl.ListInstancesResponse:
-        router = self._roster
+        lanes = self._lanes()
         response = ctl.ListInstancesResponse(
-            epoch=router.epoch,
-            active_instance_id=router.active_id or "",
             instances=[
-                wire.instance_status_to_proto(i.status()) for i in router.instances.values()
+                wire.instance_status_to_proto(i.status())
+                for lane in lanes
+                for i in lane.router.instances.values()
             ],
             ledger=wire.ledger_health_to_proto(self._ledger.health),
+            strategies=[self._strategy_status(lane) for lane in lanes],
         )
-        current = self._handoffs.current
-        if current is not None:
-            response.current_handoff.CopyFrom(self._status(current))
+        if len(lanes) == 1:
+            # One strategy, as every gateway before the book served: the top-level fields.
+            only = response.strategies[0]
+            response.epoch = only.epoch
+            response.active_instance_id = only.active_instance_id
+            if only.HasField("current_handoff"):
+                response.current_handoff.CopyFrom(only.current_handoff)
         return response
 
     async def Promote(
@@ -157,8 +177,9 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
+            coordinator = self._lanes.coordinator_of_instance(request.instance_id)
             # The caller's trace context (the operator's rollout) parents the handoff's span.
-            h = self._handoffs.promote(
+            h = coordinator.promote(
                 request.instance_id,
                 policy,
                 request.request_id,
@@ -166,38 +187,48 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
             )
         except PromoteError as exc:
             await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
-        return ctl.PromoteResponse(handoff=self._status(h))
+        return ctl.PromoteResponse(handoff=self._status(coordinator, h))
 
     async def Rollback(
         self,
         request: ctl.RollbackRequest,
         context: grpc.aio.ServicerContext[ctl.RollbackRequest, ctl.RollbackResponse],
     ) -> ctl.RollbackResponse:
+        coordinator = self._lanes.coordinator_of_handoff(request.handoff_id)
+        if coordinator is None:
+            what = repr(request.handoff_id) if request.handoff_id else "(none named)"
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"no running handoff {what}: name the handoff when several strategies hand off",
+            )
         try:
-            h = self._handoffs.rollback(request.handoff_id, request.reason)
+            h = coordinator.rollback(request.handoff_id, request.reason)
         except PromoteError as exc:
             await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
-        return ctl.RollbackResponse(handoff=self._status(h))
+        return ctl.RollbackResponse(handoff=self._status(coordinator, h))
 
     async def GetHandoff(
         self,
         request: ctl.GetHandoffRequest,
         context: grpc.aio.ServicerContext[ctl.GetHandoffRequest, ctl.GetHandoffResponse],
     ) -> ctl.GetHandoffResponse:
-        h = self._handoffs.get(request.handoff_id)
-        if h is None:
+        found = self._lanes.handoff(request.handoff_id)
+        if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no handoff {request.handoff_id!r}")
-        return ctl.GetHandoffResponse(handoff=self._status(h))
+        coordinator, h = found
+        return ctl.GetHandoffResponse(handoff=self._status(coordinator, h))
 
     async def WatchHandoff(
         self,
         request: ctl.WatchHandoffRequest,
         context: grpc.aio.ServicerContext[ctl.WatchHandoffRequest, ctl.WatchHandoffResponse],
     ) -> AsyncIterator[ctl.WatchHandoffResponse]:
-        if self._handoffs.get(request.handoff_id) is None:
+        found = self._lanes.handoff(request.handoff_id)
+        if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no handoff {request.handoff_id!r}")
-        async for h in self._handoffs.watch(request.handoff_id):
-            yield ctl.WatchHandoffResponse(handoff=self._status(h))
+        coordinator, watched = found
+        async for h in coordinator.watch(watched.handoff_id):
+            yield ctl.WatchHandoffResponse(handoff=self._status(coordinator, h))
 
 
 def add_servicer(server: grpc.aio.Server, parts: Parts) -> None:

@@ -1,9 +1,12 @@
 """The clock loop: waits for the clock to start, then at each tick's schedule resolves what
-expired, dispatches the tick, lets a handoff act at the boundary and right after the dispatch,
-and writes the tick's rows; when stopping, waits for what is still pending.
+expired, decides the market data's freshness once, and for each strategy of the book
+dispatches the tick and lets its handoff act at the boundary and right after the dispatch;
+then writes the tick's rows. When stopping, waits for what is still pending.
 
-Offers ``run`` (a task) to ``app.Gateway``; uses ``TickDispatch``, ``Settling``,
-``Boundaries``, ``TickWrites`` and ``Flusher`` (ports.py).
+The first tick waits for the exchange backfill (bounded, through ``Warmup``). One clock for the
+whole book: every strategy's evaluation of a (slot, tick) has the same seq. Offers ``run`` (a
+task) to ``app.Gateway``; uses ``TickLane`` (its ``TickDispatch``, ``Settling`` and
+``Boundaries``), ``TickWrites``, ``Flusher`` and ``Warmup`` (ports.py).
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from baton.gateway.core.clock import SlotClock
-from baton.gateway.core.router import Router
-from baton.gateway.ports import Boundaries, Flusher, Settling, TickDispatch, TickWrites
-from baton.model import Slot
+from baton.gateway.core.records import Staleness
+from baton.gateway.metrics import GatewayMetrics
+from baton.gateway.outcomes import GatewayStats
+from baton.gateway.ports import Flusher, TickLane, TickWrites, Warmup
 
 log = logging.getLogger(__name__)
 
@@ -26,28 +30,30 @@ class Ticker:
         self,
         *,
         cadence_ms: int,
-        slots: tuple[Slot, ...],
-        router: Router,
-        dispatcher: TickDispatch,
-        outcomes: Settling,
-        handoffs: Boundaries,
+        lanes: Callable[[], Sequence[TickLane]],
+        freshness: Callable[[int], Mapping[str, Staleness]],
         ledger: TickWrites,
         writer: Flusher,
+        metrics: GatewayMetrics,
+        stats: GatewayStats,
         go: asyncio.Event,
         stopping: asyncio.Event,
         now_ms: Callable[[], int],
+        wall_ms_f: Callable[[], float],
+        warmup: Warmup | None = None,
     ) -> None:
         self._cadence_ms = cadence_ms
-        self._slots = slots
-        self._router = router
-        self._dispatcher = dispatcher
-        self._outcomes = outcomes
-        self._handoffs = handoffs
+        self._lanes = lanes  # the book's strategies, as of now (a new one joins at a tick)
+        self._freshness = freshness
+        self._metrics = metrics
+        self._stats = stats
+        self._wall_ms_f = wall_ms_f
         self._ledger = ledger
         self._writer = writer
         self._clock_go = go  # set: the clock starts (at once, or on the first ACTIVE)
         self._stopping = stopping
         self._now_ms = now_ms
+        self._warmup = warmup  # None: the first tick waits for nothing but ``go``
         self.clock_started = asyncio.Event()
 
     async def run(self) -> None:
@@ -58,6 +64,12 @@ class Ticker:
         stop.cancel()
         if self._stopping.is_set():
             return
+        if self._warmup is not None:
+            # The first tick waits for the backfill (bounded): ticks that fall meanwhile were
+            # never scheduled, the clock's origin is the first boundary after the wait.
+            await self._warmup.wait()
+            if self._stopping.is_set():
+                return
         clock = SlotClock.starting_after(self._cadence_ms, self._now_ms())
         self.clock_started.set()
         log.info("clock started", extra={"origin_ms": clock.origin_ms})
@@ -65,33 +77,48 @@ class Ticker:
         while not self._stopping.is_set():
             await self._sleep_until(clock.tick(next_index).scheduled_ms)
             now = self._now_ms()
-            self._outcomes.resolve(self._router.expire(now))
+            lanes = self._lanes()
+            for lane in lanes:
+                lane.outcomes.resolve(lane.router.expire(now))
             plan = clock.plan(now, next_index)
             for late in plan.late:
                 log.warning("tick missed by the gateway", extra={"tick": late.index})
-                self._outcomes.resolve(self._router.on_late_tick(late))
-            if plan.dispatch is not None:
-                # Between two ticks: the only place a handoff flips (G4).
-                self._handoffs.on_boundary(now)
-                dispatched = self._dispatcher.dispatch(plan.dispatch, now)
-                self._outcomes.track()
-                if self._router.pending:
+                for lane in lanes:
+                    lane.outcomes.resolve(lane.router.on_late_tick(late))
+            tick = plan.dispatch
+            if tick is not None:
+                self._stats.ticks += 1
+                self._metrics.tick_dispatched(tick.scheduled_ms, self._wall_ms_f())
+                if self._warmup is not None:
+                    self._warmup.before_tick()
+                stale = self._freshness(now)
+                reserved: dict[str, int] = {}
+                for lane in lanes:
+                    # Between two ticks: the only place a handoff flips (G4).
+                    lane.handoffs.on_boundary(now)
+                    dispatched = lane.dispatcher.dispatch(tick, now, stale)
+                    lane.outcomes.track()
+                    router = lane.router
+                    if router.pending:
+                        reserved.update({s.slot_id: router.seq_of(s, tick) for s in router.slots})
+                    lane.handoffs.after_dispatch(tick.scheduled_ms, dispatched)
+                if reserved:
                     # Written with this tick's flush, before any request leaves the process
-                    # (no await in between): a restart after a crash never reuses these seqs.
-                    tick, seq_of = plan.dispatch, self._router.seq_of
-                    self._ledger.reserve_seqs({s.slot_id: seq_of(s, tick) for s in self._slots})
-                self._handoffs.after_dispatch(plan.dispatch.scheduled_ms, dispatched)
+                    # (no await since the dispatch): a restart after a crash never reuses them.
+                    self._ledger.reserve_seqs(reserved)
             next_index = plan.next_index
             self._writer.flush()
         # Stopping: every dispatched evaluation is resolved before we go.
+        lanes = self._lanes()
         last_deadline = clock.tick(next_index - 1).deadline_ms if next_index else 0
         remaining = (last_deadline - self._now_ms()) / 1000
-        if self._router.pending and remaining > 0:
+        if any(lane.router.pending for lane in lanes) and remaining > 0:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
-                    await self._outcomes.settled()
-        self._outcomes.resolve(self._router.expire(max(self._now_ms(), last_deadline)))
+                    await asyncio.gather(*(lane.outcomes.settled() for lane in lanes))
+        for lane in lanes:
+            lane.outcomes.resolve(lane.router.expire(max(self._now_ms(), last_deadline)))
         self._writer.flush()
 
     async def _sleep_until(self, t_ms: int) -> None:

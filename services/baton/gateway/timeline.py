@@ -24,7 +24,7 @@ from baton.gateway.core.timeline import (
     version_bands,
 )
 from baton.gateway.core.timeline_html import render_html
-from baton.gateway.ledger import open_readonly, stale_column
+from baton.gateway.ledger import open_readonly, stale_column, strategy_column
 from baton.gateway.report import PresenceReport, report_from
 
 _EXECUTED = EvalOutcome.EXECUTED.value
@@ -66,18 +66,27 @@ def _timeline(conn: sqlite3.Connection, r: PresenceReport, *, title: str) -> Tim
     starts = [run.started_ms for run in runs]
     start_ms = first if first is not None else min(starts, default=0)
     end_ms = last_deadline if last_deadline is not None else start_ms + max(r.cadence_ms, 1)
+    # A book of several strategies: one row per (strategy, slot), named "strategy slot".
+    several = len(r.per_strategy) > 1
+    rows = _rows(conn) if several else tuple(s.slot_id for s in r.per_slot)
     ticks = max((s.scheduled for s in r.per_slot), default=0)
-    bucket_ms = choose_bucket_ms(ticks, end_ms - start_ms, r.cadence_ms, slots=r.slots)
-    cells = _tick_cells(conn) if bucket_ms is None else _bucket_cells(conn, start_ms, bucket_ms)
+    if several:
+        ticks = max((x.scheduled // max(x.slots, 1) for x in r.per_strategy), default=0)
+    bucket_ms = choose_bucket_ms(ticks, end_ms - start_ms, r.cadence_ms, slots=len(rows))
+    cells = (
+        _tick_cells(conn, several)
+        if bucket_ms is None
+        else _bucket_cells(conn, start_ms, bucket_ms, several)
+    )
     return Timeline(
         title=title,
         start_ms=start_ms,
         end_ms=end_ms,
         cadence_ms=r.cadence_ms,
         bucket_ms=bucket_ms,
-        slots=tuple(s.slot_id for s in r.per_slot),
+        slots=rows,
         cells=cells,
-        versions=version_bands(_version_changes(conn), end_ms),
+        versions=version_bands(_version_changes(conn, several), end_ms),
         handoffs=tuple(
             HandoffSpan(
                 number=n,
@@ -98,29 +107,48 @@ def _timeline(conn: sqlite3.Connection, r: PresenceReport, *, title: str) -> Tim
     )
 
 
-def _tick_cells(conn: sqlite3.Connection) -> tuple[Cell, ...]:
+def _row(several: bool) -> str:
+    """The SQL naming an evaluation's timeline row: its slot, or "strategy slot" in a book."""
+    return "strategy || ' ' || slot_id" if several else "slot_id"
+
+
+def _rows(conn: sqlite3.Connection) -> tuple[str, ...]:
+    """A book's rows: each strategy's slots, strategies in the order they first served."""
+    return tuple(
+        row
+        for (row,) in conn.execute(
+            "SELECT strategy || ' ' || slot_id FROM evaluations "
+            "GROUP BY strategy, slot_id ORDER BY MIN(id)"
+        )
+    )
+
+
+def _tick_cells(conn: sqlite3.Connection, several: bool = False) -> tuple[Cell, ...]:
+    row = _row(several)
+    strategy = strategy_column(conn, "dropped_decisions")
     stale = {
-        (slot, seq): n
-        for slot, seq, n in conn.execute(
-            "SELECT slot_id, seq, COUNT(*) FROM dropped_decisions "
-            f"WHERE reason IN ({', '.join('?' * len(STALE_REASONS))}) GROUP BY slot_id, seq",
+        (key, seq): n
+        for key, seq, n in conn.execute(
+            f"SELECT {_row(several).replace('strategy', strategy)}, seq, COUNT(*) "
+            "FROM dropped_decisions "
+            f"WHERE reason IN ({', '.join('?' * len(STALE_REASONS))}) GROUP BY 1, 2",
             STALE_REASONS,
         )
     }
     cells = []
-    for slot, seq, scheduled, deadline, outcome, not_live in conn.execute(
-        "SELECT slot_id, seq, scheduled_ms, deadline_ms, outcome, "
+    for key, seq, scheduled, deadline, outcome, not_live in conn.execute(
+        f"SELECT {row}, seq, scheduled_ms, deadline_ms, outcome, "
         f"{stale_column(conn)} != '' FROM evaluations"
     ):
         cells.append(
             Cell(
-                slot_id=slot,
+                slot_id=key,
                 start_ms=scheduled,
                 end_ms=deadline,  # a tick's deadline is the next tick: its cadence
                 executed=int(outcome == _EXECUTED),
                 errors=int(outcome == _ERROR),
                 missed=((outcome, 1),) if outcome in _MISSED else (),
-                stale=stale.get((slot, seq), 0),
+                stale=stale.get((key, seq), 0),
                 seq=seq,
                 not_live=int(outcome == _EXECUTED and bool(not_live)),
             )
@@ -128,49 +156,62 @@ def _tick_cells(conn: sqlite3.Connection) -> tuple[Cell, ...]:
     return tuple(cells)
 
 
-def _bucket_cells(conn: sqlite3.Connection, start_ms: int, bucket_ms: int) -> tuple[Cell, ...]:
+def _bucket_cells(
+    conn: sqlite3.Connection, start_ms: int, bucket_ms: int, several: bool = False
+) -> tuple[Cell, ...]:
+    row = _row(several)
     counts: dict[tuple[str, int], dict[str, int]] = {}
     not_live: dict[tuple[str, int], int] = {}
-    for slot, bucket, outcome, n, n_not_live in conn.execute(
-        "SELECT slot_id, (scheduled_ms - ?) / ?, outcome, COUNT(*), "
+    for key, bucket, outcome, n, n_not_live in conn.execute(
+        f"SELECT {row}, (scheduled_ms - ?) / ?, outcome, COUNT(*), "
         f"SUM({stale_column(conn)} != '') FROM evaluations GROUP BY 1, 2, 3",
         (start_ms, bucket_ms),
     ):
-        counts.setdefault((slot, bucket), {})[outcome] = n
+        counts.setdefault((key, bucket), {})[outcome] = n
         if outcome == _EXECUTED and n_not_live:
-            not_live[(slot, bucket)] = n_not_live
+            not_live[(key, bucket)] = n_not_live
+    same_strategy = " AND e.strategy = d.strategy" if several else ""
     stale = dict(
-        ((slot, bucket), n)
-        for slot, bucket, n in conn.execute(
-            "SELECT d.slot_id, (e.scheduled_ms - ?) / ?, COUNT(*) FROM dropped_decisions d "
-            "JOIN evaluations e ON e.seq = d.seq AND e.slot_id = d.slot_id "
+        ((key, bucket), n)
+        for key, bucket, n in conn.execute(
+            f"SELECT {row.replace('strategy', 'd.strategy').replace('slot_id', 'd.slot_id')}, "
+            "(e.scheduled_ms - ?) / ?, COUNT(*) FROM dropped_decisions d "
+            f"JOIN evaluations e ON e.seq = d.seq AND e.slot_id = d.slot_id{same_strategy} "
             f"WHERE d.reason IN ({', '.join('?' * len(STALE_REASONS))}) GROUP BY 1, 2",
             (start_ms, bucket_ms, *STALE_REASONS),
         )
     )
     return tuple(
         Cell(
-            slot_id=slot,
+            slot_id=key,
             start_ms=start_ms + bucket * bucket_ms,
             end_ms=start_ms + (bucket + 1) * bucket_ms,
             executed=by.get(_EXECUTED, 0),
             errors=by.get(_ERROR, 0),
             missed=tuple(sorted((o, n) for o, n in by.items() if o in _MISSED)),
-            stale=stale.get((slot, bucket), 0),
-            not_live=not_live.get((slot, bucket), 0),
+            stale=stale.get((key, bucket), 0),
+            not_live=not_live.get((key, bucket), 0),
         )
-        for (slot, bucket), by in counts.items()
+        for (key, bucket), by in counts.items()
     )
 
 
-def _version_changes(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+def _version_changes(conn: sqlite3.Connection, several: bool = False) -> list[tuple[int, str]]:
     """The ticks at which the version that answered changed (one row per change, from SQL:
-    the page gets one band per deployment whatever the ledger's size)."""
+    the page gets one band per deployment whatever the ledger's size). In a book of several
+    strategies a band names every strategy's version ("momentum v2, reversion v1")."""
+    serving = (
+        "SELECT scheduled_ms, GROUP_CONCAT(sv, ', ') AS version FROM ("
+        "  SELECT DISTINCT scheduled_ms, strategy || ' ' || version AS sv FROM evaluations"
+        "  WHERE version != '' ORDER BY scheduled_ms, sv) GROUP BY scheduled_ms"
+        if several
+        else "SELECT scheduled_ms, MAX(version) AS version FROM evaluations"
+        "  WHERE version != '' GROUP BY scheduled_ms"
+    )
     rows = conn.execute(
         "SELECT scheduled_ms, version FROM ("
         "  SELECT scheduled_ms, version, LAG(version) OVER (ORDER BY scheduled_ms) AS prev"
-        "  FROM (SELECT scheduled_ms, MAX(version) AS version FROM evaluations"
-        "        WHERE version != '' GROUP BY scheduled_ms)"
+        f"  FROM ({serving})"
         ") WHERE prev IS NULL OR prev != version ORDER BY scheduled_ms"
     ).fetchall()
     return [(int(t), str(v)) for t, v in rows]

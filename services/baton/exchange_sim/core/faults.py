@@ -96,6 +96,10 @@ class FaultState:
         self.rest_fault = RestFault()
         self.duplicate_pending = 0
         self.reorder_pending = 0
+        self.rest_delay_s = 0.0  # every REST answer waits this long (a slow exchange)
+
+    def set_rest_delay(self, seconds: float) -> None:
+        self.rest_delay_s = seconds
 
     def stall(self, now: float, seconds: float) -> None:
         self.stall_until = max(self.stall_until, now + seconds)

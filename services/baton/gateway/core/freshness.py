@@ -29,16 +29,20 @@ class StreamView:
     has_live: bool  # a live (or just-closed) candle is held
     updated_ms: int | None  # when the exchange stream last delivered a frame (None: never)
     has_history: bool  # at least one closed candle (the backfill has delivered)
+    # The exchange feed is still backfilling the stream for the first time (its frames are held
+    # until REST has delivered the history; not after a refusal, e.g. an unknown symbol).
+    backfill_pending: bool = False
 
 
 def freshness(
     view: StreamView, *, now_ms: int, stale_after_ms: int, needs_history: bool
 ) -> Staleness:
     """The stream's freshness for an evaluation dispatched at ``now_ms``. The first reason
-    found, in order: no live candle, no history yet (backfill unfinished), last update too
-    old (``now_ms - updated_ms > stale_after_ms``)."""
+    found, in order: no live candle (``backfill_pending`` when the first backfill is still
+    running, else ``no_live``), no history yet, last update too old
+    (``now_ms - updated_ms > stale_after_ms``)."""
     if not view.has_live or view.updated_ms is None:
-        return Staleness.NO_LIVE
+        return Staleness.BACKFILL_PENDING if view.backfill_pending else Staleness.NO_LIVE
     if needs_history and not view.has_history:
         return Staleness.NO_HISTORY
     if now_ms - view.updated_ms > stale_after_ms:

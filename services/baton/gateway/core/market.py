@@ -8,6 +8,7 @@ clock when it builds evaluation requests and by the venue's pricing (time left i
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from baton.gateway.core.freshness import StreamView
@@ -49,6 +50,12 @@ class MarketBook:
         # boundaries are the one market clock's).
         self._anchor: tuple[int, int] | None = None
         self._rate: float | None = None
+        # Streams the exchange feed is still backfilling for the first time (set by the shell).
+        self._backfill_pending: frozenset[tuple[str, str]] = frozenset()
+
+    def set_backfill_pending(self, streams: Iterable[tuple[str, str]]) -> None:
+        """The (symbol, interval) streams whose first backfill has not finished (freshness)."""
+        self._backfill_pending = frozenset(streams)
 
     def apply(self, candle: Candle, received_ms: int | None = None) -> CandleUpdate:
         """Take one candle update. Closed candles are kept once, in open-time order.
@@ -121,12 +128,16 @@ class MarketBook:
     def view(self, symbol: str, interval: str) -> StreamView:
         """The stream as the freshness decision sees it (core/freshness.py)."""
         stream = self._streams.get((symbol, interval))
+        pending = (symbol, interval) in self._backfill_pending
         if stream is None:
-            return StreamView(has_live=False, updated_ms=None, has_history=False)
+            return StreamView(
+                has_live=False, updated_ms=None, has_history=False, backfill_pending=pending
+            )
         return StreamView(
             has_live=stream.live is not None,
             updated_ms=stream.updated_ms,
             has_history=stream.last_closed_open_ms >= 0,
+            backfill_pending=pending,
         )
 
     def last_closed(self, symbol: str, interval: str) -> int:

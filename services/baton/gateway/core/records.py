@@ -31,6 +31,9 @@ class Staleness(enum.Enum):
 
     FRESH = ""  # a live candle, updated by the exchange stream within gateway.stale_after_ms
     NO_LIVE = "no_live"  # no candle from the exchange stream at all (unknown symbol, not yet)
+    # Nothing delivered yet because the stream's first backfill has not finished (the feed
+    # holds its frames until REST has delivered the history): the clock's wait ran out first.
+    BACKFILL_PENDING = "backfill_pending"
     NO_HISTORY = "no_history"  # no closed candle yet: the REST backfill has not delivered
     OLD = "old"  # the stream's last update is older than gateway.stale_after_ms (stall, outage)
 
@@ -59,6 +62,7 @@ class EvaluationRecord:
     eval_us: int = 0
     bet_id: str | None = None  # set when executing the decision placed a bet
     stale: Staleness = Staleness.FRESH  # its data at dispatch; old ledgers read as fresh
+    strategy: str = ""  # whose evaluation (the book's strategy name); old ledgers: their one
 
     @property
     def executed(self) -> bool:

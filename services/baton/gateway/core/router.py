@@ -1,7 +1,10 @@
 """The router: which instance holds which role, under which epoch, and what it owes us.
 
 A pure state machine (time passed in, no I/O). The gateway's async layer asks it whom to send
-each evaluation to, and what to do with each decision that comes back:
+each evaluation to, and what to do with each decision that comes back. One router per strategy
+of the gateway's book (``strategy``): its instances, its ACTIVE, its epoch, its slots; routers
+never share an instance or an evaluation, so one strategy's handoff or crash never touches
+another's.
 
 - exactly one instance is ACTIVE at a time; every promotion increments the epoch;
 - only a decision from the ACTIVE instance, under the current epoch, for a pending (slot, seq),
@@ -62,6 +65,7 @@ class Pending:
     epoch: int
     dispatched_ms: int
     stale: Staleness = Staleness.FRESH
+    strategy: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,7 @@ class Judgement:
 @dataclass(slots=True)
 class Router:
     slots: tuple[Slot, ...]
+    strategy: str = ""  # the book's strategy this router serves; on every record it makes
     seq_base: dict[str, int] = field(default_factory=dict)  # slot_id -> seq of tick 0
     epoch: int = 0
     instances: dict[str, Instance] = field(default_factory=dict)
@@ -117,10 +122,14 @@ class Router:
 
     # -- membership ---------------------------------------------------------------------------
 
-    def attach(self, info: InstanceInfo, now_ms: int) -> Instance:
-        """Register a new instance. With no ACTIVE instance it becomes ACTIVE (new epoch)."""
-        instance_id = f"i{self._next_number}-{info.pod_name}"
-        self._next_number += 1
+    def attach(self, info: InstanceInfo, now_ms: int, *, number: int | None = None) -> Instance:
+        """Register a new instance. With no ACTIVE instance it becomes ACTIVE (new epoch).
+        ``number``: the gateway-wide instance number (a book numbers the instances of all its
+        routers, so ids stay unique across strategies); default: this router's own count."""
+        if number is None:
+            number = self._next_number
+            self._next_number += 1
+        instance_id = f"i{number}-{info.pod_name}"
         instance = Instance(instance_id, info, Role.STANDBY, now_ms)
         self.instances[instance_id] = instance
         if self.active_id is None:
@@ -231,6 +240,7 @@ class Router:
                         EvalOutcome.NO_ACTIVE,
                         epoch=self.epoch,
                         stale=stale.get(slot.slot_id, Staleness.FRESH),
+                        strategy=self.strategy,
                     )
                 )
                 continue
@@ -243,6 +253,7 @@ class Router:
                 self.epoch,
                 now_ms,
                 stale.get(slot.slot_id, Staleness.FRESH),
+                self.strategy,
             )
             sends.append(Send(active.instance_id, Role.ACTIVE, slot, seq, tick, self.epoch))
         # Shadows after the ACTIVE: the executed path is never delayed by the followers.
@@ -265,6 +276,7 @@ class Router:
                 tick.deadline_ms,
                 EvalOutcome.GATEWAY_LATE,
                 epoch=self.epoch,
+                strategy=self.strategy,
             )
             for slot in self.slots
         )
@@ -338,6 +350,7 @@ def _missed(p: Pending, outcome: EvalOutcome) -> EvaluationRecord:
         version=p.version,
         epoch=p.epoch,
         stale=p.stale,
+        strategy=p.strategy,
     )
 
 
@@ -363,4 +376,5 @@ def answered_record(
         eval_us=decision.eval_us,
         bet_id=bet_id,
         stale=p.stale,
+        strategy=p.strategy,
     )

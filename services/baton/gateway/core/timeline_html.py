@@ -20,6 +20,8 @@ from baton.gateway.core.timeline import Cell, Figure, HandoffSpan, Kind, Timelin
 
 WIDTH = 1200
 LEFT = 110  # slot labels
+LABEL_FIT_CHARS = 15  # longer row labels (a book's "strategy slot") are squeezed to fit
+LABEL_FIT_W = LEFT - 10
 RIGHT = 20
 PLOT_W = WIDTH - LEFT - RIGHT
 VERSION_H = 18
@@ -233,7 +235,16 @@ def _slot_rows(t: Timeline, scale: _Scale, top: int, row_h: int) -> Iterator[str
         cells = sorted(by_slot[slot], key=lambda c: c.start_ms)
         yield f'<g class="slot" data-slot="{_e(slot)}">'
         if row_h >= 10:
-            yield (f'<text x="{LEFT - 6}" y="{y + row_h - 4}" text-anchor="end">{_e(slot)}</text>')
+            # A book's rows are "strategy slot": a label longer than the margin is squeezed
+            # into it rather than cut off at the page's edge.
+            fit = (
+                f' textLength="{LABEL_FIT_W}" lengthAdjust="spacingAndGlyphs"'
+                if len(slot) > LABEL_FIT_CHARS
+                else ""
+            )
+            yield (
+                f'<text x="{LEFT - 6}" y="{y + row_h - 4}" text-anchor="end"{fit}>{_e(slot)}</text>'
+            )
         # Healthy cells first, bad ones on top: a missed tick is never hidden by a neighbour.
         good = [c for c in cells if c.kind is Kind.EXECUTED]
         bad = [c for c in cells if c.kind is not Kind.EXECUTED]

@@ -199,8 +199,12 @@ class PaperVenue:
         pricing: PricingModel | None = None,
         fees: FeeModel | None = None,
         oracle: Oracle | None = None,
+        bet_prefix: str = "",
     ) -> None:
         self.config = config
+        # Before every bet id: the strategy's name on a gateway serving several (each has its
+        # own venue, and two strategies bet on the same (slot, seq)).
+        self._bet_prefix = bet_prefix
         self._slots = {s.slot_id: s for s in slots}
         self._pricing: PricingModel = pricing or FixedPricing()
         self._fees = fees or FeeModel(config.fee_rate, config.fee_exponent)
@@ -239,7 +243,7 @@ class PaperVenue:
         if live.closed:
             return Rejection(RejectReason.WINDOW_CLOSED)
         start = live.open_time_ms
-        bet_id = f"{slot.slot_id}@{start}#{seq}"
+        bet_id = f"{self._bet_prefix}{slot.slot_id}@{start}#{seq}"
         key = (slot.symbol, slot.timeframe, start)
         if bet_id in self._open.get(key, {}):
             return Rejection(RejectReason.DUPLICATE)

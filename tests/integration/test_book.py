@@ -1,0 +1,174 @@
+"""A book of strategies on one gateway, with real processes: two strategies attach to one
+gateway; one is handed off twice while the other runs, the other's host is SIGKILLed and comes
+back; the one never misses, the other misses only while nobody runs it, and bets never cross
+(docs/gateway.md#a-book-of-strategies)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from baton.common import Service
+from baton.control import ControlClient, phase_name
+from baton.v1 import control_pb2 as ctl
+from baton.v1 import gateway_pb2 as gw
+from baton.v1 import gateway_pb2_grpc as gw_grpc
+from tests.procs import (
+    CADENCE_S,
+    SLOTS,
+    StartGateway,
+    StartStrategy,
+    query,
+    wait_until,
+)
+
+MOMENTUM = "baton.strategy.examples.momentum_v1:MomentumV1"
+FAULTY_V1 = "baton.strategy.examples.faulty:Faulty"
+FAULTY_V2 = "baton.strategy.examples.faulty:FaultyV2"
+UP = json.dumps({"action": "UP"})  # faulty bets every window: bets to check for crossing
+POLICY = ctl.HandoffPolicy(shadow_ticks=1, bake_s=0.5, step_timeout_s=10)
+
+
+def executed(ledger: Path, strategy: str) -> int:
+    rows = query(
+        ledger,
+        "SELECT count(*) FROM evaluations WHERE strategy = ? AND outcome = 'executed'",
+        strategy,
+    )
+    return int(rows[0][0]) if rows else 0
+
+
+async def ticks_of(ledger: Path, strategy: str, ticks: int) -> None:
+    """``ticks`` more ticks of ``strategy`` executed (bounded)."""
+    target = executed(ledger, strategy) + ticks * SLOTS
+    await wait_until(
+        lambda: executed(ledger, strategy) >= target,
+        timeout_s=ticks * CADENCE_S + 20,
+        what=f"{ticks} more executed ticks of {strategy}",
+    )
+
+
+async def hand_off(client: ControlClient, green: Service) -> None:
+    started = await client.promote(green.ready["instance_id"], POLICY)
+    async with asyncio.timeout(60):
+        status = await client.wait(started.handoff_id)
+    assert phase_name(status.phase) == "completed", status.message
+
+
+async def test_one_strategy_hands_off_and_the_other_crashes_neither_touches_the_other(
+    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+) -> None:
+    gateway = await start_gateway()
+    await start_strategy(gateway, FAULTY_V1, UP)
+    momentum = await start_strategy(gateway, MOMENTUM)
+    async with ControlClient(gateway.ready["grpc_addr"]) as client:
+        await ticks_of(ledger, "momentum", 2)
+        listing = await client.list_instances()
+        assert [(s.name, s.epoch, len(s.slot_ids)) for s in listing.strategies] == [
+            ("faulty", 1, SLOTS),
+            ("momentum", 1, SLOTS),
+        ]
+        # Several strategies: the one-strategy fields are unset (read `strategies`).
+        assert (listing.epoch, listing.active_instance_id) == (0, "")
+
+        # faulty v1 -> v2 while momentum runs; then momentum's host dies (no drain, no answer).
+        green = await start_strategy(gateway, FAULTY_V2, UP)
+        await hand_off(client, green)
+        await ticks_of(ledger, "faulty", 2)
+        momentum.proc.kill()
+        await momentum.proc.wait()
+        await ticks_of(ledger, "faulty", 3)  # faulty goes on; momentum's ticks are missed
+        # faulty v2 -> v1 while momentum is down, then momentum comes back.
+        again = await start_strategy(gateway, FAULTY_V1, UP)
+        await hand_off(client, again)
+        await start_strategy(gateway, MOMENTUM)
+        await ticks_of(ledger, "momentum", 3)
+        listing = await client.list_instances()
+        epochs = {s.name: s.epoch for s in listing.strategies}
+        assert epochs == {"faulty": 3, "momentum": 2}  # two handoffs; one re-attach
+    assert await gateway.stop(timeout_s=10) == 0
+
+    # The ledger: faulty never missed; momentum missed only while nobody ran it.
+    outcomes = dict(
+        ((s, o), n)
+        for s, o, n in query(
+            ledger, "SELECT strategy, outcome, count(*) FROM evaluations GROUP BY 1, 2"
+        )
+    )
+    assert {o for (s, o) in outcomes if s == "faulty"} == {"executed"}, outcomes
+    momentum_missed = {o for (s, o) in outcomes if s == "momentum" and o != "executed"}
+    assert momentum_missed, outcomes
+    assert momentum_missed <= {"timeout", "no_active"}, outcomes
+    # Per strategy and slot, seqs are contiguous from the strategy's first tick: nothing lost.
+    for strategy in ("faulty", "momentum"):
+        seqs: dict[str, list[int]] = {}
+        for slot_id, seq in query(
+            ledger,
+            "SELECT slot_id, seq FROM evaluations WHERE strategy = ? ORDER BY slot_id, seq",
+            strategy,
+        ):
+            seqs.setdefault(slot_id, []).append(seq)
+        assert len(seqs) == SLOTS
+        for slot_id, values in seqs.items():
+            assert values == list(range(values[0], values[0] + len(values))), (strategy, slot_id)
+    # Bets never cross: each is its own strategy's, from its own evaluation.
+    bets = query(
+        ledger,
+        "SELECT b.strategy, e.strategy, b.bet_id FROM bets b "
+        "JOIN evaluations e ON e.bet_id = b.bet_id",
+    )
+    assert bets
+    assert all(b == e and bid.startswith(f"{b}:") for b, e, bid in bets), bets
+    assert query(ledger, "SELECT count(*) FROM bets")[0][0] == len(bets)
+
+
+async def hello_then_wait(hello: gw.Hello) -> AsyncIterator[gw.AttachRequest]:
+    """An instance's stream: its Hello, then nothing (the gateway answers or refuses)."""
+    yield gw.AttachRequest(hello=hello)
+    await asyncio.Event().wait()
+
+
+async def drain(call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse]) -> None:
+    async for _ in call:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("hello", "code"),
+    [
+        (gw.Hello(pod_name="p", strategy="momentum", version="v9", slots=["DOGE/1h"]),
+         grpc.StatusCode.INVALID_ARGUMENT),
+        (gw.Hello(pod_name="p", strategy="momentum", version="v9", slots=["BTC/5m"]),
+         grpc.StatusCode.FAILED_PRECONDITION),
+        (gw.Hello(pod_name="p", strategy="momentum", version="v9", stake=9.0),
+         grpc.StatusCode.FAILED_PRECONDITION),
+    ],
+    ids=["unknown-slot", "other-slots-than-the-book", "other-stake-than-the-book"],
+)  # fmt: skip
+async def test_an_instance_asking_for_another_shape_is_refused_and_nothing_changes(
+    start_gateway: StartGateway,
+    start_strategy: StartStrategy,
+    ledger: Path,
+    hello: gw.Hello,
+    code: grpc.StatusCode,
+) -> None:
+    gateway = await start_gateway()
+    await start_strategy(gateway, MOMENTUM)
+    await ticks_of(ledger, "momentum", 1)
+    async with grpc.aio.insecure_channel(gateway.ready["grpc_addr"]) as channel:
+        call = gw_grpc.GatewayServiceStub(channel).Attach(hello_then_wait(hello))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await asyncio.wait_for(drain(call), 10)
+        assert err.value.code() == code
+        assert "momentum" in (err.value.details() or "")
+    async with ControlClient(gateway.ready["grpc_addr"]) as client:
+        listing = await client.list_instances()
+    assert [(s.name, len(s.slot_ids), s.stake) for s in listing.strategies] == [
+        ("momentum", SLOTS, 5.0)
+    ]
+    assert len(listing.instances) == 1
