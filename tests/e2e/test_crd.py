@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from baton.model import SLOT_ID_PATTERN
+from baton.operator.core.spec import parse_spec
 from tests.e2e.testbed import CRD_DIR, Cluster
 
 CRD_FILE = CRD_DIR / "strategyversions.baton.dev.yaml"
@@ -16,6 +19,8 @@ API_VERSION = "baton.dev/v1alpha1"
 IMMUTABLE = "is immutable; apply a new StrategyVersion instead"
 MODULE_CLASS = "must be MODULE:CLASS, e.g. baton.strategy.examples.momentum_v1:MomentumV1"
 QUANTITY_ERROR = "must be a non-negative quantity, e.g. 250m, 1.5, 512Mi or 2Gi"
+SLOT_PATTERN_ERROR = f"in body should match '{SLOT_ID_PATTERN}'"  # after the field's path
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 Spec = Mapping[str, Any]
 
@@ -263,6 +268,57 @@ def test_a_valid_strategy_version_is_accepted_listed_and_defaulted(
             id="negative-integer-limit",
         ),
         pytest.param(
+            None,
+            with_(VALID, slots=["BTC/5m", "btc/15m"]),
+            [f'spec.slots[1]: Invalid value: "btc/15m": spec.slots[1] {SLOT_PATTERN_ERROR}'],
+            id="slot-with-a-lower-case-market",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, slots=["BTCUSDT@kline_5m"]),
+            [
+                'spec.slots[0]: Invalid value: "BTCUSDT@kline_5m": spec.slots[0] '
+                + SLOT_PATTERN_ERROR
+            ],
+            id="slot-is-a-stream-name",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, slots=["BTC/5m", "ETH/5m", "BTC/5m"]),
+            ['spec.slots[2]: Duplicate value: "BTC/5m"'],
+            id="slot-listed-twice",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, slots="BTC/5m"),
+            ['spec.slots: Invalid value: "string": spec.slots in body must be of type array'],
+            id="slots-not-a-list",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, stake=0),
+            ["spec.stake: Invalid value: 0: spec.stake in body should be greater than 0"],
+            id="zero-stake",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, stake=-2.5),
+            ["spec.stake in body should be greater than 0"],
+            id="negative-stake",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, stake=1_000_001),
+            ["spec.stake in body should be less than or equal to 1000000"],
+            id="stake-over-the-limit",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, stake="5"),
+            ['spec.stake: Invalid value: "string": spec.stake in body must be of type number'],
+            id="stake-as-a-string",
+        ),
+        pytest.param(
             VALID,
             with_(VALID, image="baton:v2-hotfix"),
             [f'spec.image: Invalid value: "baton:v2-hotfix": {IMMUTABLE}'],
@@ -349,3 +405,64 @@ def test_valid_versions_and_quantities_are_accepted(
     got = json.loads(cluster.kubectl("get", "sv", "momentum-x", "-n", namespace, "-o=json").stdout)
     assert got["spec"]["version"] == spec["version"]
     assert got["spec"].get("resources") == spec.get("resources")
+
+
+@pytest.mark.parametrize(
+    ("changes", "slots", "stake"),
+    [
+        pytest.param({}, None, None, id="neither-all-slots-gateway-stake"),
+        pytest.param({"slots": []}, [], None, id="empty-slots"),
+        pytest.param(
+            {"slots": ["BTC/5m", "MATIC/15m", "1INCH/1h"], "stake": 2},
+            ["BTC/5m", "MATIC/15m", "1INCH/1h"],
+            2,
+            id="slots-and-an-integer-stake",
+        ),
+        pytest.param({"stake": 0.01}, None, 0.01, id="small-stake"),
+        pytest.param({"stake": 1_000_000}, None, 1_000_000, id="largest-stake"),
+    ],
+)
+def test_a_strategys_slots_and_stake_are_accepted_and_shown(
+    cluster: Cluster,
+    namespace: str,
+    crd: dict[str, Any],
+    changes: dict[str, Any],
+    slots: list[str] | None,
+    stake: float | None,
+) -> None:
+    """The book's fields: stored as given (no default: unset means all the gateway's slots and
+    its venue.stake), read by the operator the same way, shown by `kubectl get sv -o wide`."""
+    spec = with_(VALID, **changes)
+    applied = cluster.kubectl("apply", "-f", "-", input=manifest("momentum-x", namespace, spec))
+    assert "strategyversion.baton.dev/momentum-x created" in applied.stdout
+    got = json.loads(cluster.kubectl("get", "sv", "momentum-x", "-n", namespace, "-o=json").stdout)
+    assert got["spec"].get("slots") == slots
+    assert got["spec"].get("stake") == stake
+    parsed = parse_spec(got["spec"])
+    assert parsed.slots == tuple(slots or ())
+    assert parsed.stake == stake
+
+    (version,) = crd["spec"]["versions"]
+    by_name = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert (by_name["Stake"]["jsonPath"], by_name["Slots"]["jsonPath"]) == (
+        ".spec.stake",
+        ".spec.slots",
+    )
+    header, row = cluster.kubectl("get", "sv", "-n", namespace, "-o", "wide").stdout.splitlines()
+    columns = header.split()
+    assert columns.index("STAKE") < columns.index("SLOTS") < columns.index("MESSAGE")
+    if stake is not None:
+        assert format(stake, "f").rstrip("0").rstrip(".") in row.split()
+    for slot in slots or ():
+        assert f'"{slot}"' in row  # the list, as JSON
+
+
+def test_the_book_example_manifest_is_accepted(cluster: Cluster, namespace: str) -> None:
+    """examples/strategyversion-reversion-v1.yaml, as the docs tell users to apply it."""
+    path = EXAMPLES / "strategyversion-reversion-v1.yaml"
+    applied = cluster.kubectl("apply", "-n", namespace, "-f", str(path))
+    assert "strategyversion.baton.dev/rev-v1 created" in applied.stdout
+    got = json.loads(cluster.kubectl("get", "sv", "rev-v1", "-n", namespace, "-o=json").stdout)
+    spec = parse_spec(got["spec"])
+    assert (spec.strategy, spec.version, spec.stake) == ("reversion", "v1", 2.0)
+    assert spec.slots == ("BTC/5m", "BTC/15m", "ETH/5m", "ETH/15m")

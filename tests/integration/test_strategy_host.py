@@ -1004,3 +1004,106 @@ async def test_cli_faulty_crashes_with_status_3_on_exit_on_seq(
     assert await asyncio.wait_for(proc.wait(), 10) == 3
     assert session.inbox.empty()  # no answer to seq 2 or 3: it died mid-evaluation
     assert "crashing on purpose (exit_on_seq)" in (tmp_path / "strategy.log").read_text()
+
+
+# -- the book: the strategy's slots and stake -------------------------------------------------
+
+
+async def test_hello_carries_the_strategys_slots_and_stake(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    await start_host(hosts, MomentumV1({}), gateway.address, slots=("ETH/5m", "BTC/5m"), stake=2.5)
+    hello = (await gateway.servicer.next_session()).hello
+    assert list(hello.slots) == ["ETH/5m", "BTC/5m"]  # in the order given
+    assert hello.HasField("stake")
+    assert hello.stake == 2.5
+
+
+async def test_hello_without_a_choice_leaves_slots_empty_and_stake_unset(
+    gateway: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    """Empty slots: every slot of the gateway; unset stake: the gateway's venue.stake."""
+    await start_host(hosts, MomentumV1({}), gateway.address)
+    hello = (await gateway.servicer.next_session()).hello
+    assert list(hello.slots) == []
+    assert not hello.HasField("stake")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"slots": ("btc/5m",)}, "'btc/5m' must be MARKET/TIMEFRAME", id="bad-slot"),
+        pytest.param({"slots": ("BTC/5m", "BTC/5m")}, "listed twice", id="repeated-slot"),
+        pytest.param({"stake": 0.0}, "stake: must be a number > 0", id="zero-stake"),
+        pytest.param({"stake": float("nan")}, "stake: must be a number > 0", id="nan-stake"),
+    ],
+)
+def test_a_bad_slot_or_stake_is_refused_at_construction(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        StrategyHost(MomentumV1({}), "127.0.0.1:1", **kwargs)
+
+
+async def test_cli_sends_its_slots_and_stake_in_hello(
+    gateway: Gateway, tmp_path: Path, processes: list[asyncio.subprocess.Process]
+) -> None:
+    proc, ready = await start_cli(
+        gateway.address,
+        tmp_path,
+        "--slots",
+        "BTC/5m",
+        "--slots",
+        "ETH/15m, SOL/5m",
+        "--stake",
+        "1.25",
+        entrypoint="baton.strategy.examples.reversion_v1:ReversionV1",
+        config='{"threshold": 1.5}',
+    )
+    processes.append(proc)
+    assert (ready["strategy"], ready["version"]) == ("reversion", "v1")
+    hello = (await gateway.servicer.next_session()).hello
+    assert (hello.strategy, hello.version, hello.state_schema) == ("reversion", "v1", 1)
+    assert list(hello.slots) == ["BTC/5m", "ETH/15m", "SOL/5m"]
+    assert hello.HasField("stake")
+    assert hello.stake == 1.25
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["--slots", "BTC/5m,eth/5m"],
+            "baton strategy: --slots: 'eth/5m' must be MARKET/TIMEFRAME, e.g. BTC/5m",
+            id="lower-case-market",
+        ),
+        pytest.param(
+            ["--slots", "BTC-5m"], "--slots: 'BTC-5m' must be MARKET/TIMEFRAME", id="no-slash"
+        ),
+        pytest.param(
+            ["--slots", "BTC/5m", "--slots", "BTC/5m"],
+            "--slots: 'BTC/5m' is listed twice",
+            id="repeated",
+        ),
+        pytest.param(["--stake", "0"], "--stake: must be a number > 0, got 0", id="zero-stake"),
+        pytest.param(["--stake", "-2"], "--stake: must be a number > 0, got -2", id="negative"),
+        pytest.param(["--stake", "inf"], "--stake: must be a number > 0, got inf", id="infinite"),
+        pytest.param(
+            ["--stake", "lots"], "--stake: invalid float value: 'lots'", id="not-a-number"
+        ),
+    ],
+)
+async def test_cli_refuses_a_bad_slot_or_stake_naming_the_flag(
+    args: list[str], message: str
+) -> None:
+    """Checked before anything is loaded or dialled (the gateway address is a dead port)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "baton", "strategy", "--gateway", "127.0.0.1:1",
+        "--entrypoint", "baton.strategy.examples.reversion_v1:ReversionV1", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 2, err.decode()
+    assert message in err.decode()

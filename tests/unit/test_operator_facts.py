@@ -15,6 +15,7 @@ from baton.operator.core.facts import (
     status_from_progress,
 )
 from baton.operator.core.rollout import HandoffFigures, Phase, PodFacts, Progress
+from baton.operator.core.spec import BookShape
 
 NOW = 1_795_000_000.0
 
@@ -140,3 +141,31 @@ def test_sibling() -> None:
         }
     )
     assert (s.name, s.created, s.phase, s.instance_id) == ("v3", NOW, Phase.HANDING_OFF, "i-3")
+
+
+SV_SPEC = {
+    "strategy": "reversion",
+    "version": "v1",
+    "image": "baton:dev",
+    "entrypoint": "baton.strategy.examples.reversion_v1:ReversionV1",
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "shape"),
+    [
+        pytest.param(SV_SPEC, BookShape(), id="none-chosen-all-slots-gateway-stake"),
+        pytest.param(
+            {**SV_SPEC, "slots": ["ETH/5m", "BTC/5m"], "stake": 2},
+            BookShape(("ETH/5m", "BTC/5m"), 2.0),
+            id="chosen",
+        ),
+        pytest.param({**SV_SPEC, "slots": ["eth/5m"]}, None, id="unreadable-slots"),
+        pytest.param({**SV_SPEC, "image": None}, None, id="unreadable-spec"),
+        pytest.param(None, None, id="no-spec"),
+    ],
+)
+def test_a_siblings_shape(spec: dict[str, Any] | None, shape: BookShape | None) -> None:
+    """What the rollout compares a new version's slots and stake with (None: nothing)."""
+    obj = {"metadata": {"name": "rev-v1"}, "spec": spec, "status": {"phase": "Active"}}
+    assert sibling_from_object(obj).shape == shape

@@ -10,7 +10,18 @@ from typing import Any
 import pytest
 import yaml
 
-from baton.operator.core.spec import DeletionPolicy, HandoffMode, SpecError, parse_spec
+from baton.gateway import config as gateway_config
+from baton.model import SLOT_ID_PATTERN
+from baton.operator.core.pods import PodSettings, pod_manifest
+from baton.operator.core.spec import (
+    MAX_SLOTS,
+    MAX_STAKE,
+    DeletionPolicy,
+    HandoffMode,
+    SpecError,
+    parse_spec,
+)
+from baton.strategy import cli as strategy_cli
 
 GOOD: dict[str, Any] = {
     "strategy": "momentum",
@@ -228,3 +239,119 @@ def test_what_a_pod_takes_is_accepted(version: str, quantity: str) -> None:
     spec = parse_spec({**GOOD, "version": version, "resources": {"limits": {"cpu": quantity}}})
     assert spec.version == version
     assert spec.resources == {"requests": {}, "limits": {"cpu": quantity}}
+
+
+# -- the book: spec.slots and spec.stake --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "slots", "stake"),
+    [
+        pytest.param({}, (), None, id="neither-all-slots-gateway-stake"),
+        pytest.param({"slots": None, "stake": None}, (), None, id="explicit-nulls"),
+        pytest.param({"slots": []}, (), None, id="empty-list-all-slots"),
+        pytest.param(
+            {"slots": ["ETH/15m", "BTC/5m"]}, ("ETH/15m", "BTC/5m"), None, id="order-kept"
+        ),
+        pytest.param({"slots": ["MATIC/15m"], "stake": 2}, ("MATIC/15m",), 2.0, id="int-stake"),
+        pytest.param({"stake": 0.25}, (), 0.25, id="fractional-stake"),
+        pytest.param({"stake": 1_000_000}, (), 1_000_000.0, id="largest-stake"),
+    ],
+)
+def test_slots_and_stake(
+    change: dict[str, Any], slots: tuple[str, ...], stake: float | None
+) -> None:
+    spec = parse_spec({**GOOD, **change})
+    assert spec.slots == slots
+    assert spec.stake == stake
+    assert spec.stake is None or isinstance(spec.stake, float)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            {"slots": "BTC/5m"}, "spec.slots: must be a list of slot ids, got str", id="not-a-list"
+        ),
+        pytest.param(
+            {"slots": ["BTC/5m", "btc/15m"]},
+            "spec.slots[1]: 'btc/15m' must be MARKET/TIMEFRAME, e.g. BTC/5m",
+            id="lower-case-market",
+        ),
+        pytest.param(
+            {"slots": ["BTCUSDT@kline_5m"]},
+            "spec.slots[0]: 'BTCUSDT@kline_5m' must be MARKET/TIMEFRAME",
+            id="a-stream-name",
+        ),
+        pytest.param({"slots": [5]}, "spec.slots[0]: 5 must be MARKET/TIMEFRAME", id="a-number"),
+        pytest.param(
+            {"slots": ["BTC/5m", "ETH/5m", "BTC/5m"]},
+            "spec.slots: 'BTC/5m' is listed twice",
+            id="repeated",
+        ),
+        pytest.param(
+            {"slots": [f"M{i}/5m" for i in range(20_001)]},
+            "spec.slots: more than 20000 slots",
+            id="more-than-a-gateway-has",
+        ),
+        pytest.param({"stake": 0}, "spec.stake: must be > 0, got 0", id="zero-stake"),
+        pytest.param({"stake": -5.0}, "spec.stake: must be > 0, got -5.0", id="negative-stake"),
+        pytest.param({"stake": "5"}, "spec.stake: must be a number, got '5'", id="string-stake"),
+        pytest.param({"stake": True}, "spec.stake: must be a number, got True", id="bool-stake"),
+        pytest.param(
+            {"stake": float("inf")}, "spec.stake: must be a number, got inf", id="infinite-stake"
+        ),
+        pytest.param(
+            {"stake": 1_000_001}, "spec.stake: must be <= 1e+06, got 1000001", id="huge-stake"
+        ),
+    ],
+)
+def test_bad_slots_or_stake_name_the_field(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec({**GOOD, **change})
+    assert message in str(err.value)
+
+
+def test_the_crd_states_the_same_limits() -> None:
+    """The schema's bounds of spec.slots and spec.stake are the code's (and its pattern is the
+    model's slot-id shape), so the CRD and parse_spec refuse the same specs."""
+    props = crd_spec_schema()["properties"]
+    assert MAX_SLOTS == gateway_config.MAX_SLOTS  # no more than a gateway can have
+    assert props["slots"]["maxItems"] == MAX_SLOTS
+    assert props["slots"]["x-kubernetes-list-type"] == "set"  # unique items
+    assert props["slots"]["items"]["pattern"] == SLOT_ID_PATTERN
+    assert props["stake"]["maximum"] == MAX_STAKE
+    assert (props["stake"]["minimum"], props["stake"]["exclusiveMinimum"]) == (0, True)
+    assert "default" not in props["slots"]
+    assert "default" not in props["stake"]
+
+
+@pytest.mark.parametrize(
+    ("change", "flags"),
+    [
+        pytest.param({}, [], id="neither"),
+        pytest.param(
+            {"slots": ["BTC/5m", "ETH/15m"], "stake": 2.5},
+            ["--slots", "BTC/5m,ETH/15m", "--stake", "2.5"],
+            id="both",
+        ),
+        pytest.param({"stake": 0.1}, ["--stake", "0.1"], id="stake-only"),
+    ],
+)
+def test_the_pod_passes_slots_and_stake_to_the_host(
+    change: dict[str, Any], flags: list[str]
+) -> None:
+    """The pod's args carry them as the host's flags, and the host's own parser reads back
+    exactly the spec's values (what it then sends in its Hello)."""
+    spec = parse_spec({**GOOD, **change})
+    pod = pod_manifest(
+        pod_name="p", namespace="ns", sv_name="sv", sv_uid="u", spec=spec,
+        settings=PodSettings(gateway_address="gw:50051"),
+    )  # fmt: skip
+    (container,) = pod["spec"]["containers"]
+    args = container["args"]
+    assert args[0] == "strategy"
+    assert args[len(args) - len(flags) :] == flags
+    parsed = strategy_cli._parser().parse_args(args[1:])
+    assert strategy_cli.parse_slots(parsed.slots) == spec.slots
+    assert parsed.stake == spec.stake

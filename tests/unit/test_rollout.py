@@ -33,6 +33,7 @@ from baton.operator.core.rollout import (
     request_id_for,
 )
 from baton.operator.core.spec import (
+    BookShape,
     DeletionPolicy,
     HandoffSpec,
     SpecError,
@@ -144,6 +145,83 @@ CASES = [
             (CreatePod, Event),
         ),
         id="pending-ignores-failed-newer",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                spec=replace(SPEC, slots=("BTC/5m",)),
+                siblings=(replace(V1, shape=BookShape(("ETH/5m",))),),
+            ),
+            Phase.FAILED,
+            (Event,),
+            "spec asks for slots BTC/5m (running: ETH/5m), another shape than mom-v1, the "
+            "running version of momentum",
+        ),
+        id="pending-slots-unlike-the-running-versions-fails-before-a-pod",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                spec=replace(SPEC, slots=("BTC/5m",)), siblings=(replace(V1, shape=BookShape()),)
+            ),
+            Phase.FAILED,
+            (Event,),
+            "slots BTC/5m (running: all the gateway's)",
+        ),
+        id="pending-a-subset-of-all-slots-fails",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                spec=replace(SPEC, stake=2.0), siblings=(replace(V1, shape=BookShape(stake=5.0)),)
+            ),
+            Phase.FAILED,
+            (Event,),
+            "spec asks for stake 2 (running: 5)",
+        ),
+        id="pending-another-stake-fails",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                spec=replace(SPEC, slots=("BTC/5m",), stake=2.0),
+                siblings=(replace(V1, shape=BookShape(("ETH/5m",), 5.0)),),
+            ),
+            Phase.FAILED,
+            (Event,),
+            "slots BTC/5m (running: ETH/5m) and stake 2 (running: 5)",
+        ),
+        id="pending-both-differ-both-named",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                spec=replace(SPEC, slots=("ETH/5m", "BTC/5m"), stake=2.0),
+                siblings=(replace(V1, shape=BookShape(("BTC/5m", "ETH/5m"), 2.0)),),
+            ),
+            Phase.STARTING,
+            (CreatePod, Event),
+        ),
+        id="pending-same-shape-slots-in-another-order-starts",
+    ),
+    pytest.param(
+        Case(
+            observed(spec=replace(SPEC, stake=5.0), siblings=(replace(V1, shape=BookShape()),)),
+            Phase.STARTING,
+            (CreatePod, Event),
+        ),
+        id="pending-stake-against-an-unset-one-is-the-gateways-to-judge",
+    ),
+    pytest.param(
+        Case(
+            observed(
+                spec=replace(SPEC, slots=("BTC/5m",)),
+                siblings=(replace(V1, phase=Phase.RETIRED, shape=BookShape(("ETH/5m",))),),
+            ),
+            Phase.STARTING,
+            (CreatePod, Event),
+        ),
+        id="pending-only-the-running-versions-shape-counts",
     ),
     pytest.param(
         Case(

@@ -394,8 +394,10 @@ def test_normalize_outcome_rejects_anything_else(outcome: object) -> None:
         "baton.strategy.core.runtime",
         "baton.strategy.host",
         "baton.strategy.loader",
+        "baton.strategy.cli",
         "baton.strategy.examples._momentum",
         "baton.strategy.examples.faulty",
+        "baton.strategy.examples.reversion_v1",
     ],
 )
 def test_docstring_examples_run(module: str) -> None:

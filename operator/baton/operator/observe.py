@@ -8,10 +8,12 @@ from typing import Any
 from baton import wire
 from baton.control import ControlClient, ControlError
 from baton.operator.core.facts import (
+    BookEntry,
     parse_time,
     pod_facts,
     progress_from_status,
     sibling_from_object,
+    standing_of,
 )
 from baton.operator.core.rollout import (
     GatewayFacts,
@@ -41,7 +43,16 @@ def _instance(m: ctl.InstanceStatus) -> InstanceFacts | None:
     return InstanceFacts(i.instance_id, i.pod_name, i.strategy, i.version, i.role)
 
 
-async def gateway_facts(control: ControlClient, handoff_id: str) -> GatewayFacts:
+def book_of(listing: ctl.ListInstancesResponse) -> tuple[BookEntry, ...]:
+    """The listing's strategies (none from a gateway that predates the book)."""
+    return tuple(BookEntry(s.name, s.epoch, s.active_instance_id) for s in listing.strategies)
+
+
+async def gateway_facts(
+    control: ControlClient, handoff_id: str, strategy: str | None
+) -> GatewayFacts:
+    """The gateway as ``strategy``'s rollout sees it: every attached instance, and the strategy's
+    own epoch and ACTIVE instance (``standing_of``)."""
     try:
         listing = await control.list_instances()
     except ControlError as exc:
@@ -60,9 +71,15 @@ async def gateway_facts(control: ControlClient, handoff_id: str) -> GatewayFacts
             if exc.code != "NOT_FOUND":
                 return GatewayFacts(reachable=False, error=str(exc))
             missing = True
-    return GatewayFacts(
+    standing = standing_of(
+        strategy,
+        book_of(listing),
         epoch=listing.epoch,
         active_instance=listing.active_instance_id,
+    )
+    return GatewayFacts(
+        epoch=standing.epoch,
+        active_instance=standing.active_instance,
         instances=instances,
         handoff=handoff,
         handoff_missing=missing,
@@ -98,7 +115,7 @@ async def observe(
         and (other.get("metadata") or {}).get("uid") != meta.get("uid")
     )
     pod = await kube.get_pod(namespace, progress.pod) if progress.pod else None
-    gateway = await gateway_facts(control, progress.handoff.handoff_id)
+    gateway = await gateway_facts(control, progress.handoff.handoff_id, strategy)
     observed = Observed(
         name=str(meta.get("name")),
         uid=str(meta.get("uid")),

@@ -7,10 +7,18 @@ from baton.model._evaluation import Action, Decision, EvaluationRequest, Role
 from baton.model._handoff import HandoffPhase, HandoffPolicy
 from baton.model._health import LedgerHealth
 from baton.model._market import Candle, Market, Slot, make_slots, timeframe_ms, window_start
+from baton.model._slot_ids import (
+    SLOT_ID_HINT,
+    SLOT_ID_PATTERN,
+    check_slot_ids,
+    is_slot_id,
+)
 from baton.model._status import HandoffStatus, HandoffStep, InstanceStatus
 from baton.model._venue import Fill, Settlement
 
 __all__ = [
+    "SLOT_ID_HINT",
+    "SLOT_ID_PATTERN",
     "Action",
     "Candle",
     "Decision",
@@ -26,6 +34,8 @@ __all__ = [
     "Role",
     "Settlement",
     "Slot",
+    "check_slot_ids",
+    "is_slot_id",
     "make_slots",
     "timeframe_ms",
     "window_start",

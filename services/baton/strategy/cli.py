@@ -9,17 +9,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 import sys
 from typing import Any
 
 from baton.common import announce_ready, setup_logging, setup_tracing
+from baton.model import check_slot_ids
 from baton.strategy.core.errors import StrategyError
 from baton.strategy.core.state import DEFAULT_MAX_STATE_BYTES
 from baton.strategy.host import Attachment, StrategyHost, default_pod_name
 from baton.strategy.loader import build_strategy, load_strategy_class, parse_config
 
 log = logging.getLogger(__name__)
+
+
+def parse_slots(values: list[str]) -> tuple[str, ...]:
+    """``--slots`` as given (each a comma-separated list) to the slot ids; ``ValueError`` naming
+    the malformed or repeated one.
+
+    >>> parse_slots(["BTC/5m,ETH/5m", "SOL/15m"])
+    ('BTC/5m', 'ETH/5m', 'SOL/15m')
+    >>> parse_slots(["BTC/5m,"])
+    Traceback (most recent call last):
+    ...
+    ValueError: '' must be MARKET/TIMEFRAME, e.g. BTC/5m or MATIC/15m
+    """
+    return check_slot_ids(item.strip() for value in values for item in value.split(","))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +70,20 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate every request even when it arrives past its deadline (the gateway drops "
         "such answers as late; by default they are skipped so the requests behind them are "
         "answered in time)",
+    )
+    p.add_argument(
+        "--slots",
+        action="append",
+        default=[],
+        metavar="SLOT[,SLOT...]",
+        help="the gateway's slots this strategy evaluates, as slot ids MARKET/TIMEFRAME (e.g. "
+        "BTC/5m,ETH/15m); repeatable (default: every slot of the gateway)",
+    )
+    p.add_argument(
+        "--stake",
+        type=float,
+        metavar="USD",
+        help="this strategy's stake per bet, > 0 (default: the gateway's venue.stake)",
     )
     p.add_argument(
         "--max-state-mib",
@@ -94,6 +124,14 @@ def main(argv: list[str]) -> int:
         print("baton strategy: --max-state-mib must be > 0", file=sys.stderr)
         return 2
     try:
+        slots = parse_slots(args.slots)
+    except ValueError as exc:
+        print(f"baton strategy: --slots: {exc}", file=sys.stderr)
+        return 2
+    if args.stake is not None and not (math.isfinite(args.stake) and args.stake > 0):
+        print(f"baton strategy: --stake: must be a number > 0, got {args.stake:g}", file=sys.stderr)
+        return 2
+    try:
         cls = load_strategy_class(args.entrypoint)
         strategy = build_strategy(cls, parse_config(args.config))
     except StrategyError as exc:
@@ -126,6 +164,8 @@ def main(argv: list[str]) -> int:
         max_state_bytes=int(args.max_state_mib * 1024 * 1024),
         on_attached=ready,
         shed_late=args.shed_late,
+        slots=slots,
+        stake=args.stake,
     )
     try:
         return asyncio.run(_serve(host))

@@ -57,6 +57,7 @@ import contextlib
 import enum
 import functools
 import logging
+import math
 import os
 import random
 import socket
@@ -70,7 +71,7 @@ import grpc.aio
 
 from baton import wire
 from baton.common import Backoff
-from baton.model import Decision, Role, Slot
+from baton.model import Decision, Role, Slot, check_slot_ids
 from baton.strategy._executor import SerialExecutor
 from baton.strategy._history import HistoryCache
 from baton.strategy.core.errors import StateError
@@ -214,8 +215,16 @@ class StrategyHost:
         rng: random.Random | None = None,
         shed_late: bool = True,
         now_ms: Callable[[], int] = wall_ms,
+        slots: Sequence[str] = (),
+        stake: float | None = None,
     ) -> None:
         self.strategy = strategy
+        # The strategy's part of the gateway's book, sent in every Hello (checked here, once,
+        # so a bad value fails the start instead of every attach).
+        self.slots = check_slot_ids(slots)
+        if stake is not None and not (math.isfinite(stake) and stake > 0):
+            raise ValueError(f"stake: must be a number > 0, got {stake!r}")
+        self.stake = stake
         self.gateway = gateway
         self.pod_name = pod_name or default_pod_name()
         self._labels = dict(labels or {})
@@ -361,6 +370,8 @@ class StrategyHost:
                 version=self.strategy.version,
                 state_schema=self.strategy.state_schema,
                 labels=self._labels,
+                slots=self.slots,
+                stake=self.stake,
             )
         )
 
@@ -371,7 +382,12 @@ class StrategyHost:
         ]
         log.info(
             "attaching to gateway",
-            extra={"gateway": self.gateway, "pod_name": self.pod_name},
+            extra={
+                "gateway": self.gateway,
+                "pod_name": self.pod_name,
+                "slots": len(self.slots) or "all",  # a count: a selection can be thousands
+                "stake": self.stake,
+            },
         )
         async with grpc.aio.insecure_channel(self.gateway, options=options) as channel:
             stub = gw_grpc.GatewayServiceStub(channel)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from baton.operator.core.rollout import (
@@ -18,6 +19,42 @@ from baton.operator.core.rollout import (
     Sibling,
     conditions,
 )
+from baton.operator.core.spec import BookShape, SpecError, parse_spec
+
+
+@dataclass(frozen=True)
+class BookEntry:
+    """One strategy of the gateway's book, as ``ListInstances`` reports it (``StrategyStatus``)."""
+
+    name: str
+    epoch: int
+    active_instance: str
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A strategy's own epoch and ACTIVE instance at the gateway."""
+
+    epoch: int = 0
+    active_instance: str = ""  # "" when none of its instances is ACTIVE
+
+
+def standing_of(
+    strategy: str | None, book: Sequence[BookEntry], *, epoch: int, active_instance: str
+) -> Standing:
+    """The epoch and ACTIVE instance of ``strategy``: its own entry of the gateway's book.
+
+    A gateway that predates the book reports no entries: its one strategy's are the listing's
+    top-level ``epoch`` and ``active_instance_id``, as before. A gateway with a book where the
+    strategy has no entry yet (its first version has not attached) has nothing for it: the
+    top-level fields then describe another strategy, or nothing (several strategies).
+    """
+    if not book:
+        return Standing(epoch, active_instance)
+    for entry in book:
+        if entry.name == strategy:
+            return Standing(entry.epoch, entry.active_instance)
+    return Standing()
 
 
 def parse_time(value: object) -> float | None:
@@ -201,6 +238,16 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
     )
 
 
+def _shape_of(spec: object) -> BookShape | None:
+    """A sibling's slots and stake, or None when its spec cannot be read."""
+    if not isinstance(spec, Mapping):
+        return None
+    try:
+        return parse_spec(spec).shape
+    except SpecError:
+        return None
+
+
 def sibling_from_object(obj: Mapping[str, Any]) -> Sibling:
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
@@ -209,4 +256,5 @@ def sibling_from_object(obj: Mapping[str, Any]) -> Sibling:
         created=parse_time(meta.get("creationTimestamp")) or 0.0,
         phase=_phase(status.get("phase")),
         instance_id=_str(status.get("instanceId")),
+        shape=_shape_of(obj.get("spec")),
     )

@@ -58,6 +58,9 @@ def pod_manifest(
             spec.entrypoint,
             "--config",
             spec.config_json,
+            # The strategy's part of the gateway's book (strategy-sdk.md): sent in its Hello.
+            *(("--slots", ",".join(spec.slots)) if spec.slots else ()),
+            *(("--stake", repr(spec.stake)) if spec.stake is not None else ()),
         ],
         "env": env,
         "securityContext": {

@@ -25,7 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from baton.model import HandoffPhase, HandoffStatus, Role
-from baton.operator.core.spec import DeletionPolicy, HandoffSpec, SpecError, StrategyVersionSpec
+from baton.operator.core.spec import (
+    BookShape,
+    DeletionPolicy,
+    HandoffSpec,
+    SpecError,
+    StrategyVersionSpec,
+)
 
 
 class Phase(enum.Enum):
@@ -131,10 +137,14 @@ class HandoffFacts:
 
 @dataclass(frozen=True)
 class GatewayFacts:
+    """The gateway as one strategy's rollout sees it. A gateway serves a book of strategies:
+    ``epoch`` and ``active_instance`` are this SV's strategy's own (``facts.standing_of``), never
+    another strategy's; ``instances`` are every attached instance (found by pod name)."""
+
     reachable: bool = True
     error: str = ""
-    epoch: int = 0
-    active_instance: str = ""
+    epoch: int = 0  # the strategy's epoch
+    active_instance: str = ""  # the strategy's ACTIVE instance, "" when none
     instances: tuple[InstanceFacts, ...] = ()
     handoff: HandoffFacts | None = None  # the one ``Progress.handoff.handoff_id`` names
     handoff_missing: bool = False  # that id is unknown to the gateway (it restarted)
@@ -155,6 +165,7 @@ class Sibling:
     created: float
     phase: Phase | None
     instance_id: str = ""
+    shape: BookShape | None = None  # its spec's slots and stake; None when it cannot be read
 
 
 @dataclass(frozen=True)
@@ -342,10 +353,34 @@ def _supersede(o: Observed, by: Sibling) -> Decision:
     )
 
 
+def _shape_differs(o: Observed, spec: StrategyVersionSpec) -> Decision | None:
+    """A version asking for another shape of the book (slots, stake) than its strategy's
+    running version: the gateway would refuse its pod's attach (every instance of a strategy
+    shares one shape; a handoff moves state, not the book's shape), and the pod would only
+    crash-loop. Fail it before a pod is made, saying why."""
+    for s in o.siblings:
+        if s.phase is not Phase.ACTIVE or s.shape is None:
+            continue
+        why = spec.shape.unlike(s.shape)
+        if why:
+            return _fail(
+                o,
+                f"spec asks for {why}, another shape than {s.name}, the running version of "
+                f"{spec.strategy}: every version of a strategy evaluates the same slots with "
+                "the same stake; apply this version with the running one's, or run the new "
+                "shape as another strategy. The running version is untouched",
+                reason="ShapeDiffers",
+            )
+    return None
+
+
 def _pending(o: Observed, spec: StrategyVersionSpec) -> Decision:
     newer = _newer_live(o)
     if newer is not None:
         return _supersede(o, newer)
+    refused = _shape_differs(o, spec)
+    if refused is not None:
+        return refused
     pod = pod_name_for(o.name, o.uid)
     return _move(
         o,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from baton.model import HandoffPolicy
+from baton.model import SLOT_ID_HINT, HandoffPolicy, check_slot_ids, is_slot_id
 
 GROUP = "baton.dev"
 VERSION = "v1alpha1"
@@ -99,6 +100,31 @@ class StartupSpec:
 
 
 @dataclass(frozen=True)
+class BookShape:
+    """A strategy's part of the gateway's book: the slot ids it evaluates (empty: every slot of
+    the gateway) and its stake per bet (None: the gateway's venue.stake). Every instance of a
+    strategy must ask for the same; the gateway refuses another one."""
+
+    slots: tuple[str, ...] = ()
+    stake: float | None = None
+
+    def unlike(self, running: BookShape) -> str:
+        """Why an instance of this shape cannot join a strategy running with ``running`` ("" if
+        it can). Slots compare as sets, as the gateway compares them. A stake left unset is the
+        gateway's venue.stake, unknown here: it is compared only when both are set."""
+        why = []
+        if set(self.slots) != set(running.slots):
+            why.append(f"slots {_shown(self.slots)} (running: {_shown(running.slots)})")
+        if self.stake is not None and running.stake is not None and self.stake != running.stake:
+            why.append(f"stake {self.stake:g} (running: {running.stake:g})")
+        return " and ".join(why)
+
+
+def _shown(slots: tuple[str, ...]) -> str:
+    return ",".join(slots) if slots else "all the gateway's"
+
+
+@dataclass(frozen=True)
 class StrategyVersionSpec:
     strategy: str
     version: str
@@ -110,6 +136,19 @@ class StrategyVersionSpec:
     handoff: HandoffSpec = HandoffSpec()
     startup: StartupSpec = StartupSpec()
     deletion_policy: DeletionPolicy = DeletionPolicy.PROTECT
+    # The strategy's part of the gateway's book, sent in its Hello: the slot ids it evaluates
+    # (empty: every slot of the gateway) and its stake per bet (None: the gateway's venue.stake).
+    slots: tuple[str, ...] = ()
+    stake: float | None = None
+
+    @property
+    def shape(self) -> BookShape:
+        return BookShape(self.slots, self.stake)
+
+
+#: Bounds the CRD states again (``spec.slots``' maxItems, ``spec.stake``'s maximum).
+MAX_SLOTS = 20_000  # the gateway's own limit of slots (gateway.config.MAX_SLOTS)
+MAX_STAKE = 1_000_000.0
 
 
 def _str(raw: Mapping[str, Any], key: str, path: str, *, max_len: int) -> str:
@@ -225,6 +264,34 @@ def _quantity(value: Any, path: str) -> str:
     raise SpecError(f"{path}: {value!r} {QUANTITY_HINT}")
 
 
+def _slots(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError(f"spec.slots: must be a list of slot ids, got {type(raw).__name__}")
+    if len(raw) > MAX_SLOTS:
+        raise SpecError(f"spec.slots: more than {MAX_SLOTS} slots")
+    for i, value in enumerate(raw):
+        if not is_slot_id(value):
+            raise SpecError(f"spec.slots[{i}]: {value!r} {SLOT_ID_HINT}")
+    try:
+        return check_slot_ids(raw)
+    except ValueError as exc:  # only a repeated one is left
+        raise SpecError(f"spec.slots: {exc}") from None
+
+
+def _stake(raw: Any) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise SpecError(f"spec.stake: must be a number, got {raw!r}")
+    if raw <= 0:
+        raise SpecError(f"spec.stake: must be > 0, got {raw}")
+    if raw > MAX_STAKE:
+        raise SpecError(f"spec.stake: must be <= {MAX_STAKE:g}, got {raw}")
+    return float(raw)
+
+
 def parse_spec(raw: Mapping[str, Any]) -> StrategyVersionSpec:
     """Validate ``.spec`` of a StrategyVersion; raise ``SpecError`` naming the bad field."""
     p = "spec"
@@ -257,4 +324,6 @@ def parse_spec(raw: Mapping[str, Any]) -> StrategyVersionSpec:
             max_restarts=_int(startup, "maxRestarts", "spec.startup", 2, minimum=0),
         ),
         deletion_policy=_enum(DeletionPolicy, raw, "deletionPolicy", p, DeletionPolicy.PROTECT),
+        slots=_slots(raw.get("slots")),
+        stake=_stake(raw.get("stake")),
     )

@@ -1,5 +1,5 @@
-"""Pieces both momentum versions share: the rolling window, volatility, EMAs, bet bookkeeping.
-
+"""Pieces the example strategies share (momentum v1 and v2, reversion): the rolling window,
+volatility, EMAs, bet bookkeeping.
 Pure functions over plain data. The state classes are deliberately *mutable* dataclasses: the SDK
 hands the strategy its state object and the strategy updates it in place (the host guarantees
 one call at a time).
