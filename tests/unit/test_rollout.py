@@ -207,10 +207,13 @@ CASES = [
     pytest.param(
         Case(
             observed(spec=replace(SPEC, stake=5.0), siblings=(replace(V1, shape=BookShape()),)),
-            Phase.STARTING,
-            (CreatePod, Event),
+            Phase.FAILED,
+            (Event,),
+            "spec asks for stake 5 (running: the gateway's default)",
         ),
-        id="pending-stake-against-an-unset-one-is-the-gateways-to-judge",
+        # As the gateway compares them: an unset stake follows venue.stake wherever it goes,
+        # a set one does not, so they are two asks even when the values agree today.
+        id="pending-set-stake-against-an-unset-one-fails",
     ),
     pytest.param(
         Case(

@@ -110,14 +110,21 @@ class BookShape:
 
     def unlike(self, running: BookShape) -> str:
         """Why an instance of this shape cannot join a strategy running with ``running`` ("" if
-        it can). Slots compare as sets, as the gateway compares them. A stake left unset is the
-        gateway's venue.stake, unknown here: it is compared only when both are set."""
+        it can). Compared as the gateway compares them: slots as sets, the stake as asked (unset
+        is "the gateway's venue.stake", which is not the same ask as any set stake, even one of
+        the same value: the gateway's default may change)."""
         why = []
         if set(self.slots) != set(running.slots):
             why.append(f"slots {_shown(self.slots)} (running: {_shown(running.slots)})")
-        if self.stake is not None and running.stake is not None and self.stake != running.stake:
-            why.append(f"stake {self.stake:g} (running: {running.stake:g})")
+        if self.stake != running.stake:
+            why.append(
+                f"stake {_stake_shown(self.stake)} (running: {_stake_shown(running.stake)})"
+            )
         return " and ".join(why)
+
+
+def _stake_shown(stake: float | None) -> str:
+    return "the gateway's default" if stake is None else f"{stake:g}"
 
 
 def _shown(slots: tuple[str, ...]) -> str:
