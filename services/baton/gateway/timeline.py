@@ -91,7 +91,8 @@ def _timeline(conn: sqlite3.Connection, r: PresenceReport, *, title: str) -> Tim
             HandoffSpan(
                 number=n,
                 handoff_id=h.handoff_id,
-                from_version=h.from_version,
+                # In a book, which strategy handed off: "momentum v1" -> "v2".
+                from_version=f"{h.strategy} {h.from_version}" if several else h.from_version,
                 to_version=h.to_version,
                 result=h.result,
                 started_ms=h.started_ms,
@@ -254,6 +255,11 @@ def headline(r: PresenceReport) -> tuple[Figure, ...]:
         Figure("missed during handoffs", str(r.handoffs_missed), bad=r.handoffs_missed > 0),
         Figure("pause p50 / max", pause),
         Figure("slots", str(r.slots)),
+        *(
+            (Figure("strategies", ", ".join(x.name for x in r.per_strategy)),)
+            if len(r.per_strategy) > 1
+            else ()
+        ),
         Figure("gateway runs", str(r.runs)),
         Figure("ticks with no gateway", f"{r.not_scheduled:,}"),
     )

@@ -20,7 +20,7 @@ from baton.gateway.core.timeline import Cell, Figure, HandoffSpan, Kind, Timelin
 
 WIDTH = 1200
 LEFT = 110  # slot labels
-LABEL_FIT_CHARS = 15  # longer row labels (a book's "strategy slot") are squeezed to fit
+LABEL_FIT_CHARS = 13  # longer row labels (a book's "strategy slot") are squeezed to fit
 LABEL_FIT_W = LEFT - 10
 RIGHT = 20
 PLOT_W = WIDTH - LEFT - RIGHT
