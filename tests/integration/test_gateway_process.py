@@ -264,3 +264,40 @@ async def test_demo_json_report_with_a_live_handoff(tmp_path: Path) -> None:
     # flip, each of its decisions compared with blue's.
     assert handoff["compared"] >= SLOTS
     assert 0 <= handoff["divergences"] <= handoff["compared"]
+
+
+async def test_demo_with_two_strategies_reports_each_and_hands_off_one(tmp_path: Path) -> None:
+    """Issue 16's acceptance: ``baton demo --strategies 2 --handoffs N --json``: per_strategy
+    (momentum and reversion) with 0 missed each, the handoffs momentum's, the pricing named."""
+    command = [
+        sys.executable, "-m", "baton", "demo", "--strategies", "2", "--duration", "8",
+        "--cadence-s", "0.5", "--time-scale", "600", "--handoffs", "2", "--bake-s", "0.5",
+        "--json", "--workdir", str(tmp_path / "demo"),
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(120):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    assert report["pricing"] == "random_walk"
+    rows = {row["name"]: row for row in report["per_strategy"]}
+    assert list(rows) == ["momentum", "reversion"]
+    for row in rows.values():
+        for key in ("scheduled", "evaluated", "missed", "stale", "bets", "pnl"):
+            assert key in row
+        assert row["missed"] == 0, row
+        assert row["scheduled"] >= 5 * SLOTS
+        assert row["evaluated"] == row["scheduled"]
+    assert report["scheduled"] == sum(row["scheduled"] for row in rows.values())
+    assert report["bets"] == sum(row["bets"] for row in rows.values())
+    assert [h["strategy"] for h in report["handoffs"]] == ["momentum", "momentum"]
+    assert [h["result"] for h in report["handoffs"]] == ["completed", "completed"]
+    # The ledger keeps the strategy and the pricing model on every bet.
+    ledger = tmp_path / "demo" / "ledger.sqlite"
+    bets = query(ledger, "SELECT strategy, pricing, count(*) FROM bets GROUP BY 1, 2")
+    assert {(s, p) for s, p, _ in bets} <= {
+        ("momentum", "random_walk"),
+        ("reversion", "random_walk"),
+    }
