@@ -117,9 +117,7 @@ class BookShape:
         if set(self.slots) != set(running.slots):
             why.append(f"slots {_shown(self.slots)} (running: {_shown(running.slots)})")
         if self.stake != running.stake:
-            why.append(
-                f"stake {_stake_shown(self.stake)} (running: {_stake_shown(running.stake)})"
-            )
+            why.append(f"stake {_stake_shown(self.stake)} (running: {_stake_shown(running.stake)})")
         return " and ".join(why)
 
 
