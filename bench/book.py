@@ -355,7 +355,7 @@ def knee_reference(path: Path = KNEE_SOURCE) -> dict[str, Any] | None:
     return {
         "source": str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path),
         "finished": document.get("finished"),
-        "commit": document.get("machine", {}).get("commit"),
+        "commit": document.get("machine", {}).get("git_commit"),
         "slots": knee["slots"],
         "evaluations_per_s": knee.get("evaluations_per_s"),
         "latency_ms_p99": None if point is None else point.get("latency_ms_p99"),
