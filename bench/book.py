@@ -64,28 +64,31 @@ CADENCE_S = 1.0
 REFERENCE_SLOTS = 16  # 8 markets x 5m/15m
 PUSH_INTERVAL_S = 2.0  # per stream, the single point's (Binance's rate)
 EXECUTED = "executed"
+LIVE_TIMEOUT_S = 300.0
 
 
 def window_figures(rows: Sequence[tuple[Any, ...]], window_s: float) -> dict[str, Any]:
     """Figures of the evaluations ``(scheduled_ms, dispatched_ms, decided_ms, outcome,
-    strategy)`` of a window of ``window_s`` seconds.
+    strategy, stale)`` of a window of ``window_s`` seconds.
 
-    >>> w = window_figures([(0, 1, 10, "executed", "a"), (0, 2, 30, "executed", "b"),
-    ...     (1000, 1001, None, "timeout", "a")], 2.0)
+    >>> w = window_figures([(0, 1, 10, "executed", "a", ""), (0, 2, 30, "executed", "b", ""),
+    ...     (1000, 1001, None, "timeout", "a", "no_live")], 2.0)
     >>> w["evaluations"], w["ticks"], w["missed"], w["executed_per_s"], w["latency_ms_max"]
     (3, 2, 1, 1.0, 30.0)
+    >>> w["stale"]
+    1
     >>> w["per_strategy"]["a"]["missed"], w["per_strategy"]["b"]["latency_ms_p99"]
     (1, 30.0)
     """
-    latency = [float(d - s) for s, _, d, o, _ in rows if o == EXECUTED and d is not None]
+    latency = [float(d - s) for s, _, d, o, *_ in rows if o == EXECUTED and d is not None]
     lag = [float(p - s) for s, p, *_ in rows if p is not None]
-    outcomes = outcome_counts([o for *_, o, _ in rows])
+    outcomes = outcome_counts([r[3] for r in rows])
     by_strategy: dict[str, list[tuple[Any, ...]]] = {}
     for r in rows:
         by_strategy.setdefault(r[4], []).append(r)
     per_strategy = {}
     for name, mine in sorted(by_strategy.items()):
-        lat = [float(d - s) for s, _, d, o, _ in mine if o == EXECUTED and d is not None]
+        lat = [float(d - s) for s, _, d, o, *_ in mine if o == EXECUTED and d is not None]
         per_strategy[name] = {
             "evaluations": len(mine),
             "executed": sum(1 for r in mine if r[3] == EXECUTED),
@@ -102,6 +105,8 @@ def window_figures(rows: Sequence[tuple[Any, ...]], window_s: float) -> dict[str
         "executed_per_s": round(executed / window_s, 1) if window_s > 0 else None,
         "missed": sum(n for o, n in outcomes.items() if o in MISSED),
         "outcomes": outcomes,
+        # Evaluated without live market data (evaluations.stale): cheaper for the strategy.
+        "stale": sum(1 for r in rows if r[5]),
         "latency_ms_p50": ms_quantile(latency, 50),
         "latency_ms_p99": ms_quantile(latency, 99),
         "latency_ms_max": max(latency) if latency else None,
@@ -109,6 +114,32 @@ def window_figures(rows: Sequence[tuple[Any, ...]], window_s: float) -> dict[str
         "dispatch_lag_ms_p99": ms_quantile(lag, 99),
         "per_strategy": per_strategy,
     }
+
+
+def last_tick_stale(ledger: Path, per_tick: int) -> int | None:
+    """Stale evaluations of the latest complete tick; None before one is recorded."""
+    for _, n, stale in ledger_rows(
+        ledger,
+        "SELECT scheduled_ms, COUNT(*), SUM(stale != '') FROM evaluations "
+        "GROUP BY scheduled_ms ORDER BY scheduled_ms DESC LIMIT 3",
+    ):
+        if n == per_tick:
+            return int(stale or 0)
+    return None
+
+
+async def wait_live(ledger: Path, per_tick: int) -> float:
+    """Until a whole tick was evaluated on live data (no stale evaluation): at thousands of
+    streams the simulator takes a while to push a first live candle on each; a window before
+    that measures cheap "no live candle" answers. Seconds waited."""
+    began = time.monotonic()
+    await wait_for(
+        lambda: last_tick_stale(ledger, per_tick) == 0,
+        timeout_s=LIVE_TIMEOUT_S,
+        what="a tick evaluated on live data on every slot",
+        poll_s=0.5,
+    )
+    return round(time.monotonic() - began, 1)
 
 
 async def _attach_all(
@@ -160,6 +191,7 @@ async def point(
             what=f"{warm_ticks} ticks with every strategy",
             poll_s=0.5,
         )
+        live_s = await wait_live(ledger, per_tick)
         settled_s = await settle(gateway.pid)
         msgs0 = await exchange_messages(gateway.ready["metrics_addr"])
         m0 = time.monotonic()
@@ -188,7 +220,8 @@ async def point(
         await procs.close()
     rows = ledger_rows(
         ledger,
-        "SELECT scheduled_ms, dispatched_ms, decided_ms, outcome, strategy FROM evaluations "
+        "SELECT scheduled_ms, dispatched_ms, decided_ms, outcome, strategy, stale "
+        "FROM evaluations "
         "WHERE scheduled_ms >= ? AND scheduled_ms < ?",
         int(t0),
         int(t1),
@@ -215,6 +248,7 @@ async def point(
         "machine_busy_cores": round((busy1 - busy0) / window_s, 3),
         "foreign_cores": foreign,
         "load_avg_1m_at_start": round(load, 2),
+        "live_wait_s": live_s,
         "settled_s": settled_s,
     }
     # A tick with fewer rows than scheduled would be a strategy left out of the clock.
@@ -302,6 +336,7 @@ HEADER = (
     "strategies µs/eval (cores)",
     "p99 book/single",
     "gateway CPU book/single",
+    "stale",
     "feed msg/s",
     "other processes cores",
 )
@@ -335,6 +370,7 @@ def rows(pairs: list[dict[str, Any]]) -> list[list[str]]:
                     f"{fmt(r['strategy_cpu_us_per_eval'], '.0f')} "
                     f"({fmt(r['strategy_cores'], '.2f')})",
                     *ratios,
+                    str(r["stale"]),
                     fmt(r["exchange_messages_per_s"], ".0f"),
                     fmt(r["foreign_cores"], ".2f"),
                 ]
