@@ -243,4 +243,4 @@ def book_entrypoint(i: int) -> str:
     """
     if not 1 <= i <= BOOK_SIZE:
         raise ValueError(f"the bench book has strategies 1..{BOOK_SIZE}, not {i}")
-    return f"{__name__}:M{i:02d}"
+    return f"bench.strategies:M{i:02d}"
