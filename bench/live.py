@@ -19,6 +19,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +89,20 @@ async def settle(pid: int, *, min_s: float = 6.0, max_s: float = 90.0) -> float:
         if (steady and waited >= min_s) or waited >= max_s:
             return round(waited, 1)
         last = cores
+
+
+async def exchange_messages(metrics_addr: str) -> float:
+    """``baton_exchange_messages_total`` summed over its kinds, from the gateway's /metrics."""
+
+    def fetch() -> str:
+        with urllib.request.urlopen(f"http://{metrics_addr}/metrics", timeout=30) as r:
+            return str(r.read().decode())
+
+    total = 0.0
+    for line in (await asyncio.to_thread(fetch)).splitlines():
+        if line.startswith("baton_exchange_messages_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 # -- processes --------------------------------------------------------------------------------

@@ -15,6 +15,10 @@
   consecutive handoffs (``bench.handoff_load``): misses, pause, transfer, and tick -> decision
   latency during the handoffs against a steady window before them. Runs only when asked (``all`` is
   dispatch and ingest) and writes ``bench/results/scale-handoff.json``.
+- ``book``: a book of strategies on one gateway (``bench.book``): 1, 4 and 16 strategies on the
+  reference 16 slots against one strategy with as many evaluations per tick (16, 64, 256 slots),
+  measured in the same run; evaluations per second, misses, latency, CPU per evaluation and the
+  ratios book / single. Runs only when asked; writes ``bench/results/scale-book.json``.
 
 Prints a table per benchmark and writes every number to ``bench/results/scale.json``.
 """
@@ -25,13 +29,12 @@ import argparse
 import asyncio
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from baton.common import ProcessFailed
 from baton.local import Processes
-from bench import handoff_load
+from bench import book, handoff_load
 from bench.cli import MOMENTUM_V1
 from bench.cpu import foreign_cores, sample
 from bench.harness import MISSED, REPO_ROOT, BenchError, now_ms, wait_for
@@ -40,6 +43,7 @@ from bench.live import (
     BenchExit,
     Progress,
     evaluations_recorded,
+    exchange_messages,
     fmt,
     ledger_rows,
     load_average,
@@ -57,6 +61,7 @@ from bench.live import (
     tables,
     write_document,
 )
+from bench.strategies import BOOK_SIZE
 
 DEFAULT_SLOTS = (16, 512, 1000, 2000, 4000, 6000, 8000, 10000)
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "scale.json"
@@ -65,20 +70,6 @@ DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "scale.json"
 KNEE_LATENCY_SHARE = 0.5
 # Ingest points: (streams, seconds between kline updates per stream).
 INGEST_POINTS = ((1000, 1.0), (1000, 0.1), (2000, 0.05))
-
-
-async def exchange_messages(metrics_addr: str) -> float:
-    """``baton_exchange_messages_total`` summed over its kinds, from the gateway's /metrics."""
-
-    def fetch() -> str:
-        with urllib.request.urlopen(f"http://{metrics_addr}/metrics", timeout=30) as r:
-            return str(r.read().decode())
-
-    total = 0.0
-    for line in (await asyncio.to_thread(fetch)).splitlines():
-        if line.startswith("baton_exchange_messages_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 # -- dispatch ---------------------------------------------------------------------------------
@@ -352,20 +343,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "what",
-        choices=["dispatch", "ingest", "all", "handoff"],
+        choices=["dispatch", "ingest", "all", "handoff", "book"],
         nargs="?",
         default="all",
-        help="all: dispatch, then ingest (default); handoff runs only on its own",
+        help="all: dispatch, then ingest (default); handoff and book run only on their own",
     )
     p.add_argument(
         "--slots",
         type=int,
         nargs="+",
         help=f"slot counts (dispatch: {' '.join(map(str, DEFAULT_SLOTS))}; handoff: "
-        f"{' '.join(map(str, handoff_load.DEFAULT_SLOTS))})",
+        f"{' '.join(map(str, handoff_load.DEFAULT_SLOTS))}; book: one, the slots of each "
+        f"strategy, {book.REFERENCE_SLOTS})",
     )
     p.add_argument(
-        "--ticks", type=int, default=20, help="measured ticks per point; handoff: steady (20)"
+        "--strategies",
+        type=int,
+        nargs="+",
+        help=f"book: book sizes ({' '.join(map(str, book.DEFAULT_STRATEGIES))}; 1..16)",
+    )
+    p.add_argument(
+        "--ticks",
+        type=int,
+        help=f"measured ticks per point; handoff: steady (20; book {book.DEFAULT_TICKS})",
     )
     p.add_argument("--warm-ticks", type=int, default=3, help="ticks before the window (3)")
     p.add_argument(
@@ -385,7 +385,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         type=Path,
-        help=f"JSON ({DEFAULT_OUT}; handoff: {handoff_load.DEFAULT_OUT})",
+        help=f"JSON ({DEFAULT_OUT}; handoff: {handoff_load.DEFAULT_OUT}; book: {book.DEFAULT_OUT})",
     )
     p.add_argument("--workdir", type=Path, help="keep ledgers and logs here (default: temp)")
     return p
@@ -394,11 +394,16 @@ def _parser() -> argparse.ArgumentParser:
 async def _run(
     args: argparse.Namespace, workdir: Path, progress: Progress
 ) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {"dispatch": [], "ingest": [], "handoff": []}
+    out: dict[str, list[dict[str, Any]]] = {
+        "dispatch": [],
+        "ingest": [],
+        "handoff": [],
+        "book": [],
+    }
     if args.what in ("dispatch", "all"):
         for slots in args.slots or DEFAULT_SLOTS:
             out["dispatch"].append(
-                await dispatch_point(slots, args.ticks, args.warm_ticks, workdir, progress)
+                await dispatch_point(slots, args.ticks or 20, args.warm_ticks, workdir, progress)
             )
     if args.what in ("ingest", "all"):
         for point in args.ingest:
@@ -411,9 +416,18 @@ async def _run(
         for slots in args.slots or handoff_load.DEFAULT_SLOTS:
             out["handoff"].append(
                 await handoff_load.handoff_point(
-                    slots, args.handoffs, args.ticks, args.warm_ticks, workdir, progress
+                    slots, args.handoffs, args.ticks or 20, args.warm_ticks, workdir, progress
                 )
             )
+    if args.what == "book":
+        out["book"] = await book.run(
+            args.strategies or book.DEFAULT_STRATEGIES,
+            args.slots[0] if args.slots else book.REFERENCE_SLOTS,
+            args.ticks or book.DEFAULT_TICKS,
+            args.warm_ticks,
+            workdir,
+            progress,
+        )
     return out
 
 
@@ -421,6 +435,13 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.what == "handoff" and args.handoffs < 1:
         print("bench.scale: --handoffs must be >= 1", file=sys.stderr)
+        return 2
+    if args.what == "book" and args.slots and len(args.slots) > 1:
+        print("bench.scale: book takes one --slots (per strategy)", file=sys.stderr)
+        return 2
+    bad = [n for n in args.strategies or () if not 1 <= n <= BOOK_SIZE]
+    if bad:
+        print(f"bench.scale: --strategies must be in 1..{BOOK_SIZE}, not {bad}", file=sys.stderr)
         return 2
     try:
         results, document = run_live(
@@ -453,7 +474,17 @@ def main(argv: list[str]) -> int:
         document["handoff"] = results["handoff"]
         print("\n".join(document["handoff_table"]))
         print(f"\nclaim: {document['claim']['text']}")
-    out: Path = args.out or (handoff_load.DEFAULT_OUT if args.what == "handoff" else DEFAULT_OUT)
+    if results["book"]:
+        document["strategy"] = "bench.strategies:M01..M16 (book), " + MOMENTUM_V1 + " (single)"
+        document |= tables("book", book.HEADER, book.rows(results["book"]))
+        document["knee_reference"] = book.knee_reference()
+        document["summary"] = book.summary(results["book"])
+        document["book"] = results["book"]
+        print("\n".join(document["book_table"]))
+        print(f"\n{book.knee_line(document['knee_reference'])}")
+        print(f"book: {document['summary']['text']}")
+    defaults = {"handoff": handoff_load.DEFAULT_OUT, "book": book.DEFAULT_OUT}
+    out: Path = args.out or defaults.get(args.what, DEFAULT_OUT)
     write_document(out, document)
     print(f"\nresults: {out}  ({document['wall_s']} s)")
     return 0

@@ -20,6 +20,10 @@ default 512), ``window`` (observations per slot, 2..64, default 8), ``threshold`
 
 ``BallastV1`` and ``BallastV2`` differ only in ``version``: same ``state_schema``, so a handoff
 between them moves the state byte for byte (no migration).
+
+``M01`` .. ``M16``: a book of strategies for ``python -m bench.scale book``: MomentumV1 (the
+reference strategy, deterministic) under 16 distinct names ``m01`` .. ``m16``, so that 16 of
+them can share one gateway (a book is keyed by the strategy's name).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 from baton.common import Settings
 from baton.model import Action, EvaluationRequest
+from baton.strategy.examples.momentum_v1 import MomentumV1
 from baton.strategy.sdk import Outcome, Strategy
 
 # Canonical JSON of one random() float and its comma: "0.8444218515250481," (about 19 bytes).
@@ -159,3 +164,83 @@ class BallastV1(Ballast):
 
 class BallastV2(Ballast):
     version = "v2"
+
+
+# -- a book of momentum strategies --------------------------------------------------------------
+
+BOOK_SIZE = 16
+
+
+class M01(MomentumV1):
+    name = "m01"
+
+
+class M02(MomentumV1):
+    name = "m02"
+
+
+class M03(MomentumV1):
+    name = "m03"
+
+
+class M04(MomentumV1):
+    name = "m04"
+
+
+class M05(MomentumV1):
+    name = "m05"
+
+
+class M06(MomentumV1):
+    name = "m06"
+
+
+class M07(MomentumV1):
+    name = "m07"
+
+
+class M08(MomentumV1):
+    name = "m08"
+
+
+class M09(MomentumV1):
+    name = "m09"
+
+
+class M10(MomentumV1):
+    name = "m10"
+
+
+class M11(MomentumV1):
+    name = "m11"
+
+
+class M12(MomentumV1):
+    name = "m12"
+
+
+class M13(MomentumV1):
+    name = "m13"
+
+
+class M14(MomentumV1):
+    name = "m14"
+
+
+class M15(MomentumV1):
+    name = "m15"
+
+
+class M16(MomentumV1):
+    name = "m16"
+
+
+def book_entrypoint(i: int) -> str:
+    """The entrypoint of the ``i``-th (1-based) strategy of the book.
+
+    >>> book_entrypoint(3)
+    'bench.strategies:M03'
+    """
+    if not 1 <= i <= BOOK_SIZE:
+        raise ValueError(f"the bench book has strategies 1..{BOOK_SIZE}, not {i}")
+    return f"bench.strategies:M{i:02d}"
