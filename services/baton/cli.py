@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "presence": ("baton.gateway.report_cli", "print the presence report of a ledger file"),
     "handoff": ("baton.control.cli:handoff_main", "promote an instance: zero-gap handoff"),
     "instances": ("baton.control.cli:instances_main", "list a gateway's attached instances"),
+    "retire": ("baton.control.cli:retire_main", "take a strategy out of a gateway's book"),
     "operator": ("baton.operator.cli", "run the Kubernetes operator (StrategyVersion rollouts)"),
 }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from baton.common import Service
 from baton.control import ControlClient, phase_name
+from baton.gateway.report import presence_report
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import gateway_pb2 as gw
 from baton.v1 import gateway_pb2_grpc as gw_grpc
@@ -206,3 +208,71 @@ async def test_a_restarted_gateway_schedules_its_whole_book_attached_or_not(
     assert run2.get(("momentum", "no_active"), 0) >= 3 * SLOTS, run2
     assert {o for (s, o) in run2 if s == "momentum"} == {"no_active"}, run2
     assert {o for (s, o) in run2 if s == "faulty"} <= {"executed", "no_active"}, run2
+
+
+async def test_a_retired_strategy_is_no_longer_scheduled_nor_restored(
+    start_gateway: StartGateway, start_strategy: StartStrategy, ledger: Path
+) -> None:
+    """`baton retire`: refused while an instance of the strategy is attached; once its host is
+    gone, the strategy leaves the book (its slots no longer scheduled for it, a restart does
+    not bring it back), its history stays in the report."""
+    first = await start_gateway()
+    address = first.ready["grpc_addr"]
+    await start_strategy(first, FAULTY_V1, UP)
+    momentum = await start_strategy(first, MOMENTUM)
+    await ticks_of(ledger, "momentum", 2)
+
+    async def retire() -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "baton", "retire", "--gateway", address, "momentum",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(30):
+            out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    code, _, err = await retire()
+    assert code == 2
+    assert "FAILED_PRECONDITION" in err
+    assert "attached" in err
+    await momentum.stop()
+
+    async def retired() -> bool:
+        code, out, err = await retire()
+        if code == 0:
+            assert "momentum retired" in out
+            return True
+        assert "pending" in err or "attached" in err, err  # its host is on its way out
+        return False
+
+    async with asyncio.timeout(20):
+        while not await retired():
+            await ticks_of(ledger, "faulty", 1)
+    await ticks_of(ledger, "faulty", 1)  # the retiring tick's rows flushed
+    last = query(ledger, "SELECT MAX(seq) FROM evaluations WHERE strategy = 'momentum'")[0][0]
+    await ticks_of(ledger, "faulty", 3)
+    assert query(ledger, "SELECT MAX(seq) FROM evaluations WHERE strategy = 'momentum'")[0][0] == (
+        last
+    )
+    code, _, err = await retire()  # gone already
+    assert code == 2
+    assert "NOT_FOUND" in err
+    assert await first.stop(timeout_s=10) == 0
+
+    second = await start_gateway(BATON_GATEWAY__LISTEN=address)
+    await ticks_of(ledger, "faulty", 2)
+    async with ControlClient(second.ready["grpc_addr"]) as client:
+        listing = await client.list_instances()
+    assert [s.name for s in listing.strategies] == ["faulty"]
+    assert (
+        query(
+            ledger, "SELECT count(*) FROM evaluations WHERE strategy = 'momentum' AND run_id = 2"
+        )[0][0]
+        == 0
+    )
+    assert await second.stop(timeout_s=10) == 0
+    rows = {row.name: row for row in presence_report(ledger).per_strategy}
+    assert rows["momentum"].retired_ms is not None
+    assert rows["momentum"].scheduled > 0  # its history stays
+    assert rows["faulty"].retired_ms is None

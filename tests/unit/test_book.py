@@ -244,3 +244,23 @@ def test_the_timeline_of_a_book_has_a_row_per_strategy_and_slot(tmp_path: Path) 
     ]
     assert [band.version for band in timeline.versions] == ["momentum v1, reversion v1"]
     assert report.missed == 1
+
+
+def test_a_retired_strategy_leaves_the_book_and_enters_it_anew(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as led:
+        led.record_strategy(name="momentum", slot_ids=(), stake=None, added_ms=T0)
+        led.record_strategy(name="reversion", slot_ids=("BTC/5m",), stake=2.5, added_ms=T0 + 1)
+        led.record_strategy(name="momentum", slot_ids=("ETH/5m",), stake=9.0, added_ms=T0 + 2)
+        assert [(x.name, x.slot_ids) for x in led.strategies()] == [
+            ("momentum", ()),  # in the book: the first shape stays
+            ("reversion", ("BTC/5m",)),
+        ]
+        led.retire_strategy("momentum", retired_ms=T0 + 3)
+        assert [x.name for x in led.strategies()] == ["reversion"]
+        led.record_strategy(name="momentum", slot_ids=("ETH/5m",), stake=9.0, added_ms=T0 + 4)
+    with LedgerReader(path) as r:
+        assert [(x.name, x.slot_ids, x.stake, x.retired_ms) for x in r.strategies()] == [
+            ("reversion", ("BTC/5m",), 2.5, None),
+            ("momentum", ("ETH/5m",), 9.0, None),  # entered anew, with its new shape
+        ]

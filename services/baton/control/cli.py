@@ -201,3 +201,29 @@ def instances_main(argv: list[str]) -> int:
     except ControlError as exc:
         print(f"baton instances: {exc}", file=sys.stderr)
         return 2
+
+
+async def _retire(address: str, name: str) -> int:
+    async with ControlClient(address) as client:
+        retired = await client.retire(name)
+    print(
+        f"strategy {retired.name} retired from the book: its {len(retired.slot_ids)} slots are "
+        f"no longer scheduled for it (epoch {retired.epoch}); its ledger rows stay"
+    )
+    return 0
+
+
+def retire_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="baton retire",
+        description="Take a strategy out of a gateway's book: its slots are no longer "
+        "scheduled for it (refused while an instance of it is attached).",
+    )
+    p.add_argument("--gateway", required=True, help="gateway HOST:PORT")
+    p.add_argument("name", help="the strategy's name")
+    args = p.parse_args(argv)
+    try:
+        return asyncio.run(_retire(args.gateway, args.name))
+    except ControlError as exc:
+        print(f"baton retire: {exc}", file=sys.stderr)
+        return 2

@@ -186,6 +186,16 @@ class ControlClient:
         finally:
             call.cancel()
 
+    async def retire(self, name: str) -> ctl.StrategyStatus:
+        """Take strategy ``name`` out of the gateway's book (docs/gateway.md)."""
+        try:
+            response = await self._stub.RetireStrategy(
+                ctl.RetireStrategyRequest(name=name), timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+        return response.retired
+
     async def wait(self, handoff_id: str) -> ctl.HandoffStatus:
         """The terminal status of a handoff."""
         last: ctl.HandoffStatus | None = None

@@ -73,6 +73,8 @@ class BookRows(Protocol):
         self, *, name: str, slot_ids: Sequence[str], stake: float | None, added_ms: int
     ) -> None: ...
 
+    def retire_strategy(self, name: str, *, retired_ms: int) -> None: ...
+
 
 class Lanes:
     """The book: a lane per strategy, in the order they entered it."""
@@ -153,6 +155,38 @@ class Lanes:
             extra={"strategy": result.name, "slots": len(result.slots), "stake": result.stake},
         )
         return self._add(result)
+
+    def retire(self, name: str) -> Lane:
+        """Take ``name`` out of the book: from the next tick its slots are not scheduled for
+        it, and a restart does not bring it back. Only an idle strategy can go (no instance
+        attached, nothing pending): raises ``PromoteError`` (NOT_FOUND, FAILED_PRECONDITION)."""
+        lane = self._lanes.get(name)
+        if lane is None:
+            raise PromoteError("NOT_FOUND", f"no strategy {name!r} in the book")
+        attached = sorted(lane.router.instances)
+        if attached:
+            raise PromoteError(
+                "FAILED_PRECONDITION",
+                f"strategy {name!r} still has {len(attached)} attached instance(s) "
+                f"({', '.join(attached[:3])}): stop them first",
+            )
+        if lane.router.pending or lane.handoffs.current is not None:
+            raise PromoteError(
+                "FAILED_PRECONDITION",
+                f"strategy {name!r} still has evaluations pending: retry after this tick",
+            )
+        try:
+            self._ledger.retire_strategy(name, retired_ms=self._now_ms())
+        except LedgerWriteError as exc:
+            # Retiring is what the ledger says across a restart: without the row, refuse.
+            raise PromoteError("UNAVAILABLE", f"cannot write the retirement: {exc}") from exc
+        del self._lanes[name]
+        self._order = tuple(self._lanes.values())
+        log.warning(
+            "strategy retired from the book: its slots are no longer scheduled for it",
+            extra={"strategy": name, "slots": len(lane.slots)},
+        )
+        return lane
 
     def _add(self, entry: bk.StrategyEntry) -> Lane:
         lane = self._make_lane(entry)

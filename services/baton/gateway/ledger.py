@@ -259,12 +259,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE bets ADD COLUMN pricing TEXT NOT NULL DEFAULT ''",
         f"UPDATE bets SET strategy = {_FIRST_STRATEGY}",
         # stake: as its instances ask (NULL: the gateway's venue.stake, whatever it is then).
+        # retired_ms: taken out of the book then (RetireStrategy); NULL while in it.
         """CREATE TABLE strategies (
             name TEXT PRIMARY KEY,
             slots TEXT NOT NULL,
             stake REAL,
             added_ms INTEGER NOT NULL,
-            run_id INTEGER) WITHOUT ROWID""",
+            run_id INTEGER,
+            retired_ms INTEGER) WITHOUT ROWID""",
         # A pre-book gateway's one strategy is its book: every slot, the default stake.
         """INSERT INTO strategies (name, slots, stake, added_ms, run_id)
             SELECT strategy, '[]', NULL, t_ms, run_id FROM instance_events
@@ -927,13 +929,25 @@ class Ledger:
         """A strategy entered the book: written at once (like a run), so a gateway restarted
         right after still schedules it. Once per name; the first shape stays."""
         try:
+            # A retired strategy that attaches again enters the book anew, with the new shape.
             self._conn.execute(
-                "INSERT OR IGNORE INTO strategies (name, slots, stake, added_ms, run_id) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO strategies (name, slots, stake, added_ms, run_id) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, "
+                "stake = excluded.stake, added_ms = excluded.added_ms, "
+                "run_id = excluded.run_id, retired_ms = NULL WHERE retired_ms IS NOT NULL",
                 (name, json.dumps(list(slot_ids)), stake, added_ms, self._run_id),
             )
         except sqlite3.Error as exc:
             raise LedgerWriteError(f"cannot record strategy in {self.path}: {exc}") from exc
+
+    def retire_strategy(self, name: str, *, retired_ms: int) -> None:
+        """A strategy left the book: written at once, so a restart does not schedule it."""
+        try:
+            self._conn.execute(
+                "UPDATE strategies SET retired_ms = ? WHERE name = ?", (retired_ms, name)
+            )
+        except sqlite3.Error as exc:
+            raise LedgerWriteError(f"cannot retire strategy in {self.path}: {exc}") from exc
 
     def strategies(self) -> list[BookRow]:
         """The book, in the order strategies entered it."""
@@ -954,14 +968,19 @@ class BookRow:
     slot_ids: tuple[str, ...]  # as its instances name them; () = all the gateway's slots
     stake: float | None  # as its instances ask; None: the gateway's venue.stake
     added_ms: int
+    retired_ms: int | None = None  # taken out of the book then
 
 
-def read_book(conn: sqlite3.Connection) -> list[BookRow]:
-    """The book (none before schema 4)."""
+def read_book(conn: sqlite3.Connection, *, retired: bool = False) -> list[BookRow]:
+    """The book (none before schema 4), in the order strategies entered it; with ``retired``
+    also the strategies taken out of it."""
     if not _has_table(conn, "strategies"):
         return []
-    rows = conn.execute("SELECT name, slots, stake, added_ms FROM strategies ORDER BY added_ms")
-    return [BookRow(r[0], tuple(json.loads(r[1])), r[2], r[3]) for r in rows]
+    where = "" if retired else " WHERE retired_ms IS NULL"
+    rows = conn.execute(
+        f"SELECT name, slots, stake, added_ms, retired_ms FROM strategies{where} ORDER BY added_ms"
+    )
+    return [BookRow(r[0], tuple(json.loads(r[1])), r[2], r[3], r[4]) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -1065,8 +1084,8 @@ class LedgerReader:
         rows = self.conn.execute("SELECT slot_id, seq, run_id FROM evaluations")
         return {(r[0], r[1]): r[2] for r in rows}
 
-    def strategies(self) -> list[BookRow]:
-        return read_book(self.conn)
+    def strategies(self, *, retired: bool = False) -> list[BookRow]:
+        return read_book(self.conn, retired=retired)
 
     def dropped_decisions(self) -> list[DroppedDecision]:
         rows = self.conn.execute(

@@ -104,6 +104,7 @@ class StrategyRow:
     wins: int
     pnl: float
     stake: float | None  # as its instances asked (None: the venue's default, or a pre-book ledger)
+    retired_ms: int | None = None  # taken out of the book then (RetireStrategy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,7 +425,7 @@ def _per_strategy(
     conn: sqlite3.Connection, cells: dict[tuple[str, str], SlotCoverage]
 ) -> tuple[StrategyRow, ...]:
     """One row per strategy: in the book's order, then any other the rows name."""
-    book = {row.name: row for row in read_book(conn)}
+    book = {row.name: row for row in read_book(conn, retired=True)}
     by_name: dict[str, list[SlotCoverage]] = {}
     for (name, _), cell in cells.items():
         by_name.setdefault(name, []).append(cell)
@@ -460,6 +461,7 @@ def _per_strategy(
                 wins=wins,
                 pnl=float(pnl),
                 stake=None if entry is None else entry.stake,
+                retired_ms=None if entry is None else entry.retired_ms,
             )
         )
     return tuple(rows)

@@ -230,6 +230,17 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         async for h in coordinator.watch(watched.handoff_id):
             yield ctl.WatchHandoffResponse(handoff=self._status(coordinator, h))
 
+    async def RetireStrategy(
+        self,
+        request: ctl.RetireStrategyRequest,
+        context: grpc.aio.ServicerContext[ctl.RetireStrategyRequest, ctl.RetireStrategyResponse],
+    ) -> ctl.RetireStrategyResponse:
+        try:
+            lane = self._lanes.retire(request.name)
+        except PromoteError as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        return ctl.RetireStrategyResponse(retired=self._strategy_status(lane))
+
 
 def add_servicer(server: grpc.aio.Server, parts: Parts) -> None:
     gw_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(parts), server)
