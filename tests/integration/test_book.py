@@ -255,6 +255,20 @@ async def test_a_retired_strategy_is_no_longer_scheduled_nor_restored(
     assert query(ledger, "SELECT MAX(seq) FROM evaluations WHERE strategy = 'momentum'")[0][0] == (
         last
     )
+
+    # Its bets still open when it retired are settled as their windows close (600x: a 15m
+    # window closes every 1.5 s), never left open.
+    def momentum_bets(open_only: bool) -> int:
+        settled = " AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.bet_id = b.bet_id)"
+        sql = "SELECT count(*) FROM bets b WHERE strategy = 'momentum'"
+        return int(query(ledger, sql + (settled if open_only else ""))[0][0])
+
+    await wait_until(
+        lambda: momentum_bets(open_only=True) == 0,
+        timeout_s=20,
+        what="the retired strategy's open bets settled",
+    )
+    print(f"\nretired momentum: {momentum_bets(open_only=False)} bets, all settled")
     code, _, err = await retire()  # gone already
     assert code == 2
     assert "NOT_FOUND" in err

@@ -97,7 +97,14 @@ class Gateway:
             now_ms=now_ms,
         )
         # The strategies earlier runs served are scheduled again (missed until they attach).
-        self.lanes.restore(self.ledger.strategies())
+        self.lanes.restore(
+            self.ledger.strategies(),
+            closing=[
+                row
+                for row in self.ledger.strategies(retired=True)
+                if row.retired_ms is not None and self.ledger.open_bets(row.name)
+            ],
+        )
         sink = MarketSink(
             book=self.market,
             venues=self.lanes.venues,

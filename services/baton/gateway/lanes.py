@@ -96,13 +96,26 @@ class Lanes:
         self._lanes: dict[str, Lane] = {}
         self._order: tuple[Lane, ...] = ()  # what the tick loop iterates, rebuilt on change
         self._by_instance: dict[str, Lane] = {}
+        # Retired strategies whose bets are still open: out of the book (never ticked), kept
+        # only so that their venues settle those bets as the windows close.
+        self._closing: dict[str, Lane] = {}
         self._numbers = itertools.count(1)
 
     # -- the book -----------------------------------------------------------------------------
 
-    def restore(self, rows: Sequence[BookRow]) -> None:
+    def restore(self, rows: Sequence[BookRow], closing: Sequence[BookRow] = ()) -> None:
         """The strategies a previous run served: scheduled again from the first tick, attached
-        or not (a strategy nobody runs any more is missed, not forgotten)."""
+        or not (a strategy nobody runs any more is missed, not forgotten). ``closing``: retired
+        ones with open bets, restored only to settle them."""
+        for row in closing:
+            entry = bk.restore(
+                row.name,
+                row.slot_ids,
+                row.stake,
+                gateway_slots=self._gateway_slots,
+                default_stake=self._default_stake,
+            )
+            self._closing[row.name] = self._make_lane(entry)
         for row in rows:
             entry = bk.restore(
                 row.name,
@@ -136,6 +149,9 @@ class Lanes:
         lane = self._lanes.get(result.name)
         if lane is not None:
             return lane
+        # A retired strategy back while its last bets are open: its new lane takes them over
+        # (its venue restores them from the ledger), the closing one goes, so none settles twice.
+        self._closing.pop(result.name, None)
         try:
             self._ledger.record_strategy(
                 name=result.name,
@@ -182,6 +198,8 @@ class Lanes:
             raise PromoteError("UNAVAILABLE", f"cannot write the retirement: {exc}") from exc
         del self._lanes[name]
         self._order = tuple(self._lanes.values())
+        if lane.venue.open_bets():
+            self._closing[name] = lane
         log.warning(
             "strategy retired from the book: its slots are no longer scheduled for it",
             extra={"strategy": name, "slots": len(lane.slots)},
@@ -218,8 +236,14 @@ class Lanes:
         it still reaches its own strategy's router, which drops it)."""
         return self._by_instance.get(instance_id)
 
-    def venues(self) -> Iterator[tuple[str, PaperVenue]]:
-        return ((lane.name, lane.venue) for lane in self._order)
+    def venues(self) -> list[tuple[str, PaperVenue]]:
+        """Every venue with bets to settle: the book's, and retired strategies' until their
+        last open bet settled."""
+        for name, lane in list(self._closing.items()):
+            if not lane.venue.open_bets():
+                del self._closing[name]
+        lanes = (*self._order, *self._closing.values())
+        return [(lane.name, lane.venue) for lane in lanes]
 
     # -- routing by instance (the Attach stream) and by handoff (the control service) --------
 

@@ -949,9 +949,10 @@ class Ledger:
         except sqlite3.Error as exc:
             raise LedgerWriteError(f"cannot retire strategy in {self.path}: {exc}") from exc
 
-    def strategies(self) -> list[BookRow]:
-        """The book, in the order strategies entered it."""
-        return read_book(self._conn)
+    def strategies(self, *, retired: bool = False) -> list[BookRow]:
+        """The book, in the order strategies entered it; with ``retired`` also those taken
+        out of it."""
+        return read_book(self._conn, retired=retired)
 
     def _exists(self, sql: str, params: tuple[Any, ...]) -> bool:
         return self._conn.execute(sql, params).fetchone() is not None
