@@ -52,7 +52,7 @@ demo: setup
 	$(VENV)/bin/baton demo --handoffs 3
 
 test: setup testbed-bins
-	hack/host-deps.sh browser image
+	hack/host-deps.sh browser image node
 	$(PY) -m pytest -q
 
 # etcd, kube-apiserver, kubectl, helm and Jaeger for the e2e test bed (tests/e2e), and kubelet,

@@ -24,8 +24,9 @@
 #   BATON_CACHE          cache root (see above)
 #   BATON_BUILD_JOBS     go build -p value (default 2)
 #
-# Cold build on a 2-core machine (empty Go caches): ~12.5 minutes in all, see
-# hack/README-testbed.md; with the binaries cached and verified: ~2 s.
+# Cold build on a 2-core machine (empty Go caches): ~12.5 minutes for the test bed's five, ~12 more
+# for the node's six (docs/real-node.md), see hack/README-testbed.md; with the binaries cached and
+# verified: a few seconds.
 set -euo pipefail
 
 MODE=build
@@ -150,7 +151,7 @@ check_cached() {
 if [[ "$MODE" == verify ]]; then
   mapfile -t targets < <(expand_targets "$@")
   bad=0
-  printf '%-16s %-9s %-13s %-10s %s\n' binary version platform status sha256
+  printf '%-23s %-9s %-13s %-10s %s\n' binary version platform status sha256
   for t in "${targets[@]}"; do
     ver="$(lock_version "$t")"
     read -r status got <<<"$(check_cached "$t" "$ver")"
@@ -159,7 +160,7 @@ if [[ "$MODE" == verify ]]; then
       [[ "$target" == "$t-$ver" ]] || { status="bad-link"; got="$BIN_DIR/$t -> ${target:-nothing}"; }
     fi
     [[ "$status" == ok ]] && got="$(lock_sha "$t")" || bad=1
-    printf '%-16s %-9s %-13s %-10s %s\n' "$t" "$ver" "$PLATFORM" "$status" "${got:-}"
+    printf '%-23s %-9s %-13s %-10s %s\n' "$t" "$ver" "$PLATFORM" "$status" "${got:-}"
   done
   if [[ $bad -ne 0 ]]; then
     log "the cache $BIN_DIR does not match $LOCK: run \`make testbed-bins\` to rebuild"

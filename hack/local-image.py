@@ -6,7 +6,7 @@ static Go binary from hack/build-k8s-bins.sh and nothing else (no shell, no libc
 and no base image are needed. The archive is reproducible: fixed timestamps, owners and order, so
 the same binary gives the same image id.
 
-Usage: hack/local-image.py --binary PATH --path /pause --ref localhost/baton-pause:v1
+Usage: hack/local-image.py --binary PATH --path /pause --ref localhost/baton-pause:v1.0.0
            [--user 65535:65535] [--arg ARG ...] --output FILE
 """
 
@@ -43,7 +43,7 @@ def main() -> None:
     )
     p.add_argument("--binary", required=True)
     p.add_argument("--path", required=True, help="where the binary lives in the image")
-    p.add_argument("--ref", required=True, help="the image's name, e.g. localhost/baton-pause:v1")
+    p.add_argument("--ref", required=True, help="the image's name, e.g. localhost/baton-pause:v1.0.0")
     p.add_argument("--user", default="65535:65535")
     p.add_argument("--arg", action="append", default=[], help="an argument after the entrypoint")
     p.add_argument("--output", required=True)
