@@ -43,7 +43,9 @@ def main() -> None:
     )
     p.add_argument("--binary", required=True)
     p.add_argument("--path", required=True, help="where the binary lives in the image")
-    p.add_argument("--ref", required=True, help="the image's name, e.g. localhost/baton-pause:v1.0.0")
+    p.add_argument(
+        "--ref", required=True, help="the image's name, e.g. localhost/baton-pause:v1.0.0"
+    )
     p.add_argument("--user", default="65535:65535")
     p.add_argument("--arg", action="append", default=[], help="an argument after the entrypoint")
     p.add_argument("--output", required=True)
