@@ -326,6 +326,14 @@ for c in "$POD_CIDR" "$SVC_CIDR"; do
   fi
 done
 
+# Pods on one bridge reach a Service's pods on the same bridge only if bridged frames go through
+# netfilter (the reply must be un-DNATed): br_netfilter (built into this machine's kernel).
+if [[ ! -e /proc/sys/net/bridge/bridge-nf-call-iptables ]]; then
+  modprobe br_netfilter 2>/dev/null || true
+  [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] \
+    || die "no br_netfilter (net.bridge.bridge-nf-call-iptables): modprobe br_netfilter, then run again"
+fi
+
 mkdir -p "$S"/{pids,logs,host,pki,etcd,kubelet,pod-logs,cni/net.d,cni/ipam,containerd,images,volumes}
 find "$S/logs" -name '*.log' ! -name image.log -delete
 # The host as it was, for down.
@@ -342,6 +350,8 @@ on_up_exit() {
 trap on_up_exit EXIT
 
 # ---- the network: a bridge whose address is the node's IP ------------------------
+# (the saved value is restored by down)
+[[ "$(sysctl -n net.bridge.bridge-nf-call-iptables)" == 1 ]] || sysctl -q -w net.bridge.bridge-nf-call-iptables=1
 ip link add "$BRIDGE" type bridge 2>/dev/null || true
 ip addr replace "$GW/${POD_CIDR#*/}" dev "$BRIDGE"
 ip link set "$BRIDGE" up

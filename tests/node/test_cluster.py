@@ -257,6 +257,35 @@ def test_service_dns_from_a_pod(node: Node, namespace: str) -> None:
     assert got == {"ip": cluster_ip, "status": 200, "api": "10.214.0.1"}
 
 
+def test_a_claim_binds_to_a_local_volume(node: Node, namespace: str) -> None:
+    """The default StorageClass ("standard", as kind's) binds a claim like the gateway's (1Gi,
+    no class named) to one of the static local volumes; uid 10001 writes and reads it back."""
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    node.kubectl("apply", "-f", "-", input_=json.dumps(claim))
+    pod = json.loads(_pod("ledger", namespace, SLEEP))
+    pod["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    node.kubectl("apply", "-f", "-", input_=json.dumps(pod))
+    p = node.kubectl(
+        *("-n", namespace, "wait", "--for=condition=Ready", "pod/ledger", "--timeout=90s"),
+        check=False,
+        timeout=120,
+    )
+    assert p.returncode == 0, node.kubectl("-n", namespace, "describe", "pod", "ledger").stdout
+    got = json.loads(node.kubectl("-n", namespace, "get", "pvc", "data", "-o", "json").stdout)
+    assert got["status"]["phase"] == "Bound"
+    assert got["spec"]["storageClassName"] == "standard"
+    assert got["spec"]["volumeName"].startswith("baton-local-pv")
+    write = "open('/data/probe', 'w').write('ledger'); print(open('/data/probe').read())"
+    out = node.kubectl("-n", namespace, "exec", "ledger", "--", "python", "-c", write)
+    assert out.stdout.strip() == "ledger"
+
+
 def test_down_restores_the_host(node: Node) -> None:
     """Last in the module: take the cluster down and compare the host with before `up`."""
     t0 = time.monotonic()
