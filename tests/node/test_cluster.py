@@ -30,6 +30,7 @@ CACHE = Path(
     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "baton"
 )
 KUBECTL = CACHE / "bin" / "kubectl"
+HELM = CACHE / "bin" / "helm"
 ARTIFACTS = REPO / "build" / "artifacts"
 LOCK_FILE = Path("/run/lock/baton-cluster.test.lock")
 UP_TIMEOUT_S = 600.0
@@ -284,6 +285,61 @@ def test_a_claim_binds_to_a_local_volume(node: Node, namespace: str) -> None:
     write = "open('/data/probe', 'w').write('ledger'); print(open('/data/probe').read())"
     out = node.kubectl("-n", namespace, "exec", "ledger", "--", "python", "-c", write)
     assert out.stdout.strip() == "ledger"
+
+
+def test_the_readme_walkthrough_on_the_real_node(node: Node) -> None:
+    """The README's kind walk-through on this node: `helm install --wait` of the chart (the
+    gateway's ledger claim bound to a local volume; no Jaeger: its image is not on the node),
+    then StrategyVersion v1, then v2 handed off live: completed, 0 missed in the ledger."""
+    env = {**os.environ, "KUBECONFIG": str(node.kubeconfig)}
+    helm = subprocess.run(
+        [
+            *(str(HELM), "install", "baton", str(REPO / "charts" / "baton")),
+            *("-n", "baton", "--create-namespace", "--wait", "--timeout", "240s"),
+            *("--set", "jaeger.enabled=false", "--set", "image.pullPolicy=Never"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    pods = node.kubectl("-n", "baton", "get", "pods,pvc", "-o", "wide", check=False).stdout
+    assert helm.returncode == 0, helm.stderr + pods
+    pvc = json.loads(node.kubectl("-n", "baton", "get", "pvc", "-o", "json").stdout)["items"]
+    assert [c["status"]["phase"] for c in pvc] == ["Bound"]
+
+    def phase(name: str) -> str:
+        return node.kubectl(
+            "-n", "baton", "get", "sv", name, "-o", "jsonpath={.status.phase}", check=False
+        ).stdout
+
+    def wait_phase(name: str, want: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while (got := phase(name)) != want:
+            assert time.monotonic() < deadline, (
+                f"{name}: {got}, not {want}\n"
+                + node.kubectl("-n", "baton", "describe", "sv", name, check=False).stdout
+            )
+            time.sleep(1)
+
+    node.kubectl("apply", "-n", "baton", "-f", str(REPO / "examples" / "strategyversion-v1.yaml"))
+    wait_phase("mom-v1", "Active", 120)
+    node.kubectl("apply", "-n", "baton", "-f", str(REPO / "examples" / "strategyversion-v2.yaml"))
+    wait_phase("mom-v2", "Active", 180)
+    wait_phase("mom-v1", "Retired", 60)
+    events = node.kubectl(
+        *("-n", "baton", "get", "events", "--field-selector", "reason=HandoffCompleted"),
+        *("-o", "jsonpath={.items[*].message}"),
+    ).stdout
+    assert "missed 0" in events, events
+    report = node.kubectl(
+        *("-n", "baton", "exec", "baton-gateway-0", "--"),
+        *("baton", "presence", "--ledger", "/data/ledger.sqlite", "--json"),
+    ).stdout
+    presence = json.loads(report)
+    _record("cluster-walkthrough.json", presence)
+    assert presence["missed"] == 0, report
 
 
 def test_down_restores_the_host(node: Node) -> None:
