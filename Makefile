@@ -9,7 +9,19 @@ GEN := proto/baton/v1/gateway_pb2.py
 PROTOS := $(wildcard proto/baton/v1/*.proto)
 LOCK := requirements/dev.txt
 
-.PHONY: setup demo test testbed-bins verify-bins lock check lint typecheck imports bench clean image image-archive kind-load chart-lint
+.PHONY: setup demo test testbed-bins verify-bins lock check lint typecheck imports bench clean image image-archive kind-load chart-lint cluster cluster-down cluster-status
+
+# A real single-node cluster on this machine, without Docker (hack/cluster.sh, docs/real-node.md):
+# containerd + runc, the kubelet and the control plane from hack/testbed-bins.lock, CoreDNS, the
+# baton:dev image imported. Root only. `make cluster-down` undoes every change to the host.
+cluster: setup
+	hack/cluster.sh up
+
+cluster-down:
+	hack/cluster.sh down
+
+cluster-status:
+	hack/cluster.sh status
 
 # The image every component runs from (Dockerfile), its archive for containerd or kind, and the
 # kind cluster of kind-config.yaml.
@@ -40,10 +52,12 @@ demo: setup
 	$(VENV)/bin/baton demo --handoffs 3
 
 test: setup testbed-bins
-	hack/host-deps.sh browser image
+	hack/host-deps.sh browser image node
 	$(PY) -m pytest -q
 
-# etcd, kube-apiserver, kubectl, helm and Jaeger for the e2e test bed (tests/e2e), built once
+# etcd, kube-apiserver, kubectl, helm and Jaeger for the e2e test bed (tests/e2e), and kubelet,
+# kube-scheduler, kube-controller-manager, kube-proxy, CoreDNS and pause for the real node
+# (hack/cluster.sh, tests/node), built once
 # from their Go modules into ${BATON_CACHE:-${XDG_CACHE_HOME:-~/.cache}/baton}/bin and verified
 # against hack/testbed-bins.lock (versions, toolchain, sha256); a cached binary that does not
 # match is rebuilt (see hack/README-testbed.md).

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build the binaries the test bed runs (etcd, kube-apiserver, kubectl, helm, and Jaeger v2 for the
-# tracing test) from their Go modules through the Go module proxy, and verify each against the
+# tracing test) and the real node of hack/cluster.sh (kubelet, kube-scheduler,
+# kube-controller-manager, kube-proxy, CoreDNS, and the pod sandbox's pause binary from
+# hack/pause/) from their Go modules through the Go module proxy, and verify each against the
 # lock, hack/testbed-bins.lock (versions, toolchain, sha256). No prebuilt binary is downloaded
 # (none can be here), and nothing that happens to be installed on the machine is used: the
 # machine's own kubectl, say, is never linked in.
@@ -10,7 +12,9 @@
 # A cached binary whose sha256 matches the lock is kept; one that does not (stale, foreign,
 # truncated) is rebuilt, and a build whose bytes still differ from the lock fails.
 #
-# Usage: hack/build-k8s-bins.sh [--verify | --update-lock] [etcd] [kube-apiserver] [kubectl] [helm] [jaeger]
+# Usage: hack/build-k8s-bins.sh [--verify | --update-lock] [NAME...]
+#   NAME: etcd kube-apiserver kubectl helm jaeger kubelet kube-scheduler kube-controller-manager
+#         kube-proxy coredns pause; or the groups `testbed` (the first five) and `node` (the rest)
 #   (no name: all of them)
 #   --verify       build nothing: check that each cached binary is there, is the one the lock
 #                  names and that its symlink points at it; print a table; exit 1 on any miss
@@ -20,8 +24,9 @@
 #   BATON_CACHE          cache root (see above)
 #   BATON_BUILD_JOBS     go build -p value (default 2)
 #
-# Cold build on a 2-core machine (empty Go caches): ~12.5 minutes in all, see
-# hack/README-testbed.md; with the binaries cached and verified: ~2 s.
+# Cold build on a 2-core machine (empty Go caches): ~12.5 minutes for the test bed's five, ~12 more
+# for the node's six (docs/real-node.md), see hack/README-testbed.md; with the binaries cached and
+# verified: a few seconds.
 set -euo pipefail
 
 MODE=build
@@ -31,7 +36,21 @@ case "${1:-}" in
   --update-lock) MODE=update-lock; shift ;;
 esac
 
-ALL_TARGETS=(etcd kube-apiserver kubectl helm jaeger)
+TESTBED_TARGETS=(etcd kube-apiserver kubectl helm jaeger)
+NODE_TARGETS=(kubelet kube-scheduler kube-controller-manager kube-proxy coredns pause)
+ALL_TARGETS=("${TESTBED_TARGETS[@]}" "${NODE_TARGETS[@]}")
+# expand_targets <name...>: the names, groups expanded, or all of them when none is given.
+expand_targets() {
+  local t
+  [[ $# -gt 0 ]] || set -- "${ALL_TARGETS[@]}"
+  for t in "$@"; do
+    case "$t" in
+      testbed) printf '%s\n' "${TESTBED_TARGETS[@]}" ;;
+      node) printf '%s\n' "${NODE_TARGETS[@]}" ;;
+      *) printf '%s\n' "$t" ;;
+    esac
+  done
+}
 LOCK="$(cd "$(dirname "$0")" && pwd)/testbed-bins.lock"
 CACHE_DIR="${BATON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/baton}"
 BIN_DIR="$CACHE_DIR/bin"
@@ -98,6 +117,12 @@ ETCD_VERSION="$(lock_version etcd)"               # go.etcd.io/etcd/server/v3
 KUBERNETES_VERSION="$(lock_version kube-apiserver)"  # k8s.io/kubernetes (kube-apiserver, kubectl)
 [[ "$(lock_version kubectl)" == "$KUBERNETES_VERSION" ]] \
   || die "$LOCK: kubectl and kube-apiserver must be the same Kubernetes version (one module)"
+for k in kubelet kube-scheduler kube-controller-manager kube-proxy; do
+  [[ "$(lock_version "$k")" == "$KUBERNETES_VERSION" ]] \
+    || die "$LOCK: $k and kube-apiserver must be the same Kubernetes version (one module)"
+done
+COREDNS_VERSION="$(lock_version coredns)"         # github.com/coredns/coredns
+PAUSE_VERSION="$(lock_version pause)"             # hack/pause/ (this repository's source)
 HELM_VERSION="$(lock_version helm)"               # helm.sh/helm/v3
 JAEGER_VERSION="$(lock_version jaeger)"           # the release (jaeger version)
 # Jaeger tags its Go module v1.x.y and releases the same commit as v2.x.y; cmd/jaeger is v2.
@@ -124,10 +149,9 @@ check_cached() {
 
 # ---- --verify: read the cache against the lock, build nothing ----------------
 if [[ "$MODE" == verify ]]; then
-  targets=("$@")
-  [[ ${#targets[@]} -gt 0 ]] || targets=("${ALL_TARGETS[@]}")
+  mapfile -t targets < <(expand_targets "$@")
   bad=0
-  printf '%-16s %-9s %-13s %-10s %s\n' binary version platform status sha256
+  printf '%-23s %-9s %-13s %-10s %s\n' binary version platform status sha256
   for t in "${targets[@]}"; do
     ver="$(lock_version "$t")"
     read -r status got <<<"$(check_cached "$t" "$ver")"
@@ -136,7 +160,7 @@ if [[ "$MODE" == verify ]]; then
       [[ "$target" == "$t-$ver" ]] || { status="bad-link"; got="$BIN_DIR/$t -> ${target:-nothing}"; }
     fi
     [[ "$status" == ok ]] && got="$(lock_sha "$t")" || bad=1
-    printf '%-16s %-9s %-13s %-10s %s\n' "$t" "$ver" "$PLATFORM" "$status" "${got:-}"
+    printf '%-23s %-9s %-13s %-10s %s\n' "$t" "$ver" "$PLATFORM" "$status" "${got:-}"
   done
   if [[ $bad -ne 0 ]]; then
     log "the cache $BIN_DIR does not match $LOCK: run \`make testbed-bins\` to rebuild"
@@ -338,6 +362,39 @@ build_kubectl() {
     "$(kubernetes_ldflags)" version --client
 }
 
+# The node's Kubernetes binaries: the same wrapper module as kube-apiserver and kubectl.
+build_kube_node() {
+  local name="$1"
+  have "$name" "$KUBERNETES_VERSION" && return 0
+  kubernetes_wrapper
+  build "$name" "$KUBERNETES_VERSION" "$KUBE_WRAPPER" "k8s.io/kubernetes/cmd/$name" \
+    "$(kubernetes_ldflags)" --version
+}
+
+build_coredns() {
+  local dir="$SRC_DIR/coredns-$COREDNS_VERSION"
+  have coredns "$COREDNS_VERSION" && return 0
+  ensure_wrapper "$dir" github.com/coredns/coredns "$COREDNS_VERSION" "$COREDNS_VERSION"
+  # Its Makefile sets only coremain.GitCommit; the version is in the source.
+  build coredns "$COREDNS_VERSION" "$dir" github.com/coredns/coredns \
+    "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" -version
+}
+
+# The pod sandbox's process: hack/pause/ in this repository (a few lines of Go, standard library
+# only), copied into a throwaway module so that the build is the same wherever the repo lives.
+# The version in the lock names the source; change it when hack/pause/main.go changes.
+build_pause() {
+  local src dir="$SRC_DIR/pause-$PAUSE_VERSION"
+  have pause "$PAUSE_VERSION" && return 0
+  need_go
+  src="$(cd "$(dirname "$0")" && pwd)/pause"
+  mkdir -p "$dir"
+  cp -f "$src/main.go" "$dir/main.go"
+  printf '// Generated by hack/build-k8s-bins.sh; safe to delete.\nmodule baton.local/pause\n\ngo %s\n' \
+    "$GO_VERSION" >"$dir/go.mod"
+  build pause "$PAUSE_VERSION" "$dir" . "-X main.version=$PAUSE_VERSION" -version
+}
+
 build_helm() {
   local dir="$SRC_DIR/helm-$HELM_VERSION" gomod cg minor xld p
   have helm "$HELM_VERSION" && return 0
@@ -365,8 +422,7 @@ build_jaeger() {
     "-X $p.latestVersion=$JAEGER_VERSION -X $p.date=$JAEGER_DATE" version
 }
 
-targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=("${ALL_TARGETS[@]}")
+mapfile -t targets < <(expand_targets "$@")
 
 log "cache: $CACHE_DIR; lock: $LOCK ($TOOLCHAIN, $PLATFORM); targets: ${targets[*]}"
 T0=$SECONDS
@@ -377,6 +433,9 @@ for t in "${targets[@]}"; do
     helm) build_helm ;;
     kubectl) build_kubectl ;;
     jaeger) build_jaeger ;;
+    kubelet|kube-scheduler|kube-controller-manager|kube-proxy) build_kube_node "$t" ;;
+    coredns) build_coredns ;;
+    pause) build_pause ;;
     *) die "unknown target '$t' (known: ${ALL_TARGETS[*]})" ;;
   esac
 done

@@ -4,7 +4,8 @@
 # everything is left untouched. Anything else the project runs is pinned and built by its own
 # files (requirements/*.txt, hack/testbed-bins.lock).
 #
-# Usage: hack/host-deps.sh [python] [go] [browser] [image]   (no argument: all four)
+# Usage: hack/host-deps.sh [python] [go] [browser] [image] [node]
+#   (no argument: the first four, what `make test` needs; `node` is hack/cluster.sh's)
 #   python  python3 >= 3.11 with venv and ensurepip (`make setup`, `make demo`)
 #   go      Go >= 1.21, which fetches the locked toolchain itself, and the build script's
 #           tools: sha256sum, flock, awk (`make testbed-bins`, `make test`)
@@ -13,6 +14,9 @@
 #   image   podman (with runc), buildah and mmdebstrap: the image is built without Docker and
 #           without a registry, on a base made from Debian packages (hack/image.sh; `make image`,
 #           `make test`)
+#   node    a real node without Docker (hack/cluster.sh, `make cluster`): containerd, runc, the
+#           CNI plugins, iptables, conntrack, nftables (kube-proxy's nftables mode runs `nft`),
+#           openssl (the cluster's certificates), ip (iproute2)
 # Env: PYTHON (default python3)
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
@@ -81,6 +85,26 @@ check_image() {
   done
 }
 
+# Debian's containerd 1.6, runc 1.1 and CNI plugins 1.1 (docs/real-node.md): the kubelet's CRI
+# runtime, with the node's own configuration (hack/cluster.sh never uses /etc/containerd).
+check_node() {
+  local missing=() t
+  for t in containerd:containerd containerd-shim-runc-v2:containerd runc:runc \
+    /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables conntrack:conntrack \
+    nft:nftables openssl:openssl ip:iproute2; do
+    if [[ "${t%%:*}" == /* ]]; then [[ -x "${t%%:*}" ]] || missing+=("${t#*:}")
+    else command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
+    fi
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    apt_install "${missing[@]}"
+  fi
+  for t in containerd containerd-shim-runc-v2 runc iptables conntrack nft openssl ip; do
+    command -v "$t" >/dev/null 2>&1 || die "$t is still missing after installing it"
+  done
+}
+
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(python go browser image)
 for t in "${targets[@]}"; do
@@ -89,6 +113,7 @@ for t in "${targets[@]}"; do
     go) check_go ;;
     browser) check_browser ;;
     image) check_image ;;
-    *) die "unknown check '$t' (known: python go browser image)" ;;
+    node) check_node ;;
+    *) die "unknown check '$t' (known: python go browser image node)" ;;
   esac
 done

@@ -19,6 +19,16 @@ from tests.e2e.testbed import REPO, bin_dir, host_platform, locked_binaries, loc
 
 SCRIPT = REPO / "hack" / "build-k8s-bins.sh"
 NAMES = ("etcd", "kube-apiserver", "kubectl", "helm", "jaeger")
+# The real node's (hack/cluster.sh, tests/node): built, locked and verified the same way.
+NODE_NAMES = (
+    "kubelet",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-proxy",
+    "coredns",
+    "pause",
+)
+KUBERNETES = ("kubectl", "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy")
 TIMEOUT_S = 60.0
 REBUILD_TIMEOUT_S = 600.0  # one binary with warm Go caches: ~10-30 s; cold would be minutes
 
@@ -48,21 +58,28 @@ VERSION_OF: dict[str, Callable[[Path], str]] = {
     ]["gitVersion"],
     "helm": lambda p: run(str(p), "version", "--template={{.Version}}").strip(),
     "jaeger": lambda p: re.search(r'"gitVersion":\s*"([^"]+)"', run(str(p), "version")).group(1),  # type: ignore[union-attr]
+    "kubelet": lambda p: run(str(p), "--version").split()[-1],
+    "kube-scheduler": lambda p: run(str(p), "--version").split()[-1],
+    "kube-controller-manager": lambda p: run(str(p), "--version").split()[-1],
+    "kube-proxy": lambda p: run(str(p), "--version").split()[-1],
+    "coredns": lambda p: run(str(p), "-version").split()[-1],
+    "pause": lambda p: run(str(p), "-version").split()[-1],
 }
 
 
 def test_the_lock_names_every_binary_for_this_platform() -> None:
     locked = locked_binaries()
-    assert sorted(locked) == sorted(NAMES), f"lock lines for {host_platform()}"
+    assert sorted(locked) == sorted(NAMES + NODE_NAMES), f"lock lines for {host_platform()}"
     for entry in locked.values():
         assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256), entry
         assert re.fullmatch(r"v\d+\.\d+\.\d+", entry.version), entry
     # One module, one version: kubectl is the same Kubernetes as the apiserver.
-    assert locked["kubectl"].version == locked["kube-apiserver"].version
+    for name in KUBERNETES:
+        assert locked[name].version == locked["kube-apiserver"].version, name
     assert re.fullmatch(r"go\d+\.\d+\.\d+", locked_toolchain())
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + NODE_NAMES)
 def test_the_test_bed_runs_the_locked_binary(name: str) -> None:
     entry = locked_binaries()[name]
     path = bin_dir() / name
@@ -114,6 +131,7 @@ def test_verify_names_a_missing_a_foreign_and_a_mislinked_binary(tmp_path: Path)
         "kubectl": "missing",
         "helm": "bad-link",
         "jaeger": "missing",
+        **dict.fromkeys(NODE_NAMES, "missing"),
     }
     assert sha256(foreign) in result.stdout  # the foreign hash is shown, to compare
     assert "make testbed-bins" in result.stderr
