@@ -108,27 +108,23 @@ class Lanes:
         or not (a strategy nobody runs any more is missed, not forgotten). ``closing``: retired
         ones with open bets, restored only to settle them."""
         for row in closing:
-            entry = bk.restore(
-                row.name,
-                row.slot_ids,
-                row.stake,
-                gateway_slots=self._gateway_slots,
-                default_stake=self._default_stake,
-            )
-            self._closing[row.name] = self._make_lane(entry)
+            self._closing[row.name] = self._make_lane(self._restored(row))
         for row in rows:
-            entry = bk.restore(
-                row.name,
-                row.slot_ids,
-                row.stake,
-                gateway_slots=self._gateway_slots,
-                default_stake=self._default_stake,
-            )
+            entry = self._restored(row)
             self._add(entry)
             log.info(
                 "strategy restored into the book",
                 extra={"strategy": entry.name, "slots": len(entry.slots), "stake": entry.stake},
             )
+
+    def _restored(self, row: BookRow) -> bk.StrategyEntry:
+        return bk.restore(
+            row.name,
+            row.slot_ids,
+            row.stake,
+            gateway_slots=self._gateway_slots,
+            default_stake=self._default_stake,
+        )
 
     def admit(self, hello: gw.Hello) -> Lane:
         known = {name: lane.entry for name, lane in self._lanes.items()}
