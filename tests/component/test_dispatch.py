@@ -102,7 +102,6 @@ def bed(*, refuse: set[str] | None = None) -> Bed:
         history=3,
         outlets=outlets,
         outcomes=outcomes,
-        metrics=metrics,
         stats=stats,
         wall_ms_f=wall,
     )

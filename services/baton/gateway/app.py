@@ -187,7 +187,6 @@ class Gateway:
             history=config.history,
             outlets=self.instances,
             outcomes=outcomes,
-            metrics=self.metrics,
             stats=self.stats,
             wall_ms_f=wall_ms_f,
         )

@@ -19,7 +19,6 @@ from baton.gateway.core.clock import Tick
 from baton.gateway.core.market import MarketBook
 from baton.gateway.core.records import Staleness
 from baton.gateway.core.router import Router, Send
-from baton.gateway.metrics import GatewayMetrics
 from baton.gateway.outcomes import GatewayStats
 from baton.gateway.ports import Outlets, Resolver
 from baton.model import Role
@@ -39,7 +38,6 @@ class Dispatcher:
         history: int,
         outlets: Outlets,
         outcomes: Resolver,
-        metrics: GatewayMetrics,
         stats: GatewayStats,
         wall_ms_f: Callable[[], float],
     ) -> None:
@@ -48,7 +46,6 @@ class Dispatcher:
         self._history_depth = history
         self._outlets = outlets
         self._outcomes = outcomes
-        self._metrics = metrics
         self._stats = stats
         # Wall time in ms with sub-ms precision: dispatch delays and cutover pauses are ~1 ms.
         self._wall_ms_f = wall_ms_f

@@ -214,9 +214,6 @@ class Lanes:
     def __iter__(self) -> Iterator[Lane]:
         return iter(self._order)
 
-    def __len__(self) -> int:
-        return len(self._order)
-
     def lane(self, strategy: str) -> Lane | None:
         return self._lanes.get(strategy)
 
@@ -268,17 +265,6 @@ class Lanes:
         if lane is None or instance_id not in lane.router.instances:
             raise PromoteError("NOT_FOUND", f"no attached instance {instance_id!r}")
         return lane.handoffs
-
-    def coordinator_of_handoff(self, handoff_id: str) -> Coordinator | None:
-        """The lane's coordinator that knows ``handoff_id``; with an empty id, the one whose
-        handoff is running when exactly one is."""
-        if not handoff_id:
-            running = [lane.handoffs for lane in self._order if lane.handoffs.current]
-            return running[0] if len(running) == 1 else None
-        for lane in self._order:
-            if lane.handoffs.get(handoff_id) is not None:
-                return lane.handoffs
-        return None
 
     def handoff(self, handoff_id: str) -> tuple[Coordinator, hm.Handoff] | None:
         """The handoff ``handoff_id`` and its lane's coordinator. An empty id means the running

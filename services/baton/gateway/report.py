@@ -434,7 +434,8 @@ def _per_strategy(
     settled = {
         row[0]: row[1:]
         for row in conn.execute(
-            f"SELECT {'b.strategy' if bet_strategy == 'strategy' else bet_strategy}, COUNT(*), "
+            # (settlements has no strategy column: the bet's, whichever form it takes)
+            f"SELECT {bet_strategy}, COUNT(*), "
             "COALESCE(SUM(s.won), 0), COALESCE(SUM(s.pnl), 0.0) "
             "FROM settlements s JOIN bets b ON b.bet_id = s.bet_id GROUP BY 1"
         )

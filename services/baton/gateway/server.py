@@ -194,13 +194,16 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         request: ctl.RollbackRequest,
         context: grpc.aio.ServicerContext[ctl.RollbackRequest, ctl.RollbackResponse],
     ) -> ctl.RollbackResponse:
-        coordinator = self._lanes.coordinator_of_handoff(request.handoff_id)
-        if coordinator is None:
+        # The handoff's own coordinator; with no id, the running one when one strategy hands
+        # off (a finished one's coordinator refuses: nothing of it is running).
+        found = self._lanes.handoff(request.handoff_id)
+        if found is None:
             what = repr(request.handoff_id) if request.handoff_id else "(none named)"
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"no running handoff {what}: name the handoff when several strategies hand off",
             )
+        coordinator, _ = found
         try:
             h = coordinator.rollback(request.handoff_id, request.reason)
         except PromoteError as exc:

@@ -24,7 +24,7 @@ from baton.gateway.core.timeline import (
     version_bands,
 )
 from baton.gateway.core.timeline_html import render_html
-from baton.gateway.ledger import open_readonly, stale_column, strategy_column
+from baton.gateway.ledger import open_readonly, stale_column
 from baton.gateway.report import PresenceReport, report_from
 
 _EXECUTED = EvalOutcome.EXECUTED.value
@@ -108,9 +108,11 @@ def _timeline(conn: sqlite3.Connection, r: PresenceReport, *, title: str) -> Tim
     )
 
 
-def _row(several: bool) -> str:
-    """The SQL naming an evaluation's timeline row: its slot, or "strategy slot" in a book."""
-    return "strategy || ' ' || slot_id" if several else "slot_id"
+def _row(several: bool, table: str = "") -> str:
+    """The SQL naming a row's timeline row: its slot, or "strategy slot" in a book (a ledger
+    of schema 4, whose rows all have the column); ``table``: the alias to qualify them with."""
+    t = f"{table}." if table else ""
+    return f"{t}strategy || ' ' || {t}slot_id" if several else f"{t}slot_id"
 
 
 def _rows(conn: sqlite3.Connection) -> tuple[str, ...]:
@@ -126,11 +128,10 @@ def _rows(conn: sqlite3.Connection) -> tuple[str, ...]:
 
 def _tick_cells(conn: sqlite3.Connection, several: bool = False) -> tuple[Cell, ...]:
     row = _row(several)
-    strategy = strategy_column(conn, "dropped_decisions")
     stale = {
         (key, seq): n
         for key, seq, n in conn.execute(
-            f"SELECT {_row(several).replace('strategy', strategy)}, seq, COUNT(*) "
+            f"SELECT {row}, seq, COUNT(*) "
             "FROM dropped_decisions "
             f"WHERE reason IN ({', '.join('?' * len(STALE_REASONS))}) GROUP BY 1, 2",
             STALE_REASONS,
@@ -175,7 +176,7 @@ def _bucket_cells(
     stale = dict(
         ((key, bucket), n)
         for key, bucket, n in conn.execute(
-            f"SELECT {row.replace('strategy', 'd.strategy').replace('slot_id', 'd.slot_id')}, "
+            f"SELECT {_row(several, 'd')}, "
             "(e.scheduled_ms - ?) / ?, COUNT(*) FROM dropped_decisions d "
             f"JOIN evaluations e ON e.seq = d.seq AND e.slot_id = d.slot_id{same_strategy} "
             f"WHERE d.reason IN ({', '.join('?' * len(STALE_REASONS))}) GROUP BY 1, 2",
