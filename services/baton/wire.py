@@ -29,6 +29,8 @@ from baton.model import (
     Role,
     Settlement,
     Slot,
+    StandbyMode,
+    StandbyPolicy,
 )
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import gateway_pb2 as gw
@@ -322,6 +324,48 @@ def policy_from_proto(m: ctl.HandoffPolicy) -> HandoffPolicy:
         )
     except ValueError as exc:
         raise WireError(f"policy: {exc}") from None
+
+
+_STANDBY_TO = {
+    StandbyMode.NONE: gw.STANDBY_MODE_NONE,
+    StandbyMode.CHECKPOINT: gw.STANDBY_MODE_CHECKPOINT,
+    StandbyMode.HOT: gw.STANDBY_MODE_HOT,
+}
+_STANDBY_FROM = {v: k for k, v in _STANDBY_TO.items()}
+
+
+def standby_to_proto(p: StandbyPolicy) -> gw.StandbyPolicy:
+    """Every field set: the gateway applies exactly this policy."""
+    return gw.StandbyPolicy(
+        mode=_STANDBY_TO[p.mode],
+        checkpoint_every_ticks=p.checkpoint_every_ticks,
+        checkpoints_kept=p.checkpoints_kept,
+        verify_every_ticks=p.verify_every_ticks,
+    )
+
+
+def standby_from_proto(m: gw.StandbyPolicy, default: StandbyPolicy) -> StandbyPolicy:
+    """A field left unset (0, or UNSPECIFIED) takes ``default``'s value. An unknown mode raises
+    ``WireError`` (the gateway refuses the Hello with INVALID_ARGUMENT).
+
+    >>> standby_from_proto(gw.StandbyPolicy(mode=gw.STANDBY_MODE_HOT), StandbyPolicy()).mode
+    <StandbyMode.HOT: 'hot'>
+    """
+    if m.mode == gw.STANDBY_MODE_UNSPECIFIED:
+        mode = default.mode
+    else:
+        try:
+            mode = _STANDBY_FROM[gw.StandbyMode.ValueType(m.mode)]
+        except KeyError:
+            raise WireError(f"hello.standby.mode: unknown standby mode {m.mode}") from None
+    return StandbyPolicy(
+        mode=mode,
+        checkpoint_every_ticks=m.checkpoint_every_ticks or default.checkpoint_every_ticks,
+        checkpoints_kept=m.checkpoints_kept or default.checkpoints_kept,
+        verify_every_ticks=m.verify_every_ticks
+        if m.HasField("verify_every_ticks")
+        else default.verify_every_ticks,
+    )
 
 
 # The contract reports a figure that was never measured (pause, transfer) as -1.

@@ -13,6 +13,7 @@ from baton.model._slot_ids import (
     check_slot_ids,
     is_slot_id,
 )
+from baton.model._standby import StandbyMode, StandbyPolicy
 from baton.model._status import HandoffStatus, HandoffStep, InstanceStatus
 from baton.model._venue import Fill, Settlement
 
@@ -34,6 +35,8 @@ __all__ = [
     "Role",
     "Settlement",
     "Slot",
+    "StandbyMode",
+    "StandbyPolicy",
     "check_slot_ids",
     "is_slot_id",
     "make_slots",

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from baton.common import announce_ready, setup_logging, setup_tracing
-from baton.model import check_slot_ids
+from baton.model import StandbyMode, StandbyPolicy, check_slot_ids
 from baton.strategy.core.errors import StrategyError
 from baton.strategy.core.state import DEFAULT_MAX_STATE_BYTES
 from baton.strategy.host import Attachment, StrategyHost, default_pod_name
@@ -85,6 +85,37 @@ def _parser() -> argparse.ArgumentParser:
         metavar="USD",
         help="this strategy's stake per bet, > 0 (default: the gateway's venue.stake)",
     )
+    defaults = StandbyPolicy()
+    p.add_argument(
+        "--standby",
+        choices=[m.value for m in StandbyMode],
+        default=defaults.mode.value,
+        help="what keeps this strategy's state if its ACTIVE instance dies (docs/standby.md): "
+        "hot (a standby instance of this version follows and takes over at once), checkpoint "
+        "(the gateway checkpoints the state and a new instance replays from it), none "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=defaults.checkpoint_every_ticks,
+        metavar="TICKS",
+        help="a state checkpoint every this many ticks, >= 1 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--checkpoints-kept",
+        type=int,
+        default=defaults.checkpoints_kept,
+        metavar="N",
+        help="checkpoints the gateway keeps in its ledger, >= 1 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--verify-every",
+        type=int,
+        default=defaults.verify_every_ticks,
+        metavar="TICKS",
+        help="a state digest check every this many ticks, 0 = never (default: %(default)s)",
+    )
     p.add_argument(
         "--max-state-mib",
         type=float,
@@ -132,6 +163,16 @@ def main(argv: list[str]) -> int:
         print(f"baton strategy: --stake: must be a number > 0, got {args.stake:g}", file=sys.stderr)
         return 2
     try:
+        standby = StandbyPolicy(
+            mode=StandbyMode(args.standby),
+            checkpoint_every_ticks=args.checkpoint_every,
+            checkpoints_kept=args.checkpoints_kept,
+            verify_every_ticks=args.verify_every,
+        )
+    except ValueError as exc:
+        print(f"baton strategy: --standby/--checkpoint-*/--verify-every: {exc}", file=sys.stderr)
+        return 2
+    try:
         cls = load_strategy_class(args.entrypoint)
         strategy = build_strategy(cls, parse_config(args.config))
     except StrategyError as exc:
@@ -166,6 +207,7 @@ def main(argv: list[str]) -> int:
         shed_late=args.shed_late,
         slots=slots,
         stake=args.stake,
+        standby=standby,
     )
     try:
         return asyncio.run(_serve(host))

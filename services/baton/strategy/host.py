@@ -71,7 +71,7 @@ import grpc.aio
 
 from baton import wire
 from baton.common import Backoff
-from baton.model import Decision, Role, Slot, check_slot_ids
+from baton.model import Decision, Role, Slot, StandbyPolicy, check_slot_ids
 from baton.strategy._executor import SerialExecutor
 from baton.strategy._history import HistoryCache
 from baton.strategy.core.errors import StateError
@@ -217,6 +217,7 @@ class StrategyHost:
         now_ms: Callable[[], int] = wall_ms,
         slots: Sequence[str] = (),
         stake: float | None = None,
+        standby: StandbyPolicy | None = None,
     ) -> None:
         self.strategy = strategy
         # The strategy's part of the gateway's book, sent in every Hello (checked here, once,
@@ -225,6 +226,7 @@ class StrategyHost:
         if stake is not None and not (math.isfinite(stake) and stake > 0):
             raise ValueError(f"stake: must be a number > 0, got {stake!r}")
         self.stake = stake
+        self.standby = standby  # None: the gateway's defaults
         self.gateway = gateway
         self.pod_name = pod_name or default_pod_name()
         self._labels = dict(labels or {})
@@ -372,6 +374,7 @@ class StrategyHost:
                 labels=self._labels,
                 slots=self.slots,
                 stake=self.stake,
+                standby=wire.standby_to_proto(self.standby) if self.standby else None,
             )
         )
 
@@ -652,9 +655,12 @@ class StrategyHost:
                 exc_info=not isinstance(exc, StateError),
             )
             return reply
-        snapshot.state = encoded.data
+        if not m.digest_only:
+            snapshot.state = encoded.data
         snapshot.digest = encoded.digest
         snapshot.applied_seq.update(encoded.applied_seq)
+        if m.digest_only:
+            return reply  # every tick on some policies: not logged
         log.info(
             "state exported",
             extra={
