@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +24,7 @@ from baton.gateway.core.venue import PricingKind
 from baton.gateway.report import format_report, presence_report, report_to_json
 from baton.gateway.timeline import write_html
 from baton.local import GatewayOptions, Processes, SimOptions
-from baton.model import HandoffPolicy
+from baton.model import HandoffPolicy, Role, StandbyMode, StandbyPolicy
 from baton.v1 import control_pb2 as ctl
 
 V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
@@ -69,6 +70,22 @@ def _parser() -> argparse.ArgumentParser:
         default=PricingKind.RANDOM_WALK.value,
         help="how the paper venue prices shares (random_walk; flat: 0.50 whatever the window did)",
     )
+    p.add_argument(
+        "--standby",
+        choices=[m.value for m in StandbyMode],
+        default=StandbyPolicy().mode.value,
+        help="momentum's standby mode (docs/standby.md): hot runs a second instance that "
+        "follows and takes over at once; checkpoint rebuilds the state in the next instance "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--kill-active",
+        type=int,
+        default=0,
+        metavar="N",
+        help="SIGKILL momentum's ACTIVE instance N times at random moments, starting a new "
+        "instance each time (a pod's restart); the report adds failovers (0)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -85,7 +102,15 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> Path:
             sim,
             GatewayOptions(ledger=ledger, cadence_s=args.cadence_s, pricing=args.pricing),
         )
-        strategy = await procs.strategy("strategy-v1", gateway, V1, pod_name="momentum-v1")
+        standby = ["--standby", args.standby]
+        strategy = await procs.strategy(
+            "strategy-v1", gateway, V1, pod_name="momentum-v1", extra=standby
+        )
+        hosts = {"momentum-v1": strategy}
+        if args.standby == StandbyMode.HOT.value:
+            hosts["momentum-v1-b"] = await procs.strategy(
+                "strategy-v1-b", gateway, V1, pod_name="momentum-v1-b", extra=standby
+            )
         others = OTHERS[: args.strategies - 1]
         for name, entrypoint in others:
             await procs.strategy(f"strategy-{name}", gateway, entrypoint, pod_name=f"{name}-v1")
@@ -95,7 +120,10 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> Path:
             f"{args.duration:g}s, bets priced {args.pricing} (logs in {logs})",
             file=sys.stderr,
         )
-        await _run_handoffs(args, procs, gateway, strategy)
+        if args.kill_active:
+            await _run_kills(args, procs, gateway, hosts)
+        else:
+            await _run_handoffs(args, procs, gateway, strategy)
         code = await procs.reap(gateway, timeout_s=args.cadence_s + 10)
         if code != 0:
             raise ProcessFailed(f"gateway exited with {code}:\n{gateway.log_tail()}")
@@ -132,6 +160,53 @@ async def _run_handoffs(
                 await procs.reap(blue)  # drained already: this only reaps the process
                 blue = green
     await asyncio.sleep(max(0.0, end - loop.time()))
+
+
+async def _run_kills(
+    args: argparse.Namespace, procs: Processes, gateway: Service, hosts: dict[str, Service]
+) -> None:
+    """Let the clock run for ``--duration``, SIGKILLing momentum's ACTIVE ``--kill-active``
+    times at random moments; each time a new instance is started in its place (a pod's
+    restart). With a hot standby, each kill waits (bounded) for the standby to follow first."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + args.duration
+    n = args.kill_active
+    rng = random.Random(args.seed)
+    extra = ["--standby", args.standby]
+    async with ControlClient(gateway.ready["grpc_addr"]) as client:
+        for i in range(n):
+            # The demo's schedule, with a random moment inside a tick: not a wait on a state.
+            share = (end - loop.time()) / (n - i + 1)
+            await asyncio.sleep(max(0.0, share - args.cadence_s) + rng.uniform(0, args.cadence_s))
+            if args.standby == StandbyMode.HOT.value:
+                await _standby_following(client, timeout_s=30)
+            victim = _active_pod(await client.list_instances())
+            if victim is None or victim not in hosts:
+                print(f"demo: kill {i + 1}/{n}: no ACTIVE momentum to kill", file=sys.stderr)
+                continue
+            await procs.kill(hosts.pop(victim))
+            print(f"demo: kill {i + 1}/{n}: SIGKILLed the ACTIVE {victim}", file=sys.stderr)
+            pod = f"momentum-v1-r{i + 1}"
+            hosts[pod] = await procs.strategy(
+                f"strategy-{pod}", gateway, V1, pod_name=pod, extra=extra
+            )
+    await asyncio.sleep(max(0.0, end - loop.time()))
+
+
+def _active_pod(listing: ctl.ListInstancesResponse) -> str | None:
+    active = next((s.active_instance_id for s in listing.strategies if s.name == "momentum"), "")
+    return next((i.pod_name for i in listing.instances if i.instance_id == active), None)
+
+
+async def _standby_following(client: ControlClient, *, timeout_s: float) -> None:
+    """Until momentum has a SHADOW that is not in a handoff (its hot standby), bounded."""
+    shadow = wire.role_to_proto(Role.SHADOW)
+    async with asyncio.timeout(timeout_s):
+        while True:
+            listing = await client.list_instances()
+            if any(i.strategy == "momentum" and i.role == shadow for i in listing.instances):
+                return
+            await asyncio.sleep(0.1)  # polling the gateway's listing: no event to await here
 
 
 def main(argv: list[str]) -> int:

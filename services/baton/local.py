@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,13 +85,18 @@ class GatewayOptions:
 
 
 def strategy_args(
-    gateway: Service, entrypoint: str, pod_name: str, config: Mapping[str, Any] | None = None
+    gateway: Service,
+    entrypoint: str,
+    pod_name: str,
+    config: Mapping[str, Any] | None = None,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """``baton strategy`` attached to ``gateway``; ``config`` None: the strategy's defaults."""
+    """``baton strategy`` attached to ``gateway``; ``config`` None: the strategy's defaults;
+    ``extra``: more flags (``--standby hot``...)."""
     args = ["strategy", "--gateway", gateway.ready["grpc_addr"], "--entrypoint", entrypoint]
     if config is not None:
         args += ["--config", json.dumps(dict(config))]
-    return [*args, "--pod-name", pod_name]
+    return [*args, "--pod-name", pod_name, *extra]
 
 
 @dataclass
@@ -142,14 +148,22 @@ class Processes:
         config: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
+        extra: Sequence[str] = (),
     ) -> Service:
         """A strategy host; its pod name is ``name`` unless given."""
-        args = strategy_args(gateway, entrypoint, pod_name or name, config)
+        args = strategy_args(gateway, entrypoint, pod_name or name, config, extra)
         return await self.spawn(name, args, env=env, ready_timeout_s=ready_timeout_s)
 
     async def reap(self, service: Service, timeout_s: float = STOP_TIMEOUT_S) -> int:
         """Stop one process (SIGTERM, then SIGKILL past ``timeout_s``); its exit code."""
         code = await service.stop(timeout_s=timeout_s)
+        with contextlib.suppress(ValueError):
+            self.started.remove(service)
+        return code
+
+    async def kill(self, service: Service) -> int:
+        """SIGKILL one process (a pod deleted with --grace-period=0); its exit code."""
+        code = await service.stop(timeout_s=STOP_TIMEOUT_S, sig=signal.SIGKILL)
         with contextlib.suppress(ValueError):
             self.started.remove(service)
         return code

@@ -58,12 +58,21 @@ class FakeBoundaries:
         pass
 
 
+class FakeStandby:
+    def on_boundary(self, now: int) -> None:
+        pass
+
+    def after_dispatch(self, tick_index: int) -> None:
+        pass
+
+
 @dataclass
 class FakeLane:
     router: Router
     dispatcher: FakeDispatcher
     outcomes: FakeOutcomes = field(default_factory=FakeOutcomes)
     handoffs: FakeBoundaries = field(default_factory=FakeBoundaries)
+    standby: FakeStandby = field(default_factory=FakeStandby)
 
 
 class Rows:

@@ -17,10 +17,18 @@ from tests.procs import V1, StartStrategy
 async def start_strategy(log_dir: Path) -> AsyncIterator[StartStrategy]:
     procs = Processes(log_dir)
 
-    async def start(gateway: Service, entrypoint: str = V1, config: str = "{}") -> Service:
+    async def start(
+        gateway: Service, entrypoint: str = V1, config: str = "{}", *extra: str
+    ) -> Service:
+        """``extra``: more flags of ``baton strategy`` (``--standby``, ``hot``)."""
         n = len(procs.started)
         return await procs.strategy(
-            f"strategy-{n}", gateway, entrypoint, pod_name=f"pod-{n}", config=json.loads(config)
+            f"strategy-{n}",
+            gateway,
+            entrypoint,
+            pod_name=f"pod-{n}",
+            config=json.loads(config),
+            extra=extra,
         )
 
     yield start

@@ -16,14 +16,18 @@ final status), the final status and who is ACTIVE against ``EXPECTED``, and the 
 scheduled evaluation has exactly one outcome, none missed, every bet placed once by one
 executed evaluation. Blue and green bet UP on every evaluation, so bets are placed throughout.
 
-Two cells end with nobody ACTIVE, so evaluations after the kill are missed (``no_active``);
+One cell ends with nobody ACTIVE, so evaluations after the kill are missed (``no_active``);
 the test pins that, and that nothing before the kill was missed. This is not the handoff
 losing anything: the process killed held the only current copy of the state.
 
-- blue-exporting: the state never left blue. Impossible to avoid.
 - green-draining: after the bake window the handoff is past its point of no return; blue,
   draining, no longer follows evaluations, so there is nothing current to hand back to. The
   handoff completes (blue drains) with nobody ACTIVE, and its message says so.
+
+blue-exporting: the state never left blue, so the handoff aborts; but the gateway checkpoints
+the ACTIVE's state (docs/standby.md), so green, attached and idle, imports blue's last
+checkpoint, replays the journal since and takes over (``recovered``: a failover in the ledger).
+The evaluations between the kill and the take-over are missed (``gap``), nothing after.
 
 blue-importing fails over: the gateway keeps blue's journal (what blue was sent after the
 snapshot) when blue goes away, green finishes its import, replays the journal and takes over.
@@ -80,11 +84,14 @@ class Expect:
     active: str | None  # the version ACTIVE at the end; None: nobody (see the module doc)
     why: str  # a regex found in the final message or a step's detail ("": nothing to say)
     gap: bool = False  # nobody ACTIVE from the kill until green took over (see the module doc)
+    recovered: bool = False  # green took over from blue's checkpoint after the handoff ended
 
 
 _COMPLETED = Expect("completed", "v2", "")
 EXPECTED: dict[tuple[str, str], Expect] = {
-    ("blue", "exporting"): Expect("aborted", None, "blue went away.* during exporting"),
+    ("blue", "exporting"): Expect(
+        "aborted", "v2", "blue went away.* during exporting", gap=True, recovered=True
+    ),
     ("blue", "importing"): Expect("completed", "v2", "green takes over after its import", gap=True),
     # Fail-over flip: green's state follows blue's, it takes over at once.
     ("blue", "shadowing"): Expect("completed", "v2", "green takes over"),
@@ -278,6 +285,16 @@ async def test_kill_in_step(
             said = " | ".join([final.message, *(s.detail for s in final.steps)])
             outcome = (phase_name(final.phase), bool(re.search(expect.why, said)))
             assert outcome == (expect.phase, True), said
+            took_over_ms = next((s.t_ms for s in final.steps if s.name == "flip"), None)
+            if expect.recovered:
+                failover = "SELECT took_over_ms, to_version, result FROM failovers"
+                await wait_until(
+                    lambda: bool(query(ledger, failover + " WHERE took_over_ms IS NOT NULL")),
+                    timeout_s=30,
+                    what="the take-over from blue's checkpoint",
+                )
+                ((took_over_ms, to_version, result),) = query(ledger, failover)
+                assert (to_version, result) == ("v2", "completed")
             if expect.active is None:
                 assert (await client.list_instances()).active_instance_id == ""
             else:
@@ -285,7 +302,6 @@ async def test_kill_in_step(
             if expect.phase == "completed" and expect.active is not None:
                 assert final.missed == 0 or expect.gap
                 assert final.import_digest == final.export_digest != ""
-            took_over_ms = next((s.t_ms for s in final.steps if s.name == "flip"), None)
     finally:
         if caller is not None:
             await caller.kill()

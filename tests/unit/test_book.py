@@ -12,7 +12,7 @@ import pytest
 from baton.gateway.core import book as bk
 from baton.gateway.core.records import EvalOutcome, EvaluationRecord
 from baton.gateway.core.router import InstanceInfo, Router
-from baton.gateway.ledger import _MIGRATIONS, Ledger, LedgerReader
+from baton.gateway.ledger import _MIGRATIONS, SCHEMA_VERSION, Ledger, LedgerReader
 from baton.gateway.report import format_report, presence_report, report_to_json
 from baton.model import Action, Fill, Settlement, Slot
 
@@ -212,7 +212,7 @@ def test_a_schema_3_ledger_is_its_one_strategy_after_the_migration(tmp_path: Pat
         led.record_evaluation(_eval("momentum", "BTC/5m", 8, EvalOutcome.EXECUTED))
         led.record_evaluation(_eval("reversion", "BTC/5m", 7, EvalOutcome.EXECUTED))
     with LedgerReader(path) as r:
-        assert r.schema_version() == 4
+        assert r.schema_version() == SCHEMA_VERSION
         # Its one strategy is its book: every slot, the default stake (so a restarted gateway
         # schedules it, and its instances, naming neither, are admitted as before).
         assert [(x.name, x.slot_ids, x.stake) for x in r.strategies()] == [("momentum", (), None)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from baton.gateway.core.records import EvalOutcome, EvaluationRecord, Staleness
-from baton.gateway.ledger import _MIGRATIONS, Ledger, LedgerReader
+from baton.gateway.ledger import _MIGRATIONS, SCHEMA_VERSION, Ledger, LedgerReader
 from baton.gateway.report import format_report, presence_report, report_to_json
 
 T0 = 1_700_000_000_000
@@ -150,7 +150,7 @@ def test_an_old_ledger_gains_the_column_when_a_gateway_opens_it(
     with Ledger(path) as led:
         led.record_evaluation(new)
     with LedgerReader(path) as r:
-        assert r.schema_version() == 4
+        assert r.schema_version() == SCHEMA_VERSION
         assert r.evaluations() == [old, new]
     assert (presence_report(path).evaluated, presence_report(path).stale) == (2, 1)
 

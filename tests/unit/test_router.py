@@ -191,6 +191,24 @@ def test_shadow_gets_every_evaluation_and_its_answers_are_never_executed() -> No
     assert router.judge(blue, decision(), 12).verdict is Verdict.EXECUTE
 
 
+def test_a_shadow_without_an_active_is_sent_nothing_and_owes_nothing() -> None:
+    # A dead ACTIVE's state being rebuilt (core/standby.py): the instance replaying its journal
+    # is a SHADOW with nobody ACTIVE; it must be seen caught up once the replay is answered.
+    router, blue, green = shadowing_router()
+    router.detach(blue)
+    plan = router.on_tick(CLOCK.tick(0), now_ms=0)
+    assert plan.sends == ()
+    assert router.caught_up(green)
+
+
+def test_a_hold_keeps_an_attaching_instance_from_becoming_active() -> None:
+    router, blue = active_router()
+    router.detach(blue)
+    router.hold = True
+    assert router.attach(info("green"), 5).role is Role.STANDBY
+    assert (router.active, router.epoch) == (None, 1)
+
+
 def test_standby_and_draining_receive_nothing() -> None:
     router, blue = active_router()
     standby = router.attach(info("green", "v2"), 0).instance_id

@@ -40,6 +40,7 @@ from baton.gateway.metrics import GatewayMetrics, MetricsServer
 from baton.gateway.outcomes import GatewayStats, Outcomes
 from baton.gateway.ports import HandoffFacts
 from baton.gateway.server import Parts, add_servicer
+from baton.gateway.standby_keeper import StandbyKeeper
 from baton.gateway.ticker import Ticker
 from baton.gateway.warmup import BackfillGate
 from baton.v1 import gateway_pb2 as gw
@@ -159,7 +160,7 @@ class Gateway:
             bet_prefix=f"{entry.name}:",
         )
         venue.restore(self.ledger.open_bets(entry.name))
-        facts = _HandoffFacts()
+        facts = _LaneFacts()
         outcomes = Outcomes(router, self.ledger, self.metrics, self.stats, facts)
         execution = Execution(
             router=router,
@@ -180,7 +181,20 @@ class Gateway:
             recorder=self.writer,
             now_ms=now_ms,
         )
+        keeper = StandbyKeeper(
+            strategy=entry.name,
+            router=router,
+            fleet=self.instances,
+            taps=self.instances,
+            takeover=execution,
+            handoffs=handoffs,
+            ledger=self.ledger,
+            metrics=self.metrics,
+            now_ms=now_ms,
+            stopping=self._stopping,
+        )
         facts.target = handoffs
+        facts.keeper = keeper
         dispatcher = Dispatcher(
             router=router,
             book=self.market,
@@ -191,7 +205,7 @@ class Gateway:
             wall_ms_f=wall_ms_f,
         )
         self.metrics.membership(entry.name, (), router.epoch)
-        return Lane(entry, router, venue, outcomes, execution, dispatcher, handoffs)
+        return Lane(entry, router, venue, outcomes, execution, dispatcher, handoffs, keeper, facts)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -268,15 +282,22 @@ class Gateway:
         log.info("gateway stopped", extra={"stats": vars(self.stats)})
 
 
-class _HandoffFacts:
-    """``HandoffFacts`` for the parts built before the coordinator: forwards to it."""
+class _LaneFacts:
+    """``LaneFacts`` for the parts built before the coordinator and the keeper: forwards to
+    them. An instance gone is the handoff's first (it may take over from its blue), then the
+    keeper's (it takes over when nobody else did)."""
 
     target: HandoffFacts
+    keeper: StandbyKeeper
 
     def on_gone(
         self, instance_id: str, reason: str, journal: list[gw.AttachResponse] | None = None
     ) -> None:
         self.target.on_gone(instance_id, reason, journal)
+        self.keeper.on_gone(instance_id)
+
+    def on_attached(self, instance_id: str) -> None:
+        self.keeper.on_attached(instance_id)
 
     def on_broadcast(self, msg: gw.AttachResponse) -> None:
         self.target.on_broadcast(msg)

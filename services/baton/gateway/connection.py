@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from baton.v1 import gateway_pb2 as gw
 
@@ -36,6 +36,9 @@ class Connection:
         # While a handoff moves this instance's state, everything sent after the ExportState
         # command is also kept here, to be replayed to green after it imports the snapshot.
         self._journal: list[gw.AttachResponse] | None = None
+        # The standby keeper's tap on the ACTIVE's stream (its journal since the last
+        # checkpoint): called with every message queued, in send order.
+        self.observer: Callable[[gw.AttachResponse], None] | None = None
 
     def send(self, msg: gw.AttachResponse, *, droppable: bool) -> SendResult:
         if self.closed:
@@ -52,6 +55,8 @@ class Connection:
         self._queue.put_nowait(msg)
         if self._journal is not None:
             self._journal.append(msg)
+        if self.observer is not None:
+            self.observer(msg)
         return SendResult.QUEUED
 
     def start_journal(self) -> None:

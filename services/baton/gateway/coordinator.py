@@ -62,6 +62,10 @@ class Coordinator:
     def current(self) -> hm.Handoff | None:
         return self._running.handoff if self._running else None
 
+    @property
+    def running(self) -> bool:
+        return self._running is not None
+
     def get(self, handoff_id: str) -> hm.Handoff | None:
         if not handoff_id:
             if self._running:

@@ -19,7 +19,7 @@ from baton.gateway.core.records import InstanceEvent
 from baton.gateway.core.router import InstanceInfo, Router
 from baton.gateway.metrics import GatewayMetrics
 from baton.gateway.ports import Book, InstanceRows, LaneView
-from baton.model import Role
+from baton.model import Role, StandbyPolicy
 from baton.v1 import gateway_pb2 as gw
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,14 @@ class Instances:
         now = self._now_ms()
         lane = self._book.admit(hello)
         router = lane.router
-        info = InstanceInfo(hello.pod_name, hello.strategy, hello.version, hello.state_schema)
+        info = InstanceInfo(
+            hello.pod_name,
+            hello.strategy,
+            hello.version,
+            hello.state_schema,
+            # Checked by the servicer before the attach (an unknown mode is refused there).
+            wire.standby_from_proto(hello.standby, StandbyPolicy()),
+        )
         instance = router.attach(info, now, number=self._book.next_number())
         self._book.bind(instance.instance_id, lane)
         conn = Connection(instance.instance_id, self._send_queue)
@@ -93,6 +100,9 @@ class Instances:
             cadence_ms=self._cadence_ms,
         )
         self._observe_membership(lane)
+        # The servicer writes the Welcome before anything queued here: a recovery may queue an
+        # import for this instance at once.
+        lane.facts.on_attached(instance.instance_id)
         return conn, welcome
 
     def detach(self, conn: Connection, reason: str) -> None:
@@ -149,6 +159,11 @@ class Instances:
     def send_to(self, instance_id: str, msg: gw.AttachResponse) -> bool:
         conn = self.connections.get(instance_id)
         return conn is not None and conn.send(msg, droppable=False) is SendResult.QUEUED
+
+    def tap(self, instance_id: str, observer: Callable[[gw.AttachResponse], None] | None) -> None:
+        conn = self.connections.get(instance_id)
+        if conn is not None:
+            conn.observer = observer
 
     def start_journal(self, instance_id: str) -> None:
         conn = self.connections.get(instance_id)

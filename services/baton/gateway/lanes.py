@@ -21,13 +21,15 @@ from typing import Protocol
 from baton.gateway.coordinator import Coordinator, PromoteError
 from baton.gateway.core import book as bk
 from baton.gateway.core import handoff as hm
+from baton.gateway.core import standby as sb
 from baton.gateway.core.router import Router
 from baton.gateway.core.venue import PaperVenue
 from baton.gateway.dispatch import Dispatcher
 from baton.gateway.execution import Execution
 from baton.gateway.ledger import BookRow, LedgerWriteError
 from baton.gateway.outcomes import Outcomes
-from baton.gateway.ports import LaneView
+from baton.gateway.ports import LaneFacts, LaneView
+from baton.gateway.standby_keeper import StandbyKeeper
 from baton.model import Slot
 from baton.v1 import gateway_pb2 as gw
 
@@ -52,6 +54,8 @@ class Lane:
     execution: Execution
     dispatcher: Dispatcher
     handoffs: Coordinator
+    standby: StandbyKeeper
+    facts: LaneFacts  # to the coordinator and the keeper
 
     @property
     def name(self) -> str:
@@ -60,10 +64,6 @@ class Lane:
     @property
     def slots(self) -> tuple[Slot, ...]:
         return self.entry.slots
-
-    @property
-    def facts(self) -> Coordinator:
-        return self.handoffs
 
 
 class BookRows(Protocol):
@@ -247,12 +247,20 @@ class Lanes:
 
     def on_exported(self, instance_id: str, snapshot: gw.StateSnapshot) -> None:
         lane = self._by_instance.get(instance_id)
-        if lane is not None:
+        if lane is None:
+            return
+        if sb.is_keeping_id(snapshot.handoff_id):  # a checkpoint, a digest check, a sync
+            lane.standby.on_exported(instance_id, snapshot)
+        else:
             lane.handoffs.on_exported(instance_id, snapshot)
 
     def on_imported(self, instance_id: str, result: gw.ImportResult) -> None:
         lane = self._by_instance.get(instance_id)
-        if lane is not None:
+        if lane is None:
+            return
+        if sb.is_keeping_id(result.handoff_id):
+            lane.standby.on_imported(instance_id, result)
+        else:
             lane.handoffs.on_imported(instance_id, result)
 
     def on_drained(self, instance_id: str) -> None:

@@ -38,7 +38,7 @@ from baton.gateway.core.records import (
 )
 from baton.model import Action, Candle, Fill, Settlement
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # The one strategy a pre-book ledger (schema < 4) served: the first one that attached.
 _FIRST_STRATEGY = "COALESCE((SELECT strategy FROM instance_events ORDER BY id LIMIT 1), '')"
 
@@ -272,6 +272,40 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             SELECT strategy, '[]', NULL, t_ms, run_id FROM instance_events
             ORDER BY id LIMIT 1""",
     ),
+    # 4 -> 5: what keeps a strategy's state when its ACTIVE dies (docs/standby.md). The last
+    # checkpoints of each strategy's ACTIVE (the snapshot as exported: bytes, digest,
+    # applied_seq), and every take-over after a death.
+    (
+        """CREATE TABLE checkpoints (
+            strategy TEXT NOT NULL,
+            checkpoint_id TEXT NOT NULL,
+            run_id INTEGER,
+            instance_id TEXT NOT NULL,
+            version TEXT NOT NULL,
+            state_schema INTEGER NOT NULL,
+            tick_index INTEGER NOT NULL,
+            taken_ms INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            applied_seq TEXT NOT NULL,
+            state BLOB NOT NULL,
+            PRIMARY KEY (strategy, checkpoint_id))""",
+        """CREATE TABLE failovers (
+            failover_id TEXT PRIMARY KEY,
+            run_id INTEGER,
+            strategy TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            dead TEXT NOT NULL,
+            dead_version TEXT NOT NULL,
+            to_instance TEXT NOT NULL,
+            to_version TEXT NOT NULL,
+            died_ms INTEGER NOT NULL,
+            took_over_ms INTEGER,
+            checkpoint_id TEXT NOT NULL,
+            verify_probe TEXT NOT NULL,
+            state TEXT NOT NULL,
+            result TEXT NOT NULL,
+            message TEXT NOT NULL) WITHOUT ROWID""",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -304,7 +338,18 @@ _INSERTS: dict[str, str] = {
         steps, missed)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
         ?, ?, ?)""",
+    "checkpoints": """INSERT OR REPLACE INTO checkpoints (strategy, checkpoint_id, run_id,
+        instance_id, version, state_schema, tick_index, taken_ms, digest, applied_seq, state)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+    "failovers": """INSERT OR REPLACE INTO failovers (failover_id, run_id, strategy, mode, dead,
+        dead_version, to_instance, to_version, died_ms, took_over_ms, checkpoint_id,
+        verify_probe, state, result, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+        ?)""",
 }
+
+# After a flush that wrote checkpoints: only each strategy's last ``kept`` stay.
+_PRUNE_CHECKPOINTS = """DELETE FROM checkpoints WHERE strategy = ? AND checkpoint_id NOT IN (
+    SELECT checkpoint_id FROM checkpoints WHERE strategy = ? ORDER BY taken_ms DESC LIMIT ?)"""
 
 _UPSERT_SLOT_SEQ = """INSERT INTO slot_seqs (slot_id, last_seq) VALUES (?, ?)
     ON CONFLICT (slot_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)"""
@@ -646,6 +691,7 @@ class Ledger:
         self._bet_ids: set[str] = set()
         self._settled_ids: set[str] = set()
         self._handoff_ids: set[str] = set()
+        self._checkpoints_kept: dict[str, int] = {}  # strategy -> how many checkpoints stay
         # slot_id -> a seq to write into slot_seqs at the next flush although it has no row
         # (yet): seqs dispatched and still pending, and those of discarded rows.
         self._reserved: dict[str, int] = {}
@@ -800,6 +846,37 @@ class Ledger:
         self._handoff_ids.add(h.handoff_id)
         self._buffer["handoffs"].append(_handoff_row(self._run_id, h, missed))
 
+    def record_checkpoint(self, c: StoredCheckpoint, *, kept: int) -> None:
+        """A strategy's ACTIVE's state, to keep beside the ledger; its ``kept`` latest stay.
+        While flushes fail only the newest one per strategy waits in memory (each can be MBs)."""
+        if kept < 1:
+            raise ValueError(f"kept must be >= 1, got {kept}")
+        rows = self._buffer["checkpoints"]
+        rows[:] = [row for row in rows if row[0] != c.strategy]
+        rows.append(
+            (
+                c.strategy, c.checkpoint_id, self._run_id, c.instance_id, c.version,
+                c.state_schema, c.tick_index, c.taken_ms, c.digest,
+                json.dumps(dict(sorted(c.applied_seq.items()))), c.state,
+            )
+        )  # fmt: skip
+        self._checkpoints_kept[c.strategy] = kept
+
+    def record_failover(self, f: FailoverRow) -> None:
+        """A take-over after an ACTIVE's death (written again if recorded again: it may be
+        recorded when decided and once more when its state is verified)."""
+        self._buffer["failovers"].append(
+            (
+                f.failover_id, self._run_id, f.strategy, f.mode, f.dead, f.dead_version,
+                f.to_instance, f.to_version, f.died_ms, f.took_over_ms, f.checkpoint_id,
+                f.verify_probe, f.state, f.result, f.message,
+            )
+        )  # fmt: skip
+
+    def checkpoints(self, strategy: str) -> list[StoredCheckpoint]:
+        """The strategy's kept checkpoints, newest first (written ones only)."""
+        return read_checkpoints(self._conn, strategy)
+
     # -- writing ----------------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -820,6 +897,9 @@ class Ledger:
             last_seqs = self._buffered_last_seqs()
             if last_seqs:
                 conn.executemany(_UPSERT_SLOT_SEQ, last_seqs.items())
+            for strategy in {row[0] for row in self._buffer["checkpoints"]}:
+                kept = self._checkpoints_kept.get(strategy, 1)
+                conn.execute(_PRUNE_CHECKPOINTS, (strategy, strategy, kept))
             conn.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             # record_* refused duplicates already: only another writer on the file gets here.
@@ -1004,6 +1084,75 @@ class HandoffRow:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A strategy's state as its ACTIVE exported it, kept to rebuild it after a death."""
+
+    strategy: str
+    checkpoint_id: str
+    instance_id: str
+    version: str
+    state_schema: int
+    tick_index: int
+    taken_ms: int
+    digest: str
+    applied_seq: Mapping[str, int]
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverRow:
+    """A take-over after an ACTIVE's death, as the ledger holds it (core/standby.Failover)."""
+
+    failover_id: str
+    strategy: str
+    mode: str
+    dead: str
+    dead_version: str
+    to_instance: str
+    to_version: str
+    died_ms: int
+    took_over_ms: int | None
+    checkpoint_id: str
+    verify_probe: str
+    state: str
+    result: str
+    message: str
+
+
+def read_checkpoints(conn: sqlite3.Connection, strategy: str) -> list[StoredCheckpoint]:
+    if not _has_table(conn, "checkpoints"):
+        return []
+    rows = conn.execute(
+        """SELECT strategy, checkpoint_id, instance_id, version, state_schema, tick_index,
+            taken_ms, digest, applied_seq, state FROM checkpoints WHERE strategy = ?
+            ORDER BY taken_ms DESC""",
+        (strategy,),
+    )
+    out: list[StoredCheckpoint] = []
+    for row in rows:
+        name, checkpoint_id, instance_id, version, schema, tick, taken, digest, applied, state = row
+        out.append(
+            StoredCheckpoint(
+                name, checkpoint_id, instance_id, version, schema, tick, taken, digest,
+                json.loads(applied), bytes(state),
+            )
+        )  # fmt: skip
+    return out
+
+
+def read_failovers(conn: sqlite3.Connection) -> list[FailoverRow]:
+    """Take-overs in the order the deaths happened (none before schema 5)."""
+    if not _has_table(conn, "failovers"):
+        return []
+    rows = conn.execute(
+        """SELECT failover_id, strategy, mode, dead, dead_version, to_instance, to_version,
+            died_ms, took_over_ms, checkpoint_id, verify_probe, state, result, message
+            FROM failovers ORDER BY died_ms, failover_id"""
+    )
+    return [FailoverRow(*row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
 class PlacedBet:
     """A bet as the ledger holds it: the fill and who placed it when."""
 
@@ -1137,3 +1286,9 @@ class LedgerReader:
     def handoffs(self) -> list[HandoffRow]:
         """Finished handoffs in the order they started (none before schema 2)."""
         return read_handoffs(self.conn)
+
+    def failovers(self) -> list[FailoverRow]:
+        return read_failovers(self.conn)
+
+    def checkpoints(self, strategy: str) -> list[StoredCheckpoint]:
+        return read_checkpoints(self.conn, strategy)

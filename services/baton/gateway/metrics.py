@@ -219,6 +219,50 @@ class GatewayMetrics:
             "evaluations are counted stale until it does)",
             registry=r,
         )
+        self._checkpoints = Counter(
+            "baton_checkpoints",
+            "State checkpoints of a strategy's ACTIVE kept (docs/standby.md)",
+            ["strategy"],
+            registry=r,
+        )
+        self._checkpoint_seconds = Histogram(
+            "baton_checkpoint_seconds",
+            "From a checkpoint's export asked (after a tick's dispatch) to its snapshot received",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self._checkpoint_bytes = Gauge(
+            "baton_checkpoint_bytes",
+            "Size of each strategy's last checkpoint",
+            ["strategy"],
+            registry=r,
+        )
+        self._standby_ready = Gauge(
+            "baton_standby_ready",
+            "1 while a strategy has a hot standby following its ACTIVE",
+            ["strategy"],
+            registry=r,
+        )
+        self._diverged = Counter(
+            "baton_state_divergences",
+            "Two copies of a strategy's state with different digests at the same point "
+            "(a non-deterministic strategy)",
+            ["strategy"],
+            registry=r,
+        )
+        self._failovers = Counter(
+            "baton_failovers",
+            "Take-overs after a strategy's ACTIVE died, by standby mode and the state it went on "
+            "with (exact, diverged, unverified, empty)",
+            ["strategy", "mode", "state"],
+            registry=r,
+        )
+        self._takeover = Histogram(
+            "baton_takeover_seconds",
+            "From an ACTIVE's death to its successor being ACTIVE",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.feed = FeedMetrics(r)
         # The tally of the tick in progress, committed once per tick.
         self._tally: dict[tuple[str, EvalOutcome], int] = {}
@@ -311,6 +355,22 @@ class GatewayMetrics:
             child.inc()
         if pause_ms is not None:
             self._pause.observe(pause_ms / 1000)
+
+    def checkpoint_taken(self, strategy: str, elapsed_ms: int, size: int) -> None:
+        self._checkpoints.labels(strategy).inc()
+        self._checkpoint_seconds.observe(elapsed_ms / 1000)
+        self._checkpoint_bytes.labels(strategy).set(size)
+
+    def standby_ready(self, strategy: str, ready: bool) -> None:
+        self._standby_ready.labels(strategy).set(1 if ready else 0)
+
+    def state_diverged(self, strategy: str) -> None:
+        self._diverged.labels(strategy).inc()
+
+    def failover(self, strategy: str, mode: str, state: str, takeover_ms: int | None) -> None:
+        self._failovers.labels(strategy, mode, state).inc()
+        if takeover_ms is not None:
+            self._takeover.observe(takeover_ms / 1000)
 
     def membership(self, strategy: str, roles: Iterable[Role], epoch: int) -> None:
         """One strategy's instances (by role) and epoch, after any change of them."""

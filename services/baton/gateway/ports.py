@@ -52,7 +52,7 @@ class LaneView(Protocol):
     def slots(self) -> tuple[Slot, ...]: ...
 
     @property
-    def facts(self) -> HandoffFacts: ...
+    def facts(self) -> LaneFacts: ...
 
 
 class Book(Protocol):
@@ -159,6 +159,12 @@ class HandoffFacts(Protocol):
     def on_shadow_answer(self, instance_id: str, slot_id: str, seq: int, action: str) -> None: ...
 
 
+class LaneFacts(HandoffFacts, Protocol):
+    """What the instances tell a lane (its handoff coordinator and its standby keeper)."""
+
+    def on_attached(self, instance_id: str) -> None: ...
+
+
 class Boundaries(Protocol):
     """The tick loop's two moments a handoff acts on (``Coordinator``)."""
 
@@ -207,6 +213,17 @@ class TickLane(Protocol):
 
     @property
     def handoffs(self) -> Boundaries: ...
+
+    @property
+    def standby(self) -> StandbyTicks: ...
+
+
+class StandbyTicks(Protocol):
+    """The tick loop's two moments the standby keeper acts on (``StandbyKeeper``)."""
+
+    def on_boundary(self, now: int) -> None: ...
+
+    def after_dispatch(self, tick_index: int) -> None: ...
 
 
 class TickWrites(Protocol):

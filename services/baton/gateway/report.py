@@ -62,6 +62,7 @@ from baton.gateway.ledger import (
     HandoffRow,
     open_readonly,
     read_book,
+    read_failovers,
     read_handoffs,
     stale_column,
     strategy_column,
@@ -157,6 +158,29 @@ class HandoffSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class FailoverSummary:
+    """A take-over after a strategy's ACTIVE died (docs/standby.md). ``missed``: the strategy's
+    evaluations missed that were due after the death and scheduled before the take-over (the
+    dark ticks, and what the dead instance owed that its successor did not answer in time)."""
+
+    failover_id: str
+    strategy: str
+    mode: str  # the standby mode it ran under: hot / checkpoint / none
+    from_instance: str
+    to_instance: str
+    from_version: str
+    to_version: str
+    died_ms: int
+    took_over_ms: int | None
+    takeover_ms: int | None
+    missed: int
+    state: str  # exact / diverged / unverified / empty / pending
+    result: str  # completed / failed / running
+    checkpoint_id: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceReport:
     slots: int
     scheduled: int
@@ -191,6 +215,7 @@ class PresenceReport:
     stale_by_reason: dict[str, int] = field(default_factory=dict)
     pricing: str | None = None  # the model(s) that priced the bets, by run: "random_walk"
     per_strategy: tuple[StrategyRow, ...] = ()
+    failovers: tuple[FailoverSummary, ...] = ()
 
 
 def presence_report(path: str | Path) -> PresenceReport:
@@ -259,7 +284,41 @@ def report_from(conn: sqlite3.Connection) -> PresenceReport:
         stale_by_reason=stale_by_reason,
         pricing=pricing,
         per_strategy=per_strategy,
+        failovers=_failovers(conn),
     )
+
+
+def _failovers(conn: sqlite3.Connection) -> tuple[FailoverSummary, ...]:
+    strategy = strategy_column(conn)
+    missed = "', '".join(o.value for o in MISSED_OUTCOMES)
+    out = []
+    for row in read_failovers(conn):
+        end = row.took_over_ms if row.took_over_ms is not None else 2**62
+        (n,) = conn.execute(
+            f"""SELECT COUNT(*) FROM evaluations WHERE {strategy} = ? AND outcome IN ('{missed}')
+                AND deadline_ms > ? AND scheduled_ms <= ?""",
+            (row.strategy, row.died_ms, end),
+        ).fetchone()
+        out.append(
+            FailoverSummary(
+                failover_id=row.failover_id,
+                strategy=row.strategy,
+                mode=row.mode,
+                from_instance=row.dead,
+                to_instance=row.to_instance,
+                from_version=row.dead_version,
+                to_version=row.to_version,
+                died_ms=row.died_ms,
+                took_over_ms=row.took_over_ms,
+                takeover_ms=None if row.took_over_ms is None else row.took_over_ms - row.died_ms,
+                missed=int(n),
+                state=row.state,
+                result=row.result,
+                checkpoint_id=row.checkpoint_id,
+                message=row.message,
+            )
+        )
+    return tuple(out)
 
 
 def _pricing(configs: Iterable[str]) -> str | None:
@@ -600,6 +659,7 @@ def report_to_json(r: PresenceReport) -> dict[str, object]:
         "per_version": [asdict(v) for v in r.per_version],
         "per_strategy": [asdict(x) for x in r.per_strategy],
         "handoffs": [_handoff_to_json(h) for h in r.handoffs],
+        "failovers": [asdict(f) for f in r.failovers],
     }
     return out
 
@@ -721,7 +781,30 @@ def format_report(r: PresenceReport) -> str:
     if r.handoffs:
         lines += ["", "handoffs"]
         lines += _handoff_table(r.handoffs)
+    if r.failovers:
+        lines += ["", "failovers (an ACTIVE died; docs/standby.md)"]
+        lines += _failover_table(r.failovers)
     return "\n".join(lines)
+
+
+def _failover_table(failovers: tuple[FailoverSummary, ...]) -> list[str]:
+    rows = [
+        [
+            str(n),
+            f.strategy,
+            f.mode,
+            f"{f.from_instance} -> {f.to_instance or '(nobody)'}",
+            f.result,
+            "-" if f.takeover_ms is None else str(f.takeover_ms),
+            str(f.missed),
+            f.state,
+        ]
+        for n, f in enumerate(failovers, 1)
+    ]
+    headers = ["#", "strategy", "mode", "failover", "result", "takeover_ms", "missed", "state"]
+    lines = _table(headers, rows, left=5)
+    notes = [f"  #{n} {f.result}: {f.message}" for n, f in enumerate(failovers, 1) if f.message]
+    return lines + (["", *notes] if notes else [])
 
 
 def _results(handoffs: tuple[HandoffSummary, ...]) -> str:

@@ -21,6 +21,7 @@ from baton.gateway.coordinator import Coordinator, PromoteError
 from baton.gateway.core import handoff as hm
 from baton.gateway.lanes import AdmitError, Lane, Lanes
 from baton.gateway.ports import LedgerHealthView, Membership
+from baton.model import StandbyPolicy
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import control_pb2_grpc as ctl_grpc
 from baton.v1 import gateway_pb2 as gw
@@ -114,6 +115,10 @@ def _check_hello(hello: gw.Hello) -> str:
     for field in ("pod_name", "strategy", "version"):
         if not getattr(hello, field):
             return f"hello.{field} is required"
+    try:
+        wire.standby_from_proto(hello.standby, StandbyPolicy())
+    except ValueError as exc:  # WireError, or a policy out of range
+        return str(exc)
     return ""
 
 

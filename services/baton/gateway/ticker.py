@@ -98,7 +98,9 @@ class Ticker:
                 # always last.
                 start = tick.index % len(lanes) if lanes else 0
                 for lane in (*lanes[start:], *lanes[:start]):
-                    # Between two ticks: the only place a handoff flips (G4).
+                    # Between two ticks: the only place a handoff flips or a recovered instance
+                    # takes over (G4).
+                    lane.standby.on_boundary(now)
                     lane.handoffs.on_boundary(now)
                     dispatched = lane.dispatcher.dispatch(tick, now, stale)
                     lane.outcomes.track()
@@ -106,6 +108,7 @@ class Ticker:
                     if router.pending:
                         reserved.update({s.slot_id: router.seq_of(s, tick) for s in router.slots})
                     lane.handoffs.after_dispatch(tick.scheduled_ms, dispatched)
+                    lane.standby.after_dispatch(tick.index)
                 if reserved:
                     # Written with this tick's flush, before any request leaves the process
                     # (no await since the dispatch): a restart after a crash never reuses them.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from baton.gateway.core.clock import Tick
 from baton.gateway.core.records import EvalOutcome, EvaluationRecord, Staleness
-from baton.model import Decision, InstanceStatus, Role, Slot
+from baton.model import Decision, InstanceStatus, Role, Slot, StandbyPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,7 @@ class InstanceInfo:
     strategy: str
     version: str
     state_schema: int
+    standby: StandbyPolicy = field(default_factory=StandbyPolicy)  # the ACTIVE's is followed
 
 
 @dataclass(slots=True)
@@ -118,12 +119,16 @@ class Router:
     shadow_answers: dict[tuple[str, int], dict[str, Decision]] = field(default_factory=dict)
     # Evaluations resolved as missed recently: an answer for one of them is LATE, not UNKNOWN.
     recently_missed: dict[tuple[str, int], None] = field(default_factory=dict)
+    # Set while a dead ACTIVE's state is being rebuilt from its checkpoint (core/standby.py): an
+    # instance attaching then is not made ACTIVE with an empty state; the recovery decides.
+    hold: bool = False
     _next_number: int = 1
 
     # -- membership ---------------------------------------------------------------------------
 
     def attach(self, info: InstanceInfo, now_ms: int, *, number: int | None = None) -> Instance:
-        """Register a new instance. With no ACTIVE instance it becomes ACTIVE (new epoch).
+        """Register a new instance. With no ACTIVE instance it becomes ACTIVE (new epoch),
+        unless a recovery ``hold``s the promotion.
         ``number``: the gateway-wide instance number (a book numbers the instances of all its
         routers, so ids stay unique across strategies); default: this router's own count."""
         if number is None:
@@ -132,7 +137,7 @@ class Router:
         instance_id = f"i{number}-{info.pod_name}"
         instance = Instance(instance_id, info, Role.STANDBY, now_ms)
         self.instances[instance_id] = instance
-        if self.active_id is None:
+        if self.active_id is None and not self.hold:
             self._promote(instance)
         return instance
 
@@ -224,10 +229,11 @@ class Router:
         shadows = [i for i in self.instances.values() if i.role is Role.SHADOW]
         sends: list[Send] = []
         missed: list[EvaluationRecord] = []
-        for shadow in shadows:
-            self.outstanding[shadow.instance_id] = self.outstanding.get(
-                shadow.instance_id, 0
-            ) + len(self.slots)
+        if active is not None:  # shadows follow the ACTIVE's requests: none without one
+            for shadow in shadows:
+                self.outstanding[shadow.instance_id] = self.outstanding.get(
+                    shadow.instance_id, 0
+                ) + len(self.slots)
         for slot in self.slots:
             seq = self.seq_of(slot, tick)
             if active is None:

@@ -14,6 +14,9 @@ Config (every fault is off by default; a Faulty with no config is a well-behaved
   as a host answering under an epoch it was never given would; the gateway must fence it. It
   applies in every role (SHADOW answers too), and the state still follows every request.
 - ``fail_import``: ``import_state`` raises ``FaultyError``: a handoff into it fails at import.
+- ``nondeterministic``: every evaluation also stores a random number in the state (under
+  ``"noise"``), breaking the SDK's determinism rule: two copies of its state never agree, which
+  the gateway's digest checks must detect (docs/standby.md).
 
 State (``state_schema`` 1): evaluations seen per slot, ``{"BTC/5m": 12, ...}``.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -64,6 +68,8 @@ class Faulty(Strategy[dict[str, int]]):
         self.exit_on_seq = s.integer("exit_on_seq", 0, minimum=0)
         self.wrong_epoch = s.boolean("wrong_epoch", False)
         self.fail_import = s.boolean("fail_import", False)
+        self.nondeterministic = s.boolean("nondeterministic", False)
+        self._rng = random.Random()  # seeded by the OS on purpose: no two processes agree
         s.check_unknown(())
 
     def delay_for(self, seq: int) -> float:
@@ -95,6 +101,8 @@ class Faulty(Strategy[dict[str, int]]):
             )
             os._exit(CRASH_EXIT_CODE)  # a crash: no answer, no flush, no drain
         state[slot_id] = state.get(slot_id, 0) + 1
+        if self.nondeterministic:
+            state["noise"] = self._rng.getrandbits(31)
         delay = self.delay_for(request.seq)
         if delay:
             time.sleep(delay)  # deliberately blocks the worker: a slow strategy
