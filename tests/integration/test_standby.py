@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from baton.common import Service
+from baton.control import ControlClient
 from tests.procs import FAULTY, SLOTS, StartGateway, StartStrategy, count, query, wait_until
 
 KILLS = 20
@@ -132,6 +133,9 @@ async def test_a_hot_standby_of_a_strategy_that_is_not_deterministic_is_caught(
     await wait_until(
         lambda: divergences(gateway, "faulty") >= 2, timeout_s=30, what="divergences reported"
     )
+    async with ControlClient(gateway.ready["grpc_addr"]) as client:
+        (strategy,) = (await client.list_instances()).strategies
+    assert (strategy.standby.mode, strategy.standby.divergences >= 2) == ("hot", True)
     assert await gateway.stop(timeout_s=10) == 0
 
 

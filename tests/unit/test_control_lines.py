@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from baton.control import step_line, summary_line
+from baton.control.cli import _standby_words
 from baton.v1 import control_pb2 as ctl
 
 
@@ -92,3 +93,35 @@ def test_step_line(given: ctl.HandoffStatus, expected: str) -> None:
 def test_summary_line(given: ctl.HandoffStatus, expected: str) -> None:
     assert summary_line(given) == expected
     assert "-1" not in summary_line(given)
+
+
+@pytest.mark.parametrize(
+    ("standby", "words"),
+    [
+        pytest.param(ctl.StandbyStatus(), "", id="an-older-gateway-says-nothing"),
+        pytest.param(
+            ctl.StandbyStatus(mode="hot"), ", standby hot, no standby yet", id="hot-alone"
+        ),
+        pytest.param(
+            ctl.StandbyStatus(
+                mode="hot",
+                standby_instance_id="i2-pod",
+                standby_phase="following",
+                last_checkpoint_id="ckpt-1",
+                last_checkpoint_bytes=2150,
+                failovers=3,
+            ),
+            ", standby hot, i2-pod following, checkpoint 2.1 KB, 3 failovers",
+            id="hot-following",
+        ),
+        pytest.param(
+            ctl.StandbyStatus(mode="checkpoint", recovering_into="i4-pod", divergences=1),
+            ", standby checkpoint, recovering into i4-pod, 1 divergence",
+            id="checkpoint-recovering",
+        ),
+    ],
+)
+def test_the_instances_line_says_how_a_strategys_state_is_kept(
+    standby: ctl.StandbyStatus, words: str
+) -> None:
+    assert _standby_words(standby) == words

@@ -139,6 +139,16 @@ def instances_to_json(response: ctl.ListInstancesResponse) -> dict[str, object]:
                 "slots": list(s.slot_ids),
                 "stake": s.stake,
                 "handoff": s.current_handoff.handoff_id if s.HasField("current_handoff") else None,
+                "standby": {
+                    "mode": s.standby.mode or None,
+                    "standby_instance_id": s.standby.standby_instance_id or None,
+                    "standby_phase": s.standby.standby_phase or None,
+                    "last_checkpoint_ms": s.standby.last_checkpoint_ms or None,
+                    "last_checkpoint_bytes": s.standby.last_checkpoint_bytes,
+                    "divergences": s.standby.divergences,
+                    "recovering_into": s.standby.recovering_into or None,
+                    "failovers": s.standby.failovers,
+                },
             }
             for s in response.strategies
         ],
@@ -167,6 +177,7 @@ async def _instances(address: str, *, as_json: bool) -> int:
             f"strategy {s.name}: epoch {s.epoch}, active {s.active_instance_id or '-'}, "
             f"{len(s.slot_ids)} slots, stake {s.stake:g}"
             + (f", handoff {s.current_handoff.handoff_id}" if s.HasField("current_handoff") else "")
+            + _standby_words(s.standby)
         )
     if not response.strategies:  # a gateway older than the book
         print(f"epoch {response.epoch}, active {response.active_instance_id or '-'}")
@@ -177,6 +188,26 @@ async def _instances(address: str, *, as_json: bool) -> int:
             f"schema {i.state_schema}  pod {i.pod_name}"
         )
     return 0
+
+
+def _standby_words(s: ctl.StandbyStatus) -> str:
+    """``, standby hot: i3-pod following, checkpoint 2.1 KB`` (nothing from an older gateway)."""
+    if not s.mode:
+        return ""
+    words = [f"standby {s.mode}"]
+    if s.standby_instance_id:
+        words.append(f"{s.standby_instance_id} {s.standby_phase}")
+    elif s.mode == "hot":
+        words.append("no standby yet")
+    if s.recovering_into:
+        words.append(f"recovering into {s.recovering_into}")
+    if s.last_checkpoint_id:
+        words.append(f"checkpoint {s.last_checkpoint_bytes / 1024:.1f} KB")
+    if s.divergences:
+        words.append(f"{s.divergences} divergence{'s' if s.divergences != 1 else ''}")
+    if s.failovers:
+        words.append(f"{s.failovers} failover{'s' if s.failovers != 1 else ''}")
+    return ", " + ", ".join(words)
 
 
 def handoff_main(argv: list[str]) -> int:

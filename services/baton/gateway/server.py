@@ -146,6 +146,20 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         current = lane.handoffs.current
         if current is not None:
             status.current_handoff.CopyFrom(self._status(lane.handoffs, current))
+        k = lane.standby.keeping
+        standby = status.standby
+        standby.mode = k.policy.mode.value
+        if k.sync is not None:
+            standby.standby_instance_id = k.sync.instance_id
+            standby.standby_phase = k.sync.phase.value
+        if k.checkpoint is not None:
+            standby.last_checkpoint_id = k.checkpoint.checkpoint_id
+            standby.last_checkpoint_ms = k.checkpoint.taken_ms
+            standby.last_checkpoint_bytes = k.checkpoint.state_bytes
+        standby.divergences = k.divergences
+        if k.recovery is not None:
+            standby.recovering_into = k.recovery.candidate
+        standby.failovers = len(lane.standby.failovers)
         return status
 
     async def ListInstances(
