@@ -382,3 +382,25 @@ def test_ids_are_unique_across_runs_of_the_gateway() -> None:
     assert len(set(ids)) == 2
     assert all(sb.is_keeping_id(i) for i in ids)
     assert not sb.is_keeping_id("h-0123456789ab")  # a handoff's
+
+
+def test_a_standby_promoted_by_a_handoff_is_no_longer_a_standby() -> None:
+    run = Run(HOT)
+    synced(run)
+    actions = run.tick(1, roster(m("a", Role.SHADOW), m("b", Role.ACTIVE)))
+    assert actions[0] == sb.Journal("b")
+    assert not any(isinstance(a, sb.Unfollow) for a in actions)
+    assert run.k.sync is None
+
+
+def test_an_instance_promoted_during_a_recovery_is_the_successor() -> None:
+    run = Run(CKPT)
+    checkpointed(run)
+    run.feed(sb.Gone(run.t + 300, "a", roster(m("n", Role.STANDBY))))
+    promoted = roster(m("n", Role.STANDBY), m("p", Role.ACTIVE, "v2"))
+    actions = run.feed(sb.AtBoundary(run.t + 1000, promoted))
+    assert sb.Unfollow("n", "p was promoted during the recovery") in actions
+    assert sb.Hold(False) in actions
+    assert not any(isinstance(a, sb.TakeOver) for a in actions)
+    (fo,) = recorded(run)
+    assert (fo.to, fo.result, fo.state) == ("p", "failed", sb.FailoverState.UNVERIFIED)

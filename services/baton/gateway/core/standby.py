@@ -397,6 +397,9 @@ def _track_active(k: Keeping, roster: Roster) -> Step:
     )
     actions: list[Action] = [Journal(now_id)]
     sync = k.sync
+    if sync is not None and sync.instance_id == now_id:
+        # The standby itself was promoted (a handoff to it): it is the ACTIVE, not a standby.
+        return Step(replace(k, sync=None), tuple(actions))
     if sync is not None and (
         active is None or _member_version(roster, sync.instance_id) != active.version
     ):
@@ -490,6 +493,16 @@ def _recovery_candidate(roster: Roster, dead_version: str) -> Member | None:
 def _at_boundary(k: Keeping, e: AtBoundary) -> Step:
     rec = k.recovery
     if rec is not None:
+        promoted = e.roster.active
+        if promoted is not None and promoted.instance_id != rec.candidate:
+            # Someone made another instance ACTIVE meanwhile (a Promote): it is the successor;
+            # the candidate stops replaying.
+            why = f"{promoted.instance_id} was promoted during the recovery"
+            k = replace(k, failover=_failed(k.failover, why))
+            out: list[Action] = []
+            if rec.candidate and e.roster.get(rec.candidate) is not None:
+                out.append(Unfollow(rec.candidate, why))
+            return _took_over(k, e.t_ms, promoted, state=FailoverState.UNVERIFIED, actions=out)
         if rec.phase is RecoveryPhase.REPLAYING:
             member = e.roster.get(rec.candidate)
             if member is not None and member.caught_up:
