@@ -191,6 +191,7 @@ class FakeFacts:
     """``HandoffFacts``: what the coordinator would have been told."""
 
     told: list[tuple[str, object]] = field(default_factory=list)
+    running: bool = True  # a handoff runs: shadow answers are recorded
 
     def on_gone(
         self, instance_id: str, reason: str, journal: list[gw.AttachResponse] | None = None

@@ -404,3 +404,15 @@ def test_an_instance_promoted_during_a_recovery_is_the_successor() -> None:
     assert not any(isinstance(a, sb.TakeOver) for a in actions)
     (fo,) = recorded(run)
     assert (fo.to, fo.result, fo.state) == ("p", "failed", sb.FailoverState.UNVERIFIED)
+
+
+def test_a_lost_journal_leaves_nothing_to_recover_from_until_the_next_checkpoint() -> None:
+    run = Run(CKPT)
+    checkpointed(run)
+    run.feed(sb.JournalLost(run.t + 10))
+    assert run.k.checkpoint is None
+    # The next dispatch asks a checkpoint at once; a death before it is the empty-state path.
+    run.tick(2, roster(A))
+    assert [a.digest_only for a in run.asked()] == [False]
+    assert run.feed(sb.Gone(run.t + 300, "a", roster(m("n", Role.STANDBY)))) == ()
+    assert run.k.recovery is None

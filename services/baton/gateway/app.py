@@ -305,6 +305,10 @@ class _LaneFacts:
     def on_record(self, record: EvaluationRecord) -> None:
         self.target.on_record(record)
 
+    @property
+    def running(self) -> bool:
+        return self.target.running
+
     def check_green_answer(self, instance_id: str, error: str, epoch: int) -> None:
         self.target.check_green_answer(instance_id, error, epoch)
 

@@ -96,6 +96,10 @@ class Execution:
             self._facts.on_shadow_answer(
                 instance_id, decision.slot_id, decision.seq, action or "ERROR"
             )
+            if not self._facts.running:
+                # A hot standby's answers (docs/standby.md): every tick for ever, and compared
+                # by state digest, not decision by decision: not a row each in the ledger.
+                return
         if judgement.verdict not in (Verdict.EXECUTE, Verdict.ERROR) or pending is None:
             self._drop(
                 instance_id,

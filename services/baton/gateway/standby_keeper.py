@@ -88,6 +88,7 @@ class StandbyKeeper:
         self.keeping = sb.Keeping(strategy, nonce=uuid.uuid4().hex[:6])
         self._tapped = ""
         self._journal: list[gw.AttachResponse] = []
+        self._journaled_ticks = 0  # evaluation batches in the journal (its bound)
         self._base = 0  # the journal's position of _journal[0]
         self._marks: dict[str, int] = {}  # export id -> journal position right after it
         self._snapshots: dict[str, gw.StateSnapshot] = {}  # export id -> what it returned
@@ -246,6 +247,7 @@ class StandbyKeeper:
         del self._journal[:drop]
         self._base += drop
         self._marks = {k: v for k, v in self._marks.items() if v >= self._base}
+        self._journaled_ticks = sum(1 for msg in self._journal if msg.HasField("evaluate_batch"))
         policy = self.keeping.policy
         try:
             self._ledger.record_checkpoint(
@@ -276,14 +278,31 @@ class StandbyKeeper:
             self._taps.tap(self._tapped, None)
         self._base += len(self._journal)
         self._journal = []
+        self._journaled_ticks = 0
         self._marks.clear()
         self._tapped = instance_id
         if instance_id:
             self._taps.tap(instance_id, self._journal_append)
 
     def _journal_append(self, msg: gw.AttachResponse) -> None:
-        if msg.WhichOneof("body") in _JOURNALED:
-            self._journal.append(msg)
+        kind = msg.WhichOneof("body")
+        if kind not in _JOURNALED:
+            return
+        self._journal.append(msg)
+        if kind == "evaluate_batch":
+            self._journaled_ticks += 1
+            # Bounded: past twice the checkpoint interval (checkpoints keep failing, or none
+            # are taken) the journal goes, and so does the checkpoint it led from.
+            if self._journaled_ticks > 2 * self.keeping.policy.checkpoint_every_ticks + 8:
+                log.warning(
+                    "journal dropped: no checkpoint kept for too long",
+                    extra={"strategy": self.keeping.strategy, "messages": len(self._journal)},
+                )
+                self._base += len(self._journal)
+                self._journal = []
+                self._journaled_ticks = 0
+                self._marks.clear()
+                self._step(sb.JournalLost(self._now_ms()))
 
     def _diverged(self, d: sb.Diverged) -> None:
         self._metrics.state_diverged(self.keeping.strategy)

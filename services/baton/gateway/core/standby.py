@@ -248,7 +248,15 @@ class Imported:
     error: str = ""
 
 
-Event = AfterDispatch | AtBoundary | Gone | Attached | Exported | Imported
+@dataclass(frozen=True, slots=True)
+class JournalLost:
+    """The journal outgrew its bound (checkpoints kept failing): the checkpoint no longer has
+    the journal that leads from it to the ACTIVE's state, so it cannot be recovered from."""
+
+    t_ms: int
+
+
+Event = AfterDispatch | AtBoundary | Gone | Attached | Exported | Imported | JournalLost
 
 
 # -- actions -----------------------------------------------------------------------------------
@@ -370,6 +378,10 @@ def step(k: Keeping, event: Event) -> Step:
         return _attached(k, event)
     if isinstance(event, Exported):
         return _exported(k, event)
+    if isinstance(event, JournalLost):
+        if k.recovery is not None:
+            return Step(k)  # a recovery replays what it has; nothing is added meanwhile
+        return Step(replace(k, checkpoint=None, checkpoint_asked=""))
     return _imported(k, event)
 
 
