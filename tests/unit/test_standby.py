@@ -416,3 +416,24 @@ def test_a_lost_journal_leaves_nothing_to_recover_from_until_the_next_checkpoint
     assert [a.digest_only for a in run.asked()] == [False]
     assert run.feed(sb.Gone(run.t + 300, "a", roster(m("n", Role.STANDBY)))) == ()
     assert run.k.recovery is None
+
+
+def test_the_deads_last_point_is_the_last_in_its_stream_not_the_last_answered() -> None:
+    run = Run(HOT)
+    run.tick(0, roster(A, m("b", Role.STANDBY)))
+    ckpt, sync = (a.export_id for a in run.asked("a"))
+    assert sync.startswith(sb.SYNC_PREFIX)
+    run.answer("a", ckpt, "c0")
+    run.tick(1, roster(A, m("b", Role.STANDBY)))
+    (probe,) = run.asked("a")
+    # The host answers in stream order, but the sync's (big) export arrives after the next
+    # tick's check was asked: its place in the stream is before that check all the same.
+    run.answer("a", sync, "s0")
+    run.answer("a", probe.export_id, "p1")
+    run.feed(sb.Imported(run.t + 9, "b", sync, True, "s0"))
+    run.feed(sb.Gone(run.t + 20, "a", roster(m("b", Role.SHADOW))))
+    assert run.k.failover is not None
+    assert run.k.failover.verify_probe == probe.export_id
+    run.answer("b", probe.export_id, "p1")  # b replays the journal since the sync: the check
+    (fo,) = recorded(run)
+    assert fo.state is sb.FailoverState.EXACT

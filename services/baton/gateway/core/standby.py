@@ -469,6 +469,8 @@ def _after_dispatch(k: Keeping, e: AfterDispatch) -> Step:
             k, sync_id = _next_id(k, SYNC_PREFIX)
             k = replace(k, sync=Sync(candidate.instance_id, sync_id, SyncPhase.EXPORTING, e.t_ms))
             actions.append(AskExport(active.instance_id, sync_id, digest_only=False))
+            # A point of the ACTIVE's stream with a digest too, in stream order with the checks.
+            k = replace(k, probes=(*k.probes, Probe(sync_id, e.tick_index))[-PROBES_KEPT:])
     if policy.mode is not StandbyMode.HOT and k.sync is not None:
         dropped = k.sync
         k = replace(k, sync=None)
@@ -651,12 +653,6 @@ def _exported(k: Keeping, e: Exported) -> Step:
         else:
             k = replace(k, sync=replace(sync, phase=SyncPhase.IMPORTING, since_ms=e.t_ms))
             actions.append(SendImport(sync.instance_id, sync.sync_id, sync.sync_id))
-            k = replace(
-                k,
-                probes=(*k.probes, Probe(sync.sync_id, -1, ((e.instance_id, e.digest),)))[
-                    -PROBES_KEPT:
-                ],
-            )
     return Step(k, tuple(actions))
 
 
