@@ -535,3 +535,14 @@ def test_in_a_book_the_failover_names_its_strategy_and_its_rows(tmp_path: Path) 
     page = Elements(render_html(t))
     assert len(page.find("rect", "takeover")) == 2, "its two rows, apart"
     assert [text for _, text in page.text("failover #")] == ["failover #1 momentum hot 0 ms"]
+
+
+def test_a_label_that_would_run_past_the_edge_is_drawn_left_of_its_mark() -> None:
+    """A kill near the end of the ledger: its label ends at its mark instead of off the page."""
+    spans = (failover(1, T0 + 1000, T0 + 2000), failover(2, T0 + 10_800, None, missed=9))
+    page = Elements(render_html(timeline([], handoffs=(), failovers=spans)))
+    (early, _), (late, _) = page.text("failover #")
+    assert "text-anchor" not in early
+    assert float(early["x"]) > x_of(T0 + 1000)
+    assert late["text-anchor"] == "end"
+    assert float(late["x"]) < x_of(T0 + 10_800)

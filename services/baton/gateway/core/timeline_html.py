@@ -34,7 +34,8 @@ LABEL_FIT_W = LEFT - 10
 RIGHT = 20
 PLOT_W = WIDTH - LEFT - RIGHT
 VERSION_H = 18
-LABEL_H = 34  # two staggered lines of handoff / run labels
+LABEL_H = 34  # two staggered lines of handoff / failover / run labels
+LABEL_CHAR_W = 6.5  # about, for a bold 11 px label: where one would run past the page's edge
 AXIS_H = 26
 # Past this many cells, runs of healthy cells in a row are drawn as one rectangle: the page's
 # size then grows with the incidents, not with the ticks (a healthy day is one bar per slot).
@@ -372,6 +373,14 @@ def _stale(cell: Cell, scale: _Scale, y: int, row_h: int) -> str:
     )
 
 
+def _label_at(x: float, label: str) -> str:
+    """A label's x: right of its mark, or left of it (right-aligned) when it would run past
+    the page's edge (a kill or a handoff near the end of the ledger)."""
+    if x + 3 + len(label) * LABEL_CHAR_W <= WIDTH:
+        return f'x="{_f(x + 3)}"'
+    return f'x="{_f(x - 3)}" text-anchor="end"'
+
+
 def _label_lines(t: Timeline) -> dict[tuple[str, int], int]:
     """The y of each handoff's and failover's label, keyed ("handoff"|"failover", number):
     in time order, alternately on the upper and the lower line, so two close ones do not
@@ -408,7 +417,8 @@ def _handoffs(
             f'height="{bottom - VERSION_H}" fill="{colour}" fill-opacity="0.12" '
             # The marks under it keep their tooltips.
             f'stroke="{colour}" stroke-opacity="0.6" pointer-events="none"/>{flip}'
-            f'<text x="{_f(x0 + 3)}" y="{label_y}" style="fill:{colour};font-weight:600">'
+            f'<text {_label_at(x0, _handoff_label(h))} y="{label_y}" '
+            f'style="fill:{colour};font-weight:600">'
             f"{_e(_handoff_label(h))}</text><title>{_e(_handoff_title(h))}</title></g>"
         )
 
@@ -488,7 +498,7 @@ def _failovers(
             f'data-failover-id="{_e(f.failover_id)}" data-strategy="{_e(f.strategy)}" '
             f'data-mode="{_e(f.mode)}" data-state="{_e(f.state)}" data-result="{_e(f.result)}" '
             f'data-missed="{f.missed}" data-takeover-ms="{takeover}">{"".join(marks)}'
-            f'<text x="{_f(x0 + 3)}" y="{lines[("failover", f.number)]}" '
+            f'<text {_label_at(x0, _failover_label(f))} y="{lines[("failover", f.number)]}" '
             f'style="fill:{colour};font-weight:600">{_e(_failover_label(f))}</text>'
             f"<title>{_e(_failover_title(f))}</title></g>"
         )
