@@ -5,7 +5,9 @@ runs, the ACTIVE strategy host is frozen (SIGSTOP) until the ledger records a mi
 thawed: its answers arrive late and are dropped (stale). The page the demo wrote is opened in
 headless Chromium (tests/browser.py): no console error, nothing fetched, and the missed tick and
 each handoff of the ledger are on it, found by element and checked against the ledger. The
-screenshot is kept in build/artifacts/ for people to look at.
+screenshot is kept in build/artifacts/ for people to look at. The same for a demo whose ACTIVE
+is killed (``--kill-active``, hot standby and checkpoint): each failover of the ledger drawn at
+its death, across every slot row, to its take-over.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from baton.cli import main
+from baton.gateway.core.timeline_html import LEFT, PLOT_W
 from baton.gateway.report import presence_report
+from baton.gateway.timeline import read_timeline
 from tests.browser import chromium
 from tests.procs import SLOTS, count, query, wait_until
 
@@ -227,3 +233,110 @@ async def test_the_browser_check_sees_console_errors_and_fetches(tmp_path: Path)
     assert any("boom" in e for e in load.errors), load.errors
     assert any(e.startswith("uncaught: TypeError") for e in load.errors), load.errors
     assert "http://127.0.0.1:9/nothing.png" in load.requests
+
+
+# Failovers: two kills, spread over the run by the demo itself.
+KILL_DEMO_S = 24
+
+FAILOVER_FACTS = """(() => {
+  const box = (el) => { const r = el.getBoundingClientRect();
+    return {x: r.x, y: r.y, w: r.width, h: r.height}; };
+  const rows = [...document.querySelectorAll('g.slot')].map((g) => box(g));
+  return {
+    svg: box(document.querySelector('svg')),
+    rows: {top: Math.min(...rows.map((r) => r.y)), bottom: Math.max(...rows.map((r) => r.y + r.h))},
+    failovers: [...document.querySelectorAll('g.failover')].map((g) => ({
+      id: g.dataset.failoverId, mode: g.dataset.mode, state: g.dataset.state,
+      result: g.dataset.result, missed: Number(g.dataset.missed),
+      takeover: g.dataset.takeoverMs === '' ? null : Number(g.dataset.takeoverMs),
+      outcome: [...g.classList].find((c) => c !== 'failover'),
+      death: box(g.querySelector('polygon.death')),
+      bands: [...g.querySelectorAll('rect.takeover')].map(box),
+      label: g.querySelector('text').textContent,
+      title: g.querySelector(':scope > title').textContent})),
+    rows_of_table: [...document.querySelectorAll('table.failovers tr[data-failover-id]')].map(
+      (tr) => tr.dataset.failoverId),
+    figures: Object.fromEntries([...document.querySelectorAll('.figure')].map(
+      (f) => [f.dataset.figure, f.querySelector('.value').textContent])),
+  };
+})()"""
+
+
+async def run_demo_with_kills(workdir: Path, err_path: Path, mode: str) -> str:
+    """``baton demo --standby MODE --kill-active 2``; its stderr."""
+    baton = Path(sys.executable).parent / "baton"
+    with err_path.open("w") as err:
+        proc = await asyncio.create_subprocess_exec(
+            str(baton),
+            *("demo", "--standby", mode, "--kill-active", "2"),
+            *("--duration", str(KILL_DEMO_S), "--cadence-s", "1", "--workdir", str(workdir)),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        async with asyncio.timeout(DEMO_TIMEOUT_S):
+            code = await proc.wait()
+        assert code == 0, read(err_path)
+    finally:
+        if proc.returncode is None:  # SIGINT: the demo stops the processes it started
+            proc.send_signal(signal.SIGINT)
+            try:
+                async with asyncio.timeout(30):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+    return read(err_path)
+
+
+@pytest.mark.parametrize("mode", ["hot", "checkpoint"])
+async def test_the_timeline_of_a_demo_shows_each_failover(tmp_path: Path, mode: str) -> None:
+    workdir = tmp_path / "demo"
+    stderr = await run_demo_with_kills(workdir, tmp_path / "demo.err", mode)
+    assert stderr.count("SIGKILLed the ACTIVE") == 2, stderr
+    page = workdir / "presence.html"
+    report, timeline = read_timeline(workdir / "ledger.sqlite")
+    assert len(report.failovers) == 2, report.failovers
+    assert all(f.result == "completed" and f.state == "exact" for f in report.failovers), (
+        report.failovers
+    )
+    if mode == "hot":
+        assert [f.missed for f in report.failovers] == [0, 0]
+
+    async with chromium() as browser:
+        load = await browser.open(page.as_uri())
+        facts: dict[str, Any] = await browser.evaluate(FAILOVER_FACTS)
+        shot = await browser.screenshot(tmp_path / f"presence-timeline-failovers-{mode}.png")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / f"presence-timeline-failovers-{mode}.png")
+    assert load.errors == [], load.errors
+    assert load.requests == [page.as_uri()], "the page fetched something"
+
+    # Each failover of the ledger, in order, with its figures; its death where it happened
+    # on the time axis, its band across every slot row to its take-over.
+    svg = facts["svg"]
+    span = timeline.end_ms - timeline.start_ms
+    assert [f["id"] for f in facts["failovers"]] == [f.failover_id for f in report.failovers]
+    for n, (drawn, f) in enumerate(zip(facts["failovers"], report.failovers, strict=True), 1):
+        assert (drawn["mode"], drawn["state"], drawn["result"]) == (mode, f.state, f.result)
+        assert (drawn["missed"], drawn["takeover"]) == (f.missed, f.takeover_ms)
+        assert drawn["outcome"] == "exact"
+        assert f.takeover_ms is not None
+        assert drawn["label"].startswith(f"failover #{n} {mode} {f.takeover_ms} ms"), drawn
+        assert f.failover_id in drawn["title"], drawn["title"]
+        assert f"missed {f.missed}, state exact, completed" in drawn["title"], drawn["title"]
+        x_died = svg["x"] + LEFT + (f.died_ms - timeline.start_ms) / span * PLOT_W
+        assert abs(drawn["death"]["x"] + drawn["death"]["w"] / 2 - x_died) < 1.5, drawn
+        (band,) = drawn["bands"]
+        assert abs(band["x"] - x_died) < 1.5, band
+        assert band["w"] >= max(f.takeover_ms / span * PLOT_W, 2) - 1.5, band
+        assert band["y"] <= facts["rows"]["top"] + 1, "the band starts at the first slot row"
+        assert band["y"] + band["h"] >= facts["rows"]["bottom"] - 1, "and ends at the last"
+    assert facts["rows_of_table"] == [f.failover_id for f in report.failovers]
+
+    figures = facts["figures"]
+    assert figures["failovers exact / not"] == "2 / 0"
+    assert figures["missed in failovers"] == str(sum(f.missed for f in report.failovers))
+    width, height = png_size(shot)
+    assert width >= 1200, width
+    assert height >= svg["y"] + svg["h"], height

@@ -11,11 +11,13 @@ with the same exact totals.
 from __future__ import annotations
 
 import sqlite3
+import statistics
 from pathlib import Path
 
 from baton.gateway.core.records import MISSED_OUTCOMES, EvalOutcome
 from baton.gateway.core.timeline import (
     Cell,
+    FailoverSpan,
     Figure,
     HandoffSpan,
     RunSpan,
@@ -105,6 +107,42 @@ def _timeline(conn: sqlite3.Connection, r: PresenceReport, *, title: str) -> Tim
         ),
         runs=runs,
         headline=headline(r),
+        failovers=_failovers(conn, r, several),
+    )
+
+
+def _failovers(
+    conn: sqlite3.Connection, r: PresenceReport, several: bool
+) -> tuple[FailoverSpan, ...]:
+    """The report's failovers, numbered as in its table; in a book each covers the rows of its
+    strategy only."""
+    rows: dict[str, tuple[str, ...]] = {}
+    if several and r.failovers:
+        for strategy, row in conn.execute(
+            "SELECT strategy, strategy || ' ' || slot_id FROM evaluations "
+            "GROUP BY strategy, slot_id ORDER BY MIN(id)"
+        ):
+            rows[strategy] = (*rows.get(strategy, ()), row)
+    return tuple(
+        FailoverSpan(
+            number=n,
+            failover_id=f.failover_id,
+            strategy=f.strategy,
+            mode=f.mode,
+            from_instance=f.from_instance,
+            to_instance=f.to_instance,
+            from_version=f.from_version,
+            to_version=f.to_version,
+            died_ms=f.died_ms,
+            took_over_ms=f.took_over_ms,
+            missed=f.missed,
+            state=f.state,
+            result=f.result,
+            checkpoint_id=f.checkpoint_id,
+            message=f.message,
+            rows=rows.get(f.strategy, ()) if several else None,
+        )
+        for n, f in enumerate(r.failovers, 1)
     )
 
 
@@ -255,6 +293,7 @@ def headline(r: PresenceReport) -> tuple[Figure, ...]:
         ),
         Figure("missed during handoffs", str(r.handoffs_missed), bad=r.handoffs_missed > 0),
         Figure("pause p50 / max", pause),
+        *_failover_figures(r),
         Figure("slots", str(r.slots)),
         *(
             (Figure("strategies", ", ".join(x.name for x in r.per_strategy)),)
@@ -263,4 +302,20 @@ def headline(r: PresenceReport) -> tuple[Figure, ...]:
         ),
         Figure("gateway runs", str(r.runs)),
         Figure("ticks with no gateway", f"{r.not_scheduled:,}"),
+    )
+
+
+def _failover_figures(r: PresenceReport) -> tuple[Figure, ...]:
+    """Failovers (docs/standby.md): how many took over with the dead instance's exact state
+    and how many did not (diverged, unverified, empty, failed, nobody yet), what they missed,
+    and how long the take-overs took."""
+    exact = sum(1 for f in r.failovers if f.result == "completed" and f.state == "exact")
+    other = len(r.failovers) - exact
+    missed = sum(f.missed for f in r.failovers)
+    takeovers = [f.takeover_ms for f in r.failovers if f.takeover_ms is not None]
+    takeover = f"{statistics.median(takeovers):g} / {max(takeovers)} ms" if takeovers else "-"
+    return (
+        Figure("failovers exact / not", f"{exact} / {other}", bad=other > 0),
+        Figure("missed in failovers", f"{missed:,}", bad=missed > 0),
+        Figure("take-over p50 / max", takeover),
     )

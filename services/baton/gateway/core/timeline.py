@@ -102,6 +102,59 @@ class HandoffSpan:
 
 
 @dataclass(frozen=True, slots=True)
+class FailoverSpan:
+    """One failover (a strategy's ACTIVE died, another instance took over; docs/standby.md),
+    numbered as in the text report's failover table. ``rows``: the timeline rows of its
+    strategy in a book of several (its band covers those); None: every row (one strategy)."""
+
+    number: int
+    failover_id: str
+    strategy: str
+    mode: str  # the standby mode it ran under: hot / checkpoint / none
+    from_instance: str
+    to_instance: str
+    from_version: str
+    to_version: str
+    died_ms: int
+    took_over_ms: int | None  # None: nobody had taken over when the ledger was read
+    missed: int
+    state: str  # exact / diverged / unverified / empty / pending
+    result: str  # completed / failed / running
+    checkpoint_id: str = ""
+    message: str = ""
+    rows: tuple[str, ...] | None = None
+
+    @property
+    def takeover_ms(self) -> int | None:
+        return None if self.took_over_ms is None else self.took_over_ms - self.died_ms
+
+    @property
+    def outcome(self) -> FailoverOutcome:
+        """How it is coloured: failed (or nobody took over), else exact or not.
+
+        >>> def span(state, result="completed", took=5):
+        ...     return FailoverSpan(1, "f", "s", "", "", "", "", "", 0, took, 0, state, result)
+        >>> [span(s).outcome.value for s in ("exact", "diverged", "unverified", "empty")]
+        ['exact', 'inexact', 'inexact', 'inexact']
+        >>> span("exact", "failed").outcome.value, span("pending", "running", None).outcome.value
+        ('failed', 'failed')
+        """
+        if self.result == "failed" or self.took_over_ms is None:
+            return FailoverOutcome.FAILED
+        if self.state == "exact":
+            return FailoverOutcome.EXACT
+        return FailoverOutcome.INEXACT
+
+
+class FailoverOutcome(enum.Enum):
+    """How a failover is coloured: what its successor goes on with."""
+
+    EXACT = "exact"  # taken over with the dead instance's state, verified
+    INEXACT = "inexact"  # taken over, the state diverged, unverified, empty (or not checked yet)
+    FAILED = "failed"  # the take-over failed, or nobody has taken over
+
+
+@dataclass(frozen=True, slots=True)
 class RunSpan:
     """One gateway process (a row of the ledger's ``runs``): started, first and last tick."""
 
@@ -134,6 +187,7 @@ class Timeline:
     handoffs: tuple[HandoffSpan, ...]
     runs: tuple[RunSpan, ...]
     headline: tuple[Figure, ...]
+    failovers: tuple[FailoverSpan, ...] = ()
 
 
 def choose_bucket_ms(

@@ -16,7 +16,16 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator
 
-from baton.gateway.core.timeline import Cell, Figure, HandoffSpan, Kind, Timeline, time_of_day
+from baton.gateway.core.timeline import (
+    Cell,
+    FailoverOutcome,
+    FailoverSpan,
+    Figure,
+    HandoffSpan,
+    Kind,
+    Timeline,
+    time_of_day,
+)
 
 WIDTH = 1200
 LEFT = 110  # slot labels
@@ -25,7 +34,8 @@ LABEL_FIT_W = LEFT - 10
 RIGHT = 20
 PLOT_W = WIDTH - LEFT - RIGHT
 VERSION_H = 18
-LABEL_H = 34  # two staggered lines of handoff / run labels
+LABEL_H = 34  # two staggered lines of handoff / failover / run labels
+LABEL_CHAR_W = 6.5  # about, for a bold 11 px label: where one would run past the page's edge
 AXIS_H = 26
 # Past this many cells, runs of healthy cells in a row are drawn as one rectangle: the page's
 # size then grows with the incidents, not with the ticks (a healthy day is one bar per slot).
@@ -42,6 +52,12 @@ COLOURS = {
 }
 STALE = "#7b3fe4"
 HANDOFF = "#2b6cb0"
+# A failover is told from a handoff by its colours, its dashed band and the triangle at the death.
+FAILOVER = {
+    FailoverOutcome.EXACT: "#0f766e",
+    FailoverOutcome.INEXACT: "#b45309",
+    FailoverOutcome.FAILED: "#d7263d",
+}
 DOWN = "#9aa0a6"
 # Versions are told apart by colour; more versions than colours reuse them in order.
 VERSION_COLOURS = ("#cfe3f7", "#f8dcc4", "#dcd3f2", "#d3efd9", "#f5d0dc", "#e9e4c8")
@@ -69,10 +85,12 @@ h1 { font-size: 20px; margin: 0 0 4px; }
 svg text { font: 11px system-ui, sans-serif; fill: #1d2330; }
 svg .axis text { fill: #5b6372; }
 /* Labels drawn over lines and bands stay readable: a white halo behind each glyph. */
-svg .handoff text, svg .run text { paint-order: stroke; stroke: #fff; stroke-width: 3px; }
+svg .handoff text, svg .failover text, svg .run text { paint-order: stroke; stroke: #fff;
+  stroke-width: 3px; }
 table { border-collapse: collapse; margin-top: 16px; font-size: 13px; }
+caption { text-align: left; font-weight: 600; padding: 0 10px 4px; }
 th, td { padding: 3px 10px; border-bottom: 1px solid #e3e6eb; text-align: right; }
-th:first-child, td:first-child, td.l { text-align: left; }
+th:first-child, td:first-child, th.l, td.l { text-align: left; }
 .bad-text { color: #b3172b; font-weight: 600; }
 """
 
@@ -104,6 +122,7 @@ def render_html(t: Timeline) -> str:
             _legend(t),
             f'<div class="plot">{_svg(t)}</div>',
             _handoff_table(t.handoffs),
+            _failover_table(t.failovers),
         ]
     )
     return (
@@ -149,6 +168,22 @@ def _legend(t: Timeline) -> str:
         (HANDOFF, "handoff (line: the flip)"),
         (DOWN, "no gateway running"),
     ]
+    if t.failovers:
+        # Striped swatches, as the bands are.
+        items += [
+            (
+                f"repeating-linear-gradient(45deg, {FAILOVER[o]} 0 2px, #fff 2px 4px)",
+                label,
+            )
+            for o, label in (
+                (
+                    FailoverOutcome.EXACT,
+                    "failover, state exact (\u25bc the death, band to the take-over)",
+                ),
+                (FailoverOutcome.INEXACT, "failover, state diverged / unverified / empty"),
+                (FailoverOutcome.FAILED, "failover failed or not taken over"),
+            )
+        ]
     spans = [f'<span style="--c:{c}">{_e(label)}</span>' for c, label in items]
     return f'<div class="legend">{"".join(spans)}</div>'
 
@@ -170,7 +205,9 @@ def _svg(t: Timeline) -> str:
     parts += _versions(t, scale)
     parts += _runs(t, scale, rows_top, rows_bottom)
     parts += _slot_rows(t, scale, rows_top, row_h)
-    parts += _handoffs(t, scale, rows_bottom)
+    lines = _label_lines(t)
+    parts += _handoffs(t, scale, rows_bottom, lines)
+    parts += _failovers(t, scale, rows_top, row_h, lines)
     parts += _axis(t, scale, rows_bottom)
     parts.append("</svg>")
     return "\n".join(parts)
@@ -336,11 +373,33 @@ def _stale(cell: Cell, scale: _Scale, y: int, row_h: int) -> str:
     )
 
 
-def _handoffs(t: Timeline, scale: _Scale, bottom: int) -> Iterator[str]:
+def _label_at(x: float, label: str) -> str:
+    """A label's x: right of its mark, or left of it (right-aligned) when it would run past
+    the page's edge (a kill or a handoff near the end of the ledger)."""
+    if x + 3 + len(label) * LABEL_CHAR_W <= WIDTH:
+        return f'x="{_f(x + 3)}"'
+    return f'x="{_f(x - 3)}" text-anchor="end"'
+
+
+def _label_lines(t: Timeline) -> dict[tuple[str, int], int]:
+    """The y of each handoff's and failover's label, keyed ("handoff"|"failover", number):
+    in time order, alternately on the upper and the lower line, so two close ones do not
+    overwrite each other."""
+    starts = [(h.started_ms, "handoff", h.number) for h in t.handoffs]
+    starts += [(f.died_ms, "failover", f.number) for f in t.failovers]
+    return {
+        (what, number): VERSION_H + (12 if i % 2 == 0 else 25)
+        for i, (_, what, number) in enumerate(sorted(starts))
+    }
+
+
+def _handoffs(
+    t: Timeline, scale: _Scale, bottom: int, lines: dict[tuple[str, int], int]
+) -> Iterator[str]:
     for h in t.handoffs:
         end = h.finished_ms if h.finished_ms is not None else t.end_ms
         x0, x1 = scale.x(h.started_ms), scale.x(end)
-        label_y = VERSION_H + (12 if h.number % 2 else 25)
+        label_y = lines[("handoff", h.number)]
         ok = h.result == "completed"
         colour = HANDOFF if ok else COLOURS[Kind.MISSED]
         flip = ""
@@ -358,7 +417,8 @@ def _handoffs(t: Timeline, scale: _Scale, bottom: int) -> Iterator[str]:
             f'height="{bottom - VERSION_H}" fill="{colour}" fill-opacity="0.12" '
             # The marks under it keep their tooltips.
             f'stroke="{colour}" stroke-opacity="0.6" pointer-events="none"/>{flip}'
-            f'<text x="{_f(x0 + 3)}" y="{label_y}" style="fill:{colour};font-weight:600">'
+            f'<text {_label_at(x0, _handoff_label(h))} y="{label_y}" '
+            f'style="fill:{colour};font-weight:600">'
             f"{_e(_handoff_label(h))}</text><title>{_e(_handoff_title(h))}</title></g>"
         )
 
@@ -379,6 +439,100 @@ def _handoff_title(h: HandoffSpan) -> str:
     return (
         f"handoff #{h.number} {h.handoff_id}: {h.from_version} -> {h.to_version}, {h.result}; "
         f"{time_of_day(h.started_ms)} .. {end}, {flip}, pause {_pause(h)}, missed {h.missed}"
+    )
+
+
+def _row_spans(t: Timeline, f: FailoverSpan, top: int, row_h: int) -> list[tuple[int, int]]:
+    """The (top, bottom) of each run of adjacent rows a failover covers: every row for one
+    strategy, its strategy's rows in a book (not necessarily adjacent)."""
+    mine = None if f.rows is None else set(f.rows)
+    spans: list[tuple[int, int]] = []
+    for i, row in enumerate(t.slots):
+        if mine is not None and row not in mine:
+            continue
+        y0, y1 = top + i * row_h, top + (i + 1) * row_h
+        if spans and spans[-1][1] == y0:
+            spans[-1] = (spans[-1][0], y1)
+        else:
+            spans.append((y0, y1))
+    return spans
+
+
+def _failovers(
+    t: Timeline, scale: _Scale, top: int, row_h: int, lines: dict[tuple[str, int], int]
+) -> Iterator[str]:
+    """Each failover: a triangle and a line at the death, a hatched band to the take-over (to
+    the end of the timeline while nobody has taken over) across its strategy's rows."""
+    if t.failovers:
+        # Stripes rather than a tint: the band reads as a failover's over any cell colour.
+        yield (
+            "<defs>"
+            + "".join(
+                f'<pattern id="hatch-{o.value}" width="6" height="6" patternUnits="userSpaceOnUse" '
+                f'patternTransform="rotate(45)"><rect width="6" height="6" fill="{c}" '
+                f'fill-opacity="0.15"/><line x1="1" y1="0" x2="1" y2="6" stroke="{c}" '
+                'stroke-width="2" stroke-opacity="0.75"/></pattern>'
+                for o, c in FAILOVER.items()
+            )
+            + "</defs>"
+        )
+    for f in t.failovers:
+        colour = FAILOVER[f.outcome]
+        end = f.took_over_ms if f.took_over_ms is not None else t.end_ms
+        x0, x1 = scale.x(f.died_ms), scale.x(max(end, f.died_ms))
+        marks = [
+            f'<polygon class="death" points="{_f(x0 - 5)},{top - 8} {_f(x0 + 5)},{top - 8} '
+            f'{_f(x0)},{top - 1}" fill="{colour}"/>'
+        ]
+        for y0, y1 in _row_spans(t, f, top, row_h):
+            marks.append(
+                f'<rect class="takeover" x="{_f(x0)}" y="{y0}" width="{_f(max(x1 - x0, 2))}" '
+                f'height="{y1 - y0}" fill="url(#hatch-{f.outcome.value})" stroke="{colour}" '
+                f'stroke-dasharray="4,2" pointer-events="none"/>'
+                f'<line class="died" x1="{_f(x0)}" x2="{_f(x0)}" y1="{y0}" y2="{y1}" '
+                f'stroke="{colour}" stroke-width="2" pointer-events="none"/>'
+            )
+        takeover = "" if f.takeover_ms is None else str(f.takeover_ms)
+        yield (
+            f'<g class="failover {f.outcome.value}" id="failover-{f.number}" '
+            f'data-failover-id="{_e(f.failover_id)}" data-strategy="{_e(f.strategy)}" '
+            f'data-mode="{_e(f.mode)}" data-state="{_e(f.state)}" data-result="{_e(f.result)}" '
+            f'data-missed="{f.missed}" data-takeover-ms="{takeover}">{"".join(marks)}'
+            f'<text {_label_at(x0, _failover_label(f))} y="{lines[("failover", f.number)]}" '
+            f'style="fill:{colour};font-weight:600">{_e(_failover_label(f))}</text>'
+            f"<title>{_e(_failover_title(f))}</title></g>"
+        )
+
+
+def _failover_label(f: FailoverSpan) -> str:
+    """Short: ``failover #2 checkpoint 911 ms, missed 16`` (the rest is in the tooltip)."""
+    who = "" if f.rows is None else f" {f.strategy}"
+    took = "not taken over" if f.takeover_ms is None else f"{f.takeover_ms} ms"
+    tail = [f"missed {f.missed}"] if f.missed else []
+    if f.result == "completed" and f.state != "exact":
+        tail.append(f"state {f.state}")
+    elif f.result not in ("completed", "running"):
+        tail.append(f.result)
+    return f"failover #{f.number}{who} {f.mode} {took}" + "".join(f", {x}" for x in tail)
+
+
+def _ms_of_day(t_ms: int) -> str:
+    return f"{time_of_day(t_ms)}.{t_ms % 1000:03d}"
+
+
+def _failover_title(f: FailoverSpan) -> str:
+    successor = f"{f.to_instance} ({f.to_version})" if f.to_instance else "nobody yet"
+    took = (
+        "not taken over"
+        if f.took_over_ms is None
+        else f"took over {_ms_of_day(f.took_over_ms)} (take-over {f.takeover_ms} ms)"
+    )
+    checkpoint = f", checkpoint {f.checkpoint_id}" if f.checkpoint_id else ""
+    message = f": {f.message}" if f.message else ""
+    return (
+        f"failover #{f.number} {f.failover_id} ({f.strategy}, standby {f.mode}): "
+        f"{f.from_instance} ({f.from_version}) died {_ms_of_day(f.died_ms)} -> {successor}; "
+        f"{took}, missed {f.missed}, state {f.state}, {f.result}{checkpoint}{message}"
     )
 
 
@@ -418,7 +572,37 @@ def _handoff_table(handoffs: tuple[HandoffSpan, ...]) -> str:
             f"<td>{_e(_pause(h))}</td><td>{h.missed}</td></tr>"
         )
     head = (
-        "<tr><th>#</th><th>handoff</th><th>result</th><th>started (UTC)</th>"
+        '<tr><th>#</th><th class="l">handoff</th><th class="l">result</th><th>started (UTC)</th>'
         "<th>pause</th><th>missed</th></tr>"
     )
-    return f'<table class="handoffs">{head}{"".join(rows)}</table>'
+    return f'<table class="handoffs"><caption>handoffs</caption>{head}{"".join(rows)}</table>'
+
+
+def _failover_table(failovers: tuple[FailoverSpan, ...]) -> str:
+    if not failovers:
+        return "<p>No failovers in this ledger.</p>"
+
+    def flag(text: str, bad: bool) -> str:
+        return f'<span class="bad-text">{_e(text)}</span>' if bad else _e(text)
+
+    rows = []
+    for f in failovers:
+        took = "-" if f.takeover_ms is None else f"{f.takeover_ms} ms"
+        successor = f.to_instance or "(nobody)"
+        rows.append(
+            f'<tr data-failover-id="{_e(f.failover_id)}"><td>#{f.number}</td>'
+            f'<td class="l">{_e(f.strategy)}</td><td class="l">{_e(f.mode)}</td>'
+            f'<td class="l">{_e(f.from_instance)} \u2192 {_e(successor)}</td>'
+            f'<td class="l">{flag(f.result, f.result != "completed")}</td>'
+            f'<td class="l">{flag(f.state, f.state != "exact")}</td>'
+            f"<td>{_ms_of_day(f.died_ms)}</td><td>{_e(took)}</td>"
+            f"<td>{flag(str(f.missed), f.missed > 0)}</td>"
+            f'<td class="l">{_e(f.message)}</td></tr>'
+        )
+    head = (
+        '<tr><th>#</th><th class="l">strategy</th><th class="l">mode</th>'
+        '<th class="l">failover</th><th class="l">result</th><th class="l">state</th>'
+        '<th>died (UTC)</th><th>take-over</th><th>missed</th><th class="l">note</th></tr>'
+    )
+    caption = "<caption>failovers (an ACTIVE died; docs/standby.md)</caption>"
+    return f'<table class="failovers">{caption}{head}{"".join(rows)}</table>'
