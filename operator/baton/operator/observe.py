@@ -21,6 +21,7 @@ from baton.operator.core.rollout import (
     InstanceFacts,
     Observed,
     figures_of,
+    pod_pair_for,
 )
 from baton.operator.core.spec import SpecError, parse_spec
 from baton.operator.kube import Kube
@@ -115,6 +116,13 @@ async def observe(
         and (other.get("metadata") or {}).get("uid") != meta.get("uid")
     )
     pod = await kube.get_pod(namespace, progress.pod) if progress.pod else None
+    # The other pod of the pair (a hot standby's; looked at for every SV, so that a terminal
+    # one's is deleted whatever its spec says now).
+    standby_pod = None
+    if progress.pod:
+        primary, secondary = pod_pair_for(str(meta.get("name")), str(meta.get("uid")))
+        other = primary if progress.pod == secondary else secondary
+        standby_pod = await kube.get_pod(namespace, other)
     gateway = await gateway_facts(control, progress.handoff.handoff_id, strategy)
     observed = Observed(
         name=str(meta.get("name")),
@@ -127,5 +135,6 @@ async def observe(
         siblings=siblings,
         now=now,
         deleting=bool(meta.get("deletionTimestamp")),
+        standby_pod=pod_facts(standby_pod) if standby_pod is not None else None,
     )
     return World(obj, observed)
