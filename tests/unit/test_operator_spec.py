@@ -538,3 +538,18 @@ def test_the_pod_passes_the_standby_policy_to_the_host(standby: dict[str, Any]) 
         assert term["podAffinityTerm"]["labelSelector"] == {"matchLabels": {LABEL_VERSION: "sv"}}
         assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
         assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity["podAntiAffinity"]
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(EXAMPLES.glob("strategyversion-*.yaml")), ids=lambda p: p.name
+)
+def test_every_example_is_a_valid_spec(path: Path) -> None:
+    """The examples users apply parse as the operator parses them; only the hot one is hot,
+    and one spells out the standby defaults."""
+    spec = parse_spec(yaml.safe_load(path.read_text())["spec"])
+    assert spec.standby.hot is (path.name == "strategyversion-hot.yaml")
+    if path.name == "strategyversion-v2.yaml":
+        assert spec.standby == StandbySpec()

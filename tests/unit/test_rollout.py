@@ -888,6 +888,35 @@ HOT_CASES = [
         Case(
             hot(
                 HOT_ACTIVE,
+                pod=RUNNING,
+                standby_pod=replace(STANDBY_RUNNING, restarts=5),
+                gw=gateway(active_in(GREEN), shadow(GREEN_SB), active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (),
+            standby="Ready",
+        ),
+        id="hot-active-restarts-of-an-attached-standby-do-not-matter",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=RUNNING,
+                standby_pod=replace(STANDBY_RUNNING, phase="Failed", reason="Evicted"),
+                gw=gateway(active_in(GREEN), active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (DeletePod,),
+            pods=(SECONDARY,),
+            standby="Failing",
+        ),
+        id="hot-active-ended-standby-pod-deleted-to-be-recreated",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
                 pod=None,
                 standby_pod=STANDBY_RUNNING,
                 gw=gateway(active_in(GREEN_SB), active="i-green-sb", epoch=9),

@@ -408,14 +408,13 @@ def _standby_state(o: Observed, spec: StrategyVersionSpec, pod: str) -> StandbyF
     instance = o.gateway.by_pod(pod) if o.gateway.reachable else None
     if facts is None or facts.terminating:
         state = StandbyState.MISSING
+    elif instance is not None:
+        # Attached: restarts it had before do not matter any more.
+        state = StandbyState.READY if instance.role is Role.SHADOW else StandbyState.SYNCING
     elif _pod_failure_of(facts, spec) is not None:
         state = StandbyState.FAILING
-    elif instance is None:
-        state = StandbyState.STARTING
-    elif instance.role is Role.SHADOW:
-        state = StandbyState.READY
     else:
-        state = StandbyState.SYNCING
+        state = StandbyState.STARTING
     return replace(
         o.progress.standby,
         state=state.value,
@@ -446,12 +445,25 @@ def _with_standby(o: Observed, d: Decision) -> Decision:
     actions = d.actions
     creating = any(isinstance(a, CreatePod) and a.name == other for a in actions)
     deleting = any(isinstance(a, DeletePod) for a in actions)
-    if _pod_facts(o, other) is None and not creating and not deleting:
+    facts = _pod_facts(o, other)
+    extra: Action | None = None
+    if facts is None and not creating and not deleting:
         # Not there: never created (an operator restarted between the two creates), deleted by
         # someone, or the pod the ACTIVE instance died in. The gateway syncs it once attached.
+        extra = CreatePod(other)
+    elif (
+        facts is not None
+        and facts.phase in ("Failed", "Succeeded")
+        and not facts.terminating
+        and not deleting
+    ):
+        # Ended for good (evicted, or its host exited 0): a pod never runs again once it has;
+        # delete it, and the next round recreates it.
+        extra = DeletePod(other, f"standby pod {other} {facts.phase.lower()}; recreating it")
+    if extra is not None:
         events = tuple(a for a in actions if isinstance(a, Event))
         others = tuple(a for a in actions if not isinstance(a, Event))
-        actions = (*others, CreatePod(other), *events)
+        actions = (*others, extra, *events)
     return replace(d, progress=replace(d.progress, standby=figures), actions=actions)
 
 
