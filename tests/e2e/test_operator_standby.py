@@ -139,6 +139,62 @@ async def test_a_hot_version_runs_two_pods_one_active(stack: Stack) -> None:
     await presence_kept(s, 3)
 
 
+async def test_the_operator_follows_a_failover_to_the_standby_pod(stack: Stack) -> None:
+    """The operator's side of a failover, on the gateway as it is: the test stands in for the
+    gateway's take-over (a ``Promote`` of the standby once the ACTIVE pod is killed, with the
+    operator stopped meanwhile so that the killed pod's recreation cannot attach first and be
+    made ACTIVE on attach). The restarted operator sees the ACTIVE instance in the other pod:
+    the version stays Active with ``status.pod`` moved, a FailedOver Warning, and the killed pod
+    recreated under its name and attached as the next standby. Misses are not counted here (the
+    gap is the test's, not the gateway's): the next test does that."""
+    s = stack
+    s.apply(sv_yaml("mom-v1", "v1", V1, extra=HOT))
+    v1 = await s.wait_phase("mom-v1", "Active", "Failed")
+    assert v1["status"]["phase"] == "Active", v1["status"]["message"]
+    serving, standby = await both_attached(s, "mom-v1")
+    dead = await s.kube.get_pod(s.namespace, serving.pod_name)
+    assert dead is not None
+
+    await s.kill_operator()
+    s.kubectl("delete", "pod", serving.pod_name, "--grace-period=0", "--force")
+    async with ControlClient(s.gateway.ready["grpc_addr"], timeout_s=5) as control:
+
+        async def detached() -> bool:
+            listing = await control.list_instances()
+            return all(i.instance_id != serving.instance_id for i in listing.instances)
+
+        await eventually(detached, timeout_s=30, what=f"{serving.pod_name}'s instance gone")
+        promoted = await control.promote(standby.instance_id, request_id="test-failover")
+        assert promoted.to_instance == standby.instance_id
+    by_pod = await attached(s)
+    assert by_pod[standby.pod_name].role is Role.ACTIVE
+    await s.start_operator()
+
+    async def failed_over() -> dict[str, Any] | None:
+        sv = await s.sv("mom-v1")
+        status = (sv or {}).get("status") or {}
+        moved = status.get("pod") == standby.pod_name
+        return status if moved and (status.get("standby") or {}).get("failovers") == 1 else None
+
+    status = await eventually(failed_over, timeout_s=30, what="the failover seen")
+    assert (status["phase"], status["active"]) == ("Active", True)
+    assert status["instanceId"] == standby.instance_id
+    assert status["standby"]["pod"] == serving.pod_name
+    assert status["standby"]["lastFailoverFrom"] == serving.pod_name
+    # The killed pod is back under its name, attached, and not ACTIVE: the next standby.
+    new_serving, new_standby = await both_attached(s, "mom-v1")
+    assert new_serving.instance_id == standby.instance_id
+    assert new_standby.pod_name == serving.pod_name
+    recreated = await s.kube.get_pod(s.namespace, serving.pod_name)
+    assert recreated is not None
+    assert recreated["metadata"]["uid"] != dead["metadata"]["uid"]
+    await standby_state(s, "mom-v1", "Syncing", "Ready")
+    story = [(t, r) for t, r, _ in s.events("mom-v1")]
+    assert story == [("Normal", "Starting"), ("Normal", "Activated"), ("Warning", "FailedOver")]
+    rows = {line.split()[0]: line.split() for line in s.kubectl("get", "sv").splitlines()}
+    assert rows["mom-v1"][3:5] == ["Active", "true"]
+
+
 async def test_the_active_pod_killed_the_standby_takes_over_with_zero_missed(
     stack: Stack,
 ) -> None:

@@ -545,6 +545,24 @@ CASES = [
         ),
         id="active-pod-restarting",
     ),
+    pytest.param(
+        Case(
+            observed(ACTIVE, pod=None, gw=gateway(active="")),
+            Phase.ACTIVE,
+            (CreatePod, Event),
+            f"pod {POD} is gone: recreating it",
+        ),
+        id="active-pod-deleted-with-nothing-taking-over-is-recreated",
+    ),
+    pytest.param(
+        Case(
+            observed(ACTIVE, pod=replace(RUNNING, terminating=True), gw=gateway(active="")),
+            Phase.ACTIVE,
+            (),
+            "not attached",
+        ),
+        id="active-pod-being-deleted-is-waited-for",
+    ),
     # -- terminal
     pytest.param(
         Case(
@@ -935,6 +953,22 @@ HOT_CASES = [
         Case(
             hot(
                 HOT_ACTIVE,
+                pod=None,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(shadow(GREEN_SB), active=""),
+            ),
+            Phase.ACTIVE,
+            (CreatePod, Event),
+            "is gone: recreating it",
+            pods=(PRIMARY,),
+            serving=PRIMARY,
+        ),
+        id="hot-active-pod-gone-before-the-gateway-failed-over-is-recreated",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
                 pod=replace(RUNNING, terminating=True),
                 standby_pod=STANDBY_RUNNING,
                 gw=gateway(active_in(GREEN_SB), active="i-green-sb"),
@@ -1056,9 +1090,8 @@ def test_decide(case: Case) -> None:
         assert _pods_acted_on(d) == case.pods
     if case.serving is not None:
         assert d.progress.pod == case.serving
-        if case.phase is Phase.ACTIVE:
-            instance = case.o.gateway.by_pod(case.serving)
-            assert instance is not None
+        instance = case.o.gateway.by_pod(case.serving)
+        if case.phase is Phase.ACTIVE and instance is not None:
             assert d.progress.instance_id == instance.instance_id
     if case.standby is not None:
         assert d.progress.standby.state == case.standby, d.progress.standby

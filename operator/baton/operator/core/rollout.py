@@ -374,10 +374,6 @@ def _delete_own_pod(o: Observed, reason: str) -> tuple[Action, ...]:
     )
 
 
-def _hot(o: Observed) -> bool:
-    return isinstance(o.spec, StrategyVersionSpec) and o.spec.standby.hot
-
-
 def _other_pod(o: Observed, pod: str) -> str:
     """The pod of the SV's pair that is not ``pod``."""
     primary, secondary = pod_pair_for(o.name, o.uid)
@@ -744,6 +740,18 @@ def _active(o: Observed) -> Decision:
             actions=_delete_own_pod(o, f"handed over to {successor.name}"),
             requeue_s=STEADY_S,
             active=False,
+        )
+    if o.pod is None and p.pod:
+        # Its pod was deleted (`kubectl delete pod`, a node drained) and nothing took over:
+        # a pod is never recreated by Kubernetes, so the operator does it. The new instance
+        # takes over as the gateway's standby policy says (checkpoint + journal replay, or an
+        # empty state with mode None); with a hot standby the gateway has usually failed over
+        # before this round, and the pod comes back as the standby instead (``_failover``).
+        message = f"ACTIVE version, but pod {p.pod} is gone: recreating it"
+        return Decision(
+            replace(p, message=message, active=False),
+            (CreatePod(p.pod), Event(EventType.WARNING, "PodRecreated", message)),
+            requeue_s=FAST_S,
         )
     if instance is None:
         return _stay(
