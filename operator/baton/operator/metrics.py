@@ -24,7 +24,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from baton.common.metrics_http import serve_metrics
-from baton.operator.core.rollout import Observed, Phase
+from baton.operator.core.rollout import Observed, Phase, StandbyState
 
 # Phases a rollout ends in, and the result they are counted as. Retired is not one: it is the
 # end of a version that went live (its rollout was counted then).
@@ -91,8 +91,15 @@ class OperatorMetrics:
         self._phases: dict[tuple[str, str], Phase] = {}
         self._standby_states: dict[tuple[str, str], str] = {}
         self._failovers_seen: dict[tuple[str, str], int] = {}
+        self._namespaces: set[str] = set()
 
     def _standby(self, namespace: str, o: Observed) -> None:
+        if namespace not in self._namespaces:
+            # Every state of a namespace exists at 0 once it is watched, so a query for the
+            # standbys not Ready reads 0, not "no data".
+            self._namespaces.add(namespace)
+            for s in StandbyState:
+                self._standbys.labels(namespace, s.value)
         key = (namespace, o.name)
         figures = o.progress.standby
         before = self._standby_states.get(key, "")
