@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from baton import wire
-from baton.control import ControlClient
+from baton.control import ControlClient, ControlError
 from baton.model import InstanceStatus, Role
 from baton.operator.core.rollout import pod_pair_for
 from tests.e2e.stack import V1, V2, Stack, StartStack, eventually, presence_kept, sv_yaml
@@ -62,9 +62,11 @@ async def both_attached(s: Stack, name: str) -> tuple[InstanceStatus, InstanceSt
         by_pod = await attached(s)
         if serving not in by_pod or standby not in by_pod:
             return None
+        # Not yet while the standby's pod still shows its dead instance (a failover).
         if by_pod[serving].role is not Role.ACTIVE:
             return None
-        assert by_pod[standby].role in (Role.STANDBY, Role.SHADOW), by_pod[standby]
+        if by_pod[standby].role not in (Role.STANDBY, Role.SHADOW):
+            return None
         return by_pod[serving], by_pod[standby]
 
     return await eventually(probe, timeout_s=60, what=f"{name}'s two pods attached, one ACTIVE")
@@ -164,10 +166,18 @@ async def test_the_operator_follows_a_failover_to_the_standby_pod(stack: Stack) 
             return all(i.instance_id != serving.instance_id for i in listing.instances)
 
         await eventually(detached, timeout_s=30, what=f"{serving.pod_name}'s instance gone")
-        promoted = await control.promote(standby.instance_id, request_id="test-failover")
-        assert promoted.to_instance == standby.instance_id
-    by_pod = await attached(s)
-    assert by_pod[standby.pod_name].role is Role.ACTIVE
+        try:
+            await control.promote(standby.instance_id, request_id="test-failover")
+        except ControlError as exc:
+            # A gateway with the hot standby has made it ACTIVE by itself: what the Promote
+            # stands in for.
+            if exc.code != "FAILED_PRECONDITION":
+                raise
+
+        async def standby_active() -> bool:
+            return (await attached(s))[standby.pod_name].role is Role.ACTIVE
+
+        await eventually(standby_active, timeout_s=30, what="the standby ACTIVE")
     await s.start_operator()
 
     async def failed_over() -> dict[str, Any] | None:
