@@ -262,5 +262,9 @@ async def test_the_active_pod_killed_the_standby_takes_over_with_zero_missed(
 
     failovers = [(t, r) for t, r, _ in s.events("mom-v1") if r == "FailedOver"]
     assert failovers == [("Warning", "FailedOver")] * 2, s.events("mom-v1")
+    # momentum is deterministic: every digest check of the standby against the ACTIVE agreed.
+    v1 = await s.wait_phase("mom-v1", "Active")
+    assert v1["status"]["standby"]["divergences"] == 0
+    assert not [r for _, r, _ in s.events("mom-v1") if r == "StateDiverged"]
     # 0 missed over the whole window: every scheduled evaluation there, each executed.
     await presence_kept(s, 3)

@@ -64,7 +64,7 @@ def test_status_round_trip() -> None:
 def test_standby_status_round_trip() -> None:
     """status.standby: written with a hot standby (or once a failover was counted), read back
     the same; absent otherwise, so a Checkpoint version's status is as before."""
-    figures = StandbyFigures("Ready", "p-1-standby", "i-2", 2, NOW - 60, "p-1")
+    figures = StandbyFigures("Ready", "p-1-standby", "i-2", 2, NOW - 60, "p-1", 1)
     p = Progress(phase=Phase.ACTIVE, pod="p-1", instance_id="i-1", active=True, standby=figures)
     status = status_from_progress(p, None, NOW, generation=1)
     assert status["standby"] == {
@@ -74,6 +74,7 @@ def test_standby_status_round_trip() -> None:
         "failovers": 2,
         "lastFailoverAt": format_time(NOW - 60),
         "lastFailoverFrom": "p-1",
+        "divergences": 1,
     }
     assert progress_from_status(status) == p
     retired = Progress(phase=Phase.RETIRED, standby=StandbyFigures(failovers=1))

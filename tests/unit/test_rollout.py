@@ -864,6 +864,34 @@ HOT_CASES = [
                 HOT_ACTIVE,
                 pod=RUNNING,
                 standby_pod=STANDBY_RUNNING,
+                gw=gateway(active_in(GREEN), GREEN_SB, active="i-green", divergences=1),
+            ),
+            Phase.ACTIVE,
+            (Event,),
+            standby="Syncing",
+        ),
+        id="hot-active-a-divergence-is-told",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                replace(HOT_ACTIVE, standby=replace(HOT_ACTIVE.standby, divergences=3)),
+                pod=RUNNING,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(active_in(GREEN), shadow(GREEN_SB), active="i-green", divergences=0),
+            ),
+            Phase.ACTIVE,
+            (),
+            standby="Ready",
+        ),
+        id="hot-active-a-restarted-gateways-count-is-not-a-divergence",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=RUNNING,
+                standby_pod=STANDBY_RUNNING,
                 gw=gateway(active_in(GREEN), GREEN_SB, active="i-green"),
             ),
             Phase.ACTIVE,
@@ -1143,6 +1171,22 @@ def test_a_failover_is_told_once() -> None:
     assert again.progress.standby.failovers == 1
     assert again.progress.phase is Phase.ACTIVE
     assert again.progress.active
+
+
+def test_a_divergence_is_a_warning_naming_the_count() -> None:
+    o = hot(
+        HOT_ACTIVE,
+        pod=RUNNING,
+        standby_pod=STANDBY_RUNNING,
+        gw=gateway(active_in(GREEN), GREEN_SB, active="i-green", divergences=2),
+    )
+    d = decide(o)
+    (event,) = d.actions
+    assert isinstance(event, Event)
+    assert (event.type, event.reason) == (EventType.WARNING, "StateDiverged")
+    assert "2 digest checks" in event.message
+    assert d.progress.standby.divergences == 2
+    assert decide(replace(o, progress=d.progress)).actions == ()  # told once
 
 
 def test_the_pod_pair_are_dns_labels() -> None:

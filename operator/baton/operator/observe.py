@@ -46,7 +46,10 @@ def _instance(m: ctl.InstanceStatus) -> InstanceFacts | None:
 
 def book_of(listing: ctl.ListInstancesResponse) -> tuple[BookEntry, ...]:
     """The listing's strategies (none from a gateway that predates the book)."""
-    return tuple(BookEntry(s.name, s.epoch, s.active_instance_id) for s in listing.strategies)
+    return tuple(
+        BookEntry(s.name, s.epoch, s.active_instance_id, s.standby.divergences)
+        for s in listing.strategies
+    )
 
 
 async def gateway_facts(
@@ -81,6 +84,7 @@ async def gateway_facts(
     return GatewayFacts(
         epoch=standing.epoch,
         active_instance=standing.active_instance,
+        divergences=standing.divergences,
         instances=instances,
         handoff=handoff,
         handoff_missing=missing,

@@ -30,6 +30,7 @@ class BookEntry:
     name: str
     epoch: int
     active_instance: str
+    divergences: int = 0  # its standby keeping's digest checks that found two states
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Standing:
 
     epoch: int = 0
     active_instance: str = ""  # "" when none of its instances is ACTIVE
+    divergences: int = 0  # digest checks that found two different states (docs/standby.md)
 
 
 def standing_of(
@@ -54,7 +56,7 @@ def standing_of(
         return Standing(epoch, active_instance)
     for entry in book:
         if entry.name == strategy:
-            return Standing(entry.epoch, entry.active_instance)
+            return Standing(entry.epoch, entry.active_instance, entry.divergences)
     return Standing()
 
 
@@ -119,6 +121,7 @@ def standby_from_status(raw: Mapping[str, Any]) -> StandbyFigures:
         failovers=_int(raw.get("failovers")),
         last_failover_at=parse_time(raw.get("lastFailoverAt")),
         last_failover_from=_str(raw.get("lastFailoverFrom")),
+        divergences=_int(raw.get("divergences")),
     )
 
 
@@ -128,6 +131,7 @@ def _standby_to_status(f: StandbyFigures) -> dict[str, Any]:
         "pod": f.pod,
         "instanceId": f.instance_id,
         "failovers": f.failovers,
+        "divergences": f.divergences,
     }
     if f.last_failover_at is not None:
         out["lastFailoverAt"] = format_time(f.last_failover_at)

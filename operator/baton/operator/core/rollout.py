@@ -117,6 +117,7 @@ class StandbyFigures:
     failovers: int = 0  # times the ACTIVE instance moved to the other pod of the pair
     last_failover_at: float | None = None
     last_failover_from: str = ""  # the pod the ACTIVE instance left (it died)
+    divergences: int = 0  # the gateway's count for the strategy (``GatewayFacts.divergences``)
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,9 @@ class GatewayFacts:
     error: str = ""
     epoch: int = 0  # the strategy's epoch
     active_instance: str = ""  # the strategy's ACTIVE instance, "" when none
+    # The strategy's digest checks that found two different states (a hot standby or a replay
+    # unlike the ACTIVE: a non-deterministic strategy), since the gateway started.
+    divergences: int = 0
     instances: tuple[InstanceFacts, ...] = ()
     handoff: HandoffFacts | None = None  # the one ``Progress.handoff.handoff_id`` names
     handoff_missing: bool = False  # that id is unknown to the gateway (it restarted)
@@ -439,6 +443,21 @@ def _with_standby(o: Observed, d: Decision) -> Decision:
         last_failover_from=d.progress.standby.last_failover_from,
     )
     actions = d.actions
+    if o.gateway.reachable:
+        figures = replace(figures, divergences=o.gateway.divergences)
+        if o.gateway.divergences > o.progress.standby.divergences:
+            # Told once per new count (a restarted gateway counts from 0 again: no Event).
+            actions = (
+                *actions,
+                Event(
+                    EventType.WARNING,
+                    "StateDiverged",
+                    f"the gateway found the standby's state unlike the ACTIVE's "
+                    f"({o.gateway.divergences} digest checks so far): the strategy is not "
+                    "deterministic, so a failover may not restore its exact state; the "
+                    "gateway syncs the standby again (docs/standby.md)",
+                ),
+            )
     creating = any(isinstance(a, CreatePod) and a.name == other for a in actions)
     deleting = any(isinstance(a, DeletePod) for a in actions)
     facts = _pod_facts(o, other)
