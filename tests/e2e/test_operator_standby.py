@@ -19,7 +19,13 @@ from baton.control import ControlClient, ControlError
 from baton.model import InstanceStatus, Role
 from baton.operator.core.rollout import pod_pair_for
 from tests.e2e.stack import V1, V2, Stack, StartStack, eventually, presence_kept, sv_yaml
-from tests.procs import run_ticks
+from tests.procs import (
+    SLOTS,
+    assert_every_scheduled_evaluation_accounted,
+    evaluations,
+    query,
+    run_ticks,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -268,3 +274,55 @@ async def test_the_active_pod_killed_the_standby_takes_over_with_zero_missed(
     assert not [r for _, r, _ in s.events("mom-v1") if r == "StateDiverged"]
     # 0 missed over the whole window: every scheduled evaluation there, each executed.
     await presence_kept(s, 3)
+
+
+async def test_checkpoint_mode_the_deleted_active_pod_is_recreated_and_takes_over(
+    stack: Stack,
+) -> None:
+    """The default mode (Checkpoint), one pod: deleted with ``--grace-period=0``, nothing
+    takes over (the gateway holds promotions), so the operator recreates the pod (a bare pod
+    never comes back by itself, PodRecreated), and the new instance takes over from the last
+    checkpoint and the journal with the dead one's exact state. Dark only from the death to the
+    take-over; nothing executed twice."""
+    s = stack
+    s.apply(sv_yaml("mom-v1", "v1", V1, extra={"standby": {"checkpointEveryTicks": 2}}))
+    v1 = await s.wait_phase("mom-v1", "Active", "Failed")
+    assert v1["status"]["phase"] == "Active", v1["status"]["message"]
+    assert "standby" not in v1["status"]
+    pod = v1["status"]["pod"]
+    await run_ticks(s.ledger, 4)  # a checkpoint or two kept
+    assert query(s.ledger, "SELECT count(*) FROM checkpoints")[0][0] > 0
+    dead = await s.kube.get_pod(s.namespace, pod)
+    assert dead is not None
+    s.kubectl("delete", "pod", pod, "--grace-period=0", "--force")
+
+    async def recovered() -> list[tuple[Any, ...]] | None:
+        rows = query(s.ledger, "SELECT mode, state, result, to_version FROM failovers")
+        return rows or None
+
+    rows = await eventually(recovered, timeout_s=60, what="the failover in the ledger")
+    assert rows == [("checkpoint", "exact", "completed", "v1")], rows
+    recreated = await s.kube.get_pod(s.namespace, pod)
+    assert recreated is not None
+    assert recreated["metadata"]["uid"] != dead["metadata"]["uid"]
+
+    async def active_again() -> dict[str, Any] | None:
+        sv = await s.sv("mom-v1")
+        status = (sv or {}).get("status") or {}
+        ok = status.get("active") is True and status.get("instanceId") != v1["status"]["instanceId"]
+        return status if ok else None
+
+    status = await eventually(active_again, timeout_s=30, what="mom-v1 ACTIVE again")
+    assert (status["phase"], status["pod"]) == ("Active", pod)
+    assert (await attached(s))[pod].role is Role.ACTIVE
+    assert ("Warning", "PodRecreated") in [(t, r) for t, r, _ in s.events("mom-v1")]
+    await run_ticks(s.ledger, evaluations(s.ledger) // SLOTS + 3)
+    assert await s.gateway.stop() == 0
+    assert_every_scheduled_evaluation_accounted(s.ledger)
+    reasons = {r for (r,) in query(s.ledger, "SELECT outcome FROM evaluations")}
+    assert reasons <= {"executed", "no_active", "timeout"}, reasons
+    doubled = query(
+        s.ledger,
+        "SELECT strategy, slot_id, seq FROM evaluations GROUP BY 1, 2, 3 HAVING count(*) > 1",
+    )
+    assert doubled == []
