@@ -661,7 +661,7 @@ def test_examples_run_the_chart_image_and_real_strategy_classes() -> None:
     import importlib
 
     found = examples()
-    assert [m["metadata"]["name"] for m in found] == ["rev-v1", "mom-v1", "mom-v2"]
+    assert [m["metadata"]["name"] for m in found] == ["mom-v2-hot", "rev-v1", "mom-v1", "mom-v2"]
     for m in found:
         spec = m["spec"]
         assert m["kind"] == "StrategyVersion"
@@ -670,11 +670,14 @@ def test_examples_run_the_chart_image_and_real_strategy_classes() -> None:
         module, _, cls_name = spec["entrypoint"].partition(":")
         cls = getattr(importlib.import_module(module), cls_name)
         assert (cls.name, cls.version) == (spec["strategy"], spec["version"])
-    assert [m["spec"]["version"] for m in found] == ["v1", "v1", "v2"]
+    assert [m["spec"]["version"] for m in found] == ["v2", "v1", "v1", "v2"]
     # The book's example: a second strategy on a subset of the slots, with its own stake.
-    assert found[0]["spec"]["strategy"] == "reversion"
-    assert found[0]["spec"]["slots"] == ["BTC/5m", "BTC/15m", "ETH/5m", "ETH/15m"]
-    assert found[0]["spec"]["stake"] == 2.0
+    assert found[1]["spec"]["strategy"] == "reversion"
+    assert found[1]["spec"]["slots"] == ["BTC/5m", "BTC/15m", "ETH/5m", "ETH/15m"]
+    assert found[1]["spec"]["stake"] == 2.0
+    # The hot standby's example: the same code as mom-v2, handed off to with a standby.
+    assert found[0]["spec"]["standby"]["mode"] == "Hot"
+    assert found[0]["spec"]["entrypoint"] == found[3]["spec"]["entrypoint"]
 
 
 def readme_walkthrough() -> str:
@@ -897,6 +900,7 @@ def test_the_api_server_accepts_the_example_strategy_versions(
         # The CRD's defaults came back: the handoff policy is complete.
         assert applied["spec"]["handoff"]["mode"] == "StateTransfer"
         assert applied["spec"]["deletionPolicy"] == "Protect"
+        assert applied["spec"]["standby"]["checkpointEveryTicks"] == 12
 
 
 def test_install_notes_name_what_was_installed(

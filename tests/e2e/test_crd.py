@@ -95,7 +95,15 @@ def test_a_valid_strategy_version_is_accepted_listed_and_defaulted(
     default_columns = [
         c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")
     ]
-    assert default_columns == ["STRATEGY", "VERSION", "PHASE", "ACTIVE", "PAUSE-MS", "AGE"]
+    assert default_columns == [
+        "STRATEGY",
+        "VERSION",
+        "PHASE",
+        "ACTIVE",
+        "PAUSE-MS",
+        "STANDBY",
+        "AGE",
+    ]
     header, row = cluster.kubectl("get", "sv", "-n", namespace).stdout.splitlines()
     assert header.split() == ["NAME", *default_columns]
     assert row.split()[:3] == ["momentum-v2", "momentum", "v2"]
@@ -106,6 +114,7 @@ def test_a_valid_strategy_version_is_accepted_listed_and_defaulted(
         "active": True,
         "message": "serving",
         "handoff": {"pauseMs": 3.4},
+        "standby": {"state": "Ready", "pod": "p-standby", "failovers": 2},
     }
     cluster.kubectl(
         "patch",
@@ -120,7 +129,17 @@ def test_a_valid_strategy_version_is_accepted_listed_and_defaulted(
     )
     header, row = cluster.kubectl("get", "sv", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert header.split() == ["NAME", *columns]
-    assert row.split()[:7] == ["momentum-v2", "momentum", "v2", "Active", "true", "3.4", "serving"]
+    assert row.split()[:9] == [
+        "momentum-v2",
+        "momentum",
+        "v2",
+        "Active",
+        "true",
+        "3.4",
+        "Ready",
+        "2",
+        "serving",
+    ]
 
     # The schema's defaults are filled in; what was given is kept.
     got = json.loads(cluster.kubectl("get", "sv", "momentum-v2", "-n", namespace, "-o=json").stdout)
@@ -133,6 +152,12 @@ def test_a_valid_strategy_version_is_accepted_listed_and_defaulted(
         "stepTimeoutSeconds": 30,
     }
     assert got["spec"]["startup"] == {"timeoutSeconds": 120, "maxRestarts": 2}
+    assert got["spec"]["standby"] == {
+        "mode": "Checkpoint",
+        "checkpointEveryTicks": 12,
+        "checkpointsKept": 3,
+        "verifyEveryTicks": 1,
+    }
     assert got["spec"]["deletionPolicy"] == "Protect"
     assert got["spec"]["config"] == {"lookback": 12}
 
@@ -319,6 +344,42 @@ def test_a_valid_strategy_version_is_accepted_listed_and_defaulted(
             id="stake-as-a-string",
         ),
         pytest.param(
+            None,
+            with_(VALID, standby={"mode": "Warm"}),
+            [
+                'spec.standby.mode: Unsupported value: "Warm": '
+                'supported values: "Hot", "Checkpoint", "None"'
+            ],
+            id="unknown-standby-mode",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, standby={"mode": "hot"}),
+            ['spec.standby.mode: Unsupported value: "hot"'],
+            id="standby-mode-is-case-sensitive",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, standby={"checkpointEveryTicks": 0, "verifyEveryTicks": -1}),
+            [
+                "spec.standby.checkpointEveryTicks in body should be greater than or equal to 1",
+                "spec.standby.verifyEveryTicks in body should be greater than or equal to 0",
+            ],
+            id="standby-intervals-out-of-range",
+        ),
+        pytest.param(
+            None,
+            with_(VALID, standby={"checkpointsKept": 101}),
+            ["spec.standby.checkpointsKept in body should be less than or equal to 100"],
+            id="too-many-checkpoints-kept",
+        ),
+        pytest.param(
+            VALID,
+            with_(VALID, standby={"mode": "Hot"}),
+            [f"spec.standby: Invalid value: {IMMUTABLE}"],
+            id="immutable-standby",
+        ),
+        pytest.param(
             VALID,
             with_(VALID, image="baton:v2-hotfix"),
             [f'spec.image: Invalid value: "baton:v2-hotfix": {IMMUTABLE}'],
@@ -466,3 +527,27 @@ def test_the_book_example_manifest_is_accepted(cluster: Cluster, namespace: str)
     spec = parse_spec(got["spec"])
     assert (spec.strategy, spec.version, spec.stake) == ("reversion", "v1", 2.0)
     assert spec.slots == ("BTC/5m", "BTC/15m", "ETH/5m", "ETH/15m")
+
+
+def test_a_hot_standby_is_accepted_as_users_write_it(cluster: Cluster, namespace: str) -> None:
+    """``mode: None`` unquoted is the string None in YAML (not null), and a hot standby keeps
+    the other defaults."""
+    for name, mode in (("momentum-none", "None"), ("momentum-hot", "Hot")):
+        text = manifest(name, namespace, VALID) + f"  standby:\n    mode: {mode}\n"
+        applied = cluster.kubectl("apply", "-f", "-", input=text)
+        assert f"strategyversion.baton.dev/{name} created" in applied.stdout
+        got = json.loads(cluster.kubectl("get", "sv", name, "-n", namespace, "-o=json").stdout)
+        assert got["spec"]["standby"]["mode"] == mode
+        assert parse_spec(got["spec"]).standby.mode.value == mode
+        assert got["spec"]["standby"]["checkpointEveryTicks"] == 12
+
+
+def test_the_hot_standby_example_manifest_is_accepted(cluster: Cluster, namespace: str) -> None:
+    """examples/strategyversion-hot.yaml, as NOTES.txt and the docs tell users to apply it."""
+    path = EXAMPLES / "strategyversion-hot.yaml"
+    applied = cluster.kubectl("apply", "-n", namespace, "-f", str(path))
+    assert "strategyversion.baton.dev/mom-v2-hot created" in applied.stdout
+    got = json.loads(cluster.kubectl("get", "sv", "mom-v2-hot", "-n", namespace, "-o=json").stdout)
+    spec = parse_spec(got["spec"])
+    assert spec.standby.hot
+    assert (spec.strategy, spec.version) == ("momentum", "v2")

@@ -13,9 +13,11 @@ import yaml
 
 from baton import wire
 from baton.gateway.core.handoff import Phase, Policy
-from baton.model import HandoffPhase, HandoffPolicy, Role
+from baton.model import HandoffPhase, HandoffPolicy, Role, StandbyPolicy
 from baton.operator.core import rollout
-from baton.operator.core.spec import HandoffMode, HandoffSpec, parse_spec
+from baton.operator.core.pods import PodSettings, pod_manifest
+from baton.operator.core.spec import HandoffMode, HandoffSpec, StandbySpec, parse_spec
+from baton.strategy import cli as strategy_cli
 from baton.v1 import control_pb2 as ctl
 
 CRD = Path(__file__).resolve().parents[2] / "charts/baton/crds/strategyversions.baton.dev.yaml"
@@ -27,11 +29,15 @@ MINIMAL = {
 }
 
 
-def crd_handoff_defaults() -> dict[str, Any]:
+def crd_defaults(section: str) -> dict[str, Any]:
     crd = yaml.safe_load(CRD.read_text())
     (version,) = crd["spec"]["versions"]
-    handoff = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["handoff"]
-    return {k: v["default"] for k, v in handoff["properties"].items() if "default" in v}
+    props = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][section]
+    return {k: v["default"] for k, v in props["properties"].items() if "default" in v}
+
+
+def crd_handoff_defaults() -> dict[str, Any]:
+    return crd_defaults("handoff")
 
 
 def test_the_gateway_and_the_operator_share_the_models_vocabulary() -> None:
@@ -118,3 +124,39 @@ def test_every_policy_survives_the_wire() -> None:
 def test_out_of_range_policies_are_refused(message: ctl.HandoffPolicy) -> None:
     with pytest.raises(wire.WireError, match="must"):
         wire.policy_from_proto(message)
+
+
+# -- spec.standby: the same story for the standby policy (baton.model.StandbyPolicy) -----------
+
+
+def test_the_crd_states_the_models_standby_defaults() -> None:
+    d = StandbyPolicy()
+    assert crd_defaults("standby") == {
+        "mode": d.mode.value.capitalize(),
+        "checkpointEveryTicks": d.checkpoint_every_ticks,
+        "checkpointsKept": d.checkpoints_kept,
+        "verifyEveryTicks": d.verify_every_ticks,
+    }
+
+
+def test_the_operators_standby_defaults_to_the_model() -> None:
+    assert StandbySpec().policy() == StandbyPolicy()
+    assert parse_spec(MINIMAL).standby.policy() == StandbyPolicy()
+    defaulted = parse_spec({**MINIMAL, "standby": crd_defaults("standby")})
+    assert defaulted.standby == StandbySpec()
+
+
+def test_an_unset_standby_reaches_the_host_as_its_defaults() -> None:
+    """A StrategyVersion without spec.standby gives its pod the flags of the defaults, and a
+    host started with no flags at all has the same: both send ``StandbyPolicy()``."""
+    pod = pod_manifest(
+        pod_name="p", namespace="ns", sv_name="sv", sv_uid="u", spec=parse_spec(MINIMAL),
+        settings=PodSettings(gateway_address="gw:50051"),
+    )  # fmt: skip
+    args = pod["spec"]["containers"][0]["args"]
+    parser = strategy_cli._parser()
+    bare = parser.parse_args(["--gateway", "gw:1", "--entrypoint", "m:C"])
+    flagged = parser.parse_args(args[1:])
+    for key in ("standby", "checkpoint_every", "checkpoints_kept", "verify_every"):
+        assert getattr(flagged, key) == getattr(bare, key), key
+    assert bare.standby == StandbyPolicy().mode.value

@@ -14,7 +14,13 @@ from baton.operator.core.facts import (
     sibling_from_object,
     status_from_progress,
 )
-from baton.operator.core.rollout import HandoffFigures, Phase, PodFacts, Progress
+from baton.operator.core.rollout import (
+    HandoffFigures,
+    Phase,
+    PodFacts,
+    Progress,
+    StandbyFigures,
+)
 from baton.operator.core.spec import BookShape
 
 NOW = 1_795_000_000.0
@@ -53,6 +59,28 @@ def test_status_round_trip() -> None:
     assert progress_from_status(status) == p
     assert status["activeSince"] == format_time(NOW)
     assert "finishedAt" not in status
+
+
+def test_standby_status_round_trip() -> None:
+    """status.standby: written with a hot standby (or once a failover was counted), read back
+    the same; absent otherwise, so a Checkpoint version's status is as before."""
+    figures = StandbyFigures("Ready", "p-1-standby", "i-2", 2, NOW - 60, "p-1", 1)
+    p = Progress(phase=Phase.ACTIVE, pod="p-1", instance_id="i-1", active=True, standby=figures)
+    status = status_from_progress(p, None, NOW, generation=1)
+    assert status["standby"] == {
+        "state": "Ready",
+        "pod": "p-1-standby",
+        "instanceId": "i-2",
+        "failovers": 2,
+        "lastFailoverAt": format_time(NOW - 60),
+        "lastFailoverFrom": "p-1",
+        "divergences": 1,
+    }
+    assert progress_from_status(status) == p
+    retired = Progress(phase=Phase.RETIRED, standby=StandbyFigures(failovers=1))
+    assert status_from_progress(retired, None, NOW, 1)["standby"]["failovers"] == 1
+    assert "standby" not in status_from_progress(Progress(phase=Phase.ACTIVE), None, NOW, 1)
+    assert progress_from_status({"standby": "x"}).standby == StandbyFigures()
 
 
 def test_condition_time_kept_until_it_changes() -> None:

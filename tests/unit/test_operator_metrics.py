@@ -17,6 +17,7 @@ from baton.operator.core.rollout import (
     Observed,
     Phase,
     Progress,
+    StandbyFigures,
 )
 from baton.operator.core.spec import SpecError
 from baton.operator.metrics import OperatorMetrics, serve
@@ -120,3 +121,34 @@ def test_first_sight_counts_the_phase_but_no_transition(
     rollouts = [v for (n, _), v in got.items() if n == "baton_operator_rollouts_total"]
     assert rollouts == [0, 0, 0]
     assert got[("baton_operator_gateway_reachable", frozenset())] == 0
+
+
+def test_hot_standbys_by_state_and_failovers(metrics: tuple[OperatorMetrics, str]) -> None:
+    m, addr = metrics
+
+    def standbys() -> dict[str, float]:
+        return {
+            dict(labels)["state"]: v
+            for (name, labels), v in scrape(addr).items()
+            if name == "baton_operator_hot_standbys" and v
+        }
+
+    def failovers() -> float:
+        return scrape(addr)[("baton_operator_failovers_total", frozenset())]
+
+    def hot(state: str, count: int = 0, phase: Phase = Phase.ACTIVE) -> Observed:
+        return observed("v1", phase, standby=StandbyFigures(state=state, failovers=count))
+
+    m.observed(NS, hot("Ready", 2))  # first sight (an operator restart): nothing counted
+    assert (standbys(), failovers()) == ({"Ready": 1}, 0)
+    m.observed(NS, hot("Missing", 3))  # a failover: the dead pod is being recreated
+    assert (standbys(), failovers()) == ({"Missing": 1}, 1)
+    m.observed(NS, hot("Syncing", 3))
+    m.observed(NS, hot("Ready", 3))
+    m.observed(NS, observed("v2", Phase.ACTIVE))  # no hot standby: not in the gauge
+    assert (standbys(), failovers()) == ({"Ready": 1}, 1)
+    m.observed(NS, hot("", 3, Phase.RETIRED))  # terminal: its standby is gone
+    assert standbys() == {}
+    m.observed(NS, hot("Ready", 3))
+    m.forgotten(NS, "v1")
+    assert (standbys(), failovers()) == ({}, 1)

@@ -11,14 +11,19 @@ import pytest
 import yaml
 
 from baton.gateway import config as gateway_config
-from baton.model import SLOT_ID_PATTERN
-from baton.operator.core.pods import PodSettings, pod_manifest
+from baton.model import SLOT_ID_PATTERN, StandbyMode, StandbyPolicy
+from baton.operator.core.pods import LABEL_VERSION, PodSettings, pod_manifest
 from baton.operator.core.spec import (
+    MAX_CHECKPOINT_EVERY_TICKS,
+    MAX_CHECKPOINTS_KEPT,
     MAX_SLOTS,
     MAX_STAKE,
+    MAX_VERIFY_EVERY_TICKS,
     DeletionPolicy,
     HandoffMode,
     SpecError,
+    StandbyKind,
+    StandbySpec,
     parse_spec,
 )
 from baton.strategy import cli as strategy_cli
@@ -60,7 +65,7 @@ def test_defaults_match_the_crd() -> None:
     schema = crd_spec_schema()
     checked = []
     for name, prop in schema["properties"].items():
-        if prop.get("type") == "object" and name in ("handoff", "startup"):
+        if prop.get("type") == "object" and name in ("handoff", "standby", "startup"):
             assert prop.get("default") == {}, f"spec.{name}: defaulted as a whole"
             section = getattr(spec, name)
             for sub, sub_prop in prop["properties"].items():
@@ -77,7 +82,8 @@ def test_defaults_match_the_crd() -> None:
     assert {
         "handoff.mode", "handoff.shadowTicks", "handoff.bakeSeconds", "handoff.autoRollback",
         "handoff.maxDivergence", "handoff.stepTimeoutSeconds", "startup.timeoutSeconds",
-        "startup.maxRestarts", "deletionPolicy",
+        "startup.maxRestarts", "deletionPolicy", "standby.mode", "standby.checkpointEveryTicks",
+        "standby.checkpointsKept", "standby.verifyEveryTicks",
     } <= set(checked)  # fmt: skip
     assert spec.handoff.max_divergence is None
     # A CR without config (the CRD defaults none) hands the strategy an empty object.
@@ -355,3 +361,195 @@ def test_the_pod_passes_slots_and_stake_to_the_host(
     parsed = strategy_cli._parser().parse_args(args[1:])
     assert strategy_cli.parse_slots(parsed.slots) == spec.slots
     assert parsed.stake == spec.stake
+
+
+# -- spec.standby -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("standby", "policy"),
+    [
+        pytest.param({}, StandbyPolicy(), id="unset-the-models-defaults"),
+        pytest.param({"mode": "Hot"}, StandbyPolicy(mode=StandbyMode.HOT), id="hot"),
+        pytest.param({"mode": "None"}, StandbyPolicy(mode=StandbyMode.NONE), id="none"),
+        pytest.param(
+            {
+                "mode": "Checkpoint",
+                "checkpointEveryTicks": 60,
+                "checkpointsKept": 1,
+                "verifyEveryTicks": 0,
+            },
+            StandbyPolicy(checkpoint_every_ticks=60, checkpoints_kept=1, verify_every_ticks=0),
+            id="every-field",
+        ),
+        pytest.param(
+            {
+                "checkpointEveryTicks": MAX_CHECKPOINT_EVERY_TICKS,
+                "checkpointsKept": MAX_CHECKPOINTS_KEPT,
+                "verifyEveryTicks": MAX_VERIFY_EVERY_TICKS,
+            },
+            StandbyPolicy(
+                checkpoint_every_ticks=MAX_CHECKPOINT_EVERY_TICKS,
+                checkpoints_kept=MAX_CHECKPOINTS_KEPT,
+                verify_every_ticks=MAX_VERIFY_EVERY_TICKS,
+            ),
+            id="the-largest",
+        ),
+    ],
+)
+def test_standby(standby: dict[str, Any], policy: StandbyPolicy) -> None:
+    spec = parse_spec({**GOOD, "standby": standby})
+    assert spec.standby.policy() == policy
+    assert spec.standby.hot is (policy.mode is StandbyMode.HOT)
+
+
+def test_the_crds_standby_modes_are_the_models() -> None:
+    """Hot/Checkpoint/None in the CRD, hot/checkpoint/none in the model and on the host's
+    command line: one to one, none left out."""
+    modes = crd_spec_schema()["properties"]["standby"]["properties"]["mode"]["enum"]
+    assert modes == [k.value for k in StandbyKind]
+    assert {StandbyKind(m).mode for m in modes} == set(StandbyMode)
+    assert all(StandbyKind.of(StandbyKind(m).mode) is StandbyKind(m) for m in modes)
+    assert StandbySpec().mode.mode is StandbyPolicy().mode
+
+
+@pytest.mark.parametrize(
+    ("standby", "message"),
+    [
+        pytest.param("hot", "spec.standby: must be an object", id="not-an-object"),
+        pytest.param(
+            {"mode": "hot"},
+            "spec.standby.mode: unknown value 'hot' (supported: 'Hot', 'Checkpoint', 'None')",
+            id="lower-case-mode",
+        ),
+        pytest.param({"mode": "Warm"}, "spec.standby.mode: unknown value 'Warm'", id="warm"),
+        pytest.param({"mode": None}, "spec.standby.mode: unknown value None", id="null-mode"),
+        pytest.param(
+            {"checkpointEveryTicks": 0},
+            "spec.standby.checkpointEveryTicks: must be >= 1, got 0",
+            id="zero-checkpoint-interval",
+        ),
+        pytest.param(
+            {"checkpointEveryTicks": 1.5},
+            "spec.standby.checkpointEveryTicks: must be an integer, got 1.5",
+            id="fractional-interval",
+        ),
+        pytest.param(
+            {"checkpointEveryTicks": MAX_CHECKPOINT_EVERY_TICKS + 1},
+            f"spec.standby.checkpointEveryTicks: must be <= {MAX_CHECKPOINT_EVERY_TICKS}",
+            id="huge-interval",
+        ),
+        pytest.param(
+            {"checkpointsKept": 0},
+            "spec.standby.checkpointsKept: must be >= 1, got 0",
+            id="no-checkpoint-kept",
+        ),
+        pytest.param(
+            {"checkpointsKept": "3"},
+            "spec.standby.checkpointsKept: must be an integer, got '3'",
+            id="kept-as-string",
+        ),
+        pytest.param(
+            {"checkpointsKept": MAX_CHECKPOINTS_KEPT + 1},
+            f"spec.standby.checkpointsKept: must be <= {MAX_CHECKPOINTS_KEPT}",
+            id="too-many-kept",
+        ),
+        pytest.param(
+            {"verifyEveryTicks": -1},
+            "spec.standby.verifyEveryTicks: must be >= 0, got -1",
+            id="negative-verify",
+        ),
+        pytest.param(
+            {"verifyEveryTicks": True},
+            "spec.standby.verifyEveryTicks: must be an integer, got True",
+            id="bool-verify",
+        ),
+    ],
+)
+def test_bad_standby_names_the_field(standby: Any, message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec({**GOOD, "standby": standby})
+    assert message in str(err.value)
+
+
+def test_the_crd_states_the_same_standby_limits() -> None:
+    props = crd_spec_schema()["properties"]["standby"]["properties"]
+    assert (props["checkpointEveryTicks"]["minimum"], props["checkpointEveryTicks"]["maximum"]) == (
+        1,
+        MAX_CHECKPOINT_EVERY_TICKS,
+    )
+    assert (props["checkpointsKept"]["minimum"], props["checkpointsKept"]["maximum"]) == (
+        1,
+        MAX_CHECKPOINTS_KEPT,
+    )
+    assert (props["verifyEveryTicks"]["minimum"], props["verifyEveryTicks"]["maximum"]) == (
+        0,
+        MAX_VERIFY_EVERY_TICKS,
+    )
+    # kubectl explain has something to say about each.
+    for name, prop in {"standby": crd_spec_schema()["properties"]["standby"], **props}.items():
+        assert len(prop.get("description", "")) > 20, name
+
+
+@pytest.mark.parametrize(
+    "standby",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param({"mode": "Hot"}, id="hot"),
+        pytest.param({"mode": "None", "verifyEveryTicks": 0}, id="none"),
+        pytest.param(
+            {
+                "mode": "Checkpoint",
+                "checkpointEveryTicks": 5,
+                "checkpointsKept": 7,
+                "verifyEveryTicks": 4,
+            },
+            id="every-field",
+        ),
+    ],
+)
+def test_the_pod_passes_the_standby_policy_to_the_host(standby: dict[str, Any]) -> None:
+    """Every field, always (the spec's or its default): the host's own parser reads back exactly
+    the spec's policy, which it sends in its Hello."""
+    spec = parse_spec({**GOOD, "standby": standby, "slots": ["BTC/5m"], "stake": 2})
+    pod = pod_manifest(
+        pod_name="p", namespace="ns", sv_name="sv", sv_uid="u", spec=spec,
+        settings=PodSettings(gateway_address="gw:50051"),
+    )  # fmt: skip
+    (container,) = pod["spec"]["containers"]
+    args = container["args"]
+    for flag in ("--standby", "--checkpoint-every", "--checkpoints-kept", "--verify-every"):
+        assert args.count(flag) == 1, flag
+    parsed = strategy_cli._parser().parse_args(args[1:])
+    got = StandbyPolicy(
+        mode=StandbyMode(parsed.standby),
+        checkpoint_every_ticks=parsed.checkpoint_every,
+        checkpoints_kept=parsed.checkpoints_kept,
+        verify_every_ticks=parsed.verify_every,
+    )
+    assert got == spec.standby.policy()
+    # Only a hot standby's pods (two of them) ask to be spread over nodes; preferred, so a
+    # single node still runs both.
+    affinity = pod["spec"].get("affinity")
+    if not spec.standby.hot:
+        assert affinity is None
+    else:
+        (term,) = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"]["labelSelector"] == {"matchLabels": {LABEL_VERSION: "sv"}}
+        assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+        assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity["podAntiAffinity"]
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(EXAMPLES.glob("strategyversion-*.yaml")), ids=lambda p: p.name
+)
+def test_every_example_is_a_valid_spec(path: Path) -> None:
+    """The examples users apply parse as the operator parses them; only the hot one is hot,
+    and one spells out the standby defaults."""
+    spec = parse_spec(yaml.safe_load(path.read_text())["spec"])
+    assert spec.standby.hot is (path.name == "strategyversion-hot.yaml")
+    if path.name == "strategyversion-v2.yaml":
+        assert spec.standby == StandbySpec()

@@ -26,9 +26,11 @@ from baton.operator.core.rollout import (
     Promote,
     Rollback,
     Sibling,
+    StandbyFigures,
     conditions,
     decide,
     pod_name_for,
+    pod_pair_for,
     pod_refused,
     request_id_for,
 )
@@ -37,6 +39,8 @@ from baton.operator.core.spec import (
     DeletionPolicy,
     HandoffSpec,
     SpecError,
+    StandbyKind,
+    StandbySpec,
     StartupSpec,
     StrategyVersionSpec,
     parse_spec,
@@ -59,7 +63,8 @@ V3 = Sibling("mom-v3", NOW - 1, Phase.PENDING)  # applied after mom-v2
 
 
 def gateway(*instances: InstanceFacts, active: str = "i-blue", **kw: object) -> GatewayFacts:
-    return GatewayFacts(epoch=7, active_instance=active, instances=instances, **kw)  # type: ignore[arg-type]
+    kw.setdefault("epoch", 7)
+    return GatewayFacts(active_instance=active, instances=instances, **kw)  # type: ignore[arg-type]
 
 
 def handoff(phase: HandoffPhase, message: str = "") -> HandoffFacts:
@@ -101,6 +106,7 @@ def observed(
     spec: StrategyVersionSpec | SpecError = SPEC,
     deleting: bool = False,
     now: float = NOW,
+    standby_pod: PodFacts | None = None,
 ) -> Observed:
     return Observed(
         name="mom-v2",
@@ -113,6 +119,7 @@ def observed(
         siblings=siblings,
         now=now,
         deleting=deleting,
+        standby_pod=standby_pod,
     )
 
 
@@ -126,6 +133,12 @@ class Case:
     actions: tuple[type, ...] = ()  # expected action types, in order (Events included)
     message: str = ""  # a substring of the new status message
     release: bool = False
+    # With a hot standby: the pods created / deleted (in order), the serving pod, the
+    # standby's state and the failovers counted, after the decision (None: not checked).
+    pods: tuple[str, ...] | None = None
+    serving: str | None = None
+    standby: str | None = None
+    failovers: int | None = None
 
 
 CASES = [
@@ -532,6 +545,24 @@ CASES = [
         ),
         id="active-pod-restarting",
     ),
+    pytest.param(
+        Case(
+            observed(ACTIVE, pod=None, gw=gateway(active="")),
+            Phase.ACTIVE,
+            (CreatePod, Event),
+            f"pod {POD} is gone: recreating it",
+        ),
+        id="active-pod-deleted-with-nothing-taking-over-is-recreated",
+    ),
+    pytest.param(
+        Case(
+            observed(ACTIVE, pod=replace(RUNNING, terminating=True), gw=gateway(active="")),
+            Phase.ACTIVE,
+            (),
+            "not attached",
+        ),
+        id="active-pod-being-deleted-is-waited-for",
+    ),
     # -- terminal
     pytest.param(
         Case(
@@ -642,13 +673,538 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES)
+# -- hot standby (spec.standby.mode: Hot): two pods, either may serve ------------------------
+
+PRIMARY, SECONDARY = pod_pair_for("mom-v2", UID)
+HOT = replace(SPEC, standby=StandbySpec(mode=StandbyKind.HOT))
+STANDBY_RUNNING = PodFacts(SECONDARY, phase="Running", ready=True)
+GREEN_SB = InstanceFacts("i-green-sb", SECONDARY, "momentum", "2", Role.STANDBY)
+HOT_ACTIVE = replace(ACTIVE, standby=StandbyFigures("Ready", SECONDARY, "i-green-sb"))
+# After a failover: the ACTIVE instance is in the secondary pod, the primary is the standby.
+FAILED_OVER = replace(
+    HOT_ACTIVE,
+    pod=SECONDARY,
+    instance_id="i-green-sb",
+    standby=StandbyFigures("Missing", PRIMARY, "", 1, NOW - 30, PRIMARY),
+)
+
+
+def hot(progress: Progress = NEW, **kw: object) -> Observed:
+    kw.setdefault("spec", HOT)
+    return observed(progress, **kw)  # type: ignore[arg-type]
+
+
+def active_in(instance: InstanceFacts) -> InstanceFacts:
+    return replace(instance, role=Role.ACTIVE)
+
+
+def shadow(instance: InstanceFacts) -> InstanceFacts:
+    return replace(instance, role=Role.SHADOW)
+
+
+HOT_CASES = [
+    pytest.param(
+        Case(
+            hot(),
+            Phase.STARTING,
+            (CreatePod, CreatePod, Event),
+            f"created pod {PRIMARY} and its hot standby {SECONDARY}",
+            pods=(PRIMARY, SECONDARY),
+            serving=PRIMARY,
+        ),
+        id="hot-pending-creates-both-pods",
+    ),
+    pytest.param(
+        Case(
+            hot(STARTING, pod=RUNNING, gw=gateway(BLUE)),
+            Phase.STARTING,
+            (CreatePod,),
+            pods=(SECONDARY,),
+            standby="Missing",
+        ),
+        id="hot-starting-recreates-the-missing-standby-pod",
+    ),
+    pytest.param(
+        Case(
+            hot(STARTING, pod=None, standby_pod=None),
+            Phase.STARTING,
+            (CreatePod, CreatePod),
+            pods=(PRIMARY, SECONDARY),
+        ),
+        id="hot-starting-recreates-both-pods",
+    ),
+    pytest.param(
+        Case(
+            hot(STARTING, pod=RUNNING, standby_pod=STANDBY_RUNNING, gw=gateway(BLUE, GREEN_SB)),
+            Phase.STARTING,
+            (),
+            f"waiting for pod {PRIMARY} to attach",
+            standby="Syncing",
+        ),
+        id="hot-starting-standby-attached-alone-is-not-promoted",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                STARTING,
+                pod=RUNNING,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(BLUE, GREEN, GREEN_SB),
+            ),
+            Phase.HANDING_OFF,
+            (Promote, Event),
+            "asked the gateway to hand off",
+            serving=PRIMARY,
+            standby="Syncing",
+        ),
+        id="hot-starting-promotes-the-serving-pod-not-the-standby",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                STARTING,
+                pod=RUNNING,
+                standby_pod=STANDBY_RUNNING,
+                siblings=(),
+                gw=gateway(GREEN, active_in(GREEN_SB), active="i-green-sb"),
+            ),
+            Phase.ACTIVE,
+            (Event,),
+            "ACTIVE on attach",
+            serving=SECONDARY,
+            standby="Syncing",
+        ),
+        id="hot-first-version-standby-pod-attached-first-serves",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                STARTING,
+                pod=RUNNING,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(BLUE, GREEN, replace(GREEN_SB, version="1")),
+            ),
+            Phase.FAILED,
+            (DeletePod, DeletePod, Event),
+            f"pod {SECONDARY} runs momentum/1",
+            pods=(PRIMARY, SECONDARY),
+        ),
+        id="hot-starting-wrong-code-in-the-standby-pod-fails",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                STARTING,
+                pod=RUNNING,
+                standby_pod=STANDBY_RUNNING,
+                siblings=(V1, V3),
+                gw=gateway(BLUE, GREEN, GREEN_SB),
+            ),
+            Phase.SUPERSEDED,
+            (DeletePod, DeletePod, Event),
+            pods=(PRIMARY, SECONDARY),
+            standby="",
+        ),
+        id="hot-starting-superseded-deletes-both-pods",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HANDING_OFF,
+                pod=RUNNING,
+                standby_pod=None,
+                gw=gateway(BLUE, GREEN, handoff=handoff(HandoffPhase.SHADOWING)),
+            ),
+            Phase.HANDING_OFF,
+            (CreatePod,),
+            "shadowing",
+            pods=(SECONDARY,),
+        ),
+        id="hot-handing-off-recreates-the-standby-pod",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HANDING_OFF,
+                pod=None,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(
+                    active_in(GREEN_SB),
+                    active="i-green-sb",
+                    handoff=handoff(HandoffPhase.COMPLETED),
+                ),
+            ),
+            Phase.ACTIVE,
+            (CreatePod, Event),
+            "completed",
+            pods=(PRIMARY,),
+            serving=SECONDARY,
+        ),
+        id="hot-handing-off-completed-after-a-failover-in-the-bake",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=RUNNING,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(active_in(GREEN), shadow(GREEN_SB), active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (),
+            "ACTIVE",
+            serving=PRIMARY,
+            standby="Ready",
+        ),
+        id="hot-active-steady-standby-ready",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=RUNNING,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(active_in(GREEN), GREEN_SB, active="i-green", divergences=1),
+            ),
+            Phase.ACTIVE,
+            (Event,),
+            standby="Syncing",
+        ),
+        id="hot-active-a-divergence-is-told",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                replace(HOT_ACTIVE, standby=replace(HOT_ACTIVE.standby, divergences=3)),
+                pod=RUNNING,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(active_in(GREEN), shadow(GREEN_SB), active="i-green", divergences=0),
+            ),
+            Phase.ACTIVE,
+            (),
+            standby="Ready",
+        ),
+        id="hot-active-a-restarted-gateways-count-is-not-a-divergence",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=RUNNING,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(active_in(GREEN), GREEN_SB, active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (),
+            standby="Syncing",
+        ),
+        id="hot-active-standby-syncing",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=RUNNING,
+                standby_pod=None,
+                gw=gateway(active_in(GREEN), active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (CreatePod,),
+            pods=(SECONDARY,),
+            serving=PRIMARY,
+            standby="Missing",
+        ),
+        id="hot-active-recreates-the-deleted-standby-pod",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=RUNNING,
+                standby_pod=replace(STANDBY_RUNNING, restarts=5, waiting_reason="CrashLoopBackOff"),
+                gw=gateway(active_in(GREEN), active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (),
+            standby="Failing",
+        ),
+        id="hot-active-crash-looping-standby-reported-failing",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=RUNNING,
+                standby_pod=replace(STANDBY_RUNNING, restarts=5),
+                gw=gateway(active_in(GREEN), shadow(GREEN_SB), active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (),
+            standby="Ready",
+        ),
+        id="hot-active-restarts-of-an-attached-standby-do-not-matter",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=RUNNING,
+                standby_pod=replace(STANDBY_RUNNING, phase="Failed", reason="Evicted"),
+                gw=gateway(active_in(GREEN), active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (DeletePod,),
+            pods=(SECONDARY,),
+            standby="Failing",
+        ),
+        id="hot-active-ended-standby-pod-deleted-to-be-recreated",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=None,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(active_in(GREEN_SB), active="i-green-sb", epoch=9),
+            ),
+            Phase.ACTIVE,
+            (CreatePod, Event),
+            f"failed over: the ACTIVE instance moved from pod {PRIMARY} to its standby {SECONDARY}",
+            pods=(PRIMARY,),
+            serving=SECONDARY,
+            standby="Missing",
+            failovers=1,
+        ),
+        id="hot-active-failover-seen-dead-pod-recreated",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=None,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(shadow(GREEN_SB), active=""),
+            ),
+            Phase.ACTIVE,
+            (CreatePod, Event),
+            "is gone: recreating it",
+            pods=(PRIMARY,),
+            serving=PRIMARY,
+        ),
+        id="hot-active-pod-gone-before-the-gateway-failed-over-is-recreated",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=replace(RUNNING, terminating=True),
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(active_in(GREEN_SB), active="i-green-sb"),
+            ),
+            Phase.ACTIVE,
+            (Event,),
+            "failed over",
+            serving=SECONDARY,
+            standby="Missing",
+            failovers=1,
+        ),
+        id="hot-active-failover-waits-for-the-dead-pod-to-go",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                FAILED_OVER,
+                pod=STANDBY_RUNNING,
+                standby_pod=RUNNING,
+                gw=gateway(active_in(GREEN_SB), GREEN, active="i-green-sb"),
+            ),
+            Phase.ACTIVE,
+            (),
+            "ACTIVE",
+            serving=SECONDARY,
+            standby="Syncing",
+            failovers=1,
+        ),
+        id="hot-active-after-failover-recreated-pod-syncs-as-next-standby",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                FAILED_OVER,
+                pod=STANDBY_RUNNING,
+                standby_pod=RUNNING,
+                gw=gateway(active_in(GREEN), shadow(GREEN_SB), active="i-green"),
+            ),
+            Phase.ACTIVE,
+            (Event,),
+            f"moved from pod {SECONDARY} to its standby {PRIMARY}",
+            serving=PRIMARY,
+            standby="Ready",
+            failovers=2,
+        ),
+        id="hot-active-second-failover-back-to-the-first-pod",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                HOT_ACTIVE,
+                pod=RUNNING,
+                standby_pod=STANDBY_RUNNING,
+                gw=gateway(replace(GREEN, role=Role.DRAINING), shadow(GREEN_SB), active="i-v3"),
+                siblings=(Sibling("mom-v3", NOW, Phase.ACTIVE, "i-v3"),),
+            ),
+            Phase.RETIRED,
+            (DeletePod, DeletePod, Event),
+            f"and its standby {SECONDARY}",
+            pods=(PRIMARY, SECONDARY),
+            standby="",
+        ),
+        id="hot-active-superseded-by-a-completed-handoff-deletes-both-pods",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                replace(HOT_ACTIVE, phase=Phase.RETIRED),
+                pod=None,
+                standby_pod=STANDBY_RUNNING,
+            ),
+            Phase.RETIRED,
+            (DeletePod,),
+            pods=(SECONDARY,),
+        ),
+        id="hot-retired-cleans-a-leftover-standby-pod",
+    ),
+    pytest.param(
+        Case(
+            hot(
+                FAILED_OVER,
+                pod=STANDBY_RUNNING,
+                standby_pod=RUNNING,
+                deleting=True,
+                siblings=(),
+                gw=gateway(active_in(GREEN_SB), GREEN, active="i-green-sb"),
+            ),
+            Phase.ACTIVE,
+            (Event,),
+            "deletion refused",
+        ),
+        id="hot-delete-active-after-failover-still-refused",
+    ),
+    pytest.param(
+        Case(
+            hot(STARTING, pod=RUNNING, standby_pod=STANDBY_RUNNING, deleting=True),
+            Phase.STARTING,
+            (DeletePod, DeletePod),
+            pods=(PRIMARY, SECONDARY),
+            release=True,
+        ),
+        id="hot-delete-starting-deletes-both-pods",
+    ),
+]
+
+
+def _pods_acted_on(d: Decision) -> tuple[str, ...]:
+    return tuple(a.name for a in d.actions if isinstance(a, CreatePod | DeletePod))
+
+
+@pytest.mark.parametrize("case", CASES + HOT_CASES)
 def test_decide(case: Case) -> None:
     d = decide(case.o)
     assert d.progress.phase is case.phase, d.progress.message
     assert tuple(type(a) for a in d.actions) == case.actions, d.actions
     assert case.message in d.progress.message
     assert d.release is case.release
+    if case.pods is not None:
+        assert _pods_acted_on(d) == case.pods
+    if case.serving is not None:
+        assert d.progress.pod == case.serving
+        instance = case.o.gateway.by_pod(case.serving)
+        if case.phase is Phase.ACTIVE and instance is not None:
+            assert d.progress.instance_id == instance.instance_id
+    if case.standby is not None:
+        assert d.progress.standby.state == case.standby, d.progress.standby
+        if case.standby:
+            assert (
+                d.progress.standby.pod == {PRIMARY: SECONDARY, SECONDARY: PRIMARY}[d.progress.pod]
+            )
+    if case.failovers is not None:
+        assert d.progress.standby.failovers == case.failovers
+
+
+@pytest.mark.parametrize("case", CASES + HOT_CASES)
+def test_the_standby_pod_is_never_promoted(case: Case) -> None:
+    """Whatever the facts, a Promote names the instance in the SV's serving pod: the gateway
+    syncs the standby by itself, and promoting it would hand the version off to itself."""
+    o = case.o
+    for action in decide(o).actions:
+        if isinstance(action, Promote):
+            instance = o.gateway.by_pod(o.progress.pod)
+            assert instance is not None
+            assert action.instance_id == instance.instance_id
+            assert instance.pod_name != SECONDARY or o.progress.pod == SECONDARY
+
+
+def test_a_failover_is_told_once() -> None:
+    """The round after a failover (its status written) is steady: one Event, one count."""
+    o = hot(
+        HOT_ACTIVE,
+        pod=None,
+        standby_pod=STANDBY_RUNNING,
+        gw=gateway(active_in(GREEN_SB), active="i-green-sb", epoch=9),
+    )
+    first = decide(o)
+    (event,) = [a for a in first.actions if isinstance(a, Event)]
+    assert (event.type, event.reason) == (EventType.WARNING, "FailedOver")
+    assert first.progress.standby.last_failover_from == PRIMARY
+    assert first.progress.standby.last_failover_at == NOW
+    assert (first.progress.active, first.progress.epoch) == (True, 9)
+    # The next round: the dead pod recreated, attached, being synced by the gateway.
+    after = replace(
+        o,
+        progress=first.progress,
+        pod=STANDBY_RUNNING,
+        standby_pod=RUNNING,
+        gateway=gateway(active_in(GREEN_SB), GREEN, active="i-green-sb", epoch=9),
+    )
+    again = decide(after)
+    assert not [a for a in again.actions if isinstance(a, Event)]
+    assert again.progress.standby.failovers == 1
+    assert again.progress.phase is Phase.ACTIVE
+    assert again.progress.active
+
+
+def test_a_divergence_is_a_warning_naming_the_count() -> None:
+    o = hot(
+        HOT_ACTIVE,
+        pod=RUNNING,
+        standby_pod=STANDBY_RUNNING,
+        gw=gateway(active_in(GREEN), GREEN_SB, active="i-green", divergences=2),
+    )
+    d = decide(o)
+    (event,) = d.actions
+    assert isinstance(event, Event)
+    assert (event.type, event.reason) == (EventType.WARNING, "StateDiverged")
+    assert "2 digest checks" in event.message
+    assert d.progress.standby.divergences == 2
+    assert decide(replace(o, progress=d.progress)).actions == ()  # told once
+
+
+def test_the_pod_pair_are_dns_labels() -> None:
+    for name in ("m", "mom-v2", "a" * 80):
+        primary, secondary = pod_pair_for(name, UID)
+        assert primary == pod_name_for(name, UID)
+        assert secondary.endswith("-standby")
+        assert primary != secondary
+        assert all(len(n) <= 63 for n in (primary, secondary))
+    assert pod_pair_for("mom-v2", UID)[1] == f"{POD}-standby"
+
+
+def test_without_a_hot_standby_nothing_of_it_is_reported() -> None:
+    """Checkpoint (the default) and None: one pod, no status.standby."""
+    for case in CASES:
+        d = decide(case.values[0].o)  # type: ignore[union-attr]
+        assert d.progress.standby == StandbyFigures()
+        assert SECONDARY not in _pods_acted_on(d)
 
 
 def test_every_phase_has_a_case() -> None:

@@ -2,8 +2,9 @@
 
 What people running rollouts ask: how many StrategyVersions are in each phase, how rollouts
 end (went live, failed, superseded), how long one takes from its pod's creation to Active,
-the cutover pause of the handoffs that took a version live, and whether the operator's rounds
-fail or it cannot reach the gateway.
+the cutover pause of the handoffs that took a version live, whether the operator's rounds
+fail or it cannot reach the gateway, and, for versions with a hot standby, whether each
+standby is ready and how many failovers happened.
 
 Fed from observations, not from the operator's own writes: each reconcile round hands the
 StrategyVersion's stored status (``Observed``) to ``observed``, and a phase that differs from
@@ -23,7 +24,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from baton.common.metrics_http import serve_metrics
-from baton.operator.core.rollout import Observed, Phase
+from baton.operator.core.rollout import Observed, Phase, StandbyState
 
 # Phases a rollout ends in, and the result they are counted as. Retired is not one: it is the
 # end of a version that went live (its rollout was counted then).
@@ -75,10 +76,49 @@ class OperatorMetrics:
             "1 if the gateway's control API answered the last round, else 0",
             registry=r,
         )
+        self._standbys = Gauge(
+            "baton_operator_hot_standbys",
+            "Live StrategyVersions with a hot standby, by namespace and the standby's state "
+            "(Ready, Syncing, Starting, Missing, Failing)",
+            ["namespace", "state"],
+            registry=r,
+        )
+        self._failovers = Counter(
+            "baton_operator_failovers",
+            "Failovers seen: a version's ACTIVE instance moved to its hot standby's pod",
+            registry=r,
+        )
         self._phases: dict[tuple[str, str], Phase] = {}
+        self._standby_states: dict[tuple[str, str], str] = {}
+        self._failovers_seen: dict[tuple[str, str], int] = {}
+        self._namespaces: set[str] = set()
+
+    def _standby(self, namespace: str, o: Observed) -> None:
+        if namespace not in self._namespaces:
+            # Every state of a namespace exists at 0 once it is watched, so a query for the
+            # standbys not Ready reads 0, not "no data".
+            self._namespaces.add(namespace)
+            for s in StandbyState:
+                self._standbys.labels(namespace, s.value)
+        key = (namespace, o.name)
+        figures = o.progress.standby
+        before = self._standby_states.get(key, "")
+        if figures.state != before:
+            if before:
+                self._standbys.labels(namespace, before).dec()
+            if figures.state:
+                self._standbys.labels(namespace, figures.state).inc()
+                self._standby_states[key] = figures.state
+            else:
+                self._standby_states.pop(key, None)
+        seen = self._failovers_seen.get(key)
+        if seen is not None and figures.failovers > seen:  # not at first sight (a restart)
+            self._failovers.inc(figures.failovers - seen)
+        self._failovers_seen[key] = figures.failovers
 
     def observed(self, namespace: str, o: Observed) -> None:
         """One round's observation of a StrategyVersion (its stored status)."""
+        self._standby(namespace, o)
         phase = o.progress.phase or Phase.PENDING
         key = (namespace, o.name)
         before = self._phases.get(key)
@@ -105,6 +145,10 @@ class OperatorMetrics:
         phase = self._phases.pop((namespace, name), None)
         if phase is not None:
             self._versions.labels(namespace, phase.value).dec()
+        state = self._standby_states.pop((namespace, name), None)
+        if state:
+            self._standbys.labels(namespace, state).dec()
+        self._failovers_seen.pop((namespace, name), None)
 
     def reconcile_failed(self) -> None:
         self._errors.inc()

@@ -21,6 +21,7 @@ from baton.operator.core.rollout import (
     InstanceFacts,
     Observed,
     figures_of,
+    pod_pair_for,
 )
 from baton.operator.core.spec import SpecError, parse_spec
 from baton.operator.kube import Kube
@@ -45,7 +46,10 @@ def _instance(m: ctl.InstanceStatus) -> InstanceFacts | None:
 
 def book_of(listing: ctl.ListInstancesResponse) -> tuple[BookEntry, ...]:
     """The listing's strategies (none from a gateway that predates the book)."""
-    return tuple(BookEntry(s.name, s.epoch, s.active_instance_id) for s in listing.strategies)
+    return tuple(
+        BookEntry(s.name, s.epoch, s.active_instance_id, s.standby.divergences)
+        for s in listing.strategies
+    )
 
 
 async def gateway_facts(
@@ -80,6 +84,7 @@ async def gateway_facts(
     return GatewayFacts(
         epoch=standing.epoch,
         active_instance=standing.active_instance,
+        divergences=standing.divergences,
         instances=instances,
         handoff=handoff,
         handoff_missing=missing,
@@ -115,6 +120,13 @@ async def observe(
         and (other.get("metadata") or {}).get("uid") != meta.get("uid")
     )
     pod = await kube.get_pod(namespace, progress.pod) if progress.pod else None
+    # The other pod of the pair (a hot standby's; looked at for every SV, so that a terminal
+    # one's is deleted whatever its spec says now).
+    standby_pod = None
+    if progress.pod:
+        primary, secondary = pod_pair_for(str(meta.get("name")), str(meta.get("uid")))
+        other = primary if progress.pod == secondary else secondary
+        standby_pod = await kube.get_pod(namespace, other)
     gateway = await gateway_facts(control, progress.handoff.handoff_id, strategy)
     observed = Observed(
         name=str(meta.get("name")),
@@ -127,5 +139,6 @@ async def observe(
         siblings=siblings,
         now=now,
         deleting=bool(meta.get("deletionTimestamp")),
+        standby_pod=pod_facts(standby_pod) if standby_pod is not None else None,
     )
     return World(obj, observed)

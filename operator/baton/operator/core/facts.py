@@ -17,6 +17,7 @@ from baton.operator.core.rollout import (
     PodFacts,
     Progress,
     Sibling,
+    StandbyFigures,
     conditions,
 )
 from baton.operator.core.spec import BookShape, SpecError, parse_spec
@@ -29,6 +30,7 @@ class BookEntry:
     name: str
     epoch: int
     active_instance: str
+    divergences: int = 0  # its standby keeping's digest checks that found two states
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Standing:
 
     epoch: int = 0
     active_instance: str = ""  # "" when none of its instances is ACTIVE
+    divergences: int = 0  # digest checks that found two different states (docs/standby.md)
 
 
 def standing_of(
@@ -53,7 +56,7 @@ def standing_of(
         return Standing(epoch, active_instance)
     for entry in book:
         if entry.name == strategy:
-            return Standing(entry.epoch, entry.active_instance)
+            return Standing(entry.epoch, entry.active_instance, entry.divergences)
     return Standing()
 
 
@@ -110,10 +113,38 @@ def figures_from_status(raw: Mapping[str, Any]) -> HandoffFigures:
     )
 
 
+def standby_from_status(raw: Mapping[str, Any]) -> StandbyFigures:
+    return StandbyFigures(
+        state=_str(raw.get("state")),
+        pod=_str(raw.get("pod")),
+        instance_id=_str(raw.get("instanceId")),
+        failovers=_int(raw.get("failovers")),
+        last_failover_at=parse_time(raw.get("lastFailoverAt")),
+        last_failover_from=_str(raw.get("lastFailoverFrom")),
+        divergences=_int(raw.get("divergences")),
+    )
+
+
+def _standby_to_status(f: StandbyFigures) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "state": f.state,
+        "pod": f.pod,
+        "instanceId": f.instance_id,
+        "failovers": f.failovers,
+        "divergences": f.divergences,
+    }
+    if f.last_failover_at is not None:
+        out["lastFailoverAt"] = format_time(f.last_failover_at)
+    if f.last_failover_from:
+        out["lastFailoverFrom"] = f.last_failover_from
+    return out
+
+
 def progress_from_status(status: Mapping[str, Any] | None) -> Progress:
     """The status the operator last wrote, as the machine's ``Progress`` (unknown -> defaults)."""
     s = status or {}
     handoff = s.get("handoff")
+    standby = s.get("standby")
     return Progress(
         phase=_phase(s.get("phase")),
         message=_str(s.get("message")),
@@ -125,6 +156,7 @@ def progress_from_status(status: Mapping[str, Any] | None) -> Progress:
         active=s.get("active") is True,
         epoch=_int(s.get("epoch")),
         superseded_by=_str(s.get("supersededBy")),
+        standby=standby_from_status(standby) if isinstance(standby, Mapping) else StandbyFigures(),
     )
 
 
@@ -201,6 +233,8 @@ def status_from_progress(
         out["handoff"] = _figures_to_status(p.handoff, p.request_id)
     if p.superseded_by:
         out["supersededBy"] = p.superseded_by
+    if p.standby.state or p.standby.failovers:
+        out["standby"] = _standby_to_status(p.standby)
     # Timestamps of the moments that matter to a reader of `kubectl get sv -o yaml`.
     for key, when in (("activeSince", phase is Phase.ACTIVE), ("finishedAt", phase.terminal)):
         if when:

@@ -2,8 +2,10 @@
 
 A bare Pod, not a Deployment: each version is exactly one instance with its own identity (the
 pod name is the instance's name at the gateway), and the operator itself decides when it goes
-away. ``restartPolicy: OnFailure``: a crash restarts in place (the rollout counts restarts), while
-a host that drained after a handoff exits 0 and stays down.
+away. A version with a hot standby (``spec.standby.mode: Hot``) has two such pods, the same
+manifest under two names (``rollout.pod_pair_for``): whichever runs the ACTIVE instance serves,
+the other is its standby. ``restartPolicy: OnFailure``: a crash restarts in place (the rollout
+counts restarts), while a host that drained after a handoff exits 0 and stays down.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def pod_manifest(
             spec.entrypoint,
             "--config",
             spec.config_json,
+            # What keeps the state when the ACTIVE instance dies (sent in its Hello; the
+            # ACTIVE instance's policy is the strategy's): every field, as the spec says.
+            *standby_args(spec),
             # The strategy's part of the gateway's book (strategy-sdk.md): sent in its Hello.
             *(("--slots", ",".join(spec.slots)) if spec.slots else ()),
             *(("--stake", repr(spec.stake)) if spec.stake is not None else ()),
@@ -72,6 +77,30 @@ def pod_manifest(
     }
     if spec.resources:
         container["resources"] = {k: dict(v) for k, v in spec.resources.items() if v}
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "OnFailure",
+        "terminationGracePeriodSeconds": settings.termination_grace_s,
+        "automountServiceAccountToken": False,  # strategies never talk to the API
+        "enableServiceLinks": False,
+        "containers": [container],
+    }
+    if spec.standby.hot:
+        # The version's two pods (the serving one and its hot standby) on different nodes
+        # where there are several: one node lost must not take both. Preferred, not required,
+        # so a single-node cluster still runs both.
+        pod_spec["affinity"] = {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": {"matchLabels": {LABEL_VERSION: sv_name}},
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }
+                ]
+            }
+        }
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -90,14 +119,23 @@ def pod_manifest(
                 }
             ],
         },
-        "spec": {
-            "restartPolicy": "OnFailure",
-            "terminationGracePeriodSeconds": settings.termination_grace_s,
-            "automountServiceAccountToken": False,  # strategies never talk to the API
-            "enableServiceLinks": False,
-            "containers": [container],
-        },
+        "spec": pod_spec,
     }
+
+
+def standby_args(spec: StrategyVersionSpec) -> tuple[str, ...]:
+    """``spec.standby`` as the strategy host's flags (``baton strategy --standby ...``)."""
+    policy = spec.standby.policy()
+    return (
+        "--standby",
+        policy.mode.value,
+        "--checkpoint-every",
+        str(policy.checkpoint_every_ticks),
+        "--checkpoints-kept",
+        str(policy.checkpoints_kept),
+        "--verify-every",
+        str(policy.verify_every_ticks),
+    )
 
 
 def labels(strategy: str, sv_name: str) -> dict[str, str]:

@@ -16,6 +16,14 @@ Phases of one SV::
 The gateway does the handoff itself (export, import, shadow, flip, bake, drain); this machine
 decides when to ask for it and what each outcome means for the SV's status and pods. Time is
 passed in (``Observed.now``), never read here.
+
+Hot standby (``spec.standby.mode: Hot``): the SV runs two pods of its version, the pair
+``pod_pair_for`` names. ``Progress.pod`` is the one whose instance serves (the one promoted, or
+ACTIVE on attach); the other is its standby, which the gateway syncs and keeps following by
+itself: this machine never promotes it. When the serving instance dies the gateway makes the
+standby ACTIVE; the machine sees the ACTIVE instance in the other pod of the pair, records the
+failover (``Progress.pod`` moves to it, an Event) and recreates the dead pod, which the gateway
+syncs as the next standby. Either pod being ACTIVE is the SV being ACTIVE.
 """
 
 from __future__ import annotations
@@ -89,6 +97,29 @@ def figures_of(h: HandoffStatus) -> HandoffFigures:
     )
 
 
+class StandbyState(enum.Enum):
+    """``status.standby.state``: the hot standby as the gateway and Kubernetes show it."""
+
+    READY = "Ready"  # attached and following the ACTIVE as SHADOW: a failover loses nothing
+    SYNCING = "Syncing"  # attached, not following yet (being synced, or its version not live)
+    STARTING = "Starting"  # its pod exists, not attached to the gateway yet
+    MISSING = "Missing"  # no pod (being recreated) or its pod is being deleted
+    FAILING = "Failing"  # its pod failed or is crash-looping (more than startup.maxRestarts)
+
+
+@dataclass(frozen=True)
+class StandbyFigures:
+    """What the status reports of a hot standby (``status.standby``)."""
+
+    state: str = ""  # a StandbyState's value; "" without a hot standby (or once terminal)
+    pod: str = ""  # the standby's pod: the pair's pod that is not ``Progress.pod``
+    instance_id: str = ""
+    failovers: int = 0  # times the ACTIVE instance moved to the other pod of the pair
+    last_failover_at: float | None = None
+    last_failover_from: str = ""  # the pod the ACTIVE instance left (it died)
+    divergences: int = 0  # the gateway's count for the strategy (``GatewayFacts.divergences``)
+
+
 @dataclass(frozen=True)
 class Progress:
     """The SV's status as last written: where the rollout is."""
@@ -103,6 +134,7 @@ class Progress:
     active: bool = False
     epoch: int = 0
     superseded_by: str = ""
+    standby: StandbyFigures = StandbyFigures()
 
 
 @dataclass(frozen=True)
@@ -145,6 +177,9 @@ class GatewayFacts:
     error: str = ""
     epoch: int = 0  # the strategy's epoch
     active_instance: str = ""  # the strategy's ACTIVE instance, "" when none
+    # The strategy's digest checks that found two different states (a hot standby or a replay
+    # unlike the ACTIVE: a non-deterministic strategy), since the gateway started.
+    divergences: int = 0
     instances: tuple[InstanceFacts, ...] = ()
     handoff: HandoffFacts | None = None  # the one ``Progress.handoff.handoff_id`` names
     handoff_missing: bool = False  # that id is unknown to the gateway (it restarted)
@@ -180,6 +215,9 @@ class Observed:
     siblings: tuple[Sibling, ...]
     now: float
     deleting: bool = False
+    # The other pod of the SV's pair (``pod_pair_for``): not ``progress.pod``; None when absent.
+    # Only a hot standby's SV has one, but it is looked at for every SV (clean-up).
+    standby_pod: PodFacts | None = None
 
     def newer(self, s: Sibling) -> bool:
         return (s.created, s.name) > (self.created, self.name)
@@ -253,6 +291,16 @@ def pod_name_for(name: str, uid: str) -> str:
     return f"{name[:52]}-{uid.replace('-', '')[:6]}"
 
 
+STANDBY_SUFFIX = "-standby"
+
+
+def pod_pair_for(name: str, uid: str) -> tuple[str, str]:
+    """The SV's two pod names with a hot standby: ``pod_name_for``'s and the same with
+    ``-standby`` (the SV's name cut shorter, so both stay DNS labels). Neither is "the standby"
+    for good: the one whose instance serves is ``Progress.pod``, the other is its standby."""
+    return pod_name_for(name, uid), f"{pod_name_for(name[:44], uid)}{STANDBY_SUFFIX}"
+
+
 def request_id_for(uid: str) -> str:
     return f"sv-{uid}"
 
@@ -273,10 +321,10 @@ def decide(o: Observed) -> Decision:
     if phase is Phase.PENDING:
         return _pending(o, spec)
     if phase is Phase.STARTING:
-        return _starting(o, spec)
+        return _with_standby(o, _starting(o, spec))
     if phase is Phase.HANDING_OFF:
-        return _handing_off(o, spec)
-    return _active(o)
+        return _with_standby(o, _handing_off(o, spec))
+    return _with_standby(o, _active(o))
 
 
 def pod_refused(o: Observed, pod: str, why: str) -> Decision:
@@ -322,9 +370,116 @@ def _stay(o: Observed, message: str, requeue_s: float = FAST_S, **changes: objec
 
 
 def _delete_own_pod(o: Observed, reason: str) -> tuple[Action, ...]:
-    if o.pod is not None and not o.pod.terminating:
-        return (DeletePod(o.pod.name, reason),)
-    return ()
+    """Delete the SV's pods: its serving pod and, with a hot standby, the other of the pair."""
+    return tuple(
+        DeletePod(pod.name, reason)
+        for pod in (o.pod, o.standby_pod)
+        if pod is not None and not pod.terminating
+    )
+
+
+def _other_pod(o: Observed, pod: str) -> str:
+    """The pod of the SV's pair that is not ``pod``."""
+    primary, secondary = pod_pair_for(o.name, o.uid)
+    return primary if pod == secondary else secondary
+
+
+def _pod_facts(o: Observed, name: str) -> PodFacts | None:
+    for pod in (o.pod, o.standby_pod):
+        if pod is not None and pod.name == name:
+            return pod
+    return None
+
+
+def _own_active(o: Observed) -> InstanceFacts | None:
+    """The SV's instance that is its strategy's ACTIVE one, in either pod of its pair."""
+    if not o.gateway.reachable:
+        return None
+    for pod in pod_pair_for(o.name, o.uid):
+        instance = o.gateway.by_pod(pod)
+        if instance is not None and instance.role is Role.ACTIVE:
+            return instance
+    return None
+
+
+def _standby_state(o: Observed, spec: StrategyVersionSpec, pod: str) -> StandbyFigures:
+    """The standby in ``pod`` as the status reports it (failover figures kept)."""
+    facts = _pod_facts(o, pod)
+    instance = o.gateway.by_pod(pod) if o.gateway.reachable else None
+    if facts is None or facts.terminating:
+        state = StandbyState.MISSING
+    elif instance is not None:
+        # Attached: restarts it had before do not matter any more.
+        state = StandbyState.READY if instance.role is Role.SHADOW else StandbyState.SYNCING
+    elif _pod_failure_of(facts, spec) is not None:
+        state = StandbyState.FAILING
+    else:
+        state = StandbyState.STARTING
+    return replace(
+        o.progress.standby,
+        state=state.value,
+        pod=pod,
+        instance_id=instance.instance_id if instance is not None else "",
+    )
+
+
+def _with_standby(o: Observed, d: Decision) -> Decision:
+    """A live hot-standby SV's decision, completed: its standby pod recreated when missing, and
+    ``status.standby`` as observed. Terminal decisions and deletions are left alone (their pods
+    are deleted), and so is everything of an SV without a hot standby."""
+    spec = o.spec
+    phase = d.progress.phase
+    if o.deleting or not isinstance(spec, StrategyVersionSpec) or not spec.standby.hot:
+        return d
+    if phase is None or phase.terminal:
+        figures = replace(d.progress.standby, state="", instance_id="")
+        return replace(d, progress=replace(d.progress, standby=figures))
+    other = _other_pod(o, d.progress.pod)
+    figures = _standby_state(o, spec, other)
+    figures = replace(
+        figures,
+        failovers=d.progress.standby.failovers,
+        last_failover_at=d.progress.standby.last_failover_at,
+        last_failover_from=d.progress.standby.last_failover_from,
+    )
+    actions = d.actions
+    if o.gateway.reachable:
+        figures = replace(figures, divergences=o.gateway.divergences)
+        if o.gateway.divergences > o.progress.standby.divergences:
+            # Told once per new count (a restarted gateway counts from 0 again: no Event).
+            actions = (
+                *actions,
+                Event(
+                    EventType.WARNING,
+                    "StateDiverged",
+                    f"the gateway found the standby's state unlike the ACTIVE's "
+                    f"({o.gateway.divergences} digest checks so far): the strategy is not "
+                    "deterministic, so a failover may not restore its exact state; the "
+                    "gateway syncs the standby again (docs/standby.md)",
+                ),
+            )
+    creating = any(isinstance(a, CreatePod) and a.name == other for a in actions)
+    deleting = any(isinstance(a, DeletePod) for a in actions)
+    facts = _pod_facts(o, other)
+    extra: Action | None = None
+    if facts is None and not creating and not deleting:
+        # Not there: never created (an operator restarted between the two creates), deleted by
+        # someone, or the pod the ACTIVE instance died in. The gateway syncs it once attached.
+        extra = CreatePod(other)
+    elif (
+        facts is not None
+        and facts.phase in ("Failed", "Succeeded")
+        and not facts.terminating
+        and not deleting
+    ):
+        # Ended for good (evicted, or its host exited 0): a pod never runs again once it has;
+        # delete it, and the next round recreates it.
+        extra = DeletePod(other, f"standby pod {other} {facts.phase.lower()}; recreating it")
+    if extra is not None:
+        events = tuple(a for a in actions if isinstance(a, Event))
+        others = tuple(a for a in actions if not isinstance(a, Event))
+        actions = (*others, extra, *events)
+    return replace(d, progress=replace(d.progress, standby=figures), actions=actions)
 
 
 def _fail(o: Observed, message: str, *, reason: str = "Failed") -> Decision:
@@ -381,13 +536,22 @@ def _pending(o: Observed, spec: StrategyVersionSpec) -> Decision:
     refused = _shape_differs(o, spec)
     if refused is not None:
         return refused
-    pod = pod_name_for(o.name, o.uid)
+    pod, standby = pod_pair_for(o.name, o.uid)
+    if spec.standby.hot:
+        message = (
+            f"created pod {pod} and its hot standby {standby}; waiting for them to attach to "
+            "the gateway"
+        )
+        creates: tuple[Action, ...] = (CreatePod(pod), CreatePod(standby))
+    else:
+        message = f"created pod {pod}; waiting for it to attach to the gateway"
+        creates = (CreatePod(pod),)
     return _move(
         o,
         Phase.STARTING,
-        f"created pod {pod}; waiting for it to attach to the gateway",
+        message,
         reason="Starting",
-        actions=(CreatePod(pod),),
+        actions=creates,
         pod=pod,
         started_at=o.now,
         request_id=request_id_for(o.uid),
@@ -396,7 +560,10 @@ def _pending(o: Observed, spec: StrategyVersionSpec) -> Decision:
 
 def _pod_failure(o: Observed, spec: StrategyVersionSpec) -> str | None:
     """Why the pod will never serve, or None while it still might."""
-    pod = o.pod
+    return _pod_failure_of(o.pod, spec)
+
+
+def _pod_failure_of(pod: PodFacts | None, spec: StrategyVersionSpec) -> str | None:
     if pod is None:
         return None
     if pod.phase in ("Failed", "Succeeded"):
@@ -414,11 +581,11 @@ def _pod_failure(o: Observed, spec: StrategyVersionSpec) -> str | None:
 def _starting(o: Observed, spec: StrategyVersionSpec) -> Decision:
     p = o.progress
     newer = _newer_live(o)
-    attached = o.gateway.by_pod(p.pod) if o.gateway.reachable else None
+    serving = _own_active(o)
     # Superseded only if not already serving: a first version the gateway made ACTIVE on attach
     # is live, and deleting it would leave nothing ACTIVE; it goes Active and the newer version
     # hands off from it.
-    if newer is not None and not (attached is not None and attached.role is Role.ACTIVE):
+    if newer is not None and serving is None:
         return _supersede(o, newer)
     failure = _pod_failure(o, spec)
     if failure is not None:
@@ -436,19 +603,23 @@ def _starting(o: Observed, spec: StrategyVersionSpec) -> Decision:
         return Decision(p, (CreatePod(p.pod or pod_name_for(o.name, o.uid)),), requeue_s=FAST_S)
     if not o.gateway.reachable:
         return _stay(o, f"waiting for the gateway: {o.gateway.error}")
+    for own in (o.gateway.by_pod(pod) for pod in pod_pair_for(o.name, o.uid)):
+        if own is not None and (own.strategy, own.version) != (spec.strategy, spec.version):
+            return _fail(
+                o,
+                f"pod {own.pod_name} runs {own.strategy}/{own.version} but the spec says "
+                f"{spec.strategy}/{spec.version}: check spec.entrypoint",
+                reason="WrongCode",
+            )
+    if serving is not None:
+        # Nothing was ACTIVE: the gateway made the first attached instance ACTIVE by itself
+        # (with a hot standby, whichever of the two pods attached first: it serves).
+        return _activate(o, serving, "first version of the strategy: ACTIVE on attach")
     instance = o.gateway.by_pod(p.pod)
     if instance is None:
         return _stay(o, f"waiting for pod {p.pod} to attach to the gateway")
-    if (instance.strategy, instance.version) != (spec.strategy, spec.version):
-        return _fail(
-            o,
-            f"pod {p.pod} runs {instance.strategy}/{instance.version} but the spec says "
-            f"{spec.strategy}/{spec.version}: check spec.entrypoint",
-            reason="WrongCode",
-        )
-    if instance.role is Role.ACTIVE:
-        # Nothing was ACTIVE: the gateway made the first attached instance ACTIVE by itself.
-        return _activate(o, instance, "first version of the strategy: ACTIVE on attach")
+    # Only the SV's serving pod is promoted, never its standby: the gateway syncs that one by
+    # itself once this version is ACTIVE.
     return _move(
         o,
         Phase.HANDING_OFF,
@@ -468,6 +639,7 @@ def _activate(o: Observed, instance: InstanceFacts, message: str) -> Decision:
         message,
         reason="Activated",
         requeue_s=STEADY_S,
+        pod=instance.pod_name,
         instance_id=instance.instance_id,
         active=o.gateway.active_instance == instance.instance_id,
         epoch=o.gateway.epoch,
@@ -481,8 +653,9 @@ def _handing_off(o: Observed, spec: StrategyVersionSpec) -> Decision:
         return _stay(o, f"handing off; the gateway is unreachable: {gw.error}")
     if gw.handoff is None:
         instance = gw.by_pod(p.pod)
-        if gw.handoff_missing and instance is not None and instance.role is Role.ACTIVE:
-            return _activate(o, instance, "ACTIVE (the gateway no longer knows the handoff)")
+        serving = _own_active(o)
+        if gw.handoff_missing and serving is not None:
+            return _activate(o, serving, "ACTIVE (the gateway no longer knows the handoff)")
         if gw.handoff_missing or not p.handoff.handoff_id:
             if instance is None:
                 return _fail(
@@ -506,7 +679,8 @@ def _handing_off(o: Observed, spec: StrategyVersionSpec) -> Decision:
     figures = h.figures
     newer = _newer_live(o)
     if h.phase is HandoffPhase.COMPLETED:
-        instance = gw.by_pod(p.pod)
+        # ACTIVE in either pod (its standby took over if it died after the flip).
+        instance = _own_active(o) or gw.by_pod(p.pod)
         if instance is None:
             return _stay(o, "handoff completed; waiting to see the pod attached", handoff=figures)
         pause = f"{figures.pause_ms:.2f} ms" if figures.pause_ms is not None else "n/a"
@@ -519,6 +693,7 @@ def _handing_off(o: Observed, spec: StrategyVersionSpec) -> Decision:
             reason="HandoffCompleted",
             requeue_s=STEADY_S,
             handoff=figures,
+            pod=instance.pod_name,
             instance_id=instance.instance_id,
             active=gw.active_instance == instance.instance_id,
             epoch=gw.epoch,
@@ -563,6 +738,9 @@ def _active(o: Observed) -> Decision:
         if instance.instance_id != p.instance_id:  # the pod re-attached: same pod, new instance
             changes["instance_id"] = instance.instance_id
         return _stay(o, "ACTIVE", STEADY_S, **changes)
+    moved = _own_active(o)
+    if moved is not None:
+        return _failover(o, moved)
     successor = next(
         (
             s
@@ -575,11 +753,24 @@ def _active(o: Observed) -> Decision:
         return _move(
             o,
             Phase.RETIRED,
-            f"handed over to {successor.name}; pod {p.pod} deleted",
+            f"handed over to {successor.name}; pod {p.pod} deleted"
+            + (f" (and its standby {o.standby_pod.name})" if o.standby_pod is not None else ""),
             reason="Retired",
             actions=_delete_own_pod(o, f"handed over to {successor.name}"),
             requeue_s=STEADY_S,
             active=False,
+        )
+    if o.pod is None and p.pod:
+        # Its pod was deleted (`kubectl delete pod`, a node drained) and nothing took over:
+        # a pod is never recreated by Kubernetes, so the operator does it. The new instance
+        # takes over as the gateway's standby policy says (checkpoint + journal replay, or an
+        # empty state with mode None); with a hot standby the gateway has usually failed over
+        # before this round, and the pod comes back as the standby instead (``_failover``).
+        message = f"ACTIVE version, but pod {p.pod} is gone: recreating it"
+        return Decision(
+            replace(p, message=message, active=False),
+            (CreatePod(p.pod), Event(EventType.WARNING, "PodRecreated", message)),
+            requeue_s=FAST_S,
         )
     if instance is None:
         return _stay(
@@ -593,6 +784,35 @@ def _active(o: Observed) -> Decision:
         f"ACTIVE version; the gateway has it as {instance.role.value} while a handoff runs",
         FAST_S,
         active=False,
+    )
+
+
+def _failover(o: Observed, instance: InstanceFacts) -> Decision:
+    """The SV's ACTIVE instance is in the other pod of its pair: the serving one died and the
+    gateway made its hot standby ACTIVE. The SV stays Active, serving from that pod; the dead
+    pod is recreated (``_with_standby``) and becomes the next standby."""
+    p = o.progress
+    gw = o.gateway
+    figures = replace(
+        p.standby,
+        failovers=p.standby.failovers + 1,
+        last_failover_at=o.now,
+        last_failover_from=p.pod,
+    )
+    return _move(
+        o,
+        Phase.ACTIVE,
+        f"failed over: the ACTIVE instance moved from pod {p.pod} to its standby "
+        f"{instance.pod_name} ({instance.instance_id}, epoch {gw.epoch}); {p.pod} is recreated "
+        "as the next standby",
+        reason="FailedOver",
+        warning=True,
+        requeue_s=FAST_S,
+        pod=instance.pod_name,
+        instance_id=instance.instance_id,
+        active=gw.active_instance == instance.instance_id,
+        epoch=gw.epoch,
+        standby=figures,
     )
 
 
@@ -615,10 +835,7 @@ def _deleting(o: Observed) -> Decision:
         )
     if phase is not Phase.ACTIVE:
         return Decision(p, pod_gone, release=True)
-    instance = o.gateway.by_pod(p.pod)
-    still_active = not o.gateway.reachable or (
-        instance is not None and instance.role is Role.ACTIVE
-    )
+    still_active = not o.gateway.reachable or _own_active(o) is not None
     if not still_active:
         return Decision(p, pod_gone, release=True)
     spec = o.spec

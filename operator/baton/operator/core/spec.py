@@ -17,7 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from baton.model import SLOT_ID_HINT, HandoffPolicy, check_slot_ids, is_slot_id
+from baton.model import (
+    SLOT_ID_HINT,
+    HandoffPolicy,
+    StandbyMode,
+    StandbyPolicy,
+    check_slot_ids,
+    is_slot_id,
+)
 
 GROUP = "baton.dev"
 VERSION = "v1alpha1"
@@ -93,6 +100,56 @@ class HandoffSpec:
         )
 
 
+class StandbyKind(enum.Enum):
+    """``spec.standby.mode``, as the CRD spells it; ``mode`` is the model's."""
+
+    HOT = "Hot"  # a second pod of this version follows the ACTIVE and takes over at once
+    CHECKPOINT = "Checkpoint"  # the gateway checkpoints the state; a new instance replays it
+    NONE = "None"  # neither: a new instance starts with an empty state
+
+    @property
+    def mode(self) -> StandbyMode:
+        return StandbyMode(self.value.lower())
+
+    @classmethod
+    def of(cls, mode: StandbyMode) -> StandbyKind:
+        return cls(mode.value.capitalize())
+
+
+# The standby defaults are the model's too (the gateway applies them to a Hello without a
+# policy); the CRD states them again and tests/unit/test_handoff_defaults.py keeps them equal.
+_STANDBY = StandbyPolicy()
+_STANDBY_KIND = StandbyKind.of(_STANDBY.mode)
+#: Upper bounds the CRD states again (``spec.standby``'s maxima): sanity, not the gateway's.
+MAX_CHECKPOINT_EVERY_TICKS = 100_000
+MAX_CHECKPOINTS_KEPT = 100
+MAX_VERIFY_EVERY_TICKS = 100_000
+
+
+@dataclass(frozen=True)
+class StandbySpec:
+    """``spec.standby``: what keeps the strategy's state when its ACTIVE instance dies."""
+
+    mode: StandbyKind = _STANDBY_KIND
+    checkpoint_every_ticks: int = _STANDBY.checkpoint_every_ticks
+    checkpoints_kept: int = _STANDBY.checkpoints_kept
+    verify_every_ticks: int = _STANDBY.verify_every_ticks
+
+    @property
+    def hot(self) -> bool:
+        """A hot standby: the operator runs a second pod of the version."""
+        return self.mode is StandbyKind.HOT
+
+    def policy(self) -> StandbyPolicy:
+        """The policy the strategy host sends in its Hello (the pod's flags)."""
+        return StandbyPolicy(
+            mode=self.mode.mode,
+            checkpoint_every_ticks=self.checkpoint_every_ticks,
+            checkpoints_kept=self.checkpoints_kept,
+            verify_every_ticks=self.verify_every_ticks,
+        )
+
+
 @dataclass(frozen=True)
 class StartupSpec:
     timeout_s: float = 120.0
@@ -139,6 +196,7 @@ class StrategyVersionSpec:
     env: tuple[tuple[str, str], ...] = ()
     resources: Mapping[str, Mapping[str, str]] | None = None
     handoff: HandoffSpec = HandoffSpec()
+    standby: StandbySpec = StandbySpec()
     startup: StartupSpec = StartupSpec()
     deletion_policy: DeletionPolicy = DeletionPolicy.PROTECT
     # The strategy's part of the gateway's book, sent in its Hello: the slot ids it evaluates
@@ -180,12 +238,22 @@ def _number(
     return float(value)
 
 
-def _int(raw: Mapping[str, Any], key: str, path: str, default: int, *, minimum: int) -> int:
+def _int(
+    raw: Mapping[str, Any],
+    key: str,
+    path: str,
+    default: int,
+    *,
+    minimum: int,
+    maximum: int | None = None,
+) -> int:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{path}.{key}: must be an integer, got {value!r}")
     if value < minimum:
         raise SpecError(f"{path}.{key}: must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SpecError(f"{path}.{key}: must be <= {maximum}, got {value}")
     return value
 
 
@@ -223,6 +291,33 @@ def _handoff(raw: Mapping[str, Any]) -> HandoffSpec:
         max_bake_faults=_int(raw, "maxBakeFaults", p, d.max_bake_faults, minimum=0),
         step_timeout_s=_number(
             raw, "stepTimeoutSeconds", p, d.step_timeout_s, positive=True, maximum=3600
+        ),
+    )
+
+
+def _standby(raw: Mapping[str, Any]) -> StandbySpec:
+    p = "spec.standby"
+    d = StandbySpec()
+    return StandbySpec(
+        mode=_enum(StandbyKind, raw, "mode", p, d.mode),
+        checkpoint_every_ticks=_int(
+            raw,
+            "checkpointEveryTicks",
+            p,
+            d.checkpoint_every_ticks,
+            minimum=1,
+            maximum=MAX_CHECKPOINT_EVERY_TICKS,
+        ),
+        checkpoints_kept=_int(
+            raw, "checkpointsKept", p, d.checkpoints_kept, minimum=1, maximum=MAX_CHECKPOINTS_KEPT
+        ),
+        verify_every_ticks=_int(
+            raw,
+            "verifyEveryTicks",
+            p,
+            d.verify_every_ticks,
+            minimum=0,
+            maximum=MAX_VERIFY_EVERY_TICKS,
         ),
     )
 
@@ -322,6 +417,7 @@ def parse_spec(raw: Mapping[str, Any]) -> StrategyVersionSpec:
         env=_env(raw.get("env")),
         resources=_resources(raw.get("resources")),
         handoff=_handoff(_section(raw, "handoff")),
+        standby=_standby(_section(raw, "standby")),
         startup=StartupSpec(
             timeout_s=_number(
                 startup, "timeoutSeconds", "spec.startup", 120.0, positive=True, maximum=3600
