@@ -22,17 +22,25 @@ from pathlib import Path
 import pytest
 
 from tests.node.kube import (
+    CLUSTER_VALUES,
     KUBECTL,
+    RELEASE_NS,
+    REPO,
     STATE,
     UP_TIMEOUT_S,
     Node,
+    Release,
+    Rollout,
     cluster,
     host_state,
+    pod_ready_s,
     record,
+    wait_phase,
 )
 
 LOCK_FILE = Path("/run/lock/baton-cluster.test.lock")
 HERE = Path(__file__).resolve().parent
+EXAMPLES = REPO / "examples"
 # Tests that take the cluster down: last among the node's tests, in this order.
 LAST = ("test_down_restores_the_host", "test_down_after_a_crash")
 
@@ -88,3 +96,44 @@ def namespace(node: Node, request: pytest.FixtureRequest) -> Iterator[str]:
     node.kubectl("create", "namespace", name)
     yield name
     node.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def release(node: Node) -> Release:
+    """``helm install --wait`` of charts/baton, once per session (tests of the walk-through,
+    tracing and faults share it); taken down with the cluster."""
+    t0 = time.monotonic()
+    p = node.helm(
+        *("install", "baton", str(REPO / "charts" / "baton"), "-n", RELEASE_NS),
+        *("--create-namespace", "--wait", "--timeout", "240s", "-f", str(CLUSTER_VALUES)),
+    )
+    install_s = time.monotonic() - t0
+    pods = node.kubectl("-n", RELEASE_NS, "get", "pods,pvc", "-o", "wide", check=False).stdout
+    assert p.returncode == 0, f"helm install: {p.stderr}\n{pods}"
+    items = {x["metadata"]["name"]: x for x in node.get("pods")["items"]}
+    ready = {name: s for name, pod in items.items() if (s := pod_ready_s(pod)) is not None}
+    record("cluster-release.json", {"helm_install_s": round(install_s, 1), "pod_ready_s": ready})
+    return Release(install_s, items, ready)
+
+
+@pytest.fixture(scope="session")
+def rollout(node: Node, release: Release) -> Rollout:
+    t0 = time.monotonic()
+    node.kubectl("apply", "-n", RELEASE_NS, "-f", str(EXAMPLES / "strategyversion-v1.yaml"))
+    wait_phase(node, "mom-v1", "Active", timeout_s=120)
+    v1_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    node.kubectl("apply", "-n", RELEASE_NS, "-f", str(EXAMPLES / "strategyversion-v2.yaml"))
+    v2 = wait_phase(node, "mom-v2", "Active", "Failed", timeout_s=180)
+    v2_s = time.monotonic() - t0
+    assert v2["status"]["phase"] == "Active", v2["status"].get("message")
+    v1 = wait_phase(node, "mom-v1", "Retired", timeout_s=60)
+    record(
+        "cluster-rollout.json",
+        {
+            "v1_apply_to_active_s": round(v1_s, 2),
+            "v2_apply_to_active_s": round(v2_s, 2),
+            "handoff": v2["status"].get("handoff"),
+        },
+    )
+    return Rollout(v1_s, v2_s, v1, v2)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -72,6 +74,27 @@ class Node:
             check=False,
             env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
         )
+
+
+@dataclass(frozen=True)
+class Release:
+    """The chart installed as the README's walk-through installs it (release ``baton`` in the
+    namespace ``baton``), with hack/cluster-values.yaml: every image local, Jaeger included."""
+
+    install_s: float  # `helm install --wait`: until every Deployment and StatefulSet is Ready
+    pods: dict[str, Json]  # the release's pods once installed, by name
+    ready_s: dict[str, float]  # each of those pods: from its creation to Ready
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """examples/strategyversion-v1.yaml applied, Active; then -v2, Active through a live
+    handoff, and v1 Retired: the walk-through's steps, timed."""
+
+    v1_active_s: float  # from `kubectl apply` of v1 to v1 Active (no handoff: nothing ran)
+    v2_active_s: float  # from `kubectl apply` of v2 to v2 Active (its pod, attach, handoff)
+    v1: Json  # the objects as they ended
+    v2: Json
 
 
 def cluster(cmd: str, timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
@@ -250,6 +273,7 @@ def events(node: Node, reason: str, obj: str | None = None) -> list[str]:
 def pod_ready_s(pod: Json) -> float | None:
     """Seconds from the pod's creation to its Ready condition (1 s resolution: both are API
     timestamps); None when it is not Ready."""
+
     def ts(s: str) -> float:
         return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
@@ -257,3 +281,39 @@ def pod_ready_s(pod: Json) -> float | None:
     if ready is None or ready["status"] != "True":
         return None
     return ts(ready["lastTransitionTime"]) - ts(pod["metadata"]["creationTimestamp"])
+
+
+@contextmanager
+def port_forward(node: Node, target: str, port: int, ns: str = RELEASE_NS) -> Iterator[int]:
+    """``kubectl port-forward TARGET :PORT`` on 127.0.0.1 (through the kubelet, into the pod's
+    network namespace); yields the local port, stops the forwarder on exit."""
+    argv = [str(KUBECTL), "--kubeconfig", str(node.kubeconfig), "-n", ns, "port-forward"]
+    # Each connection prints a line to stdout, unread after the first: few enough here for the
+    # pipe's buffer. The pipes are closed on exit (the with block).
+    with subprocess.Popen(
+        [*argv, "--address", "127.0.0.1", target, f":{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            local, line, deadline = 0, "", time.monotonic() + 30
+            while not local and time.monotonic() < deadline and proc.poll() is None:
+                if select.select([proc.stdout], [], [], 0.5)[0]:
+                    line = proc.stdout.readline()
+                    if m := re.match(r"Forwarding from 127\.0\.0\.1:(\d+) ->", line):
+                        local = int(m.group(1))
+            if not local:
+                proc.kill()
+                _, err = proc.communicate(timeout=10)
+                raise AssertionError(f"kubectl port-forward {target}: {line!r} {err}")
+            yield local
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)

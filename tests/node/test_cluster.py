@@ -12,22 +12,25 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import re
 import time
 
 import pytest
 
 from tests.node.kube import (
-    HELM,
-    REPO,
+    RELEASE_NS,
     SLEEP,
     STATE,
     UP_TIMEOUT_S,
     Node,
+    Release,
+    Rollout,
     cluster,
     diff,
+    events,
     host_state,
     pod_json,
+    presence,
     record,
     run_pod,
 )
@@ -144,59 +147,53 @@ def test_a_claim_binds_to_a_local_volume(node: Node, namespace: str) -> None:
     assert out.stdout.strip() == "ledger"
 
 
-def test_the_readme_walkthrough_on_the_real_node(node: Node) -> None:
-    """The README's kind walk-through on this node: `helm install --wait` of the chart (the
-    gateway's ledger claim bound to a local volume; no Jaeger: its image is not on the node),
-    then StrategyVersion v1, then v2 handed off live: completed, 0 missed in the ledger."""
-    env = {**os.environ, "KUBECONFIG": str(node.kubeconfig)}
-    helm = subprocess.run(
-        [
-            *(str(HELM), "install", "baton", str(REPO / "charts" / "baton")),
-            *("-n", "baton", "--create-namespace", "--wait", "--timeout", "240s"),
-            *("--set", "jaeger.enabled=false", "--set", "image.pullPolicy=Never"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
-    pods = node.kubectl("-n", "baton", "get", "pods,pvc", "-o", "wide", check=False).stdout
-    assert helm.returncode == 0, helm.stderr + pods
-    pvc = json.loads(node.kubectl("-n", "baton", "get", "pvc", "-o", "json").stdout)["items"]
+def test_the_readme_walkthrough_on_the_real_node(
+    node: Node, release: Release, rollout: Rollout
+) -> None:
+    """The README's kind walk-through on this node (the ``release`` and ``rollout`` fixtures do
+    its steps): `helm install --wait` of the chart with hack/cluster-values.yaml (the gateway's
+    ledger claim bound to a local volume; Jaeger from the local image), then StrategyVersion
+    v1, then v2 handed off live: completed, 0 missed in the ledger, the figures recorded."""
+    # Every component of the release Running and Ready, Jaeger included, from the local images.
+    components = {
+        p["metadata"]["labels"].get("app.kubernetes.io/component"): p for p in release.pods.values()
+    }
+    assert {"gateway", "operator", "sim", "jaeger"} <= set(components), list(components)
+    for name, pod in release.pods.items():
+        assert pod["status"]["phase"] == "Running", name
+        assert name in release.ready_s, f"{name} not Ready"
+    jaeger = components["jaeger"]["spec"]["containers"][0]
+    assert jaeger["image"] == "localhost/baton-jaeger:v2.13.0"
+    assert jaeger["imagePullPolicy"] == "Never"
+    pvc = node.get("pvc")["items"]
     assert [c["status"]["phase"] for c in pvc] == ["Bound"]
 
-    def phase(name: str) -> str:
-        return node.kubectl(
-            "-n", "baton", "get", "sv", name, "-o", "jsonpath={.status.phase}", check=False
-        ).stdout
-
-    def wait_phase(name: str, want: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while (got := phase(name)) != want:
-            assert time.monotonic() < deadline, (
-                f"{name}: {got}, not {want}\n"
-                + node.kubectl("-n", "baton", "describe", "sv", name, check=False).stdout
-            )
-            time.sleep(1)
-
-    node.kubectl("apply", "-n", "baton", "-f", str(REPO / "examples" / "strategyversion-v1.yaml"))
-    wait_phase("mom-v1", "Active", 120)
-    node.kubectl("apply", "-n", "baton", "-f", str(REPO / "examples" / "strategyversion-v2.yaml"))
-    wait_phase("mom-v2", "Active", 180)
-    wait_phase("mom-v1", "Retired", 60)
-    events = node.kubectl(
-        *("-n", "baton", "get", "events", "--field-selector", "reason=HandoffCompleted"),
-        *("-o", "jsonpath={.items[*].message}"),
-    ).stdout
-    assert "missed 0" in events, events
-    report = node.kubectl(
-        *("-n", "baton", "exec", "baton-gateway-0", "--"),
-        *("baton", "presence", "--ledger", "/data/ledger.sqlite", "--json"),
-    ).stdout
-    presence = json.loads(report)
-    record("cluster-walkthrough.json", presence)
-    assert presence["missed"] == 0, report
+    assert rollout.v1["status"]["phase"] == "Retired"
+    v2 = rollout.v2["status"]
+    assert v2["phase"] == "Active"
+    assert v2["handoff"]["missed"] == 0, v2["handoff"]
+    completed = events(node, "HandoffCompleted", "mom-v2")
+    assert len(completed) == 1, completed
+    assert "from v1 completed" in completed[0]
+    assert "missed 0" in completed[0], completed
+    assert events(node, "Retired", "mom-v1"), "no Retired event on mom-v1"
+    # `kubectl get sv` tells it.
+    table = node.kubectl("-n", RELEASE_NS, "get", "sv").stdout
+    assert re.search(r"^mom-v2\s.*Active", table, re.M), table
+    assert re.search(r"^mom-v1\s.*Retired", table, re.M), table
+    report = presence(node)
+    assert report["missed"] == 0, report
+    figures = {
+        "helm_install_s": round(release.install_s, 1),
+        "pod_start_to_ready_s": release.ready_s,
+        "v1_apply_to_active_s": round(rollout.v1_active_s, 1),
+        "v2_apply_to_active_s": round(rollout.v2_active_s, 1),
+        "handoff_pause_ms": v2["handoff"].get("pauseMs"),
+        "handoff_missed": v2["handoff"]["missed"],
+        "ledger_missed": report["missed"],
+    }
+    record("cluster-walkthrough.json", {**figures, "presence": report})
+    print("walk-through on the real node:", json.dumps(figures))
 
 
 def test_down_restores_the_host(node: Node) -> None:
