@@ -327,7 +327,7 @@ def _delete_own_pod(o: Observed, reason: str) -> tuple[Action, ...]:
     return ()
 
 
-def _fail(o: Observed, message: str, *, reason: str = "Failed") -> Decision:
+def _fail(o: Observed, message: str, *, reason: str = "Failed", **changes: object) -> Decision:
     return _move(
         o,
         Phase.FAILED,
@@ -337,6 +337,7 @@ def _fail(o: Observed, message: str, *, reason: str = "Failed") -> Decision:
         actions=_delete_own_pod(o, message),
         requeue_s=STEADY_S,
         active=False,
+        **changes,
     )
 
 
@@ -531,6 +532,7 @@ def _handing_off(o: Observed, spec: StrategyVersionSpec) -> Decision:
             f"handoff {figures.handoff_id} aborted before the flip: {h.message}; "
             f"{figures.from_version or 'the running version'} stays ACTIVE",
             reason="HandoffAborted",
+            handoff=figures,  # the gateway's last word: aborted, what it missed
         )
     if h.phase is HandoffPhase.ROLLED_BACK:
         return _fail(
@@ -538,6 +540,7 @@ def _handing_off(o: Observed, spec: StrategyVersionSpec) -> Decision:
             f"handoff {figures.handoff_id} rolled back inside the bake window: {h.message}; "
             f"{figures.from_version or 'the previous version'} is ACTIVE again",
             reason="RolledBack",
+            handoff=figures,
         )
     # Still running. A newer version supersedes it only before the flip; the gateway cancels
     # this handoff itself when the newer one is promoted, so nothing to do here but report.
