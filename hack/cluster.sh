@@ -127,8 +127,17 @@ pid_of() {  # pid_of <name>: the pid in its pid file if that process still runs 
 }
 
 start() {  # start <name> <argv...>: in its own session, log and pid file under $S
-  local name="$1"; shift
-  setsid "$@" >>"$S/logs/$name.log" 2>&1 </dev/null &
+  local name="$1" fd; shift
+  (
+    # Only stdio goes to the process: a descriptor this script inherited would be held as long
+    # as the daemon runs. `flock LOCK hack/cluster.sh up` passes its lock's: the lock then
+    # outlived `up` and a `flock LOCK hack/cluster.sh down` waited for it forever.
+    for fd in /proc/self/fd/*; do
+      fd="${fd##*/}"
+      if [[ "$fd" -gt 2 ]]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@"
+  ) >>"$S/logs/$name.log" 2>&1 </dev/null &
   printf '%s\n' "$!" >"$S/pids/$name.pid"
 }
 
