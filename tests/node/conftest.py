@@ -118,6 +118,8 @@ def release(node: Node) -> Release:
 
 @pytest.fixture(scope="session")
 def rollout(node: Node, release: Release) -> Rollout:
+    """The walk-through's two ``kubectl apply``s, once per session, timed from each apply to
+    Active; the fault tests roll on from where it ends."""
     t0 = time.monotonic()
     node.kubectl("apply", "-n", RELEASE_NS, "-f", str(EXAMPLES / "strategyversion-v1.yaml"))
     wait_phase(node, "mom-v1", "Active", timeout_s=120)
