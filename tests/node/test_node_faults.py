@@ -23,12 +23,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.jaeger import Jaeger, Trace
 from tests.node.kube import (
+    ARTIFACTS,
     MOMENTUM_V1,
     MOMENTUM_V2,
     RELEASE_NS,
@@ -279,3 +281,22 @@ def test_gateway_pod_deleted_comes_back_with_its_ledger(node: Node, rollout: Rol
     }
     print("gateway pod deleted:", json.dumps(figures))
     record("cluster-fault-gateway.json", figures)
+    # The new gateway's first log lines, for where the time to the first tick goes.
+    logs = node.kubectl(
+        "-n", RELEASE_NS, "logs", "baton-gateway-0", "--timestamps", check=False, timeout=30
+    ).stdout
+    (ARTIFACTS / "cluster-fault-gateway.log").write_text("\n".join(logs.splitlines()[:150]) + "\n")
+    started = next((x for x in logs.splitlines() if '"msg": "gateway started"' in x), "")
+    attached = next((x for x in logs.splitlines() if '"msg": "instance attached"' in x), "")
+    if started and attached:  # the kubelet's timestamps, RFC 3339 with nanoseconds
+        t = [datetime.fromisoformat(x.split()[0][:26] + "+00:00") for x in (started, attached)]
+        figures["attach_after_start_s"] = round((t[1] - t[0]).total_seconds(), 1)
+        record("cluster-fault-gateway.json", figures)
+        print("the ACTIVE strategy attached again", figures["attach_after_start_s"], "s after")
+    # ... and the ACTIVE strategy pod's side: its attempts to attach again.
+    blue_pod = active(node)["status"]["pod"]
+    host = node.kubectl(
+        *("-n", RELEASE_NS, "logs", blue_pod, "--timestamps"), check=False, timeout=30
+    ).stdout
+    lines = [x for x in host.splitlines() if "attach" in x or "gateway" in x]
+    (ARTIFACTS / "cluster-fault-gateway-strategy.log").write_text("\n".join(lines[-150:]) + "\n")
