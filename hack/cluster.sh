@@ -6,7 +6,7 @@
 #
 # Usage: hack/cluster.sh up | down | status | host-state
 #   up          build or verify the binaries (hack/testbed-bins.lock), import the images (pause,
-#               CoreDNS, and baton:dev from `make image-archive`), save the host's state, start
+#               CoreDNS, Jaeger, and baton:dev from `make image-archive`), save the host's state, start
 #               everything, wait until the node is Ready and CoreDNS is available; print the
 #               timings and the kubeconfig. A cluster that is already up is left alone; the
 #               leftovers of one that crashed are cleaned (`down`) first. Each `up` is a fresh
@@ -58,6 +58,9 @@ API_PORT=6443
 GUARD_TABLE=baton_cluster_guard   # nftables table (inet) confining the pods' traffic
 PAUSE_REF=localhost/baton-pause:v1.0.0
 COREDNS_REF=localhost/baton-coredns:v1.15.0
+# The chart's in-cluster Jaeger (hack/cluster-values.yaml points jaeger.image at it): the pinned
+# jaeger binary of hack/testbed-bins.lock, laid out as upstream's image lays it out.
+JAEGER_REF=localhost/baton-jaeger:v2.13.0
 BATON_ARCHIVE="$REPO/build/image/baton-dev.tar"
 SOCK="$S/containerd/containerd.sock"
 KUBECONFIG_FILE="$S/kubeconfig"
@@ -124,8 +127,17 @@ pid_of() {  # pid_of <name>: the pid in its pid file if that process still runs 
 }
 
 start() {  # start <name> <argv...>: in its own session, log and pid file under $S
-  local name="$1"; shift
-  setsid "$@" >>"$S/logs/$name.log" 2>&1 </dev/null &
+  local name="$1" fd; shift
+  (
+    # Only stdio goes to the process: a descriptor this script inherited would be held as long
+    # as the daemon runs. `flock LOCK hack/cluster.sh up` passes its lock's: the lock then
+    # outlived `up` and a `flock LOCK hack/cluster.sh down` waited for it forever.
+    for fd in /proc/self/fd/*; do
+      fd="${fd##*/}"
+      if [[ "$fd" -gt 2 ]]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@"
+  ) >>"$S/logs/$name.log" 2>&1 </dev/null &
   printf '%s\n' "$!" >"$S/pids/$name.pid"
 }
 
@@ -306,9 +318,9 @@ fi
 hack/host-deps.sh node
 if [[ "${BATON_CLUSTER_BUILD:-1}" == 1 ]]; then
   hack/host-deps.sh go
-  hack/build-k8s-bins.sh etcd kube-apiserver kubectl node 2>&1 | { grep -v '^[-l]r' || true; } >&2
+  hack/build-k8s-bins.sh etcd kube-apiserver kubectl helm jaeger node 2>&1 | { grep -v '^[-l]r' || true; } >&2
 fi
-hack/build-k8s-bins.sh --verify etcd kube-apiserver kubectl node >/dev/null \
+hack/build-k8s-bins.sh --verify etcd kube-apiserver kubectl helm jaeger node >/dev/null \
   || die "the binaries do not match hack/testbed-bins.lock (run hack/build-k8s-bins.sh)"
 mkdir -p "$S/logs"
 if [[ "${BATON_CLUSTER_IMAGE:-1}" == 1 ]]; then
@@ -490,8 +502,14 @@ python3 hack/local-image.py --binary "$BIN/pause" --path /pause --ref "$PAUSE_RE
   --output "$S/images/pause.tar" >&2
 python3 hack/local-image.py --binary "$BIN/coredns" --path /coredns --ref "$COREDNS_REF" \
   --arg=-conf --arg=/etc/coredns/Corefile --output "$S/images/coredns.tar" >&2
+# Jaeger as upstream's jaegertracing/jaeger image runs it: no arguments (its built-in all-in-one
+# configuration, memory storage), uid 10001, every listener on JAEGER_LISTEN_HOST.
+python3 hack/local-image.py --binary "$BIN/jaeger" --path /cmd/jaeger/jaeger-linux \
+  --ref "$JAEGER_REF" --user 10001:10001 --env JAEGER_LISTEN_HOST=0.0.0.0 \
+  --output "$S/images/jaeger.tar" >&2
 ctr_ images import "$S/images/pause.tar" >/dev/null
 ctr_ images import "$S/images/coredns.tar" >/dev/null
+ctr_ images import "$S/images/jaeger.tar" >/dev/null
 if [[ "${BATON_CLUSTER_IMAGE:-1}" == 1 ]]; then
   [[ -s "$BATON_ARCHIVE" ]] || die "no $BATON_ARCHIVE (make image-archive)"
   ctr_ images import "$BATON_ARCHIVE" >/dev/null

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Write a one-binary container image as a docker archive, for `ctr images import`.
 
-hack/cluster.sh builds the node's own images with it: the pod sandbox (pause) and CoreDNS, each a
-static Go binary from hack/build-k8s-bins.sh and nothing else (no shell, no libc), so no registry
-and no base image are needed. The archive is reproducible: fixed timestamps, owners and order, so
-the same binary gives the same image id.
+hack/cluster.sh builds the node's own images with it: the pod sandbox (pause), CoreDNS and Jaeger
+(the chart's in-cluster tracing backend), each a static Go binary from hack/build-k8s-bins.sh and
+nothing else (no shell, no libc), so no registry and no base image are needed. The archive is
+reproducible: fixed timestamps, owners and order, so the same binary gives the same image id.
 
 Usage: hack/local-image.py --binary PATH --path /pause --ref localhost/baton-pause:v1.0.0
-           [--user 65535:65535] [--arg ARG ...] --output FILE
+           [--user 65535:65535] [--arg ARG ...] [--env NAME=VALUE ...] --output FILE
 """
 
 from __future__ import annotations
@@ -48,8 +48,14 @@ def main() -> None:
     )
     p.add_argument("--user", default="65535:65535")
     p.add_argument("--arg", action="append", default=[], help="an argument after the entrypoint")
+    p.add_argument(
+        "--env", action="append", default=[], help="NAME=VALUE in the image's environment"
+    )
     p.add_argument("--output", required=True)
     a = p.parse_args()
+    for e in a.env:
+        if "=" not in e or not e.split("=", 1)[0]:
+            p.error(f"--env {e!r}: not NAME=VALUE")
 
     layer = _layer(a.binary, a.path)
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
@@ -57,7 +63,7 @@ def main() -> None:
         "architecture": "amd64" if os.uname().machine == "x86_64" else "arm64",
         "os": "linux",
         "created": "1970-01-01T00:00:00Z",
-        "config": {"Entrypoint": [a.path], "Cmd": a.arg, "User": a.user, "Env": []},
+        "config": {"Entrypoint": [a.path], "Cmd": a.arg, "User": a.user, "Env": a.env},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "hack/local-image.py"}],
     }

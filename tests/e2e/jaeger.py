@@ -230,6 +230,24 @@ class Jaeger:
         return Trace.from_json(data[0]) if data else None
 
 
+def tick_trace(trace: Trace) -> bool:
+    """A tick whose evaluation ran in a strategy process and was executed by the gateway:
+    gateway.tick -> strategy.evaluate -> gateway.execute, each the parent of the next."""
+    for execute in trace.named("gateway.execute"):
+        evaluate = trace.parent(execute)
+        tick = trace.parent(evaluate) if evaluate is not None else None
+        if (
+            evaluate is not None
+            and tick is not None
+            and evaluate.name == "strategy.evaluate"
+            and evaluate.service == "baton-strategy"
+            and tick.name == "gateway.tick"
+            and tick.service == execute.service == "baton-gateway"
+        ):
+            return True
+    return False
+
+
 def _query_ready(query_url: str) -> bool:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:

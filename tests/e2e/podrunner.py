@@ -11,9 +11,10 @@ This process fills the gap for the project's own image, as close to Kubernetes a
   fails the pod with a clear reason (``UnsupportedImage``, ``UnsupportedCommand``, ...);
 - gives each pod its own loopback address from ``--pod-cidr`` (its podIP);
 - reports the pod status like the kubelet: phase, conditions, containerStatuses (running /
-  waiting / terminated, restartCount, lastState, ready, started), readiness, liveness and
-  startup probes (httpGet, tcpSocket, exec), restarts with exponential backoff
-  (``CrashLoopBackOff``);
+  waiting / terminated, restartCount, lastState, ready, started), restarts with exponential
+  backoff (``CrashLoopBackOff``); a running container is ready. Probes are refused
+  (``UnsupportedProbe``): the pods it exists for, the operator's strategy pods, have none, and
+  real probes run on the real node (tests/node, docs/real-node.md);
 - on deletion sends SIGTERM, waits the grace period (capped), sends SIGKILL, then deletes the
   pod with grace 0 and a uid precondition, as the kubelet does.
 
@@ -27,7 +28,7 @@ JSON to stderr. Each container's stdout+stderr go to ``DIR/<namespace>_<pod>_<co
 On SIGTERM/SIGINT it stops every process it started (SIGTERM, then SIGKILL to the process
 group), marks its Node NotReady and exits 0. Each child also gets SIGKILL if the runner dies.
 
-The decisions (what to do with a pod, phases, conditions, statuses, env, probes, backoff) are
+The decisions (what to do with a pod, phases, conditions, statuses, env, backoff) are
 pure functions at the top of this file, unit-tested without a server in test_podrunner.py.
 """
 
@@ -45,7 +46,6 @@ import logging
 import os
 import re
 import signal
-import ssl
 import subprocess
 import sys
 import threading
@@ -89,7 +89,7 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 OWNED_CONDITIONS = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
 # Passed through from the runner's environment: what the image's own ENV would provide.
 PASSTHROUGH_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
-SUPPORTED_PROBES = "httpGet, tcpSocket, exec"
+PROBE_FIELDS = ("startupProbe", "readinessProbe", "livenessProbe")
 # Container fields with an effect the runner does not reproduce: logged when a pod uses them.
 IGNORED_CONTAINER_FIELDS = ("volumeMounts", "lifecycle", "workingDir")
 
@@ -158,6 +158,14 @@ def check_container(container: Mapping[str, Any], allowed_repos: Iterable[str]) 
             if allowed
             else f"container {name!r}: image {image!r}: no image repository is allowed",
         )
+    probes = [p for p in PROBE_FIELDS if container.get(p) is not None]
+    if probes:
+        raise PodRejected(
+            "UnsupportedProbe",
+            f"container {name!r}: {', '.join(probes)}: the local pod runner runs baton pods"
+            " without probes (the operator's strategy pods have none); probes run on the real"
+            " node (tests/node)",
+        )
     command = container.get("command") or []
     if command and os.path.basename(str(command[0])) != "baton":
         raise PodRejected(
@@ -209,16 +217,6 @@ def container_argv(
     command = [expand(str(c), env) for c in container.get("command") or []]
     args = [expand(str(a), env) for a in container.get("args") or []]
     return [python, "-m", "baton", *command[1:], *args]
-
-
-def exec_argv(command: Sequence[Any], env: Mapping[str, str], python: str) -> list[str]:
-    """An exec probe's command line; like containers, only the ``baton`` CLI runs."""
-    if not command or os.path.basename(str(command[0])) != "baton":
-        raise ValueError(
-            f"exec probe command {list(command)!r} cannot run on the local pod runner "
-            "(command[0] must be 'baton')"
-        )
-    return [python, "-m", "baton", *(expand(str(c), env) for c in command[1:])]
 
 
 # ------------------------------------------------------------------------------- env vars
@@ -441,69 +439,6 @@ def _usable(cidr: ipaddress.IPv4Network, addr: ipaddress.IPv4Address) -> bool:
     return addr not in (cidr.network_address, cidr.network_address + 1, cidr.broadcast_address)
 
 
-# ---------------------------------------------------------------------------------- probes
-
-
-ProbeKind = Literal["readiness", "liveness", "startup"]
-PROBES: tuple[tuple[ProbeKind, str], ...] = (
-    ("startup", "startupProbe"),
-    ("readiness", "readinessProbe"),
-    ("liveness", "livenessProbe"),
-)
-
-
-@dataclass(frozen=True)
-class ProbeTrack:
-    """A probe's result as the kubelet's prober worker keeps it."""
-
-    ok: bool  # the result in force: ready / alive / started
-    last: bool | None = None  # the last raw result
-    run: int = 0  # how many times in a row ``last`` came
-
-    @staticmethod
-    def initial(kind: ProbeKind) -> ProbeTrack:
-        # Not ready and not started until proven; alive until proven dead.
-        return ProbeTrack(ok=kind == "liveness")
-
-
-def probe_step(track: ProbeTrack, result: bool, probe: Mapping[str, Any]) -> ProbeTrack:
-    """Fold one probe result in: the result in force flips only after successThreshold
-    successes / failureThreshold failures in a row."""
-    run = track.run + 1 if track.last == result else 1
-    need = int(probe.get("successThreshold") or 1) if result else _failure_threshold(probe)
-    return ProbeTrack(ok=result if run >= need else track.ok, last=result, run=run)
-
-
-def _failure_threshold(probe: Mapping[str, Any]) -> int:
-    return int(probe.get("failureThreshold") or 3)
-
-
-def probe_handler(probe: Mapping[str, Any], python: str = "python") -> str:
-    """The probe's handler type; raises ValueError saying why if the runner cannot run it."""
-    for kind in ("httpGet", "tcpSocket", "exec"):
-        if probe.get(kind) is not None:
-            if kind == "exec":
-                exec_argv(dig(probe, "exec", "command") or [], {}, python)
-            return kind
-    present = [k for k in ("grpc",) if probe.get(k) is not None] or ["no handler"]
-    raise ValueError(
-        f"{present[0]} probes are not supported by the local pod runner "
-        f"(supported: {SUPPORTED_PROBES})"
-    )
-
-
-def resolve_port(port: Any, container: Mapping[str, Any]) -> int:
-    """A probe port: a number, or the name of one of the container's ports."""
-    if isinstance(port, int):
-        return port
-    if isinstance(port, str) and port.isdigit():
-        return int(port)
-    for p in container.get("ports") or []:
-        if p.get("name") == port:
-            return int(p["containerPort"])
-    raise ValueError(f"probe port {port!r}: no container port has that name")
-
-
 # ---------------------------------------------------------------------------------- status
 
 
@@ -558,7 +493,6 @@ class ContainerView:
     ready: bool = False
     started: bool = False
     container_id: str | None = None
-    unready_note: str = ""  # why it cannot become ready (an unsupported probe, ...)
 
 
 def state_json(state: ContainerState | None) -> Json:
@@ -685,8 +619,7 @@ def pod_status(
     prev = {str(c.get("type")): c for c in prev_conditions}
     unready = [v for v in views if not v.ready]
     names = " ".join(v.name for v in unready)
-    notes = "; ".join(f"{v.name}: {v.unready_note}" for v in unready if v.unready_note)
-    ready_message = f"containers with unready status: [{names}]" + (f"; {notes}" if notes else "")
+    ready_message = f"containers with unready status: [{names}]"
     containers_ready = not unready and rejected is None
     gates = [str(g.get("conditionType")) for g in dig(pod, "spec", "readinessGates") or []]
     gates_ok = all(dig(prev.get(g), "status") == "True" for g in gates)
@@ -987,33 +920,6 @@ async def _wait_or(event: asyncio.Event, timeout_s: float) -> bool:
     return True
 
 
-async def _http_probe(
-    host: str, port: int, path: str, scheme: str, headers: Sequence[Mapping[str, Any]]
-) -> tuple[bool, str]:
-    ctx: ssl.SSLContext | None = None
-    if scheme.upper() == "HTTPS":
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
-    try:
-        extra = "".join(f"{h['name']}: {h['value']}\r\n" for h in headers)
-        request = (
-            f"GET {path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"User-Agent: kube-probe/baton-podrunner\r\nAccept: */*\r\n{extra}"
-            "Connection: close\r\n\r\n"
-        )
-        writer.write(request.encode())
-        await writer.drain()
-        status_line = (await reader.readline()).decode(errors="replace").split()
-        code = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
-        return 200 <= code < 400, f"HTTP probe failed with statuscode: {code}"
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
-
-
 # ============================================================================================
 # I/O: workers
 
@@ -1035,7 +941,7 @@ class RunnerConfig:
 
 
 class ContainerWorker:
-    """Runs one container: start, watch, probe, restart with backoff, stop."""
+    """Runs one container: start, watch, restart with backoff, stop."""
 
     def __init__(self, pod: PodWorker, spec: Json) -> None:
         self.pod = pod
@@ -1047,12 +953,7 @@ class ContainerWorker:
         self.restart_count = 0
         self.proc: asyncio.subprocess.Process | None = None
         self.container_id: str | None = None
-        self.env: dict[str, str] = {}
-        self.tracks: dict[ProbeKind, ProbeTrack] = {}
-        self.notes: dict[ProbeKind, str] = {}  # per probe: why it keeps the container unready
         self._backoff_n = 0
-        self._probe_tasks: list[asyncio.Task[None]] = []
-        self._probe_killed = False  # killed for a failed liveness/startup probe
 
     @property
     def log_path(self) -> Path:
@@ -1060,23 +961,17 @@ class ContainerWorker:
         return self.pod.runner.config.log_dir / f"{ns}_{name}_{self.name}.log"
 
     def view(self) -> ContainerView:
-        running = isinstance(self.state, Running)
-        started = running and self._ok("startup", default=True)
+        running = isinstance(self.state, Running)  # no probes: running is started and ready
         return ContainerView(
             name=self.name,
             image=self.image,
             state=self.state,
             last_state=self.last_state,
             restart_count=self.restart_count,
-            ready=started and self._ok("readiness", default=True),
-            started=started,
+            ready=running,
+            started=running,
             container_id=self.container_id if running else None,
-            unready_note="; ".join(n for n in self.notes.values() if n),
         )
-
-    def _ok(self, kind: ProbeKind, *, default: bool) -> bool:
-        track = self.tracks.get(kind)
-        return default if track is None else track.ok
 
     def _set(self, state: ContainerState) -> None:
         self.state = state
@@ -1103,11 +998,7 @@ class ContainerWorker:
                 continue
             t0 = time.monotonic()
             term = await self._run_once(argv, env)
-            # A container killed for a failed liveness probe restarts unless policy is Never.
-            wanted = restart_wanted(policy, term.exit_code) or (
-                self._probe_killed and policy != "Never"
-            )
-            if self.pod.stopping.is_set() or not wanted:
+            if self.pod.stopping.is_set() or not restart_wanted(policy, term.exit_code):
                 return
             if time.monotonic() - t0 >= 2 * config.backoff_max_s:
                 self._backoff_n = 0  # it ran fine for a while: start the backoff over
@@ -1127,8 +1018,6 @@ class ContainerWorker:
             self.restart_count += 1
 
     async def _run_once(self, argv: list[str], env: dict[str, str]) -> Terminated:
-        self.env = env
-        self._probe_killed = False
         started_at = rfc3339(time.time())
         try:
             with self.log_path.open("ab") as logf:
@@ -1157,9 +1046,6 @@ class ContainerWorker:
             _kill_group(proc.pid)
         self.container_id = f"baton://{proc.pid}"
         self.pod.runner.pids.add(proc.pid)
-        self.tracks = {}
-        self.notes = {}
-        self._start_probes()
         self._set(Running(started_at))
         log.info(
             "container started",
@@ -1168,7 +1054,6 @@ class ContainerWorker:
         returncode = await proc.wait()
         _kill_group(proc.pid)  # like a runtime: the container ends with its main process
         self.pod.runner.pids.discard(proc.pid)
-        await self._stop_probes()
         self.proc = None
         term = Terminated.from_exit(
             returncode,
@@ -1200,121 +1085,6 @@ class ContainerWorker:
             )
         _kill_group(proc.pid)
         await proc.wait()
-
-    # ---------------------------------------------------------------------- probes
-
-    def _start_probes(self) -> None:
-        for kind, key in PROBES:
-            probe = self.spec.get(key)
-            if probe is None:
-                continue
-            self.tracks[kind] = ProbeTrack.initial(kind)
-            self._probe_tasks.append(spawn(self._probe_loop(kind, probe), f"{kind} probe"))
-
-    async def _stop_probes(self) -> None:
-        tasks, self._probe_tasks = self._probe_tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def _note(self, kind: ProbeKind, note: str) -> None:
-        """Why a readiness/startup probe keeps the container unready (in the Ready message)."""
-        if kind != "liveness" and self.notes.get(kind, "") != note:
-            self.notes[kind] = note
-            self.pod.mark_dirty()
-
-    async def _probe_loop(self, kind: ProbeKind, probe: Json) -> None:
-        try:
-            probe_handler(probe, self.pod.runner.config.python)
-        except ValueError as e:
-            self._note(kind, f"{kind}Probe: {e}")
-            log.warning(str(e), extra={"pod": self.pod.label, "container": self.name})
-            return
-        await asyncio.sleep(float(probe.get("initialDelaySeconds") or 0))
-        period = float(probe.get("periodSeconds") or 10)
-        while True:
-            if kind == "startup" or self._ok("startup", default=True):
-                ok, why = await self._probe_once(probe)
-                self._note(kind, "" if ok else f"{kind}Probe failed: {why}")
-                before = self.tracks[kind]
-                after = probe_step(before, ok, probe)
-                self.tracks[kind] = after
-                if after.ok != before.ok:
-                    log.info(
-                        f"{kind} probe: {'success' if after.ok else 'failure'}",
-                        extra={"pod": self.pod.label, "container": self.name, "detail": why},
-                    )
-                    self.pod.mark_dirty()
-                if kind == "startup" and after.ok:
-                    return  # startup probes stop once they succeed
-                if not after.ok and kind != "readiness" and after.run >= _failure_threshold(probe):
-                    self._probe_tasks.append(spawn(self._probe_kill(kind), f"{kind} kill"))
-                    return
-            await asyncio.sleep(period)
-
-    async def _probe_kill(self, kind: ProbeKind) -> None:
-        log.info(
-            f"container failed its {kind} probe: killing it",
-            extra={"pod": self.pod.label, "container": self.name},
-        )
-        self._probe_killed = True
-        await self.kill(termination_grace_s(self.pod.pod, self.pod.runner.config.max_grace_s))
-
-    async def _probe_once(self, probe: Json) -> tuple[bool, str]:
-        timeout_s = float(probe.get("timeoutSeconds") or 1)
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await self._probe_handler(probe)
-        except TimeoutError:
-            return False, f"probe timed out after {timeout_s:g}s"
-        except (OSError, ValueError, ssl.SSLError) as e:
-            return False, f"{type(e).__name__}: {e}"
-
-    async def _probe_handler(self, probe: Json) -> tuple[bool, str]:
-        host = self.pod.pod_ip or HOST_IP
-        if "httpGet" in probe and probe["httpGet"] is not None:
-            h = probe["httpGet"]
-            port = resolve_port(h.get("port"), self.spec)
-            return await _http_probe(
-                str(h.get("host") or host),
-                port,
-                str(h.get("path") or "/"),
-                str(h.get("scheme") or "HTTP"),
-                h.get("httpHeaders") or [],
-            )
-        if "tcpSocket" in probe and probe["tcpSocket"] is not None:
-            t = probe["tcpSocket"]
-            _, writer = await asyncio.open_connection(
-                str(t.get("host") or host), resolve_port(t.get("port"), self.spec)
-            )
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return True, "connected"
-        argv = exec_argv(
-            dig(probe, "exec", "command") or [], self.env, self.pod.runner.config.python
-        )
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=self.env,
-            cwd=self.pod.workdir,
-            start_new_session=True,
-            preexec_fn=_die_with_parent(),
-        )
-        self.pod.runner.pids.add(proc.pid)
-        try:
-            code = await proc.wait()
-        finally:
-            _kill_group(proc.pid)
-            if proc.returncode is None:
-                await proc.wait()
-            self.pod.runner.pids.discard(proc.pid)
-        return code == 0, f"exec probe exited {code}"
 
 
 class PodWorker:

@@ -53,6 +53,9 @@ VALUE_SETS: dict[str, tuple[Path, ...]] = {
     "production": (CI_VALUES / "production-values.yaml",),
     "namespaced": (CI_VALUES / "namespaced-values.yaml",),
 }
+# The registry-less node of hack/cluster.sh (docs/real-node.md): the defaults with every image
+# local and never pulled; tests/node installs the chart with it.
+REAL_NODE_VALUES = REPO / "hack" / "cluster-values.yaml"
 
 
 # --------------------------------------------------------------------------------------------
@@ -651,6 +654,27 @@ def test_images(rendered: dict[str, Rendered]) -> None:
         spec = w["spec"]["template"]["spec"]
         assert container(w)["image"] == "registry.example.com/baton:0.1.0"
         assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}]
+
+
+def test_the_real_node_values_pull_nothing(helm_home: Path) -> None:
+    """hack/cluster-values.yaml lints strictly, and every workload runs a local image with
+    pullPolicy Never: the default chart's images, Jaeger's the one hack/cluster.sh imports."""
+    lint = helm(helm_home, "lint", "--strict", str(CHART), *value_args((REAL_NODE_VALUES,)))
+    assert "1 chart(s) linted, 0 chart(s) failed" in lint.stdout
+    assert "[WARNING]" not in lint.stdout, lint.stdout
+    r = Rendered(parse(template_text(helm_home, (REAL_NODE_VALUES,))))
+    node = {w["metadata"]["name"]: container(w) for w in workloads(r)}
+    assert {n: (c["image"], c["imagePullPolicy"]) for n, c in node.items()} == {
+        f"{RELEASE}-operator": ("baton:dev", "Never"),
+        f"{RELEASE}-sim": ("baton:dev", "Never"),
+        f"{RELEASE}-jaeger": ("localhost/baton-jaeger:v2.13.0", "Never"),
+        gateway_name(): ("baton:dev", "Never"),
+    }
+    # ... of the jaeger the lock pins, by the name hack/cluster.sh gives it.
+    lock = (REPO / "hack" / "testbed-bins.lock").read_text().splitlines()
+    (pinned,) = {line.split()[1] for line in lock if line.startswith("jaeger ")}
+    assert pinned == "v2.13.0"
+    assert "JAEGER_REF=localhost/baton-jaeger:v2.13.0" in (REPO / "hack" / "cluster.sh").read_text()
 
 
 def examples() -> list[Manifest]:

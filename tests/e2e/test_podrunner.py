@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 import threading
 import time
 import urllib.request
@@ -29,7 +28,6 @@ from tests.e2e.podrunner import (
     Kube,
     PodRejected,
     PodRunnerProcess,
-    ProbeTrack,
     Runner,
     RunnerConfig,
     Running,
@@ -38,7 +36,6 @@ from tests.e2e.podrunner import (
     allocate_ip,
     backoff_delay_s,
     container_argv,
-    exec_argv,
     exit_code_of,
     expand,
     image_repository,
@@ -46,8 +43,6 @@ from tests.e2e.podrunner import (
     pod_fields,
     pod_phase,
     pod_status,
-    probe_handler,
-    probe_step,
     resolve_env,
     response_json,
     restart_wanted,
@@ -137,6 +132,12 @@ def test_container_argv(container: Json, argv: list[str]) -> None:
             "'sh'",
             id="shell-command",
         ),
+        pytest.param(
+            {"image": "baton:dev", "readinessProbe": {"tcpSocket": {"port": 1}}},
+            "UnsupportedProbe",
+            "readinessProbe",
+            id="probe",
+        ),
     ],
 )
 def test_container_argv_refuses_what_cannot_run(
@@ -147,12 +148,6 @@ def test_container_argv_refuses_what_cannot_run(
     assert info.value.reason == reason
     assert mentions in info.value.message
     assert "baton" in info.value.message
-
-
-def test_exec_probe_runs_only_baton() -> None:
-    assert exec_argv(["baton", "--x", "$(A)"], {"A": "1"}, PY) == [PY, "-m", "baton", "--x", "1"]
-    with pytest.raises(ValueError, match="must be 'baton'"):
-        exec_argv(["cat", "/tmp/healthy"], {}, PY)
 
 
 POD: Json = {
@@ -376,73 +371,6 @@ def test_allocate_ip_skips_network_gateway_and_used() -> None:
         allocate_ip(ipaddress.IPv4Network("127.77.4.0/30"), ["127.77.4.2"])
 
 
-def _replay(kind: Any, probe: Json, results: list[bool]) -> list[bool]:
-    track = ProbeTrack.initial(kind)
-    out = []
-    for r in results:
-        track = probe_step(track, r, probe)
-        out.append(track.ok)
-    return out
-
-
-@pytest.mark.parametrize(
-    ("kind", "probe", "results", "in_force"),
-    [
-        pytest.param(
-            "readiness",
-            {},
-            [True, False, False, False],
-            [True, True, True, False],
-            id="readiness-default-thresholds",
-        ),
-        pytest.param(
-            "readiness",
-            {"successThreshold": 2},
-            [True, False, True, True],
-            [False, False, False, True],
-            id="success-threshold-needs-a-run",
-        ),
-        pytest.param(
-            "liveness",
-            {"failureThreshold": 2},
-            [False, True, False, False],
-            [True, True, True, False],
-            id="liveness-failure-threshold",
-        ),
-        pytest.param(
-            "startup", {"failureThreshold": 1}, [False, True], [False, True], id="startup"
-        ),
-    ],
-)
-def test_probe_step(kind: str, probe: Json, results: list[bool], in_force: list[bool]) -> None:
-    assert _replay(kind, probe, results) == in_force
-
-
-@pytest.mark.parametrize(
-    ("probe", "handler"),
-    [
-        pytest.param({"httpGet": {"port": 80}}, "httpGet", id="http"),
-        pytest.param({"tcpSocket": {"port": 80}}, "tcpSocket", id="tcp"),
-        pytest.param({"exec": {"command": ["baton", "--help"]}}, "exec", id="exec-baton"),
-    ],
-)
-def test_probe_handler(probe: Json, handler: str) -> None:
-    assert probe_handler(probe) == handler
-
-
-@pytest.mark.parametrize(
-    ("probe", "error"),
-    [
-        pytest.param({"exec": {"command": ["true"]}}, "must be 'baton'", id="exec-other"),
-        pytest.param({"grpc": {"port": 80}}, "grpc probes are not supported", id="grpc"),
-        pytest.param({"periodSeconds": 1}, "no handler probes are not supported", id="none"),
-    ],
-)
-def test_probe_handler_unsupported(probe: Json, error: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(error)):
-        probe_handler(probe)
-
-
 def _c(state: Any, last: Terminated | None = None, ready: bool = False) -> ContainerView:
     return ContainerView("c", "baton:dev", state, last_state=last, ready=ready)
 
@@ -535,7 +463,6 @@ def test_pod_status_crash_loop_keeps_transition_time_and_other_conditions() -> N
         Waiting("CrashLoopBackOff", "back-off 1s"),
         last_state=EXIT2,
         restart_count=3,
-        unready_note="probe failed",
     )
     prev = [
         {"type": "Ready", "status": "False", "lastTransitionTime": T0},
@@ -554,7 +481,7 @@ def test_pod_status_crash_loop_keeps_transition_time_and_other_conditions() -> N
     assert conds["Ready"]["status"] == "False"
     assert conds["Ready"]["lastTransitionTime"] == T0  # unchanged status: time kept
     assert conds["ContainersReady"]["lastTransitionTime"] == T1
-    assert conds["Ready"]["message"] == "containers with unready status: [c]; c: probe failed"
+    assert conds["Ready"]["message"] == "containers with unready status: [c]"
     assert conds["example.com/gate"]["status"] == "True"  # someone else's condition kept
     cs = status["containerStatuses"][0]
     assert cs["state"] == {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1s"}}
@@ -658,7 +585,6 @@ def test_watch_resumes_from_last_version_and_relists_on_410(expiry: Json | Excep
 
 WAIT_S = 30.0
 POLL_S = 0.05
-SIM_PORT = 8080
 
 
 @pytest.fixture
@@ -1058,64 +984,3 @@ def test_a_killed_runner_takes_its_containers_with_it(
     pod_runner.popen.kill()
     pod_runner.popen.wait(timeout=10)
     wait_until(lambda: not alive(pid), f"process {pid} to die with the runner", timeout_s=10)
-
-
-# (pod name, readinessProbe handler, ends ready?, else: in the Ready condition's message)
-PROBE_CASES: list[tuple[str, Json, bool, str]] = [
-    ("tcp-named-port-open", {"tcpSocket": {"port": "http"}}, True, ""),
-    ("tcp-closed-port", {"tcpSocket": {"port": SIM_PORT + 1}}, False, "Connect call failed"),
-    ("http-200", {"httpGet": {"path": "/api/v3/ping", "port": SIM_PORT}}, True, ""),
-    ("http-404", {"httpGet": {"path": "/api/v3/nope", "port": SIM_PORT}}, False, "statuscode: 404"),
-    ("exec-exit-0", {"exec": {"command": ["baton", "--help"]}}, True, ""),
-    ("exec-exit-2", {"exec": {"command": ["baton", "bogus"]}}, False, "exec probe exited 2"),
-    ("exec-not-baton", {"exec": {"command": ["sh", "-c", "true"]}}, False, "must be 'baton'"),
-    ("grpc", {"grpc": {"port": SIM_PORT}}, False, "grpc probes are not supported"),
-]
-
-
-def unready_because(message: str) -> Callable[[Json], bool]:
-    return lambda p: is_running(p) and message in str(condition(p, "Ready").get("message"))
-
-
-def test_readiness_probes(
-    cluster: Cluster, core: CoreV1Api, namespace: str, pod_runner: PodRunnerProcess
-) -> None:
-    """One sim pod per case of PROBE_CASES in the same namespace (one runner: faster than a
-    test each); each ends ready, or running but unready with the reason in the Ready message."""
-    timing = {"periodSeconds": 1, "failureThreshold": 1, "timeoutSeconds": 2}
-    for name, handler, _, _ in PROBE_CASES:
-        manifest = sim_manifest(
-            name,
-            port=SIM_PORT,
-            readinessProbe={**handler, **timing},
-            ports=[{"name": "http", "containerPort": SIM_PORT}],
-        )
-        create(cluster, namespace, manifest)
-    for name, _, ready, message in PROBE_CASES:
-        if ready:
-            pod = wait_pod(core, pod_runner, name, "Ready", is_ready)
-            assert container(pod)["ready"] is True, name
-        else:
-            pod = wait_pod(core, pod_runner, name, f"unready: {message}", unready_because(message))
-            assert condition(pod, "Ready")["status"] == "False", name
-            assert container(pod)["ready"] is False, name
-
-
-def test_failing_liveness_probe_restarts_the_container(
-    cluster: Cluster, core: CoreV1Api, namespace: str, pod_runner: PodRunnerProcess
-) -> None:
-    probe = {"tcpSocket": {"port": SIM_PORT + 1}, "periodSeconds": 1, "failureThreshold": 2}
-    create(
-        cluster,
-        namespace,
-        sim_manifest("undead", port=SIM_PORT, livenessProbe=probe),
-    )
-    pod = wait_pod(
-        core,
-        pod_runner,
-        "undead",
-        "restarted by its liveness probe",
-        lambda p: container(p).get("restartCount", 0) >= 1,
-    )
-    assert "terminated" in container(pod)["lastState"]
-    assert "liveness probe" in pod_runner.log_tail(200)

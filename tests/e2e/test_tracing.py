@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from baton.common import spawn_baton
-from tests.e2e.jaeger import Jaeger, Trace
+from tests.e2e.jaeger import Jaeger, Trace, tick_trace
 from tests.e2e.stack import V2, Stack, StartStack, eventually, sv_yaml
 from tests.procs import V1, StartGateway, run_ticks
 
@@ -27,24 +27,6 @@ QUERY_TIMEOUT_S = 30.0
 
 def otel(jaeger: Jaeger, delay: dict[str, str]) -> dict[str, str]:
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint, **delay}
-
-
-def tick_trace(trace: Trace) -> bool:
-    """A tick whose evaluation ran in a strategy process and was executed by the gateway:
-    gateway.tick -> strategy.evaluate -> gateway.execute, each the parent of the next."""
-    for execute in trace.named("gateway.execute"):
-        evaluate = trace.parent(execute)
-        tick = trace.parent(evaluate) if evaluate is not None else None
-        if (
-            evaluate is not None
-            and tick is not None
-            and evaluate.name == "strategy.evaluate"
-            and evaluate.service == "baton-strategy"
-            and tick.name == "gateway.tick"
-            and tick.service == execute.service == "baton-gateway"
-        ):
-            return True
-    return False
 
 
 async def find_tick_trace(jaeger: Jaeger) -> Trace:

@@ -1,184 +1,44 @@
 """The real single-node cluster of hack/cluster.sh (docs/real-node.md): containerd + runc, the
 kubelet, kube-proxy and CoreDNS on this machine, the Baton image imported.
 
-One cluster for the module: brought up once (``hack/cluster.sh up``), always taken down
-(``hack/cluster.sh down``), and the host compared before and after. Root only (containerd, the
-kubelet and netfilter need it); one session at a time on a machine (a lock file), since the
-node's bridge, ports and state dir are fixed.
+One cluster for the session (``conftest.py``, shared with the other files here): brought up
+once (``hack/cluster.sh up``), always taken down (``hack/cluster.sh down``), and the host
+compared before and after. Root only (containerd, the kubelet and netfilter need it); one
+session at a time on a machine (a lock file), since the node's bridge, ports and state dir are
+fixed.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CLUSTER_SH = REPO / "hack" / "cluster.sh"
-STATE = Path(os.environ.get("BATON_CLUSTER_DIR", "/var/lib/baton-cluster"))
-CACHE = Path(
-    os.environ.get("BATON_CACHE")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "baton"
+from tests.node.kube import (
+    RELEASE_NS,
+    SLEEP,
+    STATE,
+    UP_TIMEOUT_S,
+    Node,
+    Release,
+    Rollout,
+    cluster,
+    diff,
+    events,
+    host_state,
+    pod_json,
+    presence,
+    record,
+    run_pod,
 )
-KUBECTL = CACHE / "bin" / "kubectl"
-HELM = CACHE / "bin" / "helm"
-ARTIFACTS = REPO / "build" / "artifacts"
-LOCK_FILE = Path("/run/lock/baton-cluster.test.lock")
-UP_TIMEOUT_S = 600.0
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the real node needs root"),
     pytest.mark.timeout(900),
 ]
-
-
-@dataclass
-class Node:
-    kubeconfig: Path
-    host_before: str
-    up_s: float
-    timings: dict[str, float]
-
-    def kubectl(
-        self, *args: str, check: bool = True, input_: str | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run(
-            [str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args],
-            input=input_,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and p.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: exit {p.returncode}\n{p.stderr}")
-        return p
-
-
-def _cluster(cmd: str, timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(CLUSTER_SH), cmd],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, **env},
-    )
-
-
-def host_state() -> str:
-    p = _cluster("host-state", 60)
-    assert p.returncode == 0, p.stderr
-    return p.stdout
-
-
-# What other work on the machine may change meanwhile (podman's containers and builds: their
-# mounts, network namespaces, veths on its bridge, cgroups, CNI chains and IPAM files), not ours.
-FOREIGN = re.compile(
-    r"/var/lib/containers/|/run/containers/|libpod|machine\.slice|netns-|podman|CNI-"
-)
-
-
-def _diff(before: str, after: str) -> list[str]:
-    b = {x for x in before.splitlines() if not FOREIGN.search(x)}
-    a = {x for x in after.splitlines() if not FOREIGN.search(x)}
-    return [f"- {x}" for x in sorted(b - a)] + [f"+ {x}" for x in sorted(a - b)]
-
-
-def _record(name: str, data: object) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / name).write_text(json.dumps(data, indent=2) + "\n")
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[Node]:
-    """The cluster, up once for the module, always taken down. The binaries must be built and
-    match the lock already (``make testbed-bins``); ``up`` builds and imports baton:dev."""
-    if shutil.which("containerd") is None or not KUBECTL.exists():
-        pytest.fail(
-            "containerd or the pinned kubectl is missing: hack/host-deps.sh node; make testbed-bins"
-        )
-    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with LOCK_FILE.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        # A cluster left by a killed session would make "before" a state with a cluster in it.
-        _cluster("down", 300)
-        before = host_state()
-        t0 = time.monotonic()
-        p = _cluster("up", UP_TIMEOUT_S, BATON_CLUSTER_BUILD="0")
-        up_s = time.monotonic() - t0
-        try:
-            assert p.returncode == 0, f"hack/cluster.sh up failed:\n{p.stderr[-6000:]}"
-            timings = json.loads((STATE / "timings.json").read_text())
-            _record("cluster-up.json", {"wall_s": round(up_s, 1), **timings})
-            yield Node(STATE / "kubeconfig", before, up_s, timings)
-        finally:
-            _cluster("down", 300)
-
-
-@pytest.fixture
-def namespace(node: Node, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = "t-" + request.node.name.replace("_", "-").lower()[:40].strip("-")
-    node.kubectl("create", "namespace", name)
-    yield name
-    node.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def _pod(name: str, ns: str, argv: list[str], labels: dict[str, str] | None = None) -> str:
-    """A pod of baton:dev as the chart runs it: non-root, read-only root, no privileges."""
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
-            "spec": {
-                "terminationGracePeriodSeconds": 0,
-                "securityContext": {"runAsNonRoot": True},
-                "containers": [
-                    {
-                        "name": "main",
-                        "image": "baton:dev",
-                        "imagePullPolicy": "Never",
-                        "command": argv,
-                        "securityContext": {
-                            "readOnlyRootFilesystem": True,
-                            "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
-                    }
-                ],
-            },
-        }
-    )
-
-
-SLEEP = ["python", "-c", "import time; time.sleep(3600)"]
-
-
-def _run_pod(node: Node, ns: str, name: str, argv: list[str], **labels: str) -> None:
-    node.kubectl("apply", "-f", "-", input_=_pod(name, ns, argv, labels))
-    p = node.kubectl(
-        "-n",
-        ns,
-        "wait",
-        "--for=condition=Ready",
-        f"pod/{name}",
-        "--timeout=90s",
-        check=False,
-        timeout=120,
-    )
-    if p.returncode != 0:
-        desc = node.kubectl("-n", ns, "describe", "pod", name, check=False).stdout
-        raise AssertionError(f"pod {name} not Ready: {p.stderr}\n{desc[-3000:]}")
 
 
 def test_node_ready(node: Node) -> None:
@@ -202,7 +62,7 @@ def test_node_ready(node: Node) -> None:
 
 
 def test_baton_pod_non_root_read_only(node: Node, namespace: str) -> None:
-    _run_pod(node, namespace, "baton", SLEEP)
+    run_pod(node, namespace, "baton", SLEEP)
     uid = node.kubectl("-n", namespace, "exec", "baton", "--", "id", "-u").stdout.strip()
     assert uid == "10001"
     # /tmp is world-writable in the image: only a read-only root refuses it (EROFS, 30).
@@ -220,7 +80,7 @@ def test_baton_pod_non_root_read_only(node: Node, namespace: str) -> None:
 
 
 def test_service_dns_from_a_pod(node: Node, namespace: str) -> None:
-    _run_pod(
+    run_pod(
         node,
         namespace,
         "web",
@@ -237,7 +97,7 @@ def test_service_dns_from_a_pod(node: Node, namespace: str) -> None:
     cluster_ip = node.kubectl(
         "-n", namespace, "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"
     ).stdout.strip()
-    _run_pod(node, namespace, "client", SLEEP)
+    run_pod(node, namespace, "client", SLEEP)
     check = (
         "import json, socket, sys, time, urllib.request\n"
         f"name = 'web.{namespace}.svc.cluster.local'\n"
@@ -268,7 +128,7 @@ def test_a_claim_binds_to_a_local_volume(node: Node, namespace: str) -> None:
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
     node.kubectl("apply", "-f", "-", input_=json.dumps(claim))
-    pod = json.loads(_pod("ledger", namespace, SLEEP))
+    pod = json.loads(pod_json("ledger", namespace, SLEEP))
     pod["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
     pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
     node.kubectl("apply", "-f", "-", input_=json.dumps(pod))
@@ -287,94 +147,89 @@ def test_a_claim_binds_to_a_local_volume(node: Node, namespace: str) -> None:
     assert out.stdout.strip() == "ledger"
 
 
-def test_the_readme_walkthrough_on_the_real_node(node: Node) -> None:
-    """The README's kind walk-through on this node: `helm install --wait` of the chart (the
-    gateway's ledger claim bound to a local volume; no Jaeger: its image is not on the node),
-    then StrategyVersion v1, then v2 handed off live: completed, 0 missed in the ledger."""
-    env = {**os.environ, "KUBECONFIG": str(node.kubeconfig)}
-    helm = subprocess.run(
-        [
-            *(str(HELM), "install", "baton", str(REPO / "charts" / "baton")),
-            *("-n", "baton", "--create-namespace", "--wait", "--timeout", "240s"),
-            *("--set", "jaeger.enabled=false", "--set", "image.pullPolicy=Never"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
-    pods = node.kubectl("-n", "baton", "get", "pods,pvc", "-o", "wide", check=False).stdout
-    assert helm.returncode == 0, helm.stderr + pods
-    pvc = json.loads(node.kubectl("-n", "baton", "get", "pvc", "-o", "json").stdout)["items"]
+def test_the_readme_walkthrough_on_the_real_node(
+    node: Node, release: Release, rollout: Rollout
+) -> None:
+    """The README's kind walk-through on this node (the ``release`` and ``rollout`` fixtures do
+    its steps): `helm install --wait` of the chart with hack/cluster-values.yaml (the gateway's
+    ledger claim bound to a local volume; Jaeger from the local image), then StrategyVersion
+    v1, then v2 handed off live: completed, 0 missed in the ledger, the figures recorded."""
+    # Every component of the release Running and Ready, Jaeger included, from the local images.
+    components = {
+        p["metadata"]["labels"].get("app.kubernetes.io/component"): p for p in release.pods.values()
+    }
+    assert {"gateway", "operator", "sim", "jaeger"} <= set(components), list(components)
+    for name, pod in release.pods.items():
+        assert pod["status"]["phase"] == "Running", name
+        assert name in release.ready_s, f"{name} not Ready"
+    jaeger = components["jaeger"]["spec"]["containers"][0]
+    assert jaeger["image"] == "localhost/baton-jaeger:v2.13.0"
+    assert jaeger["imagePullPolicy"] == "Never"
+    pvc = node.get("pvc")["items"]
     assert [c["status"]["phase"] for c in pvc] == ["Bound"]
 
-    def phase(name: str) -> str:
-        return node.kubectl(
-            "-n", "baton", "get", "sv", name, "-o", "jsonpath={.status.phase}", check=False
-        ).stdout
-
-    def wait_phase(name: str, want: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while (got := phase(name)) != want:
-            assert time.monotonic() < deadline, (
-                f"{name}: {got}, not {want}\n"
-                + node.kubectl("-n", "baton", "describe", "sv", name, check=False).stdout
-            )
-            time.sleep(1)
-
-    node.kubectl("apply", "-n", "baton", "-f", str(REPO / "examples" / "strategyversion-v1.yaml"))
-    wait_phase("mom-v1", "Active", 120)
-    node.kubectl("apply", "-n", "baton", "-f", str(REPO / "examples" / "strategyversion-v2.yaml"))
-    wait_phase("mom-v2", "Active", 180)
-    wait_phase("mom-v1", "Retired", 60)
-    events = node.kubectl(
-        *("-n", "baton", "get", "events", "--field-selector", "reason=HandoffCompleted"),
-        *("-o", "jsonpath={.items[*].message}"),
-    ).stdout
-    assert "missed 0" in events, events
-    report = node.kubectl(
-        *("-n", "baton", "exec", "baton-gateway-0", "--"),
-        *("baton", "presence", "--ledger", "/data/ledger.sqlite", "--json"),
-    ).stdout
-    presence = json.loads(report)
-    _record("cluster-walkthrough.json", presence)
-    assert presence["missed"] == 0, report
+    assert rollout.v1["status"]["phase"] == "Retired"
+    v2 = rollout.v2["status"]
+    assert v2["phase"] == "Active"
+    assert v2["handoff"]["missed"] == 0, v2["handoff"]
+    completed = events(node, "HandoffCompleted", "mom-v2")
+    assert len(completed) == 1, completed
+    assert "from v1 completed" in completed[0]
+    assert "missed 0" in completed[0], completed
+    assert events(node, "Retired", "mom-v1"), "no Retired event on mom-v1"
+    # `kubectl get sv` tells it.
+    table = node.kubectl("-n", RELEASE_NS, "get", "sv").stdout
+    assert re.search(r"^mom-v2\s.*Active", table, re.M), table
+    assert re.search(r"^mom-v1\s.*Retired", table, re.M), table
+    report = presence(node)
+    assert report["missed"] == 0, report
+    figures = {
+        "helm_install_s": round(release.install_s, 1),
+        "pod_start_to_ready_s": release.ready_s,
+        "v1_apply_to_active_s": round(rollout.v1_active_s, 1),
+        "v2_apply_to_active_s": round(rollout.v2_active_s, 1),
+        "handoff_pause_ms": v2["handoff"].get("pauseMs"),
+        "handoff_missed": v2["handoff"]["missed"],
+        "ledger_missed": report["missed"],
+    }
+    record("cluster-walkthrough.json", {**figures, "presence": report})
+    print("walk-through on the real node:", json.dumps(figures))
 
 
 def test_down_restores_the_host(node: Node) -> None:
-    """Last in the module: take the cluster down and compare the host with before `up`."""
+    """Last of the session's node tests (conftest.LAST): take the cluster down and compare the
+    host with before `up`."""
     t0 = time.monotonic()
-    p = _cluster("down", 300)
+    p = cluster("down", 300)
     down_s = time.monotonic() - t0
     assert p.returncode == 0, p.stderr
-    diff = _diff(node.host_before, host_state())
-    _record("cluster-down.json", {"down_s": round(down_s, 1), "diff": diff})
-    assert diff == []
+    changed = diff(node.host_before, host_state())
+    record("cluster-down.json", {"down_s": round(down_s, 1), "diff": changed})
+    assert changed == []
     assert not (STATE / "pids").exists()
     # Idempotent.
-    again = _cluster("down", 120)
+    again = cluster("down", 120)
     assert again.returncode == 0, again.stderr
-    assert _diff(node.host_before, host_state()) == []
+    assert diff(node.host_before, host_state()) == []
 
 
 def test_down_after_a_crash(node: Node) -> None:
     """Up again (warm, without rebuilding the image), SIGKILL every process as a crash would,
     leave the stale pid files: down still restores the host."""
     t0 = time.monotonic()
-    p = _cluster("up", UP_TIMEOUT_S, BATON_CLUSTER_BUILD="0", BATON_CLUSTER_IMAGE="0")
+    p = cluster("up", UP_TIMEOUT_S, BATON_CLUSTER_BUILD="0", BATON_CLUSTER_IMAGE="0")
     warm_s = time.monotonic() - t0
     assert p.returncode == 0, p.stderr[-6000:]
     timings = json.loads((STATE / "timings.json").read_text())
-    _record("cluster-up-warm.json", {"wall_s": round(warm_s, 1), **timings})
+    record("cluster-up-warm.json", {"wall_s": round(warm_s, 1), **timings})
     for f in sorted((STATE / "pids").glob("*.pid")):
         os.kill(int(f.read_text()), 9)
     time.sleep(1)
     assert any((STATE / "pids").glob("*.pid"))  # stale
     t0 = time.monotonic()
-    p = _cluster("down", 300)
+    p = cluster("down", 300)
     down_s = time.monotonic() - t0
     assert p.returncode == 0, p.stderr
-    diff = _diff(node.host_before, host_state())
-    _record("cluster-down-crash.json", {"down_s": round(down_s, 1), "diff": diff})
-    assert diff == []
+    changed = diff(node.host_before, host_state())
+    record("cluster-down-crash.json", {"down_s": round(down_s, 1), "diff": changed})
+    assert changed == []

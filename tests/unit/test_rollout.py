@@ -1229,6 +1229,18 @@ def test_promote_keyed_by_uid_survives_restart() -> None:
     assert keys == {request_id_for(UID)}
 
 
+@pytest.mark.parametrize("phase", [HandoffPhase.ABORTED, HandoffPhase.ROLLED_BACK])
+def test_a_failed_handoff_leaves_its_final_figures_in_the_status(phase: HandoffPhase) -> None:
+    """The status of a Failed rollout tells how its handoff ended (found on the real node: it
+    kept the last running phase, "baking", after a rollback)."""
+    h = handoff(phase, "green went away")
+    d = decide(observed(HANDING_OFF, pod=RUNNING, gw=gateway(BLUE, GREEN, handoff=h)))
+    assert d.progress.phase is Phase.FAILED
+    assert d.progress.handoff == h.figures
+    assert d.progress.handoff is not None
+    assert d.progress.handoff.phase == phase.value
+
+
 def test_promote_carries_the_spec_policy() -> None:
     spec = replace(SPEC, handoff=HandoffSpec(shadow_ticks=3, bake_s=2.5, auto_rollback=False))
     d = decide(observed(STARTING, pod=RUNNING, gw=gateway(BLUE, GREEN), spec=spec))

@@ -482,7 +482,7 @@ def _with_standby(o: Observed, d: Decision) -> Decision:
     return replace(d, progress=replace(d.progress, standby=figures), actions=actions)
 
 
-def _fail(o: Observed, message: str, *, reason: str = "Failed") -> Decision:
+def _fail(o: Observed, message: str, *, reason: str = "Failed", **changes: object) -> Decision:
     return _move(
         o,
         Phase.FAILED,
@@ -492,6 +492,7 @@ def _fail(o: Observed, message: str, *, reason: str = "Failed") -> Decision:
         actions=_delete_own_pod(o, message),
         requeue_s=STEADY_S,
         active=False,
+        **changes,
     )
 
 
@@ -706,6 +707,7 @@ def _handing_off(o: Observed, spec: StrategyVersionSpec) -> Decision:
             f"handoff {figures.handoff_id} aborted before the flip: {h.message}; "
             f"{figures.from_version or 'the running version'} stays ACTIVE",
             reason="HandoffAborted",
+            handoff=figures,  # the gateway's last word: aborted, what it missed
         )
     if h.phase is HandoffPhase.ROLLED_BACK:
         return _fail(
@@ -713,6 +715,7 @@ def _handing_off(o: Observed, spec: StrategyVersionSpec) -> Decision:
             f"handoff {figures.handoff_id} rolled back inside the bake window: {h.message}; "
             f"{figures.from_version or 'the previous version'} is ACTIVE again",
             reason="RolledBack",
+            handoff=figures,
         )
     # Still running. A newer version supersedes it only before the flip; the gateway cancels
     # this handoff itself when the newer one is promoted, so nothing to do here but report.
