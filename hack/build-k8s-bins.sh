@@ -27,8 +27,8 @@
 #   BATON_BUILD_JOBS     go build -p value (default 2)
 #
 # Cold build on a 2-core machine (empty Go caches): ~12.5 minutes for the test bed's five, ~12 more
-# for the node's six (docs/real-node.md), see hack/README-testbed.md; with the binaries cached and
-# verified: a few seconds.
+# for the node's six and ~4 for kube-router (docs/real-node.md), see hack/README-testbed.md; with
+# the binaries cached and verified: a few seconds.
 set -euo pipefail
 
 MODE=build
