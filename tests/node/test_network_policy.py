@@ -6,9 +6,11 @@ docs/real-node.md). With the chart installed and the walk-through's v2 running (
 through ``kubectl exec``), as a strategy would try them:
 
 - a strategy pod (the operator's, label ``app.kubernetes.io/name=baton-strategy``) resolves the
-  gateway's Service and connects to its gRPC port, through the Service and to the pod;
+  gateway's Service and connects to its gRPC port, through the Service and to the pod, and to
+  the in-chart Jaeger's OTLP gRPC port (its spans);
 - it does not connect to the gateway's metrics port, the simulator, the API server (through the
-  ``kubernetes`` Service or on the node's address) or the kubelet;
+  ``kubernetes`` Service or on the node's address), the kubelet, or Jaeger's other ports (OTLP
+  over HTTP, the UI and query API: the same pod, another port);
 - the control: a pod of the same namespace and image that no strategy policy selects connects to
   each of those, so they are up and reachable, and the strategy pod's failures are the policy's
   doing; that pod is itself refused by the gateway's gRPC port (the gateway's ingress policy
@@ -110,6 +112,11 @@ def targets(node: Node, rollout: Rollout) -> Targets:
     sim = _get(node, "svc", "baton-sim")
     gw_pod = _get(node, "pod", "baton-gateway-0")["status"]["podIP"]
     grpc, metrics = _port(gw, "grpc"), _port(gw, "metrics")
+    jaeger = _get(node, "svc", "baton-jaeger")  # hack/cluster-values.yaml: the in-chart Jaeger
+    jaeger_ports = {
+        f"jaeger_{name.replace('-', '_')}": (jaeger["spec"]["clusterIP"], _port(jaeger, name))
+        for name in ("otlp-grpc", "otlp-http", "ui")
+    }
     return Targets(
         gateway_name=f"baton-gateway.{RELEASE_NS}.svc.cluster.local",
         gateway_ip=gw["spec"]["clusterIP"],
@@ -122,6 +129,7 @@ def targets(node: Node, rollout: Rollout) -> Targets:
             "apiserver_service": ("10.214.0.1", 443),
             "apiserver_node": (NODE_IP, 6443),
             "kubelet": (NODE_IP, 10250),
+            **jaeger_ports,
         },
     )
 
@@ -206,10 +214,13 @@ def test_a_strategy_pod_reaches_the_gateway_grpc_port_and_nothing_else(
             "apiserver_service": "open",
             "apiserver_node": "open",
             "kubelet": "open",
+            "jaeger_otlp_grpc": "open",
+            "jaeger_otlp_http": "open",
+            "jaeger_ui": "open",
         },
         "the control pod",
     )
-    # The strategy pod: the gateway's gRPC port and DNS, nothing else.
+    # The strategy pod: the gateway's gRPC port, DNS and Jaeger's OTLP gRPC port, nothing else.
     blocked = {
         k: NO
         for k in (
@@ -219,6 +230,8 @@ def test_a_strategy_pod_reaches_the_gateway_grpc_port_and_nothing_else(
             "apiserver_service",
             "apiserver_node",
             "kubelet",
+            "jaeger_otlp_http",
+            "jaeger_ui",
         )
     }
     got, _ = until(
@@ -229,6 +242,7 @@ def test_a_strategy_pod_reaches_the_gateway_grpc_port_and_nothing_else(
             "dns": targets.gateway_ip,
             "gateway_grpc_service": "open",
             "gateway_grpc_pod": "open",
+            "jaeger_otlp_grpc": "open",
             **blocked,
         },
         "the strategy pod",
