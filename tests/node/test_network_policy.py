@@ -18,8 +18,9 @@ through ``kubectl exec``), as a strategy would try them:
 - and the same strategy pod reaches the simulator and the API server once the strategy policy is
   deleted, and is cut off again once it is put back: enforcement follows the policy, live.
 
-Every verdict is a poll with a deadline (the controller applies a change within a second or two),
-never a sleep; a refused connection (the controller REJECTs) and a timeout both count as "no".
+Every verdict is a poll with a deadline (the controller applies a change within a second), never a
+sleep; a refused connection (the controller REJECTs) and a timeout (the kernel rate-limits the
+ICMP errors of a REJECT) both count as "no".
 """
 
 from __future__ import annotations
@@ -55,30 +56,35 @@ CONNECT_TIMEOUT_S = 2.0
 VERDICT_TIMEOUT_S = 60.0
 
 # Run in the pod: each target is [name, host, port] (a TCP connect) or [name, host, 0] (a name
-# lookup). Prints {name: "open" | "refused" | "timeout" | "<errno name>" | the resolved address}.
+# lookup), all at once (a round takes one connect timeout at most). Prints {name: "open" |
+# "refused" | "timeout" | "<errno name>" | the resolved address}.
 PROBE = """
-import errno, json, socket, sys
-out = {}
-for name, host, port in json.loads(sys.argv[1]):
+import concurrent.futures, errno, json, socket, sys
+
+def one(target):
+    name, host, port = target
     if port == 0:
         try:
-            out[name] = socket.gethostbyname(host)
+            return name, socket.gethostbyname(host)
         except OSError as e:
-            out[name] = "unresolved: %s" % e
-        continue
+            return name, "unresolved: %s" % e
     s = socket.socket()
     s.settimeout(float(sys.argv[2]))
     try:
         s.connect((host, port))
-        out[name] = "open"
+        return name, "open"
     except socket.timeout:
-        out[name] = "timeout"
+        return name, "timeout"
     except ConnectionRefusedError:
-        out[name] = "refused"
+        return name, "refused"
     except OSError as e:
-        out[name] = errno.errorcode.get(e.errno, str(e.errno))
+        return name, errno.errorcode.get(e.errno, str(e.errno))
     finally:
         s.close()
+
+targets = json.loads(sys.argv[1])
+with concurrent.futures.ThreadPoolExecutor(len(targets)) as pool:
+    out = dict(pool.map(one, targets))
 print(json.dumps(out, sort_keys=True))
 """
 
@@ -156,7 +162,10 @@ def probe(node: Node, pod: str, targets: Targets) -> dict[str, str]:
     return out
 
 
-NO = ("refused", "timeout")  # what a REJECT or a DROP looks like from inside the pod
+# What the enforcer's REJECT looks like from inside the pod: "refused" (the ICMP error it sends),
+# or "timeout" when the kernel's ICMP rate limit (net.ipv4.icmp_ratelimit: about one error a
+# second towards one address) swallows that error and the SYN goes unanswered.
+NO = ("refused", "timeout")
 
 
 def _matches(got: dict[str, str], want: dict[str, str | tuple[str, ...]]) -> bool:
