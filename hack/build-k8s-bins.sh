@@ -2,7 +2,8 @@
 # Build the binaries the test bed runs (etcd, kube-apiserver, kubectl, helm, and Jaeger v2 for the
 # tracing test) and the real node of hack/cluster.sh (kubelet, kube-scheduler,
 # kube-controller-manager, kube-proxy, CoreDNS, and the pod sandbox's pause binary from
-# hack/pause/) from their Go modules through the Go module proxy, and verify each against the
+# hack/pause/; kube-router, whose network-policy controller enforces NetworkPolicies) from their
+# Go modules through the Go module proxy, and verify each against the
 # lock, hack/testbed-bins.lock (versions, toolchain, sha256). No prebuilt binary is downloaded
 # (none can be here), and nothing that happens to be installed on the machine is used: the
 # machine's own kubectl, say, is never linked in.
@@ -14,7 +15,8 @@
 #
 # Usage: hack/build-k8s-bins.sh [--verify | --update-lock] [NAME...]
 #   NAME: etcd kube-apiserver kubectl helm jaeger kubelet kube-scheduler kube-controller-manager
-#         kube-proxy coredns pause; or the groups `testbed` (the first five) and `node` (the rest)
+#         kube-proxy coredns pause kube-router; or the groups `testbed` (the first five) and
+#         `node` (the rest)
 #   (no name: all of them)
 #   --verify       build nothing: check that each cached binary is there, is the one the lock
 #                  names and that its symlink points at it; print a table; exit 1 on any miss
@@ -25,8 +27,8 @@
 #   BATON_BUILD_JOBS     go build -p value (default 2)
 #
 # Cold build on a 2-core machine (empty Go caches): ~12.5 minutes for the test bed's five, ~12 more
-# for the node's six (docs/real-node.md), see hack/README-testbed.md; with the binaries cached and
-# verified: a few seconds.
+# for the node's six and ~4 for kube-router (docs/real-node.md), see hack/README-testbed.md; with
+# the binaries cached and verified: a few seconds.
 set -euo pipefail
 
 MODE=build
@@ -37,7 +39,7 @@ case "${1:-}" in
 esac
 
 TESTBED_TARGETS=(etcd kube-apiserver kubectl helm jaeger)
-NODE_TARGETS=(kubelet kube-scheduler kube-controller-manager kube-proxy coredns pause)
+NODE_TARGETS=(kubelet kube-scheduler kube-controller-manager kube-proxy coredns pause kube-router)
 ALL_TARGETS=("${TESTBED_TARGETS[@]}" "${NODE_TARGETS[@]}")
 # expand_targets <name...>: the names, groups expanded, or all of them when none is given.
 expand_targets() {
@@ -123,6 +125,13 @@ for k in kubelet kube-scheduler kube-controller-manager kube-proxy; do
 done
 COREDNS_VERSION="$(lock_version coredns)"         # github.com/coredns/coredns
 PAUSE_VERSION="$(lock_version pause)"             # hack/pause/ (this repository's source)
+KUBE_ROUTER_VERSION="$(lock_version kube-router)" # github.com/cloudnativelabs/kube-router/v2
+# The module version's time on the proxy: kube-router's --version prints it (its Makefile puts the
+# build's date there, which would make every build differ).
+case "$KUBE_ROUTER_VERSION" in
+  v2.1.0) KUBE_ROUTER_DATE=2024-03-02T21:45:54Z ;;
+  *) die "kube-router $KUBE_ROUTER_VERSION: add its module's date to $0" ;;
+esac
 HELM_VERSION="$(lock_version helm)"               # helm.sh/helm/v3
 JAEGER_VERSION="$(lock_version jaeger)"           # the release (jaeger version)
 # Jaeger tags its Go module v1.x.y and releases the same commit as v2.x.y; cmd/jaeger is v2.
@@ -395,6 +404,17 @@ build_pause() {
   build pause "$PAUSE_VERSION" "$dir" . "-X main.version=$PAUSE_VERSION" -version
 }
 
+# kube-router: only its network-policy controller runs (hack/cluster.sh: --run-firewall, no
+# router, no service proxy), but it is one binary. The Makefile's ldflags, with the version
+# and the module's date in place of the commit and the build's date.
+build_kube_router() {
+  local dir="$SRC_DIR/kube-router-$KUBE_ROUTER_VERSION" p=github.com/cloudnativelabs/kube-router/v2/pkg/version
+  have kube-router "$KUBE_ROUTER_VERSION" && return 0
+  ensure_wrapper "$dir" github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION" "$KUBE_ROUTER_VERSION"
+  build kube-router "$KUBE_ROUTER_VERSION" "$dir" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+    "-X $p.Version=$KUBE_ROUTER_VERSION -X $p.BuildDate=$KUBE_ROUTER_DATE" --version
+}
+
 build_helm() {
   local dir="$SRC_DIR/helm-$HELM_VERSION" gomod cg minor xld p
   have helm "$HELM_VERSION" && return 0
@@ -436,6 +456,7 @@ for t in "${targets[@]}"; do
     kubelet|kube-scheduler|kube-controller-manager|kube-proxy) build_kube_node "$t" ;;
     coredns) build_coredns ;;
     pause) build_pause ;;
+    kube-router) build_kube_router ;;
     *) die "unknown target '$t' (known: ${ALL_TARGETS[*]})" ;;
   esac
 done

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # A real single-node Kubernetes cluster on this machine, without Docker and without a registry:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet (containerd + runc, CNI
-# bridge), kube-proxy (nftables) and CoreDNS, from the binaries hack/build-k8s-bins.sh builds and
-# pins, with every image built here and imported into the node's own containerd.
+# bridge), kube-proxy (nftables), kube-router's network-policy controller (NetworkPolicies
+# enforced with iptables and ipset) and CoreDNS, from the binaries hack/build-k8s-bins.sh builds
+# and pins, with every image built here and imported into the node's own containerd.
 #
 # Usage: hack/cluster.sh up | down | status | host-state
 #   up          build or verify the binaries (hack/testbed-bins.lock), import the images (pause,
 #               CoreDNS, Jaeger, and baton:dev from `make image-archive`), save the host's state, start
-#               everything, wait until the node is Ready and CoreDNS is available; print the
+#               everything, wait until the node is Ready, CoreDNS is available and kube-router
+#               enforces NetworkPolicies (its chains hooked into the filter table); print the
 #               timings and the kubeconfig. A cluster that is already up is left alone; the
 #               leftovers of one that crashed are cleaned (`down`) first. Each `up` is a fresh
 #               cluster (etcd and containerd start empty).
 #   down        stop everything and undo every change to the host (docs/real-node.md): processes
 #               (pid files, checked against their executables), pods' processes and cgroups,
-#               mounts, network namespaces, the bridge, iptables chains and nftables tables,
+#               mounts, network namespaces, the bridge, iptables chains, ipsets and nftables tables,
 #               sysctls (restored to the values saved by `up`), /var/lib/kubelet,
 #               /var/log/{pods,containers} and /var/lib/cni entries, containerd's state.
 #               Idempotent; works after a crash (stale pid files, no running process). The last
@@ -27,8 +29,8 @@
 #   BATON_CLUSTER_BUILD 0: do not build missing binaries, only verify them (default 1)
 #   BATON_CLUSTER_IMAGE 0: do not build and import baton:dev (default 1)
 #   BATON_CACHE         where hack/build-k8s-bins.sh caches the binaries
-# Needs root (containerd, the kubelet, netfilter), Debian's containerd/runc/CNI plugins
-# (hack/host-deps.sh node). Network: only loopback and the bridge baton0 this script creates
+# Needs root (containerd, the kubelet, netfilter), Debian's containerd/runc/CNI plugins, iptables
+# and ipset (hack/host-deps.sh node). Network: only loopback and the bridge baton0 this script creates
 # (10.213.0.0/24 pods, 10.214.0.0/24 services); nothing is routed off the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,7 +78,8 @@ SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
 HOST_DIRS=(/var/lib/kubelet /var/log/pods /var/log/containers /var/lib/cni /run/containerd
   /etc/cni /opt/cni)
 # In start order; down stops them in reverse.
-PROCS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+PROCS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
+  kube-router)
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -94,6 +97,7 @@ host_state() {
     printf 'sysctl %s = %s\n' "$k" "$(sysctl -n "$k" 2>/dev/null | tr -s '\t ' ' ' || echo absent)"
   done
   nft list tables 2>/dev/null | sed 's/^/nft /'
+  ipset list -n 2>/dev/null | sed 's/^/ipset /'
   for k in iptables ip6tables; do
     "$k-save" 2>/dev/null | awk -v t="$k" '/^\*/ { tb = substr($1, 2) } /^:/ { print t, tb, "chain", substr($1, 2) }
       /^-A/ { print t, tb, "rule", $0 }'
@@ -198,8 +202,9 @@ down() {
   local t0 p pid cg f ino inodes="" mp tbl fam name chain ipt k v
   t0="$(now)"
   [[ -d "$S" ]] || { log "nothing to take down ($S does not exist)"; return 0; }
-  # The kubelet first: it would restart what the rest of this kills.
-  stop_procs kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd
+  # The kubelet first: it would restart what the rest of this kills; kube-router with it, since
+  # it would put back the chains and sets removed below.
+  stop_procs kube-router kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd
   # Every pod's processes (the sandboxes' pause included) live in the kubelet's cgroups: note
   # their network namespaces, kill them, remove the cgroups (deepest first).
   for cg in /sys/fs/cgroup/*/kubepods; do
@@ -249,7 +254,8 @@ down() {
     # shellcheck disable=SC2086  # "family name"
     nft delete table $tbl 2>/dev/null || true
   done
-  # iptables (nft backend): the kubelet's KUBE-* chains and every rule that jumps to one.
+  # iptables (nft backend): the kubelet's and kube-router's KUBE-* chains (KUBE-ROUTER-*,
+  # KUBE-POD-FW-*, KUBE-NWPLCY-*) and every rule that jumps to one.
   for ipt in iptables ip6tables; do
     for tbl in filter nat mangle; do
       "$ipt-save" -t "$tbl" 2>/dev/null | awk '/^-A / && / -j KUBE-/' | while read -r rule; do
@@ -262,6 +268,15 @@ down() {
         done
     done
   done
+  # kube-router's ipsets (KUBE-SRC-*, KUBE-DST-*, their temporary copies), once no rule uses them:
+  # those that up did not find.
+  if [[ -f "$S/host/state" ]] && command -v ipset >/dev/null 2>&1; then
+    ipset list -n 2>/dev/null | while read -r name; do
+      grep -qxF "ipset $name" "$S/host/state" && continue
+      [[ "$name" == KUBE-* || "$name" == TMP-* || "$name" == inet6:* ]] || continue
+      ipset destroy "$name" 2>/dev/null || log "warning: cannot destroy the ipset $name"
+    done
+  fi
   # nftables tables that the iptables calls above (the kubelet's) created and that are now empty.
   if [[ -f "$S/host/state" ]]; then
     nft list tables 2>/dev/null | while read -r _ fam name; do
@@ -409,6 +424,7 @@ cert admin "/O=system:masters/CN=baton-cluster-admin" clientAuth
 cert controller-manager "/CN=system:kube-controller-manager" clientAuth
 cert scheduler "/CN=system:kube-scheduler" clientAuth
 cert kube-proxy "/CN=system:kube-proxy" clientAuth
+cert kube-router "/CN=system:kube-router" clientAuth
 cert kubelet "/O=system:nodes/CN=system:node:$NODE" clientAuth
 cert kubelet-serving "/CN=$NODE" serverAuth "IP:$GW,DNS:$NODE"
 openssl ecparam -name prime256v1 -genkey -noout -out "$P/sa.key" 2>/dev/null
@@ -435,7 +451,7 @@ current-context: baton
 EOF
 }
 kubeconfig "$KUBECONFIG_FILE" admin
-for n in controller-manager scheduler kube-proxy kubelet; do kubeconfig "$P/$n.kubeconfig" "$n"; done
+for n in controller-manager scheduler kube-proxy kube-router kubelet; do kubeconfig "$P/$n.kubeconfig" "$n"; done
 
 # ---- containerd ----------------------------------------------------------------
 cat >"$S/containerd/config.toml" <<EOF
@@ -697,6 +713,26 @@ items:
     ports:
     - {name: dns, port: 53, protocol: UDP}
     - {name: dns-tcp, port: 53, protocol: TCP}
+# kube-router (its network-policy controller): what its informers watch (it starts them all,
+# whichever controllers run: services, endpoints and slices too), read only.
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: ClusterRole
+  metadata: {name: "system:baton-kube-router"}
+  rules:
+  - apiGroups: [""]
+    resources: [namespaces, pods, services, nodes, endpoints]
+    verbs: [get, list, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [get, list, watch]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch]
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: ClusterRoleBinding
+  metadata: {name: "system:baton-kube-router"}
+  roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:baton-kube-router"}
+  subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-router"}]
 - apiVersion: storage.k8s.io/v1
   kind: StorageClass
   metadata:
@@ -730,24 +766,51 @@ spec:
 EOF
 done | kctl apply -f - >/dev/null
 
-# ---- wait: node Ready, CoreDNS available ---------------------------------------------
-T_NODE="" T_DNS=""
+# ---- NetworkPolicies: kube-router's network-policy controller --------------------------
+# Only its firewall (no BGP router, no service proxy: kube-proxy serves Services). It reads its
+# Node object once at start (the node's IP), so it starts once the kubelet has registered the
+# node. It enforces with iptables (the nft backend) in the filter table: KUBE-ROUTER-{INPUT,
+# FORWARD,OUTPUT} hooked first into the built-in chains, a KUBE-POD-FW-* chain per pod that a
+# policy selects, a KUBE-NWPLCY-* chain per policy, the peers in ipsets; what no policy allows
+# is REJECTed. Bridged pod-to-pod frames reach it through br_netfilter (--physdev-is-bridged).
+# Why kube-router and not kube-network-policies: docs/real-node.md (this kernel has no nftables
+# queue expression). No health or metrics port.
+for ((i = 0; i < 300; i++)); do
+  kctl get node "$NODE" >/dev/null 2>&1 && break
+  pid_of kubelet >/dev/null || die "kubelet exited: $S/logs/kubelet.log"
+  sleep 0.1
+done
+kctl get node "$NODE" >/dev/null 2>&1 || die "the kubelet did not register $NODE in 30 s"
+start kube-router "$BIN/kube-router" --kubeconfig "$P/kube-router.kubeconfig" \
+  --hostname-override "$NODE" --run-firewall=true --run-router=false --run-service-proxy=false \
+  --run-loadbalancer=false --enable-cni=false --enable-ipv4=true --enable-ipv6=false \
+  --service-cluster-ip-range "$SVC_CIDR" --health-port 0 --metrics-port 0 --v 1
+# Enforcing: its chain is hooked into FORWARD (done after its first sync of the policies).
+netpol_ready() { iptables -w 5 -S FORWARD 2>/dev/null | grep -q -- '-j KUBE-ROUTER-FORWARD'; }
+
+# ---- wait: node Ready, CoreDNS available, NetworkPolicies enforced ---------------------
+T_NODE="" T_DNS="" T_NETPOL=""
 for ((i = 0; i < 1200; i++)); do
   for p in "${PROCS[@]}"; do pid_of "$p" >/dev/null || die "$p exited: $S/logs/$p.log"; done
+  if [[ -z "$T_NETPOL" ]] && netpol_ready; then
+    T_NETPOL="$(since "$T_CP0")"
+    log "kube-router enforces NetworkPolicies at $T_NETPOL s"
+  fi
   if [[ -z "$T_NODE" && "$(kctl get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]; then
     T_NODE="$(since "$T_CP0")"
     log "node $NODE Ready at $T_NODE s"
   fi
-  if [[ -n "$T_NODE" && "$(kctl -n kube-system get deploy coredns -o jsonpath='{.status.availableReplicas}' 2>/dev/null)" == 1 ]]; then
+  if [[ -n "$T_NODE" && -z "$T_DNS" && "$(kctl -n kube-system get deploy coredns -o jsonpath='{.status.availableReplicas}' 2>/dev/null)" == 1 ]]; then
     T_DNS="$(since "$T_CP0")"
-    break
   fi
+  [[ -z "$T_DNS" || -z "$T_NETPOL" ]] || break
   sleep 0.1
 done
-[[ -n "$T_DNS" ]] || die "not ready after 120 s (node Ready: ${T_NODE:-no}); see $S/logs"
+[[ -n "$T_DNS" && -n "$T_NETPOL" ]] \
+  || die "not ready after 120 s (node Ready: ${T_NODE:-no}, CoreDNS: ${T_DNS:-no}, kube-router: ${T_NETPOL:-no}); see $S/logs"
 trap - EXIT
 TOTAL="$(since "$T0")"
-printf '{"total_s": %s, "bins_and_image_s": %s, "images_import_s": %s, "apiserver_ready_s": %s, "node_ready_s": %s, "coredns_available_s": %s}\n' \
-  "$TOTAL" "$T_BUILD" "$T_IMG" "$T_API" "$T_NODE" "$T_DNS" >"$S/timings.json"
-log "up in $TOTAL s: binaries+image $T_BUILD s, images import $T_IMG s; from the control plane's start: apiserver ready $T_API s, node Ready $T_NODE s, CoreDNS available $T_DNS s"
+printf '{"total_s": %s, "bins_and_image_s": %s, "images_import_s": %s, "apiserver_ready_s": %s, "node_ready_s": %s, "coredns_available_s": %s, "netpol_enforced_s": %s}\n' \
+  "$TOTAL" "$T_BUILD" "$T_IMG" "$T_API" "$T_NODE" "$T_DNS" "$T_NETPOL" >"$S/timings.json"
+log "up in $TOTAL s: binaries+image $T_BUILD s, images import $T_IMG s; from the control plane's start: apiserver ready $T_API s, node Ready $T_NODE s, CoreDNS available $T_DNS s, NetworkPolicies enforced $T_NETPOL s"
 log "export KUBECONFIG=$KUBECONFIG_FILE   # kubectl: $BIN/kubectl"

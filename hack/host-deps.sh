@@ -16,7 +16,8 @@
 #           `make test`)
 #   node    a real node without Docker (hack/cluster.sh, `make cluster`): containerd, runc, the
 #           CNI plugins, iptables, conntrack, nftables (kube-proxy's nftables mode runs `nft`),
-#           openssl (the cluster's certificates), ip (iproute2)
+#           openssl (the cluster's certificates), ip (iproute2), ipset (kube-router's
+#           network-policy controller keeps its peer sets there)
 # Env: PYTHON (default python3)
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
@@ -91,7 +92,7 @@ check_node() {
   local missing=() t
   for t in containerd:containerd containerd-shim-runc-v2:containerd runc:runc \
     /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables conntrack:conntrack \
-    nft:nftables openssl:openssl ip:iproute2; do
+    nft:nftables openssl:openssl ip:iproute2 ipset:ipset; do
     if [[ "${t%%:*}" == /* ]]; then [[ -x "${t%%:*}" ]] || missing+=("${t#*:}")
     else command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
     fi
@@ -100,7 +101,7 @@ check_node() {
     mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     apt_install "${missing[@]}"
   fi
-  for t in containerd containerd-shim-runc-v2 runc iptables conntrack nft openssl ip; do
+  for t in containerd containerd-shim-runc-v2 runc iptables conntrack nft openssl ip ipset; do
     command -v "$t" >/dev/null 2>&1 || die "$t is still missing after installing it"
   done
 }

@@ -27,6 +27,7 @@ NODE_NAMES = (
     "kube-proxy",
     "coredns",
     "pause",
+    "kube-router",  # its network-policy controller: the chart's NetworkPolicies enforced
 )
 KUBERNETES = ("kubectl", "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy")
 TIMEOUT_S = 60.0
@@ -64,6 +65,8 @@ VERSION_OF: dict[str, Callable[[Path], str]] = {
     "kube-proxy": lambda p: run(str(p), "--version").split()[-1],
     "coredns": lambda p: run(str(p), "-version").split()[-1],
     "pause": lambda p: run(str(p), "-version").split()[-1],
+    # "Running <path> version v2.1.0, built on <the module's date>, go1.x"
+    "kube-router": lambda p: re.search(r" version (\S+),", run(str(p), "--version")).group(1),  # type: ignore[union-attr]
 }
 
 
