@@ -230,6 +230,30 @@ class Jaeger:
         return Trace.from_json(data[0]) if data else None
 
 
+def assert_rollout_trace(trace: Trace, sv: str, handoff_id: str) -> Span:
+    """``sv``'s rollout from v1 to v2 as one trace: the operator's rounds, its Promote, the
+    gateway's handoff under it with every phase. Returns the rollout's root span."""
+    assert trace.services == {"baton-operator", "baton-gateway"}, trace.services
+    (root,) = trace.named("operator.rollout")
+    assert root.parent_id == ""
+    assert root.tags["baton.sv"] == sv
+    rounds = trace.named("operator.reconcile")
+    assert {r.parent_id for r in rounds} == {root.span_id}
+    steps = {(r.tags["baton.phase"], r.tags["baton.next_phase"]) for r in rounds}
+    assert {("Pending", "Starting"), ("Starting", "HandingOff"), ("HandingOff", "Active")} <= steps
+    assert trace.named("operator.create_pod")
+    (promote,) = trace.named("operator.promote")
+    (handoff,) = trace.named("gateway.handoff")
+    assert trace.parent(handoff) == promote
+    assert handoff.tags["baton.result"] == "completed"
+    assert (handoff.tags["baton.from"], handoff.tags["baton.to"]) == ("v1", "v2")
+    assert handoff.tags["baton.handoff"] == handoff_id
+    phases = [s.name for s in trace.spans if trace.parent(s) == handoff]
+    for phase in ("exporting", "importing", "shadowing", "baking", "draining"):
+        assert f"gateway.handoff.{phase}" in phases, phases
+    return root
+
+
 def tick_trace(trace: Trace) -> bool:
     """A tick whose evaluation ran in a strategy process and was executed by the gateway:
     gateway.tick -> strategy.evaluate -> gateway.execute, each the parent of the next."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from baton.common import spawn_baton
-from tests.e2e.jaeger import Jaeger, Trace, tick_trace
+from tests.e2e.jaeger import Jaeger, Trace, assert_rollout_trace, tick_trace
 from tests.e2e.stack import V2, Stack, StartStack, eventually, sv_yaml
 from tests.procs import V1, StartGateway, run_ticks
 
@@ -91,24 +91,7 @@ async def test_a_tick_is_one_trace_and_a_rollout_with_its_handoff_is_another(
 
     trace = await eventually(rollout, timeout_s=QUERY_TIMEOUT_S, what="v2's rollout trace")
     print(trace.render())  # shown when the test fails
-    assert trace.services == {"baton-operator", "baton-gateway"}, trace.services
-    (root,) = trace.named("operator.rollout")
-    assert root.parent_id == ""
-    assert root.tags["baton.sv"] == "mom-v2"
-    rounds = trace.named("operator.reconcile")
-    assert {r.parent_id for r in rounds} == {root.span_id}
-    steps = {(r.tags["baton.phase"], r.tags["baton.next_phase"]) for r in rounds}
-    assert {("Pending", "Starting"), ("Starting", "HandingOff"), ("HandingOff", "Active")} <= steps
-    assert trace.named("operator.create_pod")
-    (promote,) = trace.named("operator.promote")
-    (handoff,) = trace.named("gateway.handoff")
-    assert trace.parent(handoff) == promote
-    assert handoff.tags["baton.result"] == "completed"
-    assert (handoff.tags["baton.from"], handoff.tags["baton.to"]) == ("v1", "v2")
-    assert handoff.tags["baton.handoff"] == v2["status"]["handoff"]["id"]
-    phases = [s.name for s in trace.spans if trace.parent(s) == handoff]
-    for phase in ("exporting", "importing", "shadowing", "baking", "draining"):
-        assert f"gateway.handoff.{phase}" in phases, phases
+    assert_rollout_trace(trace, "mom-v2", v2["status"]["handoff"]["id"])
     events = {e.tags["baton.reason"] for e in trace.named("operator.event")}
     assert {"Starting", "HandoffStarted", "HandoffCompleted"} <= events
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.jaeger import Jaeger, Trace, tick_trace
+from tests.e2e.jaeger import Jaeger, Trace, assert_rollout_trace, tick_trace
 from tests.node.kube import RELEASE_NS, Node, Rollout, port_forward, record, sv, wait_for
 
 pytestmark = [
@@ -62,24 +62,7 @@ def test_rollout_and_tick_traces_in_the_in_cluster_jaeger(
     )
 
     # (a) v2's rollout: the operator's rounds and the gateway's handoff, one trace.
-    assert trace.services == {"baton-operator", "baton-gateway"}, trace.services
-    (root,) = trace.named("operator.rollout")
-    assert root.parent_id == ""
-    assert root.tags["baton.sv"] == "mom-v2"
-    rounds = trace.named("operator.reconcile")
-    assert {r.parent_id for r in rounds} == {root.span_id}
-    steps = {(r.tags["baton.phase"], r.tags["baton.next_phase"]) for r in rounds}
-    assert {("Pending", "Starting"), ("Starting", "HandingOff"), ("HandingOff", "Active")} <= steps
-    assert trace.named("operator.create_pod")
-    (promote,) = trace.named("operator.promote")
-    (handoff,) = trace.named("gateway.handoff")
-    assert trace.parent(handoff) == promote
-    assert handoff.tags["baton.result"] == "completed"
-    assert (handoff.tags["baton.from"], handoff.tags["baton.to"]) == ("v1", "v2")
-    assert handoff.tags["baton.handoff"] == status["handoff"]["id"]
-    phases = [s.name for s in trace.spans if trace.parent(s) == handoff]
-    for phase in ("exporting", "importing", "shadowing", "baking", "draining"):
-        assert f"gateway.handoff.{phase}" in phases, phases
+    root = assert_rollout_trace(trace, "mom-v2", status["handoff"]["id"])
     # The operator's resource names the pod it ran in: the chart's operator, not a stand-in.
     assert root.resource["k8s.pod.name"].startswith("baton-operator-"), root.resource
     assert root.resource["k8s.namespace.name"] == RELEASE_NS
