@@ -5,14 +5,15 @@ loopback, every mode in the same run.
 - ``kills``: the reference bot (8 markets x 5m/15m = 16 slots, MomentumV1) at a 1 s cadence,
   one gateway and ledger per mode, ``none`` (no checkpoint, no digest check: Baton before issue
   18), ``checkpoint`` (the defaults) and ``hot`` (a second instance follows as SHADOW). After a
-  warm-up, ``--kills`` times: a random moment (uniform over ``--spread-ticks`` cadences), SIGKILL
-  of the strategy's ACTIVE process (a pod deleted with ``--grace-period=0``), a new process
-  started in its place at once (the pod's restart); then until the gateway has recorded the
-  failover and the next kill has something to work with (hot: a standby following again;
-  checkpoint: a checkpoint of the new ACTIVE). Per mode, from the ledger's failovers (the
-  figures ``baton presence`` and ``baton demo --kill-active`` report): missed evaluations per
-  kill, take-over time (death to successor ACTIVE), the state the successor went on with
-  (exact / unverified / diverged / empty = lost), and the restart of the process.
+  warm-up, ``--kills`` times: at a moment of the tick (stratified, so that the kills cover the
+  tick evenly, and the same moments for every mode: ``kill_moments``), SIGKILL of the
+  strategy's ACTIVE process (a pod deleted with ``--grace-period=0``), a new process started in
+  its place at once (the pod's restart); then until the gateway has recorded the failover and
+  the next kill has something to work with (hot: a standby following again; checkpoint: a
+  checkpoint of the new ACTIVE). Per mode, from the ledger's failovers (the figures ``baton
+  presence`` and ``baton demo --kill-active`` report): missed evaluations per kill, take-over
+  time (death to successor ACTIVE), the state the successor went on with (exact / unverified /
+  diverged / empty = lost), and the restart of the process.
 - ``cost``: the ``bench.scale dispatch`` set-up (simulator in real time, one kline update per
   stream every 2 s, made-up markets x 5m/15m, 1 s cadence, MomentumV1) at 16 and 1,000 slots, one
   simulator per slot count, one gateway per arm: ``none`` (``--standby none --verify-every 0``),
@@ -211,28 +212,63 @@ async def _ready_to_kill(
         await asyncio.sleep(0.1)  # polling the gateway's listing and the ledger: no event here
 
 
+def kill_moments(kills: int, spread_ticks: int, seed: int) -> list[tuple[int, float]]:
+    """Per kill: whole ticks to let pass first (0 .. ``spread_ticks`` - 1), and the moment in
+    the tick, a share of the cadence: stratified (one in each 1/``kills`` of the tick, in a
+    random order) so that every part of a tick is hit as often, and the same for every mode
+    (seeded by ``seed`` only): the modes are compared on the same moments.
+
+    >>> m = kill_moments(4, 3, 1)
+    >>> sorted(int(phase * 4) for _, phase in m), all(0 <= t < 3 for t, _ in m)
+    ([0, 1, 2, 3], True)
+    >>> m == kill_moments(4, 3, 1)
+    True
+    """
+    rng = random.Random(f"{seed}:kills")
+    phases = [(i + rng.random()) / kills for i in range(kills)]
+    rng.shuffle(phases)
+    return [(rng.randrange(max(1, spread_ticks)), phase) for phase in phases]
+
+
+async def at_moment(ticks: int, phase: float, cadence_s: float) -> None:
+    """Sleep until ``phase`` x cadence past a tick boundary, ``ticks`` boundaries from now (the
+    gateway's ticks are aligned to multiples of the cadence in Unix time)."""
+    cadence_ms = cadence_s * 1000
+    now = now_ms()
+    target = (now // cadence_ms) * cadence_ms + phase * cadence_ms
+    if target <= now:
+        target += cadence_ms
+    target += ticks * cadence_ms
+    await asyncio.sleep((target - now) / 1000)
+
+
 async def kill_run(
     mode: str,
     kills: int,
-    spread_ticks: float,
+    slots: int,
+    spread_ticks: int,
     seed: int,
     workdir: Path,
     progress: Progress,
 ) -> dict[str, Any]:
     """One gateway and ledger, the strategy under ``mode``, ``kills`` kills of its ACTIVE."""
     arm = ARMS[mode]
-    tag = f"kills-{mode}"
+    tag = f"kills-{mode}" if slots == REFERENCE_SLOTS else f"kills-{slots}-{mode}"
     ledger = workdir / f"{tag}.sqlite"
     procs = Processes(workdir / "logs" / tag)
-    # Seeded per mode by name only: every mode draws the same moments.
-    rng = random.Random(f"{seed}:kills")
+    # The reference 8 markets; other slot counts on made-up ones (as the cost part).
+    specs = None if slots == REFERENCE_SLOTS else markets(slots // len(TIMEFRAMES))
     kill_log: list[dict[str, Any]] = []
     try:
         sim = await start_sim(
-            procs, f"{tag}-sim", None, KILL_PUSH_INTERVAL_S, time_scale=KILL_TIME_SCALE
+            procs,
+            f"{tag}-sim",
+            None if specs is None else [m.partition("=")[2] for m in specs],
+            KILL_PUSH_INTERVAL_S if specs is None else COST_PUSH_INTERVAL_S,
+            time_scale=KILL_TIME_SCALE,
         )
         gateway = await start_gateway(
-            procs, f"{tag}-gateway", sim, None, ledger, cadence_s=CADENCE_S
+            procs, f"{tag}-gateway", sim, specs, ledger, cadence_s=CADENCE_S
         )
         fleet = Fleet(procs, tag, gateway, arm)
         await fleet.start()
@@ -245,10 +281,10 @@ async def kill_run(
                 what="a first tick",
                 poll_s=0.2,
             )
-            await _ready_to_kill(mode, ledger, client, "", timeout_s=60)
+            await _ready_to_kill(mode, ledger, client, "", timeout_s=120)
             progress(f"{tag}: {len(fleet.hosts)} host(s) up, ready; {kills} kills")
-            for i in range(kills):
-                await asyncio.sleep(rng.uniform(0.0, spread_ticks * CADENCE_S))
+            for i, (ticks, phase) in enumerate(kill_moments(kills, spread_ticks, seed)):
+                await at_moment(ticks, phase, CADENCE_S)
                 victim = _active(await client.list_instances())
                 if victim not in fleet.hosts:
                     raise BenchError(f"{tag}: the ACTIVE {victim!r} is not one of our hosts")
@@ -271,11 +307,12 @@ async def kill_run(
                     {
                         "victim": victim,
                         "killed_ms": round(killed_ms),
+                        "phase_ms": round(killed_ms % (CADENCE_S * 1000), 1),
                         "restart_ms": round(restart_ms, 1),
                         "recorded_after_ms": round(recorded_ms - killed_ms, 1),
                     }
                 )
-                await _ready_to_kill(mode, ledger, client, victim, timeout_s=60)
+                await _ready_to_kill(mode, ledger, client, victim, timeout_s=120)
                 progress(
                     f"{tag} {i + 1}/{kills}: killed {victim}, restart {restart_ms:.0f} ms, "
                     f"failover recorded {recorded_ms - killed_ms:.0f} ms after the kill"
@@ -327,6 +364,7 @@ def kill_summary(
         "states": states,
         # "empty" is the state lost: the successor started from nothing.
         "state_lost": states.get("empty", 0),
+        "kills_with_misses": sum(1 for n in missed if n),
         "missed_per_kill_mean": round(sum(missed) / len(missed), 2) if missed else None,
         "missed_per_kill_max": max(missed, default=None),
         "missed_ticks_per_kill_mean": (
@@ -362,6 +400,7 @@ def kill_summary(
 KILL_HEADER = (
     "mode",
     "kills",
+    "kills with misses",
     "missed / kill mean (max)",
     "ticks dark / kill",
     "take-over p50 / max ms",
@@ -379,6 +418,7 @@ def kill_rows(results: list[dict[str, Any]]) -> list[list[str]]:
             [
                 r["mode"],
                 f"{r['failovers']} / {r['kills']}",
+                str(r["kills_with_misses"]),
                 f"{fmt(r['missed_per_kill_mean'])} ({fmt(r['missed_per_kill_max'], 'd')})",
                 fmt(r["missed_ticks_per_kill_mean"], ".2f"),
                 f"{fmt(r['takeover_ms_p50'], '.0f')} / {fmt(r['takeover_ms_max'], '.0f')}",
@@ -761,10 +801,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--spread-ticks",
-        type=float,
-        default=3.0,
-        help="kills: each kill waits a random time, uniform over this many cadences, once the "
-        "previous failover is over (3)",
+        type=int,
+        default=3,
+        help="kills: once the previous failover is over, each kill lets 0 .. this - 1 ticks "
+        "pass (random), then comes at its moment of the tick (3)",
+    )
+    p.add_argument(
+        "--kill-slots",
+        type=int,
+        default=REFERENCE_SLOTS,
+        help=f"kills: slots ({REFERENCE_SLOTS}: the reference 8 markets; else made-up markets)",
     )
     p.add_argument(
         "--slots",
@@ -795,7 +841,9 @@ async def _run(
         kills = args.kills if args.kills is not None else (3 if quick else DEFAULT_KILLS)
         for mode in args.modes:
             out["kills"].append(
-                await kill_run(mode, kills, args.spread_ticks, args.seed, workdir, progress)
+                await kill_run(
+                    mode, kills, args.kill_slots, args.spread_ticks, args.seed, workdir, progress
+                )
             )
     if args.what in ("all", "cost"):
         slot_counts = args.slots or ((REFERENCE_SLOTS,) if quick else DEFAULT_SLOTS)
