@@ -23,7 +23,6 @@ work, split in N lanes instead of one. The single-strategy knee (``bench.scale d
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -33,22 +32,17 @@ from typing import Any
 from baton.common import ProcessFailed, Service
 from baton.local import Processes
 from bench.cli import MOMENTUM_V1
-from bench.cpu import foreign_cores, sample
 from bench.harness import MISSED, REPO_ROOT, BenchError, now_ms, wait_for
 from bench.live import (
     TIMEFRAMES,
     Progress,
-    exchange_messages,
     fmt,
     ledger_rows,
-    load_average,
-    machine_busy_s,
     markets,
     max_scheduled_ms,
+    measure_window,
     ms_quantile,
     outcome_counts,
-    process_cpu_s,
-    settle,
     start_gateway,
     start_sim,
     start_strategy,
@@ -192,32 +186,18 @@ async def point(
             poll_s=0.5,
         )
         live_s = await wait_live(ledger, per_tick)
-        settled_s = await settle(gateway.pid)
-        msgs0 = await exchange_messages(gateway.ready["metrics_addr"])
-        m0 = time.monotonic()
-        load = load_average()
-        cpu0 = sample()
-        t0, busy0 = now_ms(), machine_busy_s()
-        g0, x0 = process_cpu_s(gateway.pid), process_cpu_s(sim.pid)
-        s0 = sum(process_cpu_s(h.pid) for h in hosts)
-        await asyncio.sleep(ticks * CADENCE_S)
-        g1, x1 = process_cpu_s(gateway.pid), process_cpu_s(sim.pid)
-        s1 = sum(process_cpu_s(h.pid) for h in hosts)
-        t1, busy1 = now_ms(), machine_busy_s()
-        foreign = foreign_cores(cpu0, sample())
-        msgs1 = await exchange_messages(gateway.ready["metrics_addr"])
-        m1 = time.monotonic()
-        # The window's last tick resolves at its deadline (the next tick); then the flush.
-        await wait_for(
-            lambda: max_scheduled_ms(ledger) >= t1,
-            timeout_s=CADENCE_S * 3 + 30,
-            what="the window's ticks in the ledger",
-            poll_s=0.5,
+        w = await measure_window(
+            gateway,
+            {"gateway": [gateway], "strategies": hosts, "sim": [sim]},
+            ledger,
+            ticks=ticks,
+            cadence_s=CADENCE_S,
         )
     except ProcessFailed as exc:
         raise BenchError(f"{tag}: {exc}") from exc
     finally:
         await procs.close()
+    t0, t1 = w.t0_ms, w.t1_ms
     rows = ledger_rows(
         ledger,
         "SELECT scheduled_ms, dispatched_ms, decided_ms, outcome, strategy, stale "
@@ -226,9 +206,9 @@ async def point(
         int(t0),
         int(t1),
     )
-    window_s = (t1 - t0) / 1000
+    window_s = w.window_s
     figures = window_figures(rows, window_s)
-    per_eval = figures["evaluations"] or 1
+    per_eval = figures["evaluations"]
     result: dict[str, Any] = {
         "kind": kind,
         "strategies": len(entrypoints),
@@ -238,18 +218,18 @@ async def point(
         "cadence_s": CADENCE_S,
         "window_s": round(window_s, 3),
         **figures,
-        "gateway_cores": round((g1 - g0) / window_s, 3),
-        "strategy_cores": round((s1 - s0) / window_s, 3),
-        "sim_cores": round((x1 - x0) / window_s, 3),
+        "gateway_cores": w.cores("gateway"),
+        "strategy_cores": w.cores("strategies"),
+        "sim_cores": w.cores("sim"),
         "sim_push_interval_s": push_s,
-        "exchange_messages_per_s": round((msgs1 - msgs0) / (m1 - m0), 1),
-        "gateway_cpu_us_per_eval": round((g1 - g0) / per_eval * 1e6, 1),
-        "strategy_cpu_us_per_eval": round((s1 - s0) / per_eval * 1e6, 1),
-        "machine_busy_cores": round((busy1 - busy0) / window_s, 3),
-        "foreign_cores": foreign,
-        "load_avg_1m_at_start": round(load, 2),
+        "exchange_messages_per_s": w.exchange_messages_per_s,
+        "gateway_cpu_us_per_eval": w.cpu_us_per("gateway", per_eval),
+        "strategy_cpu_us_per_eval": w.cpu_us_per("strategies", per_eval),
+        "machine_busy_cores": w.machine_busy_cores,
+        "foreign_cores": w.foreign_cores,
+        "load_avg_1m_at_start": w.load_avg_1m_at_start,
         "live_wait_s": live_s,
-        "settled_s": settled_s,
+        "settled_s": w.settled_s,
     }
     # A tick with fewer rows than scheduled would be a strategy left out of the clock.
     short = [

@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +31,15 @@ from baton.control import ControlClient, ControlError
 from baton.local import GatewayOptions, Processes, SimOptions
 from baton.v1 import control_pb2 as ctl
 from bench.cli import machine_info
-from bench.harness import HANDOFF_TIMEOUT_S, REAP_TIMEOUT_S, REPO_ROOT, BenchError
+from bench.cpu import foreign_cores, sample
+from bench.harness import (
+    HANDOFF_TIMEOUT_S,
+    REAP_TIMEOUT_S,
+    REPO_ROOT,
+    BenchError,
+    now_ms,
+    wait_for,
+)
 from bench.stats import percentile
 
 T = TypeVar("T")
@@ -91,18 +100,123 @@ async def settle(pid: int, *, min_s: float = 6.0, max_s: float = 90.0) -> float:
         last = cores
 
 
-async def exchange_messages(metrics_addr: str) -> float:
-    """``baton_exchange_messages_total`` summed over its kinds, from the gateway's /metrics."""
+async def scrape_metrics(metrics_addr: str) -> dict[str, float]:
+    """Every sample of the gateway's ``/metrics``, by its name and labels as exposed
+    (``baton_checkpoint_bytes{strategy="momentum"}``)."""
 
     def fetch() -> str:
         with urllib.request.urlopen(f"http://{metrics_addr}/metrics", timeout=30) as r:
             return str(r.read().decode())
 
-    total = 0.0
-    for line in (await asyncio.to_thread(fetch)).splitlines():
-        if line.startswith("baton_exchange_messages_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return parse_metrics(await asyncio.to_thread(fetch))
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """
+    >>> parse_metrics('# HELP x y\\nx_total{k="a b"} 2.0\\nx_total{k="c"} 1\\ny 3')
+    {'x_total{k="a b"}': 2.0, 'x_total{k="c"}': 1.0, 'y': 3.0}
+    """
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def metric_sum(samples: Mapping[str, float], name: str) -> float:
+    """The samples of metric ``name`` summed over their labels.
+
+    >>> metric_sum({'a_total{k="x"}': 1.0, 'a_total{k="y"}': 2.0, "a_sum": 9.0}, "a_total")
+    3.0
+    """
+    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
+
+
+async def exchange_messages(metrics_addr: str) -> float:
+    """``baton_exchange_messages_total`` summed over its kinds, from the gateway's /metrics."""
+    return metric_sum(await scrape_metrics(metrics_addr), "baton_exchange_messages_total")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A measured window of ticks (``measure_window``): what each group of processes used and
+    the gateway's metrics at both ends."""
+
+    t0_ms: float  # wall clock (the ledger's): the window's ticks are scheduled in [t0, t1)
+    t1_ms: float
+    cpu_s: Mapping[str, float]  # CPU seconds per group of processes
+    metrics_before: Mapping[str, float]
+    metrics_after: Mapping[str, float]
+    scrape_s: float  # monotonic seconds between the two scrapes of /metrics
+    machine_busy_cores: float
+    foreign_cores: float | None
+    load_avg_1m_at_start: float
+    settled_s: float
+
+    @property
+    def window_s(self) -> float:
+        return (self.t1_ms - self.t0_ms) / 1000
+
+    def cores(self, group: str) -> float:
+        return round(self.cpu_s[group] / self.window_s, 3)
+
+    def cpu_us_per(self, group: str, n: int) -> float:
+        """CPU µs of ``group`` per one of ``n`` things (evaluations) in the window."""
+        return round(self.cpu_s[group] / (n or 1) * 1e6, 1)
+
+    def metric_delta(self, name: str) -> float:
+        return metric_sum(self.metrics_after, name) - metric_sum(self.metrics_before, name)
+
+    @property
+    def exchange_messages_per_s(self) -> float:
+        return round(self.metric_delta("baton_exchange_messages_total") / self.scrape_s, 1)
+
+
+async def measure_window(
+    gateway: Service,
+    groups: Mapping[str, Sequence[Service]],
+    ledger: Path,
+    *,
+    ticks: int,
+    cadence_s: float,
+) -> Window:
+    """Once the gateway's CPU has settled, a window of ``ticks`` ticks: the CPU each group of
+    processes used (``/proc``), the machine's and other processes', the gateway's metrics
+    before and after; returns once the window's last tick is in the ledger (it resolves at
+    its deadline, the next tick; then the flush)."""
+    settled_s = await settle(gateway.pid)
+    addr = gateway.ready["metrics_addr"]
+    before = await scrape_metrics(addr)
+    m0 = time.monotonic()
+    load = load_average()
+    cpu0 = sample()
+    t0, busy0 = now_ms(), machine_busy_s()
+    c0 = {name: sum(process_cpu_s(p.pid) for p in ps) for name, ps in groups.items()}
+    await asyncio.sleep(ticks * cadence_s)
+    c1 = {name: sum(process_cpu_s(p.pid) for p in ps) for name, ps in groups.items()}
+    t1, busy1 = now_ms(), machine_busy_s()
+    foreign = foreign_cores(cpu0, sample())
+    after = await scrape_metrics(addr)
+    m1 = time.monotonic()
+    await wait_for(
+        lambda: max_scheduled_ms(ledger) >= t1,
+        timeout_s=cadence_s * 3 + 30,
+        what="the window's ticks in the ledger",
+        poll_s=0.5,
+    )
+    return Window(
+        t0_ms=t0,
+        t1_ms=t1,
+        cpu_s={name: c1[name] - c0[name] for name in groups},
+        metrics_before=before,
+        metrics_after=after,
+        scrape_s=m1 - m0,
+        machine_busy_cores=round((busy1 - busy0) / ((t1 - t0) / 1000), 3),
+        foreign_cores=foreign,
+        load_avg_1m_at_start=round(load, 2),
+        settled_s=settled_s,
+    )
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -162,10 +276,18 @@ async def start_strategy(
     gateway: Service,
     entrypoint: str,
     config: Mapping[str, Any] | None = None,
+    extra: Sequence[str] = (),
 ) -> Service:
-    """A strategy host attached to ``gateway`` (pod name = ``name``)."""
+    """A strategy host attached to ``gateway`` (pod name = ``name``); ``extra``: more flags
+    (``--standby hot``...)."""
     return await procs.strategy(
-        name, gateway, entrypoint, config=config or {}, env=strategy_env(), ready_timeout_s=120
+        name,
+        gateway,
+        entrypoint,
+        config=config or {},
+        env=strategy_env(),
+        ready_timeout_s=120,
+        extra=extra,
     )
 
 

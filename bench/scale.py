@@ -37,7 +37,7 @@ from baton.local import Processes
 from bench import book, handoff_load
 from bench.cli import MOMENTUM_V1
 from bench.cpu import foreign_cores, sample
-from bench.harness import MISSED, REPO_ROOT, BenchError, now_ms, wait_for
+from bench.harness import MISSED, REPO_ROOT, BenchError, wait_for
 from bench.live import (
     TIMEFRAMES,
     BenchExit,
@@ -47,9 +47,8 @@ from bench.live import (
     fmt,
     ledger_rows,
     load_average,
-    machine_busy_s,
     markets,
-    max_scheduled_ms,
+    measure_window,
     ms_quantile,
     outcome_counts,
     process_cpu_s,
@@ -96,30 +95,18 @@ async def dispatch_point(
             what=f"{warm_ticks} ticks in the ledger",
             poll_s=0.5,
         )
-        settled_s = await settle(gateway.pid)
-        msgs0 = await exchange_messages(gateway.ready["metrics_addr"])
-        m0 = time.monotonic()
-        load = load_average()
-        cpu0 = sample()
-        t0, busy0 = now_ms(), machine_busy_s()
-        g0, s0, x0 = (process_cpu_s(p.pid) for p in (gateway, strategy, sim))
-        await asyncio.sleep(ticks * cadence_s)
-        g1, s1, x1 = (process_cpu_s(p.pid) for p in (gateway, strategy, sim))
-        t1, busy1 = now_ms(), machine_busy_s()
-        foreign = foreign_cores(cpu0, sample())
-        msgs1 = await exchange_messages(gateway.ready["metrics_addr"])
-        m1 = time.monotonic()
-        # The window's last tick resolves at its deadline (the next tick); then the flush.
-        await wait_for(
-            lambda: max_scheduled_ms(ledger) >= t1,
-            timeout_s=cadence_s * 3 + 30,
-            what="the window's ticks in the ledger",
-            poll_s=0.5,
+        w = await measure_window(
+            gateway,
+            {"gateway": [gateway], "strategy": [strategy], "sim": [sim]},
+            ledger,
+            ticks=ticks,
+            cadence_s=cadence_s,
         )
     except ProcessFailed as exc:
         raise BenchError(f"{tag}: {exc}") from exc
     finally:
         await procs.close()
+    t0, t1 = w.t0_ms, w.t1_ms
     rows = ledger_rows(
         ledger,
         "SELECT scheduled_ms, dispatched_ms, decided_ms, outcome FROM evaluations "
@@ -133,7 +120,6 @@ async def dispatch_point(
     missed = sum(1 for *_, o in rows if o in MISSED)
     evaluations = len(rows)
     n_ticks = len({s for s, *_ in rows})
-    per_eval = evaluations or 1
     result: dict[str, Any] = {
         "slots": slots,
         "markets": len(specs),
@@ -149,16 +135,16 @@ async def dispatch_point(
         "latency_ms_max": max(latency) if latency else None,
         "dispatch_lag_ms_p50": ms_quantile(lag, 50),
         "dispatch_lag_ms_p99": ms_quantile(lag, 99),
-        "gateway_cores": round((g1 - g0) / window_s, 3),
-        "strategy_cores": round((s1 - s0) / window_s, 3),
-        "sim_cores": round((x1 - x0) / window_s, 3),
-        "gateway_cpu_us_per_eval": round((g1 - g0) / per_eval * 1e6, 1),
-        "strategy_cpu_us_per_eval": round((s1 - s0) / per_eval * 1e6, 1),
-        "exchange_messages_per_s": round((msgs1 - msgs0) / (m1 - m0), 1),
-        "machine_busy_cores": round((busy1 - busy0) / window_s, 3),
-        "foreign_cores": foreign,
-        "load_avg_1m_at_start": round(load, 2),
-        "settled_s": settled_s,
+        "gateway_cores": w.cores("gateway"),
+        "strategy_cores": w.cores("strategy"),
+        "sim_cores": w.cores("sim"),
+        "gateway_cpu_us_per_eval": w.cpu_us_per("gateway", evaluations),
+        "strategy_cpu_us_per_eval": w.cpu_us_per("strategy", evaluations),
+        "exchange_messages_per_s": w.exchange_messages_per_s,
+        "machine_busy_cores": w.machine_busy_cores,
+        "foreign_cores": w.foreign_cores,
+        "load_avg_1m_at_start": w.load_avg_1m_at_start,
+        "settled_s": w.settled_s,
     }
     result["knee"] = bool(
         missed

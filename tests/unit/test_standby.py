@@ -203,6 +203,31 @@ def test_different_digests_of_the_active_and_its_standby_are_a_divergence() -> N
     assert (run.k.divergences, run.k.sync) == (1, None)
 
 
+def test_the_standbys_answer_to_a_checkpoint_ask_does_not_settle_the_checkpoint() -> None:
+    # A checkpoint's export id goes to the ACTIVE (a full export) and to the following standby
+    # (digest only, to compare); the standby's answer, often the first, is not the checkpoint.
+    run = Run(HOT)
+    synced(run)
+    following = roster(A, m("b", Role.SHADOW))
+    for index in (1, 2):
+        run.tick(index, following)
+        for ask in run.asked():
+            run.answer(ask.instance_id, ask.export_id, f"d{index}")
+    run.tick(3, following)
+    asks = sorted((a.instance_id, a.export_id, a.digest_only) for a in run.asked())
+    (checkpoint_id,) = {export_id for _, export_id, _ in asks}
+    assert checkpoint_id.startswith(sb.CHECKPOINT_PREFIX)
+    assert [(i, digest_only) for i, _, digest_only in asks] == [("a", False), ("b", True)]
+    run.answer("b", checkpoint_id, "d3", 0)
+    assert kinds(run.actions) == []
+    assert run.k.checkpoint_asked == checkpoint_id
+    run.answer("a", checkpoint_id, "d3", 4096)
+    (keep,) = run.actions
+    assert isinstance(keep, sb.KeepCheckpoint)
+    assert (keep.checkpoint.instance_id, keep.checkpoint.tick_index) == ("a", 3)
+    assert keep.checkpoint.state_bytes == 4096
+
+
 def test_the_standby_of_an_old_version_is_let_go_after_a_handoff() -> None:
     run = Run(HOT)
     synced(run)

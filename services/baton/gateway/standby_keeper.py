@@ -92,7 +92,7 @@ class StandbyKeeper:
         self._base = 0  # the journal's position of _journal[0]
         self._marks: dict[str, int] = {}  # export id -> journal position right after it
         self._snapshots: dict[str, gw.StateSnapshot] = {}  # export id -> what it returned
-        self._asked_ms: dict[str, int] = {}
+        self._asked_ms: dict[tuple[str, str], int] = {}  # (instance, export id) -> asked
         self.failovers: list[sb.Failover] = []  # recorded ones, in order (demo, tests)
 
     # -- facts in -----------------------------------------------------------------------------
@@ -121,7 +121,7 @@ class StandbyKeeper:
         now = self._now_ms()
         if snapshot.state and not snapshot.error:
             self._snapshots[export_id] = snapshot
-        asked = self._asked_ms.pop(export_id, None)
+        asked = self._asked_ms.pop((instance_id, export_id), None)
         if asked is not None and export_id.startswith(sb.CHECKPOINT_PREFIX):
             self._metrics.checkpoint_taken(self.keeping.strategy, now - asked, len(snapshot.state))
         self._step(
@@ -224,7 +224,10 @@ class StandbyKeeper:
         self._fleet.send_to(action.instance_id, msg)
         if action.instance_id == self._tapped:
             self._marks[action.export_id] = self._base + len(self._journal)
-        self._asked_ms[action.export_id] = self._now_ms()
+        if not action.digest_only:
+            # Timed per instance: a checkpoint's id also goes to the hot standby (digest only),
+            # whose answer is not the checkpoint.
+            self._asked_ms[(action.instance_id, action.export_id)] = self._now_ms()
         if len(self._asked_ms) > 4 * sb.PROBES_KEPT:  # answers that never came
             for stale in list(self._asked_ms)[: sb.PROBES_KEPT]:
                 del self._asked_ms[stale]

@@ -630,9 +630,11 @@ def _exported(k: Keeping, e: Exported) -> Step:
         k = replace(k, probes=tuple(answered if p is probe else p for p in k.probes))
         k, more = _compare(k, answered)
         actions.extend(more)
-    if e.export_id == k.checkpoint_asked:
+    # Only the ACTIVE's answer settles a checkpoint: the hot standby is asked the same export
+    # id (digest only, to compare) and may answer first.
+    if e.export_id == k.checkpoint_asked and e.instance_id == k.active:
         k = replace(k, checkpoint_asked="")
-        if e.instance_id == k.active and e.digest and not e.error:
+        if e.digest and not e.error:
             tick = probe.tick_index if probe is not None else 0
             checkpoint = Checkpoint(
                 e.export_id,
