@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from baton.gateway.core.leadership import (
     Call,
     CallKind,
+    Check,
     Conflict,
     Deposed,
     Elected,
@@ -346,6 +347,10 @@ def test_planned_handover_stops_first_releases_and_the_follower_takes_term_plus_
     assert b.call == call(CallKind.ACQUIRE, LeaseRecord(B, 4, LD), "v3", T0 + 110 + RD)
     b = step(b.leadership, Wrote(T0 + 113, CallKind.ACQUIRE, T0 + 110, rec(B, 4, "v4")))
     assert b.changes == (Elected(4),)
+    # Told of the release (Check), B reads at once instead of at its next period.
+    c = step(start(B, S, T0).leadership, Read(T0, rec(A, 3, "v2")))
+    c = step(c.leadership, Check(T0 + 105))
+    assert c.call == call(CallKind.READ, None, None, T0 + 105 + RD)
     # A, not eligible, does not take it back.
     a, _ = feed(a, [Tick(T0 + 104 + RP), Read(T0 + 105 + RP, rec("", 3, "v3"))])
     assert a.call is None

@@ -274,6 +274,14 @@ class Resign:
 
 
 @dataclass(frozen=True, slots=True)
+class Check:
+    """Read the store now rather than at the next period: a hint that the lease changed (the
+    leader handing over tells the standby it released)."""
+
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class TermSeen:
     """A term seen outside the store (a strategy host refusing an older one, a peer)."""
 
@@ -282,7 +290,7 @@ class TermSeen:
     source: str
 
 
-Event = Tick | Read | Wrote | Conflict | Failed | SetEligible | Resign | TermSeen
+Event = Tick | Read | Wrote | Conflict | Failed | SetEligible | Resign | Check | TermSeen
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +345,8 @@ def step(lead: Leadership, event: Event) -> Step:
         if lead.role is Role.LEADER:
             lead, changes = _depose(lead, "handover")
             lead = replace(lead, releasing=True, due_ms=now)
+    elif isinstance(event, Check) and lead.role is Role.FOLLOWER:
+        lead = replace(lead, due_ms=min(lead.due_ms, now))
     elif isinstance(event, TermSeen) and event.term > lead.term:
         if lead.role is Role.LEADER:
             lead, changes = _depose(lead, f"fenced: term {event.term} seen from {event.source}")
