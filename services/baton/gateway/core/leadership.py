@@ -448,7 +448,9 @@ def _plan(lead: Leadership, now: int, changes: tuple[Change, ...]) -> Step:
     if deadline is not None:  # a leader renews when due, and wakes at its deadline at the latest
         if now < lead.due_ms or record is None:
             return Step(lead, changes, None, min(lead.due_ms, deadline))
-        renewal = LeaseRecord(lead.identity, lead.term, s.lease_duration_ms)
+        renewal = LeaseRecord(
+            lead.identity, lead.term, s.lease_duration_ms, acquired_ms=record.acquired_ms
+        )
         return Step(lead, changes, Call(CallKind.RENEW, renewal, record.version, deadline), now)
     # A follower acquires a free or expired lease when eligible, else reads when due.
     acquire_at = _acquire_at(lead)
