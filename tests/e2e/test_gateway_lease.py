@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import kubernetes.client
 import pytest
@@ -19,7 +23,7 @@ from baton.gateway.core.lease_rbac import DEFAULT_LEASE_NAME, render
 from baton.gateway.election import monotonic_ms
 from baton.gateway.kube_lease import KubeLease
 from baton.gateway.lease import LeaseConflict, LeaseUnavailable
-from tests.e2e.testbed import Cluster, as_list
+from tests.e2e.testbed import REPO, Cluster, as_list
 from tests.integration.election_helpers import leader_of, replica, replicas, wait_for
 
 S = Settings()  # the reference settings: lease 4 s, renew deadline 3 s, retry 0.5 s
@@ -29,15 +33,22 @@ GATEWAY_SA = "baton-gateway"
 
 
 @pytest.fixture
-def gateway_api(cluster: Cluster, namespace: str) -> Iterator[kubernetes.client.ApiClient]:
-    """An API client authenticated as the gateway's ServiceAccount, bound to the lease Role."""
+def gateway_kubeconfig(cluster: Cluster, namespace: str) -> Path:
+    """A kubeconfig of the gateway's ServiceAccount, bound to the lease Role only."""
     docs = render(service_account=GATEWAY_SA, namespace=namespace)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(as_list(docs)))
     user = f"system:serviceaccount:{namespace}:{GATEWAY_SA}"
-    kubeconfig = cluster.user_kubeconfig(
+    return cluster.user_kubeconfig(
         user, ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
     )
-    with cluster.api_client(kubeconfig) as api:
+
+
+@pytest.fixture
+def gateway_api(
+    cluster: Cluster, gateway_kubeconfig: Path
+) -> Iterator[kubernetes.client.ApiClient]:
+    """An API client authenticated as the gateway's ServiceAccount."""
+    with cluster.api_client(gateway_kubeconfig) as api:
         yield api
 
 
@@ -105,8 +116,9 @@ async def test_the_leaders_task_cancelled_the_other_is_elected_within_the_bound(
         assert LD - RP - SLACK_MS <= t <= S.failover_bound_ms + SLACK_MS
 
 
+@pytest.mark.parametrize("fault", ["fail", "hang"], ids=["api-refuses", "api-never-answers"])
 async def test_a_leader_whose_api_calls_fail_is_deposed_before_the_lease_expires(
-    namespace: str, gateway_api: kubernetes.client.ApiClient
+    namespace: str, gateway_api: kubernetes.client.ApiClient, fault: str
 ) -> None:
     a = replica("gw-a", KubeLease(gateway_api, namespace, DEFAULT_LEASE_NAME), S)
     async with replicas(a):
@@ -114,7 +126,7 @@ async def test_a_leader_whose_api_calls_fail_is_deposed_before_the_lease_expires
         b = replica("gw-b", KubeLease(gateway_api, namespace, DEFAULT_LEASE_NAME), S)
         async with replicas(b):
             await asyncio.sleep(1.1)
-            a.store.fail()
+            getattr(a.store, fault)()
             cut = a.store.cut_at_ms
             await wait_for(lambda: bool(b.elected), 15, "gw-b elected")
             last = a.store.last_write_sent_ms
@@ -127,9 +139,62 @@ async def test_a_leader_whose_api_calls_fail_is_deposed_before_the_lease_expires
             assert elected - last >= LD
             assert elected - stopped >= LD - RD - SLACK_MS
             print(
-                f"\nKubernetes Lease, calls failing: a stopped {stopped - cut} ms after the cut,"
+                f"\nKubernetes Lease, calls {fault}: a stopped {stopped - cut} ms after the cut,"
                 f" b elected {elected - cut} ms after it, {elected - stopped} ms after a stopped"
             )
             a.store.heal()
-            await wait_for(lambda: a.elector.term == 2, 5, "a follows term 2")
+            await wait_for(lambda: a.elector.term == 2, (RD + 2 * RP) / 1000 + 2, "a back")
+            assert leader_of(a, b) is b
+
+
+async def test_the_leader_process_sigkilled_the_other_is_elected_within_the_bound(
+    namespace: str, gateway_kubeconfig: Path, gateway_api: kubernetes.client.ApiClient
+) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.integration.elector_proc", "--kubeconfig",
+        str(gateway_kubeconfig), "--namespace", namespace, "--identity", "gw-child",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        while True:
+            line = json.loads(await asyncio.wait_for(child.stdout.readline(), 15))
+            if line["event"] == "elected":
+                break
+        b = replica("gw-b", KubeLease(gateway_api, namespace, DEFAULT_LEASE_NAME), S)
+        async with replicas(b):
+            await asyncio.sleep(1.3)  # b has seen the child's Lease; the kill falls anywhere
+            os.kill(child.pid, signal.SIGKILL)
+            killed = monotonic_ms()
+            await wait_for(lambda: bool(b.elected), 15, "gw-b elected")
+            takeover = b.elected[0][0] - killed
+            assert b.elected[0][1] == line["term"] + 1
+    finally:
+        if child.returncode is None:
+            child.kill()
+        await child.wait()
+    print(f"\nKubernetes Lease takeover after SIGKILL of the leader process: {takeover} ms")
+    assert LD - RP - SLACK_MS <= takeover <= S.failover_bound_ms + SLACK_MS
+
+
+async def test_a_planned_handover_on_the_lease(
+    namespace: str, gateway_api: kubernetes.client.ApiClient
+) -> None:
+    a = replica("gw-a", KubeLease(gateway_api, namespace, DEFAULT_LEASE_NAME), S)
+    async with replicas(a):
+        await wait_for(lambda: bool(a.elected), 5, "gw-a elected")
+        b = replica("gw-b", KubeLease(gateway_api, namespace, DEFAULT_LEASE_NAME), S)
+        async with replicas(b):
+            await asyncio.sleep(0.7)
+            started = monotonic_ms()
+            await a.elector.resign()
+            b.elector.check()
+            await wait_for(lambda: bool(b.elected), 5, "gw-b elected")
+            stopped, reason = a.deposed[0]
+            elected, term = b.elected[0]
+            assert (reason, term) == ("handover", 2)
+            assert started <= stopped <= elected
+            print(f"\nKubernetes Lease, planned handover: {elected - started} ms")
+            assert elected - started < 1_000
+            await asyncio.sleep(2 * RP / 1000)
             assert leader_of(a, b) is b

@@ -1,6 +1,7 @@
 """A gateway replica's elector alone, as a process of its own, for the election tests:
 
     python -m tests.integration.elector_proc --lease PATH --identity gw-a [--cas-rounds N ...]
+    python -m tests.integration.elector_proc --kubeconfig FILE --namespace NS --identity gw-a
 
 It prints one JSON line per change on stdout, with the machine-wide monotonic clock
 (``CLOCK_MONOTONIC`` is shared by every process of the machine, so the parent can measure
@@ -19,9 +20,16 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import kubernetes.client
+import kubernetes.config
+
 from baton.gateway.core.leadership import LeaseRecord, Settings
+from baton.gateway.core.lease_rbac import DEFAULT_LEASE_NAME
 from baton.gateway.election import Elector, monotonic_ms
-from baton.gateway.lease import LeaseConflict, LocalLease
+from baton.gateway.kube_lease import KubeLease
+from baton.gateway.lease import LeaseConflict, LeaseStore, LocalLease
+
+S = Settings()  # the reference settings
 
 
 def emit(**fields: object) -> None:
@@ -46,7 +54,7 @@ async def cas_rounds(store: LocalLease, identity: str, rounds: int, start_at_ms:
     emit(event="done", wins=wins, conflicts=conflicts)
 
 
-async def elect(store: LocalLease, identity: str, settings: Settings) -> None:
+async def elect(store: LeaseStore, identity: str, settings: Settings) -> None:
     elector = Elector(
         store,
         identity,
@@ -60,16 +68,26 @@ async def elect(store: LocalLease, identity: str, settings: Settings) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--lease", type=Path, required=True)
+    p.add_argument("--lease", type=Path, help="a local lease file")
+    p.add_argument("--kubeconfig", type=Path, help="a Kubernetes Lease, with --namespace")
+    p.add_argument("--namespace", default="default")
     p.add_argument("--identity", required=True)
     p.add_argument("--cas-rounds", type=int, default=0)
     p.add_argument("--start-at-ms", type=int, default=0, help="monotonic ms to start at")
     args = p.parse_args()
+    if args.kubeconfig is not None:
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(args.kubeconfig), client_configuration=configuration
+        )
+        api = kubernetes.client.ApiClient(configuration)
+        asyncio.run(elect(KubeLease(api, args.namespace, DEFAULT_LEASE_NAME), args.identity, S))
+        return
     store = LocalLease(args.lease)
     if args.cas_rounds:
         asyncio.run(cas_rounds(store, args.identity, args.cas_rounds, args.start_at_ms))
     else:
-        asyncio.run(elect(store, args.identity, Settings()))
+        asyncio.run(elect(store, args.identity, S))
 
 
 if __name__ == "__main__":
