@@ -14,6 +14,8 @@ from baton.gateway.election import Elector, monotonic_ms
 from baton.gateway.lease import LeaseStore, LeaseUnavailable
 from baton.gateway.metrics import LeaderMetrics
 
+STOP_TIMEOUT_S = 5.0
+
 
 class FaultyStore:
     """``inner``, until told otherwise: ``fail()`` makes every call raise at once (the store
@@ -83,11 +85,12 @@ class Replica:
     task: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
+        """Cancel the elector's task, as a crash would (no release); bounded."""
         self.store.heal()
         if self.task is not None and not self.task.done():
             self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            done, _ = await asyncio.wait({self.task}, timeout=STOP_TIMEOUT_S)
+            assert done, f"{self.name}'s elector did not stop within {STOP_TIMEOUT_S} s"
 
 
 def replica(

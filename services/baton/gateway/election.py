@@ -7,6 +7,11 @@ leading), sleeps until the machine's next wake-up otherwise, and carries out the
 always before anything else happens (the next store call, a release). Both are plain functions
 called on the event loop: they must only flip what the gateway does, at once.
 
+Its waits are ``asyncio.timeout`` blocks, never ``asyncio.wait_for``: on Python 3.11
+``wait_for`` can swallow a cancellation that arrives as its inner wait ends (seen here: an
+elector that could not be stopped), and an elector that cannot be stopped is a leader that
+cannot be stopped.
+
 The gateway asks ``executing()`` before it executes anything: it answers from the machine and
 the clock of this instant, so a leader past its renew deadline does not execute even if the
 elector's task has not run since (a stalled loop).
@@ -125,7 +130,8 @@ class Elector:
         self._released.clear()
         self._post(Resign(self._clock()))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._released.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._released.wait()
 
     def set_eligible(self, eligible: bool) -> None:
         if eligible:
@@ -180,7 +186,8 @@ class Elector:
         while (delay := (s.wake_ms - self._clock()) / 1000) > 0:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             if not self._inbox.empty():
                 return self._inbox.get_nowait()
         return Tick(self._clock())
@@ -190,7 +197,8 @@ class Elector:
         kind = call.kind
         timeout = max(0.0, (call.deadline_ms - sent) / 1000)
         try:
-            result = await asyncio.wait_for(self._call(call), timeout)
+            async with asyncio.timeout(timeout):
+                result = await self._call(call)
         except LeaseConflict as conflict:
             self._store_up()
             return Conflict(self._clock(), kind, conflict.current)
