@@ -188,6 +188,9 @@ class Leadership:
     hold_ms: int = 0
     # Whether the store was read (or written) at least once: before that nothing is known.
     seen: bool = False
+    # The held lease last seen is gone from the store (deleted by hand): it is waited out as if
+    # unchanged, then created anew.
+    vanished: bool = False
 
     @property
     def deadline_ms(self) -> int | None:
@@ -368,7 +371,11 @@ def _fenced_reason(record: LeaseRecord | None) -> str:
 
 def _observe(lead: Leadership, record: LeaseRecord | None, now: int) -> Leadership:
     """Take in a record read or returned by the store. Its age counts from now only if its
-    version is new to this replica."""
+    version is new to this replica. A held lease that disappears is not a free one: its holder
+    may lead until it notices, so it is waited out from its last sight."""
+    if record is None and lead.record is not None and not lead.record.free:
+        return replace(lead, seen=True, vanished=True)
+    lead = replace(lead, vanished=False)
     same = record is not None and lead.record is not None and record.version == lead.record.version
     if not same:
         lead = replace(lead, record=record, observed_ms=now)
@@ -457,7 +464,7 @@ def _plan(lead: Leadership, now: int, changes: tuple[Change, ...]) -> Step:
     if acquire_at is not None and now >= acquire_at:
         term = max(lead.term, record.term if record is not None else 0) + 1
         claim = LeaseRecord(lead.identity, term, s.lease_duration_ms)
-        expected = record.version if record is not None else None
+        expected = record.version if record is not None and not lead.vanished else None
         return Step(
             lead, changes, Call(CallKind.ACQUIRE, claim, expected, now + s.renew_deadline_ms), now
         )
