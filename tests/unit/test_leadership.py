@@ -526,7 +526,13 @@ def simulate(plan: Plan, horizon_ms: int = 30_000) -> list[Replica]:
         if t > horizon_ms:
             break
         if kind == "delete":
-            store.record = None
+            # Outside the guarantee (docs/gateway-standby.md): a deletion while a replica that
+            # never saw the lease has a create in flight. That create lands as a first one, with
+            # the same term as the holder's: nothing can tell them apart. So the deletion waits.
+            if any(r.lead.record is None and r.alive for r in replicas):
+                push(t + 50, -1, "delete")
+            else:
+                store.record = None
             continue
         if kind == "resign":
             for j, r in enumerate(replicas):
