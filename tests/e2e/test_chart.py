@@ -31,6 +31,7 @@ import yaml
 
 from baton.common import load_settings
 from baton.gateway.config import gateway_config_from
+from baton.gateway.core.lease_rbac import rules as lease_rules
 from baton.operator.core import pods
 from baton.operator.core.config import build_config
 from baton.operator.core.rbac import RULES
@@ -454,6 +455,37 @@ def test_rbac_is_rbac_py_rules(rendered: dict[str, Rendered], value_set: str) ->
     assert {g for rule in rbac_rules() for g in rule["apiGroups"]} == {GROUP, ""}
     assert PLURAL in rbac_rules()[0]["resources"]
     assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in rbac_rules())
+
+
+# The gateway's leadership Lease (issue 15): baton.gateway.core.lease_rbac's rules, only when
+# asked for (nothing runs as the gateway's ServiceAccount yet).
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_the_gateway_has_no_rbac_unless_leader_election_is_enabled(
+    rendered: dict[str, Rendered], value_set: str
+) -> None:
+    names = {m["metadata"]["name"] for m in rendered[value_set].manifests}
+    assert f"{RELEASE}-gateway-leader" not in names
+
+
+def test_the_gateways_lease_rbac_is_lease_rbac_py_rules(helm_home: Path) -> None:
+    r = Rendered(
+        parse(
+            template_text(
+                helm_home,
+                sets=["gateway.leaderElection.enabled=true", "gateway.leaderElection.leaseName=gl"],
+            )
+        )
+    )
+    sa = r.get("ServiceAccount", f"{RELEASE}-gateway")
+    role = r.get("Role", f"{RELEASE}-gateway-leader")
+    binding = r.get("RoleBinding", f"{RELEASE}-gateway-leader")
+    assert role["rules"] == [rule.to_k8s() for rule in lease_rules("gl")]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
 # --------------------------------------------------------------------------------------------

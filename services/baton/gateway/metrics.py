@@ -382,6 +382,55 @@ class GatewayMetrics:
         self._epoch.labels(strategy).set(epoch)
 
 
+class LeaderMetrics:
+    """Which replica leads (``baton_gateway_*``, docs/gateway-standby.md): set by the elector
+    (``election.py``) on every change, so a scrape of either replica tells who executes."""
+
+    def __init__(self, registry: CollectorRegistry, replica: str) -> None:
+        self._leader = Gauge(
+            "baton_gateway_leader",
+            "1 while this gateway replica is the leader (holds the lease and executes), else 0",
+            ["replica"],
+            registry=registry,
+        ).labels(replica)
+        self._term = Gauge(
+            "baton_gateway_term",
+            "The gateway term this replica leads under, or the highest it has seen",
+            registry=registry,
+        )
+        changes = Counter(
+            "baton_gateway_leadership_changes",
+            "This replica's leadership changes: elected, deposed",
+            ["change"],
+            registry=registry,
+        )
+        self._elected = changes.labels("elected")
+        self._deposed = changes.labels("deposed")
+        calls = Counter(
+            "baton_gateway_lease_errors",
+            "Lease store calls that failed or got no answer in time (conflicts not counted)",
+            ["call"],
+            registry=registry,
+        )
+        self._errors = {c: calls.labels(c) for c in ("read", "acquire", "renew", "release")}
+        self._leader.set(0)
+
+    def elected(self, term: int) -> None:
+        self._leader.set(1)
+        self._term.set(term)
+        self._elected.inc()
+
+    def deposed(self) -> None:
+        self._leader.set(0)
+        self._deposed.inc()
+
+    def term(self, term: int) -> None:
+        self._term.set(term)
+
+    def lease_error(self, call: str) -> None:
+        self._errors[call].inc()
+
+
 class MetricsServer:
     """``GET /metrics`` of one registry, served by prometheus_client's threaded HTTP server
     (off the event loop: a scrape never blocks a tick, beyond the GIL it holds rendering)."""
