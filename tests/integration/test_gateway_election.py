@@ -143,7 +143,9 @@ async def test_the_leaders_task_cancelled_the_follower_takes_over_within_the_bou
     await leader.stop()
     print(f"\nlocal lease takeover after the leader's task was cancelled: {takeovers} ms")
     for t in takeovers:
-        assert LD - RP - EARLY_MS <= t <= S.failover_bound_ms + LATE_MS
+        # Not earlier than a lease after the leader's last renewal, which a starved leader
+        # (CI's load) makes earlier than the kill: from outside only the upper bound is fixed.
+        assert 0 < t <= S.failover_bound_ms + LATE_MS
 
 
 async def test_the_leader_process_sigkilled_the_other_takes_over_within_the_bound(
@@ -173,7 +175,9 @@ async def test_the_leader_process_sigkilled_the_other_takes_over_within_the_boun
             child.kill()
         await child.wait()
     print(f"\nlocal lease takeover after SIGKILL of the leader process: {takeover} ms")
-    assert LD - RP - EARLY_MS <= takeover <= S.failover_bound_ms + LATE_MS
+    # Not earlier than a lease after the leader's last renewal, which a starved leader (CI's
+    # load) makes earlier than the kill: from outside only the upper bound is a fixed figure.
+    assert 0 < takeover <= S.failover_bound_ms + LATE_MS
 
 
 @pytest.mark.parametrize("fault", ["fail", "hang"], ids=["store-refuses", "store-never-answers"])
