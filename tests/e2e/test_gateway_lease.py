@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,13 @@ from baton.gateway.election import monotonic_ms
 from baton.gateway.kube_lease import KubeLease
 from baton.gateway.lease import LeaseConflict, LeaseUnavailable
 from tests.e2e.testbed import REPO, Cluster, as_list
-from tests.integration.election_helpers import leader_of, replica, replicas, wait_for
+from tests.integration.election_helpers import (
+    leader_of,
+    replica,
+    replicas,
+    takeover_after_sigkill,
+    wait_for,
+)
 
 S = Settings()  # the reference settings: lease 4 s, renew deadline 3 s, retry 0.5 s
 LD, RD, RP = S.lease_duration_ms, S.renew_deadline_ms, S.retry_period_ms
@@ -156,29 +160,12 @@ async def test_a_leader_whose_api_calls_fail_is_deposed_before_the_lease_expires
 async def test_the_leader_process_sigkilled_the_other_is_elected_within_the_bound(
     namespace: str, gateway_kubeconfig: Path, gateway_api: kubernetes.client.ApiClient
 ) -> None:
-    child = await asyncio.create_subprocess_exec(
+    args = (
         sys.executable, "-m", "tests.integration.elector_proc", "--kubeconfig",
         str(gateway_kubeconfig), "--namespace", namespace, "--identity", "gw-child",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    try:
-        assert child.stdout is not None
-        while True:
-            line = json.loads(await asyncio.wait_for(child.stdout.readline(), 15))
-            if line["event"] == "elected":
-                break
-        b = replica("gw-b", KubeLease(gateway_api, namespace, DEFAULT_LEASE_NAME), S)
-        async with replicas(b):
-            await asyncio.sleep(1.3)  # b has seen the child's Lease; the kill falls anywhere
-            os.kill(child.pid, signal.SIGKILL)
-            killed = monotonic_ms()
-            await wait_for(lambda: bool(b.elected), 15, "gw-b elected")
-            takeover = b.elected[0][0] - killed
-            assert b.elected[0][1] == line["term"] + 1
-    finally:
-        if child.returncode is None:
-            child.kill()
-        await child.wait()
+    store = KubeLease(gateway_api, namespace, DEFAULT_LEASE_NAME)
+    takeover = await takeover_after_sigkill(args, store, S, cwd=REPO, timeout_s=15)
     print(f"\nKubernetes Lease takeover after SIGKILL of the leader process: {takeover} ms")
     # Not earlier than a lease after the leader's last renewal, which a starved leader (CI's
     # load) makes earlier than the kill: from outside only the upper bound is a fixed figure.

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import json
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from baton.gateway.core.leadership import LeaseRecord, Settings
 from baton.gateway.election import Elector, monotonic_ms
@@ -142,3 +146,30 @@ def leader_of(*rs: Replica) -> Replica:
     leaders = [r for r in rs if r.elector.executing()]
     assert len(leaders) == 1, [r.name for r in leaders]
     return leaders[0]
+
+
+async def takeover_after_sigkill(
+    args: Sequence[str], store: LeaseStore, settings: Settings, *, cwd: Path, timeout_s: float
+) -> int:
+    """Start an elector process (``args``), wait for it to lead, let a replica on ``store`` see
+    its lease, SIGKILL it at a moment that falls anywhere in its renewal cycle: ms from the kill
+    to the replica's election (checked to take the next term)."""
+    child = await asyncio.create_subprocess_exec(*args, cwd=cwd, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert child.stdout is not None
+        while True:
+            line = json.loads(await asyncio.wait_for(child.stdout.readline(), timeout_s))
+            if line["event"] == "elected":
+                break
+        b = replica("gw-b", store, settings)
+        async with replicas(b):
+            await asyncio.sleep(1.3)  # b has seen the child's lease; the kill falls anywhere
+            os.kill(child.pid, signal.SIGKILL)
+            killed = monotonic_ms()
+            await wait_for(lambda: bool(b.elected), timeout_s, "gw-b elected")
+            assert b.elected[0][1] == line["term"] + 1
+            return b.elected[0][0] - killed
+    finally:
+        if child.returncode is None:
+            child.kill()
+        await child.wait()

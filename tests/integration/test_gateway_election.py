@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +22,13 @@ from baton.gateway.core.leadership import LeaseRecord, Role, Settings
 from baton.gateway.election import monotonic_ms
 from baton.gateway.lease import LeaseConflict, LeaseUnavailable, LocalLease
 from baton.gateway.metrics import LeaderMetrics
-from tests.integration.election_helpers import leader_of, replica, replicas, wait_for
+from tests.integration.election_helpers import (
+    leader_of,
+    replica,
+    replicas,
+    takeover_after_sigkill,
+    wait_for,
+)
 
 S = Settings()
 LD, RD, RP = S.lease_duration_ms, S.renew_deadline_ms, S.retry_period_ms
@@ -152,28 +156,8 @@ async def test_the_leader_process_sigkilled_the_other_takes_over_within_the_boun
     tmp_path: Path,
 ) -> None:
     lease = tmp_path / "lease"
-    child = await asyncio.create_subprocess_exec(
-        *CHILD, "--lease", str(lease), "--identity", "gw-child", cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert child.stdout is not None
-        while True:
-            line = json.loads(await asyncio.wait_for(child.stdout.readline(), 10))
-            if line["event"] == "elected":
-                break
-        b = replica("gw-b", LocalLease(lease), S)
-        async with replicas(b):
-            await asyncio.sleep(1.3)  # b has seen the child's lease; the kill falls anywhere
-            os.kill(child.pid, signal.SIGKILL)
-            killed = monotonic_ms()
-            await wait_for(lambda: bool(b.elected), 10, "gw-b elected")
-            takeover = b.elected[0][0] - killed
-            assert b.elected[0][1] == line["term"] + 1
-    finally:
-        if child.returncode is None:
-            child.kill()
-        await child.wait()
+    args = (*CHILD, "--lease", str(lease), "--identity", "gw-child")
+    takeover = await takeover_after_sigkill(args, LocalLease(lease), S, cwd=REPO, timeout_s=10)
     print(f"\nlocal lease takeover after SIGKILL of the leader process: {takeover} ms")
     # Not earlier than a lease after the leader's last renewal, which a starved leader (CI's
     # load) makes earlier than the kill: from outside only the upper bound is a fixed figure.
