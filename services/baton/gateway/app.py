@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from baton.gateway.config import ClockStart, GatewayConfig
 from baton.gateway.coordinator import Coordinator
@@ -60,12 +61,32 @@ def wall_ms_f() -> float:
     return time.time_ns() / 1_000_000
 
 
-class Gateway:
-    """One gateway process. ``start()`` binds and begins; ``stop()`` ends cleanly."""
+def always() -> bool:
+    return True
 
-    def __init__(self, config: GatewayConfig, *, now_ms: Callable[[], int] = wall_ms) -> None:
+
+class Gateway:
+    """One gateway process. ``start()`` binds and begins; ``stop()`` ends cleanly.
+
+    Under leader election (``replica.Replica`` builds it once elected) it leads ``term`` and
+    executes only while ``executing()`` holds: the ticker's dispatch, the execution of an answer
+    and a settlement each ask it at that instant (docs/gateway-standby.md). Without election the
+    term is 0 and it always executes. ``registry``: the replica's, which already serves /metrics.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        now_ms: Callable[[], int] = wall_ms,
+        term: int = 0,
+        executing: Callable[[], bool] = always,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.config = config
         self._now_ms = now_ms
+        self.term = term
+        self._executing = executing
         self.ledger = Ledger(config.ledger_path, max_pending_rows=config.ledger_max_pending_rows)
         self.slots = config.slots
         self.market = MarketBook(
@@ -75,7 +96,7 @@ class Gateway:
         # whole book, so every strategy's evaluation of a (slot, tick) has the same seq.
         self._seq_base = {k: v + 1 for k, v in self.ledger.last_seqs().items()}
         self.stats = GatewayStats()
-        self.metrics = GatewayMetrics(s.slot_id for s in self.slots)
+        self.metrics = GatewayMetrics((s.slot_id for s in self.slots), registry=registry)
         self._metrics_server = MetricsServer(self.metrics.registry)
         self.metrics_addr: str | None = None  # bound HOST:PORT of /metrics, once started
         self.writer = LedgerWriter(self.ledger, self.metrics, now_ms)
@@ -113,6 +134,7 @@ class Gateway:
             peers=self.instances,
             stats=self.stats,
             now_ms=now_ms,
+            executing=executing,
         )
         self.feed = ExchangeFeed(config.exchange, config.streams, sink, self.metrics.feed)
         self.ticker = Ticker(
@@ -132,6 +154,7 @@ class Gateway:
             stopping=self._stopping,
             now_ms=now_ms,
             wall_ms_f=wall_ms_f,
+            executing=executing,
             warmup=BackfillGate(
                 feed=self.feed,
                 book=self.market,
@@ -173,6 +196,7 @@ class Gateway:
             facts=facts,
             stats=self.stats,
             now_ms=now_ms,
+            executing=self._executing,
         )
         handoffs = Coordinator(
             fleet=self.instances,
@@ -261,6 +285,12 @@ class Gateway:
 
     def request_stop(self) -> None:
         self._stopping.set()
+
+    async def stop_listening(self) -> None:
+        """Close the gRPC port and every stream at once (a deposed leader: nothing it could
+        still receive may be executed, and the new leader may bind the same address)."""
+        if self._server is not None:
+            await self._server.stop(0)
 
     async def wait_stopped(self) -> None:
         await self._stopping.wait()

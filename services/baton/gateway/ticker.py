@@ -41,6 +41,7 @@ class Ticker:
         now_ms: Callable[[], int],
         wall_ms_f: Callable[[], float],
         warmup: Warmup | None = None,
+        executing: Callable[[], bool] = lambda: True,
     ) -> None:
         self._cadence_ms = cadence_ms
         self._lanes = lanes  # the book's strategies, as of now (a new one joins at a tick)
@@ -54,6 +55,9 @@ class Ticker:
         self._stopping = stopping
         self._now_ms = now_ms
         self._warmup = warmup  # None: the first tick waits for nothing but ``go``
+        # Under leader election: whether this replica may execute at this instant. A deposed
+        # leader's clock stops at once (the replica then stops the gateway and exits).
+        self._executing = executing
         self.clock_started = asyncio.Event()
 
     async def run(self) -> None:
@@ -76,6 +80,9 @@ class Ticker:
         next_index = 0
         while not self._stopping.is_set():
             await self._sleep_until(clock.tick(next_index).scheduled_ms)
+            if not self._executing():
+                log.warning("clock stopped: no longer leading", extra={"tick": next_index})
+                break
             now = self._now_ms()
             lanes = self._lanes()
             for lane in lanes:
