@@ -23,7 +23,6 @@ from prometheus_client import CollectorRegistry
 from baton.gateway.config import ClockStart, GatewayConfig
 from baton.gateway.coordinator import Coordinator
 from baton.gateway.core.book import StrategyEntry
-from baton.gateway.core.market import MarketBook
 from baton.gateway.core.pricing import pricing_model
 from baton.gateway.core.records import EvaluationRecord
 from baton.gateway.core.router import Router
@@ -37,6 +36,7 @@ from baton.gateway.instances import Instances
 from baton.gateway.lanes import Lane, Lanes
 from baton.gateway.ledger import Ledger
 from baton.gateway.ledger_writer import LedgerWriter
+from baton.gateway.market_data import BookSink, MarketData, market_book
 from baton.gateway.metrics import GatewayMetrics, MetricsServer
 from baton.gateway.outcomes import GatewayStats, Outcomes
 from baton.gateway.ports import HandoffFacts
@@ -71,7 +71,8 @@ class Gateway:
     Under leader election (``replica.Replica`` builds it once elected) it leads ``term`` and
     executes only while ``executing()`` holds: the ticker's dispatch, the execution of an answer
     and a settlement each ask it at that instant (docs/gateway-standby.md). Without election the
-    term is 0 and it always executes. ``registry``: the replica's, which already serves /metrics.
+    term is 0 and it always executes. ``registry``: the replica's, which already serves /metrics;
+    ``market``: the replica's market book and running feed (``market_data.py``), taken over warm.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class Gateway:
         term: int = 0,
         executing: Callable[[], bool] = always,
         registry: CollectorRegistry | None = None,
+        market: MarketData | None = None,
     ) -> None:
         self.config = config
         self._now_ms = now_ms
@@ -89,14 +91,17 @@ class Gateway:
         self._executing = executing
         self.ledger = Ledger(config.ledger_path, max_pending_rows=config.ledger_max_pending_rows)
         self.slots = config.slots
-        self.market = MarketBook(
-            config.streams, depth=max(config.history, config.venue.vol_window, 1)
-        )
+        self._warm = market
+        self.market = market.book if market is not None else market_book(config)
         # Sequence numbers never go backwards, even across gateway restarts; one clock for the
         # whole book, so every strategy's evaluation of a (slot, tick) has the same seq.
         self._seq_base = {k: v + 1 for k, v in self.ledger.last_seqs().items()}
         self.stats = GatewayStats()
-        self.metrics = GatewayMetrics((s.slot_id for s in self.slots), registry=registry)
+        self.metrics = GatewayMetrics(
+            (s.slot_id for s in self.slots),
+            registry=registry,
+            feed=market.metrics if market is not None else None,
+        )
         self._metrics_server = MetricsServer(self.metrics.registry)
         self.metrics_addr: str | None = None  # bound HOST:PORT of /metrics, once started
         self.writer = LedgerWriter(self.ledger, self.metrics, now_ms)
@@ -136,7 +141,11 @@ class Gateway:
             now_ms=now_ms,
             executing=executing,
         )
-        self.feed = ExchangeFeed(config.exchange, config.streams, sink, self.metrics.feed)
+        self._sink = sink
+        if market is not None:
+            self.feed = market.feed  # already running: the replica owns its task
+        else:
+            self.feed = ExchangeFeed(config.exchange, config.streams, sink, self.metrics.feed)
         self.ticker = Ticker(
             cadence_ms=config.cadence_ms,
             lanes=self.lanes,
@@ -269,7 +278,10 @@ class Gateway:
             self.metrics_addr = self._metrics_server.start(self.config.metrics_listen)
         await server.start()
         self._server = server
-        self._tasks.append(asyncio.create_task(self.feed.run(), name="feed"))
+        if self._warm is not None:
+            self._warm.sink.target = self._sink  # from now on candles are recorded and settle
+        else:
+            self._tasks.append(asyncio.create_task(self.feed.run(), name="feed"))
         self._clock_task = asyncio.create_task(self.ticker.run(), name="clock")
         if self.config.clock_start is ClockStart.IMMEDIATE:
             self._clock_go.set()
@@ -300,6 +312,9 @@ class Gateway:
         self._stopping.set()
         if self._clock_task is not None:
             await self._clock_task
+        if self._warm is not None:
+            # The replica's feed outlives this gateway: its candles no longer reach the ledger.
+            self._warm.sink.target = BookSink(self.market, self._now_ms)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -115,7 +115,14 @@ class FeedMetrics:
 class GatewayMetrics:
     """All of one gateway's metrics. Called from the event loop only; scraped from a thread."""
 
-    def __init__(self, slot_ids: Iterable[str], registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        slot_ids: Iterable[str],
+        registry: CollectorRegistry | None = None,
+        feed: FeedMetrics | None = None,
+    ) -> None:
+        """``feed``: the feed's metrics when the feed was built before the gateway (a replica's
+        feed runs while it follows), in the same registry."""
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         slots = tuple(slot_ids)
@@ -263,7 +270,7 @@ class GatewayMetrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
-        self.feed = FeedMetrics(r)
+        self.feed = feed if feed is not None else FeedMetrics(r)
         # The tally of the tick in progress, committed once per tick.
         self._tally: dict[tuple[str, EvalOutcome], int] = {}
         self._latencies: list[float] = []

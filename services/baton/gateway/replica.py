@@ -29,7 +29,8 @@ from baton.gateway.config import GatewayConfig, LeaderBackend
 from baton.gateway.core import replica as life
 from baton.gateway.election import Elector
 from baton.gateway.lease import LeaseStore, LocalLease
-from baton.gateway.metrics import LeaderMetrics, MetricsServer
+from baton.gateway.market_data import MarketData, following_market
+from baton.gateway.metrics import FeedMetrics, LeaderMetrics, MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class Replica:
             on_deposed=lambda reason: self._post(life.Deposed(reason)),
             metrics=LeaderMetrics(self.registry, self.identity),
         )
+        # The feed runs from the start: an elected replica's first tick finds the market current.
+        self.market: MarketData = following_market(config, FeedMetrics(self.registry), now_ms)
         self.gateway: Gateway | None = None
         self.life = life.Life()
         self._events: asyncio.Queue[life.Event] = asyncio.Queue()
@@ -102,6 +105,7 @@ class Replica:
         """Follow, lead, stop; returns how the process ends."""
         if self.config.metrics_listen is not None:
             self.metrics_addr = self._metrics_server.start(self.config.metrics_listen)
+        feed = asyncio.create_task(self.market.feed.run(), name="feed")
         elector = asyncio.create_task(self.elector.run(), name="elector")
         self._announce(role="follower", replica=self.identity, metrics_addr=self.metrics_addr)
         log.info(
@@ -127,9 +131,10 @@ class Replica:
                     else:
                         return action.exit
         finally:
-            elector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await elector
+            for task in (elector, feed):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._metrics_server.stop()
             self.done.set()
 
@@ -143,6 +148,7 @@ class Replica:
                 term=term,
                 executing=self.elector.executing,
                 registry=self.registry,
+                market=self.market,
             )
             self.gateway = gateway
             await gateway.start()
