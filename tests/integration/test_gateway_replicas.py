@@ -23,6 +23,7 @@ from baton.gateway.core.leadership import Settings
 from baton.gateway.report import presence_report
 from baton.local import Processes
 from tests.procs import (
+    CADENCE_S,
     SLOTS,
     V1,
     assert_every_scheduled_evaluation_accounted,
@@ -54,6 +55,7 @@ class Pair:
         self.sim = sim
         self.ledger = ledger
         self.addr = f"127.0.0.1:{port}"
+        self.cadence_s = CADENCE_S
 
     async def replica(self, name: str, lease_path: Path | None = None) -> Service:
         env = {
@@ -61,6 +63,7 @@ class Pair:
             "BATON_GATEWAY__LISTEN": self.addr,
             "BATON_LEADER__BACKEND": "local",
             "BATON_LEADER__IDENTITY": name,
+            "BATON_GATEWAY__CADENCE_S": str(self.cadence_s),
         }
         if lease_path is not None:
             env["BATON_LEADER__LEASE_PATH"] = str(lease_path)
@@ -145,7 +148,13 @@ async def test_the_leader_sigkilled_the_follower_leads_within_the_bound(pair: Pa
     assert_one_leader_at_a_time(pair.ledger, crashed=True)
 
 
-async def test_the_leader_stopped_hands_over_at_once(pair: Pair) -> None:
+async def test_the_leader_stopped_hands_over_at_a_tick_boundary_and_no_tick_is_lost(
+    pair: Pair,
+) -> None:
+    # The handover fits in the cadence that follows the old leader's last tick: the follower's
+    # next read of the lease (0.5 s at most), its gateway built around its warm feed, the host's
+    # re-attach. 2 s leaves room for CI's load.
+    pair.cadence_s = 2.0
     a, b = await first_term_running(pair)
     asked = time.monotonic()
     assert await pair.procs.reap(a) == 0  # SIGTERM: finishes its tick, then releases the lease
@@ -162,6 +171,8 @@ async def test_the_leader_stopped_hands_over_at_once(pair: Pair) -> None:
     await executed_ticks(pair.ledger, 3, "three ticks executed by the new leader")
     assert await pair.procs.reap(b) == 0
     assert_one_leader_at_a_time(pair.ledger, crashed=False)
+    # The old leader stopped right after a tick; the new one dispatched the very next one.
+    assert presence_report(pair.ledger).not_scheduled == 0
 
 
 async def test_a_leader_cut_off_from_the_lease_stops_exits_deposed_and_the_other_leads(

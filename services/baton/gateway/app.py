@@ -307,6 +307,19 @@ class Gateway:
     async def wait_stopped(self) -> None:
         await self._stopping.wait()
 
+    async def stop_after_next_tick(self, grace_s: float = 2.0) -> None:
+        """A planned handover (docs/gateway-standby.md): dispatch the next tick, resolve and
+        write it, then stop; the next leader takes over within the cadence that follows, so no
+        tick is left unscheduled. Bounded: a clock that has not started stops at once, and one
+        tick is at most two cadences away (the tick and its deadline)."""
+        ticker = self.ticker
+        if ticker.clock_started.is_set() and not self._stopping.is_set():
+            ticker.last_tick.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2 * self.config.cadence_ms / 1000 + grace_s):
+                    await ticker.clock_stopped.wait()
+        await self.stop(grace_s)
+
     async def stop(self, grace_s: float = 2.0) -> None:
         """Finish the tick in flight (answers or timeouts), record it, then close everything."""
         self._stopping.set()

@@ -179,7 +179,10 @@ class Replica:
                 # Deposed: close the port first; whatever still arrives is not ours to execute.
                 await gateway.stop_listening()
             try:
-                await gateway.stop()
+                if action.release and self.elector.executing():
+                    await gateway.stop_after_next_tick()  # a handover: at a tick boundary
+                else:
+                    await gateway.stop()
             except Exception:  # the boundary: the lease must still be released below
                 log.exception("gateway stop failed", extra={"replica": self.identity})
         if action.release and not elector.done():

@@ -58,9 +58,19 @@ class Ticker:
         # Under leader election: whether this replica may execute at this instant. A deposed
         # leader's clock stops at once (the replica then stops the gateway and exits).
         self._executing = executing
+        # Set: stop after the next tick is dispatched and resolved (a planned handover: the next
+        # leader then has almost a whole cadence before the tick after it).
+        self.last_tick = asyncio.Event()
+        self.clock_stopped = asyncio.Event()  # the loop has ended (its last flush written)
         self.clock_started = asyncio.Event()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.clock_stopped.set()
+
+    async def _run(self) -> None:
         go = asyncio.create_task(self._clock_go.wait())
         stop = asyncio.create_task(self._stopping.wait())
         await asyncio.wait({go, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -122,6 +132,9 @@ class Ticker:
                     self._ledger.reserve_seqs(reserved)
             next_index = plan.next_index
             self._writer.flush()
+            if self.last_tick.is_set() and tick is not None:
+                log.info("clock stopped after its last tick", extra={"tick": tick.index})
+                break
         # Stopping: every dispatched evaluation is resolved before we go.
         lanes = self._lanes()
         last_deadline = clock.tick(next_index - 1).deadline_ms if next_index else 0
