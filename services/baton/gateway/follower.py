@@ -144,7 +144,7 @@ class Follower:
                 await self._follow_once()
                 failures = 0
                 self.last_error = "the leader ended the stream"
-            except (grpc.aio.AioRpcError, TimeoutError, _StreamEnded, OSError) as exc:
+            except (grpc.aio.AioRpcError, TimeoutError, _StreamEnded, OSError, LedgerError) as exc:
                 failures += 1
                 self.last_error = _describe(exc)
                 # Once per outage at WARNING; the retries after it at DEBUG.
@@ -158,6 +158,13 @@ class Follower:
                         "failures": failures,
                         "position": self.position,
                     },
+                )
+            except Exception as exc:  # a standby keeps trying whatever broke; loudly
+                failures += 1
+                self.last_error = _describe(exc)
+                log.exception(
+                    "replication follower failed unexpectedly; reconnecting",
+                    extra={"replica": self.replica, "leader": self.target},
                 )
             await asyncio.sleep(backoff_s(self._settings, max(1, failures)))
 

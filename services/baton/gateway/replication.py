@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from opentelemetry import trace
 
 from baton.gateway.core.replication import (
@@ -60,18 +61,26 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # -- the wire -----------------------------------------------------------------------------------
 
 
-def value_to_proto(v: Value) -> pb.Value:
-    if v is None:
-        return pb.Value(null=True)
-    if isinstance(v, int):  # bool too: SQLite stores it as an integer
-        return pb.Value(int=v)
-    if isinstance(v, float):
-        return pb.Value(double=v)
-    if isinstance(v, str):
-        return pb.Value(string=v)
-    if isinstance(v, bytes | bytearray | memoryview):
-        return pb.Value(bytes=bytes(v))
-    raise TypeError(f"a ledger row holds {type(v).__name__}, not a SQLite value")
+def _add_values(values: RepeatedCompositeFieldContainer[pb.Value], row: Row) -> None:
+    """Append a row's values to a ``repeated Value``. ``add(kind=v)`` on the container, not
+    ``Value(kind=v)`` objects: 4-5x faster, which a batch of 1,000 slots (~60,000 values)
+    notices (docs/gateway-standby.md, "Replication")."""
+    for v in row:
+        t = type(v)
+        if t is int:
+            values.add(int=v)
+        elif t is str:
+            values.add(string=v)
+        elif t is float:
+            values.add(double=v)
+        elif v is None:
+            values.add(null=True)
+        elif t is bool:  # SQLite stores it as an integer
+            values.add(int=int(v))
+        elif isinstance(v, bytes | bytearray | memoryview):
+            values.add(bytes=bytes(v))
+        else:
+            raise TypeError(f"a ledger row holds {t.__name__}, not a SQLite value")
 
 
 def value_from_proto(v: pb.Value) -> Value:
@@ -85,18 +94,12 @@ def value_from_proto(v: pb.Value) -> Value:
 
 
 def batch_to_proto(batch: LedgerBatch) -> pb.LedgerBatch:
-    return pb.LedgerBatch(
-        position=batch.position,
-        term=batch.term,
-        committed_ms=batch.committed_ms,
-        writes=[
-            pb.LedgerWrite(
-                statement=w.statement.value,
-                rows=[pb.LedgerRow(values=[value_to_proto(v) for v in row]) for row in w.rows],
-            )
-            for w in batch.writes
-        ],
-    )
+    msg = pb.LedgerBatch(position=batch.position, term=batch.term, committed_ms=batch.committed_ms)
+    for w in batch.writes:
+        write = msg.writes.add(statement=w.statement.value)
+        for row in w.rows:
+            _add_values(write.rows.add().values, row)
+    return msg
 
 
 def batch_from_proto(msg: pb.LedgerBatch) -> LedgerBatch:
