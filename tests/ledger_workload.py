@@ -4,7 +4,6 @@ read back whole (to compare two files row for row, row ids included)."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -125,13 +124,5 @@ def tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
             else:
                 out[name] = conn.execute(f"SELECT rowid, * FROM {name} ORDER BY rowid").fetchall()
         return out
-    finally:
-        conn.close()
-
-
-def table_names(path: Path) -> set[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     finally:
         conn.close()

@@ -145,11 +145,14 @@ async def test_a_follower_stopped_mid_stream_resumes_from_its_position(
     led = leader.ledger
     start_run(led, SLOTS)
     async with following(path, leader) as follower:
-        for n in range(1, 11):
-            tick(led, n, SLOTS)
         await caught_up(follower, leader)
+        for n in range(1, 21):
+            tick(led, n, SLOTS)
+        # Stopped (its task cancelled) with the stream half through these 20 batches.
+        assert await follower.wait_position(leader.replicator.head - 15, WAIT_S)
         stopped_at = follower.position
-    for n in range(11, 21):  # written while it is away
+    assert stopped_at < leader.replicator.head
+    for n in range(21, 31):  # written while it is away
         tick(led, n, SLOTS)
     async with following(path, leader) as follower:
         assert follower.position == stopped_at
@@ -367,15 +370,18 @@ async def test_a_sigkilled_follower_process_catches_up_when_started_again(
         for n in range(1, 11):
             tick(led, n, SLOTS)
         await _until_position(proc, leader.replicator.head)
-        for n in range(11, 16):  # the kill lands while these stream
+        for n in range(11, 31):  # the kill lands while these stream
             tick(led, n, SLOTS)
+        killed_at = (await _until_position(proc, leader.replicator.head - 15))["position"]
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
-        for n in range(16, 21):
+        for n in range(31, 36):
             tick(led, n, SLOTS)
         proc = await _spawn(path, leader)
         started = await _line(proc)
-        assert 0 < started["position"] <= leader.replicator.head
+        # Each batch is its own transaction: what it had applied when killed is what it has
+        # (more than it last said, if it applied some between its line and the kill).
+        assert killed_at <= started["position"] <= leader.replicator.head
         line = await _until_position(proc, leader.replicator.head)
         assert line["snapshots"] == 0
     finally:

@@ -306,6 +306,10 @@ class Replicator:
             acks.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await acks
+            log.info(
+                "replication follower detached",
+                extra={"replica": stream.replica, "acked": self._acked, "head": self._head},
+            )
             if self._current is stream:
                 self._current = None
                 if self._metrics is not None:
