@@ -253,6 +253,24 @@ async def test_a_follower_behind_what_the_leader_holds_gets_a_snapshot(tmp_path:
         await lead.stop()
 
 
+def test_the_backlog_is_bounded_by_count_and_by_bytes(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "by-count.sqlite", term=1) as led:
+        rep = Replicator(led, BacklogSettings(max_batches=5))
+        start_run(led, SLOTS)
+        for n in range(1, 11):
+            tick(led, n, SLOTS)
+        assert rep.held == (rep.head - 4, rep.head)
+    with Ledger(tmp_path / "by-bytes.sqlite", term=1) as led:
+        rep = Replicator(led, BacklogSettings(max_bytes=30_000))
+        start_run(led, SLOTS)
+        for n in range(1, 11):  # ~6-9 KB a batch at 16 slots
+            tick(led, n, SLOTS)
+        held = rep.held
+        assert held is not None
+        assert held[1] == rep.head
+        assert 2 <= held[1] - held[0] + 1 <= 5
+
+
 async def test_a_follower_that_knows_a_newer_term_refuses_a_stale_leader(
     leader: Leader, tmp_path: Path
 ) -> None:

@@ -880,17 +880,17 @@ class Ledger:
                 "VALUES (?, ?, ?, ?, ?)",
                 params,
             )
-            assert cur.lastrowid is not None
-            self._run_id = cur.lastrowid
             return [Write(Statement.RUNS, ((cur.lastrowid, *params),))]
 
         try:
             batch = self._commit(insert)
         except sqlite3.Error as exc:
             raise LedgerWriteError(f"cannot record run in {self.path}: {exc}") from exc
+        run_id = batch.writes[0].rows[0][0]  # once committed: a rolled-back id is no run
+        assert isinstance(run_id, int)
+        self._run_id = run_id
         self._published(batch)
-        assert self._run_id is not None
-        return self._run_id
+        return run_id
 
     def reserve_seqs(self, seqs: Mapping[str, int]) -> None:
         """Seqs in use though not yet resolved (a tick in flight): the next flush writes them
@@ -1147,8 +1147,8 @@ class Ledger:
                 "follower's ledger only applies its leader's batches"
             )
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             for w in batch.writes:
                 conn.executemany(_STATEMENTS[w.statement], w.rows)
             conn.execute(_INSERT_REPLICATION, (batch.position, batch.term, batch.committed_ms))

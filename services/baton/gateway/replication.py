@@ -44,7 +44,7 @@ from baton.gateway.core.replication import (
     batch_bytes,
     plan_follow,
 )
-from baton.gateway.ledger import Ledger, snapshot_ledger
+from baton.gateway.ledger import Ledger
 from baton.gateway.metrics import ReplicationMetrics
 from baton.v1 import replication_pb2 as pb
 from baton.v1 import replication_pb2_grpc as pb_grpc
@@ -382,7 +382,7 @@ class Replicator:
             attributes={"baton.replica": stream.replica, "baton.reason": plan.reason.value},
         ) as span:
             # Off the loop: the image of a large ledger takes a while to read.
-            at, image = await asyncio.to_thread(snapshot_ledger, self._ledger.path)
+            at, image = await asyncio.to_thread(self._ledger.snapshot)
             span.set_attribute("baton.position", at.position)
             span.set_attribute("baton.bytes", len(image))
         log.info(
