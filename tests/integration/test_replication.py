@@ -350,6 +350,25 @@ async def test_a_second_follower_replaces_the_first(leader: Leader, tmp_path: Pa
             assert await second.wait_caught_up(WAIT_S)
 
 
+async def test_a_leader_that_stops_replicating_ends_the_stream(
+    leader: Leader, tmp_path: Path
+) -> None:
+    start_run(leader.ledger, SLOTS)
+    async with following(tmp_path / "follower.sqlite", leader) as follower:
+        await caught_up(follower, leader)
+        leader.replicator.close("deposed")
+        deadline = time.monotonic() + WAIT_S
+        while "stopped replicating: deposed" not in (follower.last_error or ""):
+            assert time.monotonic() < deadline, follower.last_error
+            await asyncio.sleep(0.01)
+        assert (follower.last_error or "").startswith("UNAVAILABLE")
+        tick(leader.ledger, 1, SLOTS)  # no longer replicated, no longer held
+        assert leader.replicator.head == follower.position
+        assert leader.replicator.held is not None
+        assert leader.replicator.held[1] == follower.position
+        assert follower.caught_up  # a leader that stepped down leaves its standby eligible
+
+
 # -- a follower process, SIGKILLed --------------------------------------------------------------
 
 

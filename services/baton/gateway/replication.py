@@ -130,8 +130,15 @@ class _Follow:
 
     replica: str
     number: int
-    replaced_by: str | None = None
-    replaced: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set to end the stream (a newer follower, the leader closing), with the status it ends
+    # with.
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    status: tuple[grpc.StatusCode, str] | None = None
+
+    def end(self, code: grpc.StatusCode, detail: str) -> None:
+        if self.status is None:
+            self.status = (code, detail)
+        self.ended.set()
 
 
 class Replicator:
@@ -158,6 +165,7 @@ class Replicator:
         self._current: _Follow | None = None
         self._numbers = itertools.count(1)
         self.snapshots_sent = 0
+        self._closed: str | None = None
         ledger.on_commit = self.committed
         if metrics is not None:
             metrics.position(self._head)
@@ -203,6 +211,18 @@ class Replicator:
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
+
+    def close(self, reason: str) -> None:
+        """Stop replicating (this replica stops leading): the open stream ends with
+        UNAVAILABLE naming ``reason`` (its follower reconnects, to whoever leads), later
+        commits are not held, and waiters of ``wait_acked`` time out."""
+        if self._ledger.on_commit == self.committed:
+            self._ledger.on_commit = None
+        self._closed = reason
+        if self._current is not None:
+            self._current.end(
+                grpc.StatusCode.UNAVAILABLE, f"the leader stopped replicating: {reason}"
+            )
 
     # -- the ledger's hook ---------------------------------------------------------------------
 
@@ -279,11 +299,17 @@ class Replicator:
                 grpc.StatusCode.INVALID_ARGUMENT, "a follower's first message is its hello"
             )
         hello = first.hello
+        if self._closed is not None:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"the leader stopped replicating: {self._closed}"
+            )
         stream = _Follow(hello.replica, next(self._numbers))
         previous, self._current = self._current, stream
         if previous is not None:
-            previous.replaced_by = hello.replica
-            previous.replaced.set()
+            previous.end(
+                grpc.StatusCode.ABORTED,
+                f"replaced by a newer follower ({hello.replica}): only one follows",
+            )
             log.warning(
                 "replication follower replaced by a newer one",
                 extra={"replica": previous.replica, "newer": hello.replica},
@@ -295,11 +321,8 @@ class Replicator:
         try:
             async for message in self._serve(stream, Position(hello.position, hello.term), acks):
                 yield message
-            if stream.replaced_by is not None:
-                await context.abort(
-                    grpc.StatusCode.ABORTED,
-                    f"replaced by a newer follower ({stream.replaced_by}): only one follows",
-                )
+            if stream.status is not None:
+                await context.abort(*stream.status)
         except _Refused as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         finally:
@@ -348,7 +371,7 @@ class Replicator:
             self._set_acked(follower.position)
         else:
             snapshot = plan
-        while not stream.replaced.is_set():
+        while not stream.ended.is_set():
             if snapshot is not None:
                 at, image = await self._take_snapshot(stream, snapshot)
                 for chunk in self._chunks(at, image, snapshot):
@@ -369,12 +392,12 @@ class Replicator:
             if acks.done():  # the follower closed its side: the stream is over
                 return
             committed = asyncio.create_task(self._committed.wait())
-            replaced = asyncio.create_task(stream.replaced.wait())
+            ended = asyncio.create_task(stream.ended.wait())
             try:
-                await asyncio.wait((committed, replaced, acks), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((committed, ended, acks), return_when=asyncio.FIRST_COMPLETED)
             finally:
                 committed.cancel()
-                replaced.cancel()
+                ended.cancel()
 
     async def _take_snapshot(self, stream: _Follow, plan: SendSnapshot) -> tuple[Position, bytes]:
         with tracer.start_as_current_span(
