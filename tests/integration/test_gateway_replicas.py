@@ -21,6 +21,7 @@ import pytest
 from baton.common import Service
 from baton.gateway.core.leadership import Settings
 from baton.gateway.report import presence_report
+from baton.gateway.report_gateways import GatewayChange
 from baton.local import Processes
 from tests.procs import (
     CADENCE_S,
@@ -100,7 +101,7 @@ async def executed_ticks(ledger: Path, ticks: int, what: str) -> None:
     await wait_until(lambda: count(ledger, EXECUTED) >= target, timeout_s=30, what=what)
 
 
-def assert_one_leader_at_a_time(ledger: Path, *, crashed: bool) -> None:
+def assert_one_leader_at_a_time(ledger: Path, *, crashed: bool) -> GatewayChange:
     """Two runs (one per term), whose executed evaluations never overlap in time; the second
     continues every slot's seqs, never reusing one (a crash may leave the reserved seqs of the
     ticks in flight as a hole); nothing executed twice, nothing missed."""
@@ -120,6 +121,19 @@ def assert_one_leader_at_a_time(ledger: Path, *, crashed: bool) -> None:
     assert report.runs == 2
     assert report.missed == 0
     print(f"report: not_scheduled {report.not_scheduled}, max_gap_ms {report.max_gap_ms}")
+    # The change as the report tells it, from the ledger alone.
+    changes = (*report.gateway_handovers, *report.gateway_failovers)
+    assert len(changes) == 1, changes
+    (change,) = changes
+    assert (change.term, change.from_run, change.to_run) == (2, 1, 2)
+    assert change.from_replica.startswith("gw-a-")
+    assert change.to_replica.startswith("gw-b-")
+    assert change.result == "completed"
+    # The ticks between the two runs, counted missed for the change: those nobody scheduled
+    # and those a killed leader dispatched and never recorded (its seqs' hole, unaccounted).
+    assert change.missed_ticks * SLOTS == report.not_scheduled + report.unaccounted
+    print(f"report: gateway {change.kind}: {change}")
+    return change
 
 
 async def first_term_running(pair: Pair) -> tuple[Service, Service]:
@@ -145,7 +159,9 @@ async def test_the_leader_sigkilled_the_follower_leads_within_the_bound(pair: Pa
     # The host finds the new leader at the same address and its ticks are executed again.
     await executed_ticks(pair.ledger, 3, "three ticks executed by the new leader")
     assert await pair.procs.reap(b) == 0
-    assert_one_leader_at_a_time(pair.ledger, crashed=True)
+    change = assert_one_leader_at_a_time(pair.ledger, crashed=True)
+    assert (change.kind, change.ended) == ("failover", "")  # a killed run says nothing
+    assert change.missed_ticks >= 1
 
 
 async def test_the_leader_stopped_hands_over_at_a_tick_boundary_and_no_tick_is_lost(
@@ -170,9 +186,12 @@ async def test_the_leader_stopped_hands_over_at_a_tick_boundary_and_no_tick_is_l
     assert after_exit_ms <= S.retry_period_ms + LATE_MS
     await executed_ticks(pair.ledger, 3, "three ticks executed by the new leader")
     assert await pair.procs.reap(b) == 0
-    assert_one_leader_at_a_time(pair.ledger, crashed=False)
+    change = assert_one_leader_at_a_time(pair.ledger, crashed=False)
     # The old leader stopped right after a tick; the new one dispatched the very next one.
-    assert presence_report(pair.ledger).not_scheduled == 0
+    assert (change.kind, change.ended) == ("handover", "handover")
+    assert (change.missed, change.missed_ticks) == (0, 0)
+    assert change.pause_ms is not None
+    assert 0 <= change.pause_ms < pair.cadence_s * 1000
 
 
 async def test_a_leader_cut_off_from_the_lease_stops_exits_deposed_and_the_other_leads(
@@ -204,7 +223,8 @@ async def test_a_leader_cut_off_from_the_lease_stops_exits_deposed_and_the_other
     await executed_ticks(pair.ledger, 3, "three ticks executed by the new leader")
     assert await pair.procs.reap(b) == 0
     # Deposed, it resolved its tick in flight (missed: it may not execute) and wrote it.
-    assert_one_leader_at_a_time(pair.ledger, crashed=False)
+    change = assert_one_leader_at_a_time(pair.ledger, crashed=False)
+    assert (change.kind, change.ended) == ("failover", "deposed")
     log = a.log_path.read_text()
     assert "renew deadline passed" in log
     assert "clock stopped: no longer leading" in log or "gateway stopped" in log

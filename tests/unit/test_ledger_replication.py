@@ -17,6 +17,7 @@ from baton.gateway.ledger import (
     LedgerOpenError,
     LedgerReader,
     LedgerWriteError,
+    RunEnd,
     install_snapshot,
     snapshot_ledger,
 )
@@ -129,9 +130,31 @@ def test_a_schema_5_ledger_is_read_as_it_is_and_migrated_by_a_gateway(tmp_path: 
         assert led.last_commit == Position(1, 0)
         start_run(led, SLOTS)
     with LedgerReader(path) as r:
-        assert r.schema_version() == SCHEMA_VERSION == 6
+        assert r.schema_version() == SCHEMA_VERSION == 7
         assert [run.term for run in r.runs()] == [None, 2]
         assert r.last_commit() == Position(3, 2)
+
+
+def test_a_run_says_how_it_ended_and_the_end_is_replicated(tmp_path: Path) -> None:
+    """Schema 7: ``end_run`` is a commit of its own, applied by a follower like any other; a
+    run that never says (killed) reads as None, which the report takes for a failover."""
+    batches: list[LedgerBatch] = []
+    leader = tmp_path / "leader.sqlite"
+    with Ledger(leader, term=3, on_commit=batches.append) as led:
+        start_run(led, SLOTS)
+        tick(led, 1, SLOTS)
+        led.end_run(ended_ms=T0 + 5_000, reason=RunEnd.HANDOVER.value)
+        with pytest.raises(ValueError, match="handed_over"):
+            led.end_run(ended_ms=T0 + 5_001, reason="handed_over")
+    with Ledger(tmp_path / "follower.sqlite") as follower:
+        for batch in batches:
+            follower.apply(batch)
+    for path in (leader, tmp_path / "follower.sqlite"):
+        with LedgerReader(path) as r:
+            (run,) = r.runs()
+            assert (run.term, run.ended_ms, run.end_reason) == (3, T0 + 5_000, "handover")
+    with Ledger(tmp_path / "fresh.sqlite") as led, pytest.raises(ValueError, match="no run"):
+        led.end_run(ended_ms=T0, reason=RunEnd.STOPPED.value)
 
 
 def test_a_new_ledger_starts_with_no_commit(tmp_path: Path) -> None:

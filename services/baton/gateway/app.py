@@ -34,7 +34,7 @@ from baton.gateway.feed_sink import MarketSink
 from baton.gateway.freshness_watch import FreshnessWatch
 from baton.gateway.instances import Instances
 from baton.gateway.lanes import Lane, Lanes
-from baton.gateway.ledger import Ledger
+from baton.gateway.ledger import Ledger, LedgerError, RunEnd
 from baton.gateway.ledger_writer import LedgerWriter
 from baton.gateway.market_data import BookSink, MarketData, market_book
 from baton.gateway.metrics import GatewayMetrics, MetricsServer
@@ -89,7 +89,9 @@ class Gateway:
         self._now_ms = now_ms
         self.term = term
         self._executing = executing
-        self.ledger = Ledger(config.ledger_path, max_pending_rows=config.ledger_max_pending_rows)
+        self.ledger = Ledger(
+            config.ledger_path, max_pending_rows=config.ledger_max_pending_rows, term=term
+        )
         self.slots = config.slots
         self._warm = market
         self.market = market.book if market is not None else market_book(config)
@@ -318,13 +320,19 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2 * self.config.cadence_ms / 1000 + grace_s):
                     await ticker.clock_stopped.wait()
-        await self.stop(grace_s)
+        await self.stop(grace_s, end=RunEnd.HANDOVER)
 
-    async def stop(self, grace_s: float = 2.0) -> None:
-        """Finish the tick in flight (answers or timeouts), record it, then close everything."""
+    async def stop(self, grace_s: float = 2.0, *, end: RunEnd = RunEnd.STOPPED) -> None:
+        """Finish the tick in flight (answers or timeouts), record it and how the run ``end``s,
+        then close everything."""
         self._stopping.set()
         if self._clock_task is not None:
             await self._clock_task
+        if self.run_id:
+            try:
+                self.ledger.end_run(ended_ms=self._now_ms(), reason=end.value)
+            except LedgerError as exc:  # the report then reads the run as one that never said
+                log.error("cannot record the run's end", extra={"error": str(exc)})
         if self._warm is not None:
             # The replica's feed outlives this gateway: its candles no longer reach the ledger.
             self._warm.sink.target = BookSink(self.market, self._now_ms)

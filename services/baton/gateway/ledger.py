@@ -24,6 +24,7 @@ to ``on_commit`` as a ``LedgerBatch`` (core/replication.py): what a standby's le
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
 import os
@@ -58,7 +59,7 @@ from baton.model import Action, Candle, Fill, Settlement
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # The one strategy a pre-book ledger (schema < 4) served: the first one that attached.
 _FIRST_STRATEGY = "COALESCE((SELECT strategy FROM instance_events ORDER BY id LIMIT 1), '')"
 
@@ -342,6 +343,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             SELECT 1, 0, CAST(strftime('%s', 'now') AS INTEGER) * 1000
             WHERE EXISTS (SELECT 1 FROM runs)""",
     ),
+    # 6 -> 7: how a run ended, written by the gateway on its way out (docs/gateway-standby.md):
+    # "stopped" (asked to), "handover" (a replica that handed its leadership over at a tick
+    # boundary), "deposed" (a replica that lost it). NULL: it never said (killed, crashed, or
+    # a run before schema 7). The report tells a gateway handover from a failover by it.
+    (
+        "ALTER TABLE runs ADD COLUMN ended_ms INTEGER",
+        "ALTER TABLE runs ADD COLUMN end_reason TEXT",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -404,6 +413,7 @@ _STATEMENTS: dict[Statement, str] = {
         VALUES (?, ?, ?, ?, ?, ?)""",
     Statement.STRATEGIES: _RECORD_STRATEGY,
     Statement.RETIRE_STRATEGY: "UPDATE strategies SET retired_ms = ? WHERE name = ?",
+    Statement.END_RUN: "UPDATE runs SET ended_ms = ?, end_reason = ? WHERE id = ?",
     **{Statement(table): sql for table, sql in _INSERTS.items()},
     Statement.SLOT_SEQS: _UPSERT_SLOT_SEQ,
     Statement.PRUNE_CHECKPOINTS: _PRUNE_CHECKPOINTS,
@@ -779,6 +789,14 @@ def _candle_from_row(row: _Row) -> Candle:
 
 
 # -- the writer ---------------------------------------------------------------------------------
+
+
+class RunEnd(enum.Enum):
+    """How a gateway run ended (``runs.end_reason``, schema 7)."""
+
+    STOPPED = "stopped"  # asked to stop
+    HANDOVER = "handover"  # a replica handed its leadership over at a tick boundary
+    DEPOSED = "deposed"  # a replica lost its leadership (and stopped)
 
 
 class Ledger:
@@ -1260,6 +1278,17 @@ class Ledger:
             raise LedgerWriteError(f"cannot record strategy in {self.path}: {exc}") from exc
         self._published(batch)
 
+    def end_run(self, *, ended_ms: int, reason: str) -> None:
+        """This run ends, and why (``RunEnd``): written at once, replicated like a run."""
+        if self._run_id is None:
+            raise ValueError("no run to end: record_run first")
+        row = (ended_ms, RunEnd(reason).value, self._run_id)
+        try:
+            batch = self._commit(self._run_one(Statement.END_RUN, row))
+        except sqlite3.Error as exc:
+            raise LedgerWriteError(f"cannot end run in {self.path}: {exc}") from exc
+        self._published(batch)
+
     def retire_strategy(self, name: str, *, retired_ms: int) -> None:
         """A strategy left the book: written at once, so a restart does not schedule it."""
         try:
@@ -1319,6 +1348,8 @@ class Run:
     slots: tuple[str, ...]
     config_json: str
     term: int | None = None  # the term it ran under; None: no election (or before schema 6)
+    ended_ms: int | None = None  # when it said it ended (schema 7); None: it never said
+    end_reason: str | None = None  # a RunEnd value
 
 
 @dataclass(frozen=True, slots=True)
@@ -1451,11 +1482,11 @@ class LedgerReader:
 
     def runs(self) -> list[Run]:
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
-        term = "term" if "term" in columns else "NULL"
+        extra = ", ".join(c if c in columns else "NULL" for c in ("term", "ended_ms", "end_reason"))
         rows = self.conn.execute(
-            f"SELECT id, started_ms, cadence_ms, slots, config, {term} FROM runs ORDER BY id"
+            f"SELECT id, started_ms, cadence_ms, slots, config, {extra} FROM runs ORDER BY id"
         )
-        return [Run(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5]) for r in rows]
+        return [Run(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], *r[5:]) for r in rows]
 
     def last_commit(self) -> Position:
         """The last commit's position and term ((0, 0): none, or a ledger before schema 6)."""

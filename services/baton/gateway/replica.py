@@ -29,6 +29,7 @@ from baton.gateway.config import GatewayConfig, LeaderBackend
 from baton.gateway.core import replica as life
 from baton.gateway.election import Elector
 from baton.gateway.lease import LeaseStore, LocalLease
+from baton.gateway.ledger import RunEnd
 from baton.gateway.market_data import MarketData, following_market
 from baton.gateway.metrics import FeedMetrics, LeaderMetrics, MetricsServer
 
@@ -182,7 +183,7 @@ class Replica:
                 if action.release and self.elector.executing():
                     await gateway.stop_after_next_tick()  # a handover: at a tick boundary
                 else:
-                    await gateway.stop()
+                    await gateway.stop(end=RunEnd.STOPPED if action.release else RunEnd.DEPOSED)
             except Exception:  # the boundary: the lease must still be released below
                 log.exception("gateway stop failed", extra={"replica": self.identity})
         if action.release and not elector.done():

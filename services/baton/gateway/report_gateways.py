@@ -25,8 +25,9 @@ import sqlite3
 from dataclasses import dataclass
 
 from baton.gateway.core.records import MISSED_OUTCOMES
+from baton.gateway.ledger import RunEnd
 
-HANDOVER = "handover"
+HANDOVER = RunEnd.HANDOVER.value
 FAILOVER = "failover"
 
 

@@ -31,6 +31,7 @@ class Statement(enum.Enum):
     RUNS = "runs"  # the runs row with its id, so run ids are the leader's
     STRATEGIES = "strategies"  # a strategy entered the book (upsert)
     RETIRE_STRATEGY = "retire_strategy"  # (retired_ms, name)
+    END_RUN = "end_run"  # (ended_ms, end_reason, run id): how a run ended (schema 7)
     EVALUATIONS = "evaluations"
     DROPPED_DECISIONS = "dropped_decisions"
     BETS = "bets"
