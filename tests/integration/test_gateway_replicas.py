@@ -10,8 +10,11 @@ evaluation is accounted for across the change. The host re-attaches by itself (s
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -228,3 +231,41 @@ async def test_a_leader_cut_off_from_the_lease_stops_exits_deposed_and_the_other
     log = a.log_path.read_text()
     assert "renew deadline passed" in log
     assert "clock stopped: no longer leading" in log or "gateway stopped" in log
+
+
+async def test_demo_hands_the_gateway_over_and_kills_it_and_the_report_tells_each(
+    tmp_path: Path,
+) -> None:
+    """Issue 15's demo: ``--gateway-handovers 2 --gateway-kills 1 --json``: the report adds
+    ``gateway_handovers`` (0 missed each) and ``gateway_failovers`` (misses within the bound)."""
+    command = [
+        sys.executable, "-m", "baton", "demo", "--duration", "24", "--cadence-s", "2",
+        "--time-scale", "600", "--gateway-handovers", "2", "--gateway-kills", "1", "--json",
+        "--workdir", str(tmp_path / "demo"),
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(150):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    handovers, failovers = report["gateway_handovers"], report["gateway_failovers"]
+    assert len(handovers) == 2, handovers
+    assert len(failovers) == 1, failovers
+    changes = sorted([*handovers, *failovers], key=lambda c: c["term"])
+    assert [c["term"] for c in changes] == [2, 3, 4]  # one term per leader, in order
+    for h in handovers:
+        assert (h["missed"], h["result"]) == (0, "completed"), h
+        assert 0 <= h["pause_ms"] < 2000
+        assert h["from"] != h["to"]
+    (f,) = failovers
+    assert f["result"] == "completed"
+    # A takeover within lease + retry (4.5 s), the host's re-attach and the next boundary: the
+    # ticks in between are its misses, at most ceil(takeover / cadence) + the killed one.
+    assert f["takeover_ms"] is not None
+    assert f["missed_ticks"] <= -(-f["takeover_ms"] // 2000) + 1
+    assert f["missed"] == f["missed_ticks"] * SLOTS
+    assert report["missed"] == 0  # nothing recorded missed: the gaps are the changes'
+    assert report["runs"] == 4
+    print(f"\ndemo: handovers {handovers}\nfailover {f}")
