@@ -12,6 +12,7 @@ from baton.gateway.core.records import EvalOutcome, EvaluationRecord
 from baton.gateway.ledger import Ledger, RunEnd, open_readonly
 from baton.gateway.report import presence_report, report_to_json
 from baton.gateway.report_gateways import GatewayChange, gateway_changes
+from baton.gateway.timeline import write_html
 
 T0 = 1_700_000_000_000
 CADENCE = 1000
@@ -98,3 +99,15 @@ def test_a_ledger_before_schema_6_has_no_changes(tmp_path: Path) -> None:
         assert gateway_changes(conn) == ()
     finally:
         conn.close()
+
+
+def test_the_timeline_names_each_runs_term_and_how_it_took_the_lead(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    run(path, term=1, replica="gw-a", ticks=range(1, 4), end=RunEnd.HANDOVER)
+    run(path, term=2, replica="gw-b", ticks=range(4, 7), end=None)
+    run(path, term=3, replica="gw-c", ticks=range(9, 11), end=RunEnd.STOPPED)
+    page = write_html(path, tmp_path / "presence.html").read_text()
+    assert "gateway run 1 · term 1</text>" in page
+    assert "gateway run 2 · term 2 · handover</text>" in page
+    assert "gateway run 3 · term 3 · failover</text>" in page
+    assert "took the lead by a failover, 4 evaluations missed by it" in page
