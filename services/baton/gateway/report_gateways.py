@@ -29,11 +29,12 @@ from baton.gateway.ledger import RunEnd
 
 HANDOVER = RunEnd.HANDOVER.value
 FAILOVER = "failover"
+RESTART = "restart"  # two runs of a gateway without election (bench.gateway_swap's baseline)
 
 
 @dataclass(frozen=True, slots=True)
 class GatewayChange:
-    kind: str  # handover | failover
+    kind: str  # handover | failover (| restart, when asked for)
     from_replica: str
     to_replica: str
     term: int
@@ -58,8 +59,12 @@ def _identity(config_json: str) -> str:
     return str(leader.get("identity", ""))
 
 
-def gateway_changes(conn: sqlite3.Connection) -> tuple[GatewayChange, ...]:
-    """Every leadership change in the ledger, in order (none before schema 6's ``runs.term``)."""
+def gateway_changes(
+    conn: sqlite3.Connection, *, restarts: bool = False
+) -> tuple[GatewayChange, ...]:
+    """Every leadership change in the ledger, in order (none before schema 6's ``runs.term``).
+    ``restarts``: also the restarts of a gateway without election, measured the same way (the
+    baseline a handover is compared with)."""
     cols = _columns(conn, "runs")
     if "term" not in cols:
         return ()
@@ -77,9 +82,9 @@ def gateway_changes(conn: sqlite3.Connection) -> tuple[GatewayChange, ...]:
     for old, new in itertools.pairwise(runs):
         old_id, _, _, old_config, old_end = old
         new_id, term, cadence, new_config, _ = new
-        if term is None:
+        if term is None and not restarts:
             continue  # a restart of a gateway without election: not a change of leader
-        kind = HANDOVER if old_end == HANDOVER else FAILOVER
+        kind = RESTART if term is None else HANDOVER if old_end == HANDOVER else FAILOVER
         last = ticks.get(old_id, (None, None))[1]
         first = ticks.get(new_id, (None, None))[0]
         pause, missed, missed_ticks = None, 0, 0
@@ -111,7 +116,7 @@ def gateway_changes(conn: sqlite3.Connection) -> tuple[GatewayChange, ...]:
                 kind=kind,
                 from_replica=_identity(old_config),
                 to_replica=_identity(new_config),
-                term=int(term),
+                term=int(term or 0),
                 from_run=int(old_id),
                 to_run=int(new_id),
                 ended=str(old_end or ""),
