@@ -5,6 +5,13 @@ An instance belongs to one strategy of the gateway's book (its Hello names it): 
 it into that strategy's lane (``Book``, ports.py), and every role, epoch and broadcast is that
 lane's. Offers ``attach``/``detach`` to the ``Attach`` servicer, ``Outlets`` to the dispatch,
 ``Fleet`` to the handoff coordinators and ``Peers`` to the execution and the feed (ports.py).
+
+The gateway term (docs/gateway-standby.md, "Fencing") comes from one provider, ``term``: every
+connection stamps it on what it queues, and the servicer takes only answers of that term. A host
+that refuses a message for its older term (``Fenced``) is reported to ``fenced``: an ERROR, the
+metric ``baton_gateway_fenced_total``, the instance's unanswered evaluations marked to time out
+as ``fenced``, and the hook ``on_fenced(term, source)`` (the elector's ``term_seen``: a newer
+term seen anywhere deposes this gateway).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import logging
 from collections.abc import Callable
 
 from baton import wire
-from baton.gateway.connection import Connection, SendResult
+from baton.gateway.connection import Connection, SendResult, no_election
 from baton.gateway.core.records import InstanceEvent
 from baton.gateway.core.router import InstanceInfo, Router
 from baton.gateway.metrics import GatewayMetrics
@@ -23,6 +30,9 @@ from baton.model import Role, StandbyPolicy
 from baton.v1 import gateway_pb2 as gw
 
 log = logging.getLogger(__name__)
+
+#: Told of a newer gateway term a host has seen: (that term, who said so).
+FencedHook = Callable[[int, str], None]
 
 
 class Instances:
@@ -36,7 +46,13 @@ class Instances:
         metrics: GatewayMetrics,
         active_seen: asyncio.Event,
         now_ms: Callable[[], int],
+        term: Callable[[], int] = no_election,
+        on_fenced: FencedHook | None = None,
     ) -> None:
+        # Public and read at each use, so the composition root (or a test) may set them after
+        # construction: the elector exists only once the gateway is built.
+        self.term = term
+        self.on_fenced = on_fenced
         self._book = book
         self._cadence_ms = cadence_ms
         self._send_queue = send_queue
@@ -66,7 +82,7 @@ class Instances:
         )
         instance = router.attach(info, now, number=self._book.next_number())
         self._book.bind(instance.instance_id, lane)
-        conn = Connection(instance.instance_id, self._send_queue)
+        conn = Connection(instance.instance_id, self._send_queue, term=self._term)
         self.connections[instance.instance_id] = conn
         self._ledger.record_instance_event(
             InstanceEvent(
@@ -130,6 +146,33 @@ class Instances:
         )
         log.info("instance detached", extra={"instance": conn.instance_id, "why": reason})
         lane.facts.on_gone(conn.instance_id, reason, conn.stop_journal())
+
+    def _term(self) -> int:
+        return self.term()
+
+    def fenced(self, conn: Connection, refusal: gw.Fenced) -> None:
+        """``conn``'s host refused a message of ours: it has seen a newer term than ours."""
+        lane = self._book.lane_of(conn.instance_id)
+        instance = None if lane is None else lane.router.instances.get(conn.instance_id)
+        pod = instance.info.pod_name if instance is not None else ""
+        source = f"strategy host {pod or '?'} ({conn.instance_id})"
+        log.error(
+            "a strategy host refused this gateway's term: another gateway leads a newer one",
+            extra={
+                "instance": conn.instance_id,
+                "pod": pod,
+                "term": refusal.term,
+                "current_term": refusal.current_term,
+                "what": refusal.what,
+            },
+        )
+        self._metrics.fenced(refusal.what or "?")
+        if lane is not None:
+            lane.router.note_fenced(
+                conn.instance_id, f"fenced: the host has seen term {refusal.current_term}"
+            )
+        if self.on_fenced is not None and refusal.current_term > refusal.term:
+            self.on_fenced(refusal.current_term, source)
 
     def close_all(self, reason: str) -> None:
         for conn in list(self.connections.values()):
