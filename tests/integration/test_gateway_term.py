@@ -76,10 +76,8 @@ async def running_gateway(cfg: GatewayConfig, term: Term) -> AsyncIterator[Gatew
 
 
 @contextlib.asynccontextmanager
-async def running_host(
-    strategy: Strategy[Any], address: str, **kwargs: Any
-) -> AsyncIterator[StrategyHost]:
-    host = StrategyHost(strategy, address, backoff=FAST_BACKOFF, pod_name="blue", **kwargs)
+async def running_host(strategy: Strategy[Any], address: str) -> AsyncIterator[StrategyHost]:
+    host = StrategyHost(strategy, address, backoff=FAST_BACKOFF, pod_name="blue")
     task = asyncio.create_task(host.run())
     try:
         yield host
@@ -87,6 +85,19 @@ async def running_host(
         host.stop()
         assert await asyncio.wait_for(task, WAIT_S) is HostExit.STOPPED
         host.close()
+
+
+@contextlib.asynccontextmanager
+async def served(
+    sim: Service, ledger: Path, term: Term, strategy: Strategy[Any]
+) -> AsyncIterator[tuple[Gateway, StrategyHost]]:
+    """A gateway of ``term`` and a host of ``strategy`` attached to it."""
+    async with (
+        running_gateway(config(sim, ledger), term) as gateway,
+        running_host(strategy, f"127.0.0.1:{gateway.port}") as host,
+    ):
+        await asyncio.wait_for(host.wait_attached(), WAIT_S)
+        yield gateway, host
 
 
 def fenced_samples(gateway: Gateway, what: str) -> float:
@@ -103,11 +114,7 @@ async def test_a_host_refuses_a_deposed_gateways_term_and_the_gateway_learns_it(
 ) -> None:
     ledger = tmp_path / "ledger.sqlite"
     term = Term(2)
-    async with (
-        running_gateway(config(sim, ledger), term) as gateway,
-        running_host(MomentumV1({}), f"127.0.0.1:{gateway.port}") as host,
-    ):
-        await asyncio.wait_for(host.wait_attached(), WAIT_S)
+    async with served(sim, ledger, term, MomentumV1({})) as (gateway, host):
         assert host.term == 2  # adopted from the Welcome
         await until(lambda: host.evaluations >= 4, "two ticks evaluated at term 2")
 
@@ -141,12 +148,8 @@ async def test_answers_to_a_batch_of_another_term_are_dropped_not_executed(
 ) -> None:
     ledger = tmp_path / "ledger.sqlite"
     term = Term(2)
-    async with (
-        running_gateway(config(sim, ledger), term) as gateway,
-        # Slow answers: a batch of term 2 is still being evaluated when the term moves on.
-        running_host(Faulty({"delay_ms": 150}), f"127.0.0.1:{gateway.port}") as host,
-    ):
-        await asyncio.wait_for(host.wait_attached(), WAIT_S)
+    # Slow answers: a batch of term 2 is still being evaluated when the term moves on.
+    async with served(sim, ledger, term, Faulty({"delay_ms": 150})) as (gateway, host):
         (lane,) = gateway.lanes
         await until(lambda: bool(lane.router.pending), "a batch of term 2 in flight")
         term.value = 3  # a newer term for this gateway (the same answer for an older one)
@@ -171,27 +174,25 @@ async def test_a_host_refuses_the_welcome_of_an_older_gateway_on_its_address(
     # Gateway A leads term 2; it goes, and a gateway of term 1 (deposed, unaware) comes up on the
     # same address: the host takes no role from it. When it learns a newer term (3) the host is
     # served again, with the state it kept.
-    newer = Term(2)
-    async with running_gateway(config(sim, tmp_path / "a.sqlite"), newer) as a:
-        address = f"127.0.0.1:{a.port}"
-        host = StrategyHost(MomentumV1({}), address, backoff=FAST_BACKOFF, pod_name="blue")
-        task = asyncio.create_task(host.run())
-        await asyncio.wait_for(host.wait_attached(), WAIT_S)
-        await until(lambda: host.evaluations >= 2, "a tick evaluated at term 2")
+    newer, older = Term(2), Term(1)
+    gateway_a = contextlib.AsyncExitStack()
+    a = await gateway_a.enter_async_context(running_gateway(config(sim, tmp_path / "a.db"), newer))
+    address = f"127.0.0.1:{a.port}"
     try:
-        older = Term(1)
-        async with running_gateway(config(sim, tmp_path / "b.sqlite", address), older) as b:
-            await asyncio.wait_for(older.told.wait(), WAIT_S)
-            assert older.fenced[0][0] == 2
-            assert fenced_samples(b, "welcome") >= 1
-            assert not host.attached
-            assert host.attach_count == 1
-            digest = await host.state_digest()
-            older.value = 3
+        async with running_host(MomentumV1({}), address) as host:
             await asyncio.wait_for(host.wait_attached(), WAIT_S)
-            assert (host.term, host.attach_count) == (3, 2)
-            assert await host.state_digest() == digest
+            await until(lambda: host.evaluations >= 2, "a tick evaluated at term 2")
+            await gateway_a.aclose()
+            async with running_gateway(config(sim, tmp_path / "b.db", address), older) as b:
+                await asyncio.wait_for(older.told.wait(), WAIT_S)
+                assert older.fenced[0][0] == 2
+                assert fenced_samples(b, "welcome") >= 1
+                assert not host.attached
+                assert host.attach_count == 1
+                digest = await host.state_digest()
+                older.value = 3
+                await asyncio.wait_for(host.wait_attached(), WAIT_S)
+                assert (host.term, host.attach_count) == (3, 2)
+                assert await host.state_digest() == digest
     finally:
-        host.stop()
-        assert await asyncio.wait_for(task, WAIT_S) is HostExit.STOPPED
-        host.close()
+        await gateway_a.aclose()

@@ -1122,33 +1122,44 @@ def at(term: int, message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-async def test_a_newer_term_is_adopted_at_once_and_every_answer_echoes_its_commands_term(
-    hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]],
-) -> None:
+@pytest.fixture
+async def elected() -> AsyncIterator[Gateway]:
+    """A scripted gateway whose Welcome carries term 2."""
     g = await start_gateway(ScriptedGateway(term=2))
-    try:
-        host, task = await start_host(hosts, MomentumV1({}), g.address)
-        session = await g.servicer.next_session()
-        await asyncio.wait_for(host.wait_attached(), WAIT)
-        assert host.term == 2  # from the Welcome
-        session.send(**at(2, evaluation(1)))
-        assert (await session.recv("decisions")).term == 2
-        session.send(**at(3, evaluation(2, live_close=101.0)))  # a new leader's first batch
-        assert (await session.recv("decisions")).term == 3
-        assert host.term == 3
-        session.send(**at(3, {"export_state": gw.ExportState(handoff_id="h-1")}))
-        snap = await session.recv("state_export")
-        assert snap.term == 3
-        session.send(**at(3, {"import_state": gw.ImportState(handoff_id="h-2", snapshot=snap)}))
-        result = await session.recv("import_result")
-        assert (result.ok, result.term) == (True, 3)
-        session.send(**at(4, {"drain": gw.Drain(reason="handoff")}))
-        assert (await session.recv("drain_complete")).term == 4
-        session.end()
-        assert await asyncio.wait_for(task, WAIT) is HostExit.DRAINED
-        assert (host.term, host.fenced) == (4, 0)
-    finally:
-        await g.server.stop(None)
+    yield g
+    await g.server.stop(None)
+
+
+async def attach(
+    hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]], g: Gateway
+) -> tuple[StrategyHost, asyncio.Task[HostExit], Session]:
+    host, task = await start_host(hosts, MomentumV1({}), g.address)
+    session = await g.servicer.next_session()
+    await asyncio.wait_for(host.wait_attached(), WAIT)
+    return host, task, session
+
+
+async def test_a_newer_term_is_adopted_at_once_and_every_answer_echoes_its_commands_term(
+    elected: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, task, session = await attach(hosts, elected)
+    assert host.term == 2  # from the Welcome
+    session.send(**at(2, evaluation(1)))
+    assert (await session.recv("decisions")).term == 2
+    session.send(**at(3, evaluation(2, live_close=101.0)))  # a new leader's first batch
+    assert (await session.recv("decisions")).term == 3
+    assert host.term == 3
+    session.send(**at(3, {"export_state": gw.ExportState(handoff_id="h-1")}))
+    snap = await session.recv("state_export")
+    assert snap.term == 3
+    session.send(**at(3, {"import_state": gw.ImportState(handoff_id="h-2", snapshot=snap)}))
+    result = await session.recv("import_result")
+    assert (result.ok, result.term) == (True, 3)
+    session.send(**at(4, {"drain": gw.Drain(reason="handoff")}))
+    assert (await session.recv("drain_complete")).term == 4
+    session.end()
+    assert await asyncio.wait_for(task, WAIT) is HostExit.DRAINED
+    assert (host.term, host.fenced) == (4, 0)
 
 
 OLDER: dict[str, Callable[[gw.StateSnapshot], dict[str, Any]]] = {
@@ -1168,55 +1179,44 @@ OLDER: dict[str, Callable[[gw.StateSnapshot], dict[str, Any]]] = {
 
 @pytest.mark.parametrize("kind", list(OLDER))
 async def test_a_message_of_an_older_term_is_answered_fenced_and_not_acted_on(
-    kind: str, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+    kind: str, elected: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
 ) -> None:
-    g = await start_gateway(ScriptedGateway(term=2))
-    try:
-        host, task = await start_host(hosts, MomentumV1({}), g.address)
-        session = await g.servicer.next_session()
-        await asyncio.wait_for(host.wait_attached(), WAIT)
-        # A state with a bet in it, and an earlier snapshot that importing would go back to.
-        session.send(**at(2, evaluation(1)))
-        await session.recv("decisions")
-        session.send(**at(2, {"export_state": gw.ExportState(handoff_id="h-0")}))
-        earlier = await session.recv("state_export")
-        session.send(**at(2, fill("bet-1", 1)))
-        session.send(**at(2, {"export_state": gw.ExportState(handoff_id="h-1")}))
-        before = await session.recv("state_export")
-        assert before.digest != earlier.digest
-        evaluations = host.evaluations
+    host, task, session = await attach(hosts, elected)
+    # A state with a bet in it, and an earlier snapshot that importing would go back to.
+    session.send(**at(2, evaluation(1)))
+    await session.recv("decisions")
+    session.send(**at(2, {"export_state": gw.ExportState(handoff_id="h-0")}))
+    earlier = await session.recv("state_export")
+    session.send(**at(2, fill("bet-1", 1)))
+    session.send(**at(2, {"export_state": gw.ExportState(handoff_id="h-1")}))
+    before = await session.recv("state_export")
+    assert before.digest != earlier.digest
+    evaluations = host.evaluations
 
-        session.send(**at(1, OLDER[kind](earlier)))
-        refusal = await session.recv("fenced")  # the very next message: nothing else answered
-        assert (refusal.term, refusal.current_term, refusal.what) == (1, 2, kind)
+    session.send(**at(1, OLDER[kind](earlier)))
+    refusal = await session.recv("fenced")  # the very next message: nothing else answered
+    assert (refusal.term, refusal.current_term, refusal.what) == (1, 2, kind)
 
-        session.send(**at(2, {"export_state": gw.ExportState(handoff_id="h-2")}))
-        after = await session.recv("state_export")
-        assert (after.digest, dict(after.applied_seq)) == (before.digest, {"BTC/5m": 1})
-        assert host.evaluations == evaluations
-        assert (host.role, host.epoch, host.term, host.fenced) == (Role.ACTIVE, 7, 2, 1)
-        assert not task.done()  # not drained
-    finally:
-        await g.server.stop(None)
+    session.send(**at(2, {"export_state": gw.ExportState(handoff_id="h-2")}))
+    after = await session.recv("state_export")
+    assert (after.digest, dict(after.applied_seq)) == (before.digest, {"BTC/5m": 1})
+    assert host.evaluations == evaluations
+    assert (host.role, host.epoch, host.term, host.fenced) == (Role.ACTIVE, 7, 2, 1)
+    assert not task.done()  # not drained
 
 
 async def test_an_older_terms_welcome_is_refused_and_the_host_attaches_again(
-    hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]],
+    elected: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
 ) -> None:
-    g = await start_gateway(ScriptedGateway(term=2))
-    try:
-        host, _ = await start_host(hosts, MomentumV1({}), g.address)
-        first = await g.servicer.next_session()
-        await asyncio.wait_for(host.wait_attached(), WAIT)
-        g.servicer.term = 1  # the host comes back to a deposed leader
-        first.end()
-        stale = await g.servicer.next_session()
-        refusal = await stale.recv("fenced")
-        assert (refusal.term, refusal.current_term, refusal.what) == (1, 2, "welcome")
-        await asyncio.wait_for(stale.host_closed.wait(), WAIT)  # it half-closed after saying so
-        g.servicer.term = 3  # the new leader
-        await g.servicer.next_session()
-        await asyncio.wait_for(host.wait_attached(), WAIT)  # cleared when the stale one ended
-        assert (host.term, host.attach_count, host.fenced) == (3, 2, 1)
-    finally:
-        await g.server.stop(None)
+    host, _, first = await attach(hosts, elected)
+    g = elected.servicer
+    g.term = 1  # the host comes back to a deposed leader
+    first.end()
+    stale = await g.next_session()
+    refusal = await stale.recv("fenced")
+    assert (refusal.term, refusal.current_term, refusal.what) == (1, 2, "welcome")
+    await asyncio.wait_for(stale.host_closed.wait(), WAIT)  # it half-closed after saying so
+    g.term = 3  # the new leader
+    await g.next_session()
+    await asyncio.wait_for(host.wait_attached(), WAIT)  # cleared when the stale one ended
+    assert (host.term, host.attach_count, host.fenced) == (3, 2, 1)

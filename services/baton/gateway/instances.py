@@ -166,7 +166,8 @@ class Instances:
                 "what": refusal.what,
             },
         )
-        self._metrics.fenced(refusal.what or "?")
+        # A label from the peer: only the kinds we send, so a bad host cannot grow the series.
+        self._metrics.fenced(refusal.what if refusal.what in _BODIES else "other")
         if lane is not None:
             lane.router.note_fenced(
                 conn.instance_id, f"fenced: the host has seen term {refusal.current_term}"
@@ -270,6 +271,10 @@ class Instances:
                 )
             ),
         )
+
+
+#: The kinds of message the gateway sends a host (the bodies of ``AttachResponse``).
+_BODIES = frozenset(f.name for f in gw.AttachResponse.DESCRIPTOR.oneofs_by_name["body"].fields)
 
 
 def _evaluations_in(msg: gw.AttachResponse) -> int:
