@@ -20,6 +20,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from opentelemetry import trace
+
 from baton import wire
 from baton.gateway.connection import Connection, SendResult, no_election
 from baton.gateway.core.records import InstanceEvent
@@ -30,6 +32,7 @@ from baton.model import Role, StandbyPolicy
 from baton.v1 import gateway_pb2 as gw
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("baton.gateway")
 
 #: Told of a newer gateway term a host has seen: (that term, who said so).
 FencedHook = Callable[[int, str], None]
@@ -156,18 +159,32 @@ class Instances:
         instance = None if lane is None else lane.router.instances.get(conn.instance_id)
         pod = instance.info.pod_name if instance is not None else ""
         source = f"strategy host {pod or '?'} ({conn.instance_id})"
-        log.error(
-            "a strategy host refused this gateway's term: another gateway leads a newer one",
-            extra={
-                "instance": conn.instance_id,
-                "pod": pod,
-                "term": refusal.term,
-                "current_term": refusal.current_term,
-                "what": refusal.what,
-            },
-        )
         # A label from the peer: only the kinds we send, so a bad host cannot grow the series.
-        self._metrics.fenced(refusal.what if refusal.what in _BODIES else "other")
+        what = refusal.what if refusal.what in _BODIES else "other"
+        self._metrics.fenced(what)
+        if lane is None or conn.instance_id not in lane.router.fenced:
+            # Once per instance: a gateway not (yet) told to stop by its hook is refused every
+            # tick; the metric counts each refusal.
+            log.error(
+                "a strategy host refused this gateway's term: another gateway leads a newer one",
+                extra={
+                    "instance": conn.instance_id,
+                    "pod": pod,
+                    "term": refusal.term,
+                    "current_term": refusal.current_term,
+                    "what": what,
+                },
+            )
+        with tracer.start_as_current_span(
+            "gateway.fenced",
+            attributes={
+                "baton.instance": conn.instance_id,
+                "baton.term": refusal.term,
+                "baton.current_term": refusal.current_term,
+                "baton.what": what,
+            },
+        ):
+            pass  # an event, as gateway.deposed is: where in a trace the gateway learnt it
         if lane is not None:
             lane.router.note_fenced(
                 conn.instance_id, f"fenced: the host has seen term {refusal.current_term}"
