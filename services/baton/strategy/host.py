@@ -539,6 +539,7 @@ class StrategyHost:
                 "instance_id": welcome.instance_id,
                 "role": role.value if role else None,
                 "epoch": welcome.epoch,
+                "term": self._term,  # the highest seen, which this Welcome's term is
                 "slots": len(slots),
                 "cadence_ms": welcome.cadence_ms,
                 "attach_count": self._attach_count,
