@@ -162,35 +162,26 @@ class Instances:
         # A label from the peer: only the kinds we send, so a bad host cannot grow the series.
         what = refusal.what if refusal.what in _BODIES else "other"
         self._metrics.fenced(what)
-        if lane is None or conn.instance_id not in lane.router.fenced:
-            # Once per instance: a gateway not (yet) told to stop by its hook is refused every
-            # tick; the metric counts each refusal.
-            log.error(
-                "a strategy host refused this gateway's term: another gateway leads a newer one",
-                extra={
-                    "instance": conn.instance_id,
-                    "pod": pod,
-                    "term": refusal.term,
-                    "current_term": refusal.current_term,
-                    "what": what,
-                },
-            )
-        with tracer.start_as_current_span(
-            "gateway.fenced",
-            attributes={
-                "baton.instance": conn.instance_id,
-                "baton.term": refusal.term,
-                "baton.current_term": refusal.current_term,
-                "baton.what": what,
-            },
-        ):
-            pass  # an event, as gateway.deposed is: where in a trace the gateway learnt it
-        if lane is not None:
-            lane.router.note_fenced(
-                conn.instance_id, f"fenced: the host has seen term {refusal.current_term}"
-            )
-        if self.on_fenced is not None and refusal.current_term > refusal.term:
-            self.on_fenced(refusal.current_term, source)
+        facts: dict[str, str | int] = {
+            "instance": conn.instance_id,
+            "pod": pod,
+            "term": refusal.term,
+            "current_term": refusal.current_term,
+            "what": what,
+        }
+        # An event, as gateway.deposed is: where in a trace the gateway learnt it.
+        span_attributes = {f"baton.{k}": v for k, v in facts.items()}
+        with tracer.start_as_current_span("gateway.fenced", attributes=span_attributes):
+            if lane is None or conn.instance_id not in lane.router.fenced:
+                # Once per instance: a gateway not (yet) stopped by its hook is refused every
+                # tick; the metric counts each refusal.
+                log.error("a strategy host refused this gateway's term: another leads", extra=facts)
+            if lane is not None:
+                lane.router.note_fenced(
+                    conn.instance_id, f"fenced: the host has seen term {refusal.current_term}"
+                )
+            if self.on_fenced is not None and refusal.current_term > refusal.term:
+                self.on_fenced(refusal.current_term, source)
 
     def close_all(self, reason: str) -> None:
         for conn in list(self.connections.values()):
