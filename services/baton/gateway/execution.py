@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 OTHER_TERM = "other term"
 tracer = trace.get_tracer("baton.gateway")
 
+# A dropped decision's reason when this replica no longer leads (docs/gateway-standby.md).
+NOT_LEADING = "not leading"
+
 
 class Execution:
     def __init__(
@@ -46,6 +49,7 @@ class Execution:
         facts: HandoffFacts,
         stats: GatewayStats,
         now_ms: Callable[[], int],
+        executing: Callable[[], bool] = lambda: True,
     ) -> None:
         self._router = router
         self._strategy = router.strategy
@@ -58,6 +62,7 @@ class Execution:
         self._facts = facts
         self._stats = stats
         self._now_ms = now_ms
+        self._executing = executing  # leader election: may this replica execute right now?
         self._said_no_clock = False
 
     def on_decision(self, instance_id: str, msg: gw.Decision) -> None:
@@ -112,7 +117,18 @@ class Execution:
                 # A hot standby's answers (docs/standby.md): every tick for ever, and compared
                 # by state digest, not decision by decision: not a row each in the ledger.
                 return
-        if judgement.verdict not in (Verdict.EXECUTE, Verdict.ERROR) or pending is None:
+        verdict = judgement.verdict
+        if (
+            verdict in (Verdict.EXECUTE, Verdict.ERROR)
+            and pending is not None
+            and not self._executing()
+        ):
+            # Deposed (or past its renew deadline) between the dispatch and this answer: the
+            # next leader owns the tick; nothing is executed twice (docs/gateway-standby.md).
+            slot_id, seq, epoch = decision.slot_id, decision.seq, decision.epoch
+            self._drop(instance_id, slot_id, seq, epoch, now, action, NOT_LEADING)
+            return
+        if verdict not in (Verdict.EXECUTE, Verdict.ERROR) or pending is None:
             self._drop(
                 instance_id,
                 decision.slot_id,
