@@ -11,7 +11,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,8 +83,10 @@ class ScriptedGateway(gw_grpc.GatewayServiceServicer):
         epoch: int = 7,
         reject: bool = False,
         silent: bool = False,
+        term: int = 0,
     ) -> None:
         self.role, self.epoch, self.reject, self.silent = role, epoch, reject, silent
+        self.term = term  # the gateway term of the Welcome
         self.hellos: asyncio.Queue[gw.Hello] = asyncio.Queue()
         self.sessions: asyncio.Queue[Session] = asyncio.Queue()
         self._count = 0
@@ -115,6 +117,7 @@ class ScriptedGateway(gw_grpc.GatewayServiceServicer):
                 epoch=self.epoch,
                 slots=[wire.slot_to_proto(BTC), wire.slot_to_proto(ETH)],
                 cadence_ms=5000,
+                term=self.term,
             )
         )
         self.sessions.put_nowait(session)
@@ -1107,3 +1110,113 @@ async def test_cli_refuses_a_bad_slot_or_stake_naming_the_flag(
     _, err = await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode == 2, err.decode()
     assert message in err.decode()
+
+
+# -- the gateway term (docs/gateway-standby.md, "Fencing") --------------------------------------
+
+
+def at(term: int, message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` (one body, as the helpers above build it) sent by a gateway of ``term``."""
+    ((_, body),) = message.items()
+    body.term = term
+    return message
+
+
+@pytest.fixture
+async def elected() -> AsyncIterator[Gateway]:
+    """A scripted gateway whose Welcome carries term 2."""
+    g = await start_gateway(ScriptedGateway(term=2))
+    yield g
+    await g.server.stop(None)
+
+
+async def attach(
+    hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]], g: Gateway
+) -> tuple[StrategyHost, asyncio.Task[HostExit], Session]:
+    host, task = await start_host(hosts, MomentumV1({}), g.address)
+    session = await g.servicer.next_session()
+    await asyncio.wait_for(host.wait_attached(), WAIT)
+    return host, task, session
+
+
+async def test_a_newer_term_is_adopted_at_once_and_every_answer_echoes_its_commands_term(
+    elected: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, task, session = await attach(hosts, elected)
+    assert host.term == 2  # from the Welcome
+    session.send(**at(2, evaluation(1)))
+    assert (await session.recv("decisions")).term == 2
+    session.send(**at(3, evaluation(2, live_close=101.0)))  # a new leader's first batch
+    assert (await session.recv("decisions")).term == 3
+    assert host.term == 3
+    session.send(**at(3, {"export_state": gw.ExportState(handoff_id="h-1")}))
+    snap = await session.recv("state_export")
+    assert snap.term == 3
+    session.send(**at(3, {"import_state": gw.ImportState(handoff_id="h-2", snapshot=snap)}))
+    result = await session.recv("import_result")
+    assert (result.ok, result.term) == (True, 3)
+    session.send(**at(4, {"drain": gw.Drain(reason="handoff")}))
+    assert (await session.recv("drain_complete")).term == 4
+    session.end()
+    assert await asyncio.wait_for(task, WAIT) is HostExit.DRAINED
+    assert (host.term, host.fenced) == (4, 0)
+
+
+OLDER: dict[str, Callable[[gw.StateSnapshot], dict[str, Any]]] = {
+    # Each kind of gateway message, as a deposed leader (term 1) would send it to a host that has
+    # seen term 2; the host must not act on any of them.
+    "evaluate_batch": lambda snap: evaluation(2, live_close=101.0),
+    "fill": lambda snap: fill("bet-2", 2),
+    "settlement": lambda snap: settlement("bet-1", won=True),
+    "export_state": lambda snap: {"export_state": gw.ExportState(handoff_id="h-old")},
+    "import_state": lambda snap: {
+        "import_state": gw.ImportState(handoff_id="h-old", snapshot=snap)
+    },
+    "role_change": lambda snap: {"role_change": gw.RoleChange(role=mk.ROLE_SHADOW, epoch=9)},
+    "drain": lambda snap: {"drain": gw.Drain(reason="old leader")},
+}
+
+
+@pytest.mark.parametrize("kind", list(OLDER))
+async def test_a_message_of_an_older_term_is_answered_fenced_and_not_acted_on(
+    kind: str, elected: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, task, session = await attach(hosts, elected)
+    # A state with a bet in it, and an earlier snapshot that importing would go back to.
+    session.send(**at(2, evaluation(1)))
+    await session.recv("decisions")
+    session.send(**at(2, {"export_state": gw.ExportState(handoff_id="h-0")}))
+    earlier = await session.recv("state_export")
+    session.send(**at(2, fill("bet-1", 1)))
+    session.send(**at(2, {"export_state": gw.ExportState(handoff_id="h-1")}))
+    before = await session.recv("state_export")
+    assert before.digest != earlier.digest
+    evaluations = host.evaluations
+
+    session.send(**at(1, OLDER[kind](earlier)))
+    refusal = await session.recv("fenced")  # the very next message: nothing else answered
+    assert (refusal.term, refusal.current_term, refusal.what) == (1, 2, kind)
+
+    session.send(**at(2, {"export_state": gw.ExportState(handoff_id="h-2")}))
+    after = await session.recv("state_export")
+    assert (after.digest, dict(after.applied_seq)) == (before.digest, {"BTC/5m": 1})
+    assert host.evaluations == evaluations
+    assert (host.role, host.epoch, host.term, host.fenced) == (Role.ACTIVE, 7, 2, 1)
+    assert not task.done()  # not drained
+
+
+async def test_an_older_terms_welcome_is_refused_and_the_host_attaches_again(
+    elected: Gateway, hosts: list[tuple[StrategyHost, asyncio.Task[HostExit]]]
+) -> None:
+    host, _, first = await attach(hosts, elected)
+    g = elected.servicer
+    g.term = 1  # the host comes back to a deposed leader
+    first.end()
+    stale = await g.next_session()
+    refusal = await stale.recv("fenced")
+    assert (refusal.term, refusal.current_term, refusal.what) == (1, 2, "welcome")
+    await asyncio.wait_for(stale.host_closed.wait(), WAIT)  # it half-closed after saying so
+    g.term = 3  # the new leader
+    await g.next_session()
+    await asyncio.wait_for(host.wait_attached(), WAIT)  # cleared when the stale one ended
+    assert (host.term, host.attach_count, host.fenced) == (3, 2, 1)

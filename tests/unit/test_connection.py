@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from baton.gateway.connection import Connection, SendResult, weight
 from baton.v1 import gateway_pb2 as gw
 
@@ -63,3 +65,30 @@ def test_the_journal_keeps_what_was_queued_in_order() -> None:
     conn.send(batch(200), droppable=True)  # refused: not journaled either
     conn.send(SETTLEMENT, droppable=False)
     assert [weight(m) for m in conn.stop_journal()] == [2, 1]
+
+
+BODIES = [f.name for f in gw.AttachResponse.DESCRIPTOR.oneofs_by_name["body"].fields]
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_every_message_for_a_host_leaves_with_the_gateways_current_term(body: str) -> None:
+    # Every kind of AttachResponse body has a term (a new kind without one fails here), and the
+    # connection stamps it from the one provider, read at the moment the message is queued.
+    term = [7]
+    conn = Connection("i1", limit=100, term=lambda: term[0])
+    msg = gw.AttachResponse()
+    getattr(msg, body).SetInParent()
+    assert conn.send(msg, droppable=False) is SendResult.QUEUED
+    assert getattr(msg, body).term == 7
+    term[0] = 8
+    replay = gw.AttachResponse()
+    replay.CopyFrom(msg)  # a journaled message sent again later carries the term of the replay
+    conn.send(replay, droppable=False)
+    assert getattr(replay, body).term == 8
+    assert conn.stamp(gw.AttachResponse(welcome=gw.Welcome())).welcome.term == 8
+
+
+def test_a_gateway_without_election_sends_term_0() -> None:
+    msg = gw.AttachResponse(fill=gw.Fill(bet_id="b1", term=5))
+    Connection("i1", limit=100).send(msg, droppable=False)
+    assert msg.fill.term == 0

@@ -135,6 +135,25 @@ def test_expire_resolves_pending_at_deadline_as_timeouts_once() -> None:
     assert router.expire(5000) == ()
 
 
+def test_evaluations_a_fenced_host_leaves_unanswered_time_out_as_fenced() -> None:
+    # Its host refused this gateway's term: it answers nothing, and the record says why.
+    router, blue = active_router()
+    router.on_tick(CLOCK.tick(0), now_ms=3)
+    router.note_fenced(blue, "fenced: the host has seen term 2")
+    router.note_fenced("never-attached", "fenced")  # an unknown instance is not remembered
+    router.detach(blue)  # its stream ends: what it owed still expires with the reason
+    assert [(r.outcome, r.reason) for r in router.expire(1000)] == [
+        (EvalOutcome.TIMEOUT, "fenced: the host has seen term 2")
+    ] * 2
+    assert router.fenced == {}  # gone and owing nothing: forgotten
+
+
+def test_evaluations_of_a_host_that_was_not_fenced_time_out_without_a_reason() -> None:
+    router, _ = active_router()
+    router.on_tick(CLOCK.tick(0), now_ms=3)
+    assert {r.reason for r in router.expire(1000)} == {""}
+
+
 def test_late_tick_misses_every_slot_with_gateway_late() -> None:
     router, _ = active_router()
     records = router.on_late_tick(CLOCK.tick(4))

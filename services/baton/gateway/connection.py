@@ -6,6 +6,11 @@ looks. Evaluation requests that do not fit are refused (the caller records them 
 undelivered: the instance is too slow to be present). Anything else that does not fit closes
 the connection, because a strategy that missed a fill or a settlement can no longer keep an
 exact state.
+
+The gateway term (docs/gateway-standby.md, "Fencing") is stamped here, on every message as it
+is queued, from the gateway's one term provider: every message that leaves for a host goes
+through ``send`` (or ``stamp``, for the Welcome the servicer writes itself), so no sender can
+forget it, and a journaled message replayed later carries the term of the replay.
 """
 
 from __future__ import annotations
@@ -23,10 +28,18 @@ class SendResult(enum.Enum):
     CLOSED = "closed"
 
 
+def no_election() -> int:
+    """The term of a gateway that takes part in no leader election."""
+    return 0
+
+
 class Connection:
-    def __init__(self, instance_id: str, limit: int) -> None:
+    def __init__(
+        self, instance_id: str, limit: int, *, term: Callable[[], int] = no_election
+    ) -> None:
         self.instance_id = instance_id
         self._limit = limit
+        self.term = term  # the gateway's current term: stamped on everything sent
         # Unbounded underneath so that close() can always enqueue its sentinel; the bound is
         # enforced in send().
         self._queue: asyncio.Queue[gw.AttachResponse | None] = asyncio.Queue()
@@ -52,12 +65,21 @@ class Connection:
             self.close("send queue overflow on a message that cannot be dropped")
             return SendResult.CLOSED
         self._queued += w
+        self.stamp(msg)
         self._queue.put_nowait(msg)
         if self._journal is not None:
             self._journal.append(msg)
         if self.observer is not None:
             self.observer(msg)
         return SendResult.QUEUED
+
+    def stamp(self, msg: gw.AttachResponse) -> gw.AttachResponse:
+        """``msg`` with the gateway's current term set on its body (in place: a broadcast
+        message shared by several connections gets the same term from each)."""
+        kind = msg.WhichOneof("body")
+        if kind is not None:
+            getattr(msg, kind).term = self.term()
+        return msg
 
     def start_journal(self) -> None:
         self._journal = []

@@ -26,6 +26,9 @@ from baton.model import Action, Decision, Role, Slot
 from baton.v1 import gateway_pb2 as gw
 
 log = logging.getLogger(__name__)
+
+#: The drop reason of an answer to an evaluation batch of another gateway term.
+OTHER_TERM = "other term"
 tracer = trace.get_tracer("baton.gateway")
 
 # A dropped decision's reason when this replica no longer leads (docs/gateway-standby.md).
@@ -73,6 +76,15 @@ class Execution:
         self._apply_judgement(
             instance_id, decision, self._router.judge(instance_id, decision, now), now
         )
+
+    def drop(self, instance_id: str, msg: gw.Decision, reason: str) -> None:
+        """Record an answer the servicer will not let through (``OTHER_TERM``) as dropped."""
+        try:
+            side = wire.action_from_proto(msg.action)
+        except wire.WireError:
+            side = None
+        action = side.value if side is not None else None
+        self._drop(instance_id, msg.slot_id, msg.seq, msg.epoch, self._now_ms(), action, reason)
 
     def flip_to(self, instance_id: str, *, previous_role: Role = Role.SHADOW) -> None:
         """Make ``instance_id`` ACTIVE under a new epoch. Evaluations the previous ACTIVE still

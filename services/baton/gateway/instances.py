@@ -5,6 +5,13 @@ An instance belongs to one strategy of the gateway's book (its Hello names it): 
 it into that strategy's lane (``Book``, ports.py), and every role, epoch and broadcast is that
 lane's. Offers ``attach``/``detach`` to the ``Attach`` servicer, ``Outlets`` to the dispatch,
 ``Fleet`` to the handoff coordinators and ``Peers`` to the execution and the feed (ports.py).
+
+The gateway term (docs/gateway-standby.md, "Fencing") comes from one provider, ``term``: every
+connection stamps it on what it queues, and the servicer takes only answers of that term. A host
+that refuses a message for its older term (``Fenced``) is reported to ``fenced``: an ERROR, the
+metric ``baton_gateway_fenced_total``, the instance's unanswered evaluations marked to time out
+as ``fenced``, and the hook ``on_fenced(term, source)`` (the elector's ``term_seen``: a newer
+term seen anywhere deposes this gateway).
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from opentelemetry import trace
+
 from baton import wire
-from baton.gateway.connection import Connection, SendResult
+from baton.gateway.connection import Connection, SendResult, no_election
 from baton.gateway.core.records import InstanceEvent
 from baton.gateway.core.router import InstanceInfo, Router
 from baton.gateway.metrics import GatewayMetrics
@@ -23,6 +32,10 @@ from baton.model import Role, StandbyPolicy
 from baton.v1 import gateway_pb2 as gw
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("baton.gateway")
+
+#: Told of a newer gateway term a host has seen: (that term, who said so).
+FencedHook = Callable[[int, str], None]
 
 
 class Instances:
@@ -36,7 +49,13 @@ class Instances:
         metrics: GatewayMetrics,
         active_seen: asyncio.Event,
         now_ms: Callable[[], int],
+        term: Callable[[], int] = no_election,
+        on_fenced: FencedHook | None = None,
     ) -> None:
+        # Public and read at each use, so the composition root (or a test) may set them after
+        # construction: the elector exists only once the gateway is built.
+        self.term = term
+        self.on_fenced = on_fenced
         self._book = book
         self._cadence_ms = cadence_ms
         self._send_queue = send_queue
@@ -66,7 +85,7 @@ class Instances:
         )
         instance = router.attach(info, now, number=self._book.next_number())
         self._book.bind(instance.instance_id, lane)
-        conn = Connection(instance.instance_id, self._send_queue)
+        conn = Connection(instance.instance_id, self._send_queue, term=self._term)
         self.connections[instance.instance_id] = conn
         self._ledger.record_instance_event(
             InstanceEvent(
@@ -130,6 +149,39 @@ class Instances:
         )
         log.info("instance detached", extra={"instance": conn.instance_id, "why": reason})
         lane.facts.on_gone(conn.instance_id, reason, conn.stop_journal())
+
+    def _term(self) -> int:
+        return self.term()
+
+    def fenced(self, conn: Connection, refusal: gw.Fenced) -> None:
+        """``conn``'s host refused a message of ours: it has seen a newer term than ours."""
+        lane = self._book.lane_of(conn.instance_id)
+        instance = None if lane is None else lane.router.instances.get(conn.instance_id)
+        pod = instance.info.pod_name if instance is not None else ""
+        source = f"strategy host {pod or '?'} ({conn.instance_id})"
+        # A label from the peer: only the kinds we send, so a bad host cannot grow the series.
+        what = refusal.what if refusal.what in _BODIES else "other"
+        self._metrics.fenced(what)
+        facts: dict[str, str | int] = {
+            "instance": conn.instance_id,
+            "pod": pod,
+            "term": refusal.term,
+            "current_term": refusal.current_term,
+            "what": what,
+        }
+        # An event, as gateway.deposed is: where in a trace the gateway learnt it.
+        span_attributes = {f"baton.{k}": v for k, v in facts.items()}
+        with tracer.start_as_current_span("gateway.fenced", attributes=span_attributes):
+            if lane is None or conn.instance_id not in lane.router.fenced:
+                # Once per instance: a gateway not (yet) stopped by its hook is refused every
+                # tick; the metric counts each refusal.
+                log.error("a strategy host refused this gateway's term: another leads", extra=facts)
+            if lane is not None:
+                lane.router.note_fenced(
+                    conn.instance_id, f"fenced: the host has seen term {refusal.current_term}"
+                )
+            if self.on_fenced is not None and refusal.current_term > refusal.term:
+                self.on_fenced(refusal.current_term, source)
 
     def close_all(self, reason: str) -> None:
         for conn in list(self.connections.values()):
@@ -227,6 +279,10 @@ class Instances:
                 )
             ),
         )
+
+
+#: The kinds of message the gateway sends a host (the bodies of ``AttachResponse``).
+_BODIES = frozenset(f.name for f in gw.AttachResponse.DESCRIPTOR.oneofs_by_name["body"].fields)
 
 
 def _evaluations_in(msg: gw.AttachResponse) -> int:

@@ -25,7 +25,7 @@ from baton.gateway.core import standby as sb
 from baton.gateway.core.router import Router
 from baton.gateway.core.venue import PaperVenue
 from baton.gateway.dispatch import Dispatcher
-from baton.gateway.execution import Execution
+from baton.gateway.execution import OTHER_TERM, Execution
 from baton.gateway.ledger import BookRow, LedgerWriteError
 from baton.gateway.outcomes import Outcomes
 from baton.gateway.ports import LaneFacts, LaneView
@@ -244,6 +244,11 @@ class Lanes:
         lane = self._by_instance.get(instance_id)
         if lane is not None:
             lane.execution.on_decision(instance_id, msg)
+
+    def on_other_term(self, instance_id: str, msg: gw.Decision) -> None:
+        lane = self._by_instance.get(instance_id)
+        if lane is not None:
+            lane.execution.drop(instance_id, msg, OTHER_TERM)
 
     def on_exported(self, instance_id: str, snapshot: gw.StateSnapshot) -> None:
         lane = self._by_instance.get(instance_id)

@@ -264,6 +264,13 @@ class GatewayMetrics:
             ["strategy", "mode", "state"],
             registry=r,
         )
+        self._fenced = Counter(
+            "baton_gateway_fenced",
+            "Messages of this gateway refused by a strategy host that has seen a newer gateway "
+            "term (docs/gateway-standby.md, Fencing), by the refused message's kind",
+            ["what"],
+            registry=r,
+        )
         self._takeover = Histogram(
             "baton_takeover_seconds",
             "From an ACTIVE's death to its successor being ACTIVE",
@@ -378,6 +385,9 @@ class GatewayMetrics:
         self._failovers.labels(strategy, mode, state).inc()
         if takeover_ms is not None:
             self._takeover.observe(takeover_ms / 1000)
+
+    def fenced(self, what: str) -> None:
+        self._fenced.labels(what).inc()
 
     def membership(self, strategy: str, roles: Iterable[Role], epoch: int) -> None:
         """One strategy's instances (by role) and epoch, after any change of them."""

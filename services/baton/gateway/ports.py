@@ -81,6 +81,9 @@ class Membership(Protocol):
 
     def detach(self, conn: Connection, reason: str) -> None: ...
 
+    def fenced(self, conn: Connection, refusal: gw.Fenced) -> None:
+        """``conn``'s host refused a message of this gateway's (older) term."""
+
 
 class Decisions(Protocol):
     """Where the instances' answers go, for the ``Attach`` servicer (``Execution``)."""

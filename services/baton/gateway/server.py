@@ -69,7 +69,7 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
         reader = asyncio.create_task(self._read(request_iterator, conn))
         reason = "stream ended"
         try:
-            yield gw.AttachResponse(welcome=welcome)
+            yield conn.stamp(gw.AttachResponse(welcome=welcome))
             async for msg in conn.outgoing():
                 yield msg
             reason = conn.close_reason or reason
@@ -88,12 +88,23 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
             async for msg in requests:
                 kind = msg.WhichOneof("body")
                 if kind == "decisions":
-                    for decision in msg.decisions.decisions:
-                        self._lanes.on_decision(conn.instance_id, decision)
+                    # Answers to a batch of another term (sent by another leader) are never
+                    # executed here: recorded as dropped, like any answer not ours to take.
+                    batch = msg.decisions
+                    if batch.term == conn.term():
+                        for decision in batch.decisions:
+                            self._lanes.on_decision(conn.instance_id, decision)
+                    else:
+                        for decision in batch.decisions:
+                            self._lanes.on_other_term(conn.instance_id, decision)
+                elif kind == "fenced":
+                    self._instances.fenced(conn, msg.fenced)
                 elif kind == "state_export":
-                    self._lanes.on_exported(conn.instance_id, msg.state_export)
+                    if _own_term(conn, kind, msg.state_export.term):
+                        self._lanes.on_exported(conn.instance_id, msg.state_export)
                 elif kind == "import_result":
-                    self._lanes.on_imported(conn.instance_id, msg.import_result)
+                    if _own_term(conn, kind, msg.import_result.term):
+                        self._lanes.on_imported(conn.instance_id, msg.import_result)
                 elif kind == "drain_complete":
                     self._lanes.on_drained(conn.instance_id)
                     reason = "drained"
@@ -109,6 +120,18 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
             log.exception("reader failed", extra={"instance": conn.instance_id})
             reason = "gateway reader failed"
         conn.close(reason)
+
+
+def _own_term(conn: Connection, kind: str, term: int) -> bool:
+    """Whether an answer echoes this gateway's term; one of another term is not acted on (its
+    command's step waits out its timeout, as for an answer that never came)."""
+    if term == conn.term():
+        return True
+    log.warning(
+        "answer to another gateway term ignored",
+        extra={"instance": conn.instance_id, "kind": kind, "term": term, "own_term": conn.term()},
+    )
+    return False
 
 
 def _check_hello(hello: gw.Hello) -> str:

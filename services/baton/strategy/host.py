@@ -39,6 +39,16 @@ the gateway decides the role.
 With ``exit_on_disconnect`` it returns ``HostExit.DISCONNECTED`` instead (Kubernetes restarts the
 pod).
 
+Fencing (``core.term``, docs/gateway-standby.md "Fencing"): every gateway message carries the
+term of the gateway that sent it. The host keeps the highest term it has seen for its whole life
+(``term``, across reconnects) and checks each message on the event loop, in arrival order,
+before anything else is done with it: a newer term is adopted, an older one is refused. A
+refused message is not acted on and is answered with one ``Fenced`` (in stream order with the
+other replies), so the gateway learns it has been deposed from the first message it sends; a
+refused EvaluationBatch is never answered. A refused Welcome ends the session (it is a stale
+leader: the host attaches again, as after a lost stream). Replies echo the term of the message
+they answer.
+
 Usage in-process (tests)::
 
     host = StrategyHost(MomentumV1({}), "127.0.0.1:50051", pod_name="blue")
@@ -78,6 +88,7 @@ from baton.strategy.core.errors import StateError
 from baton.strategy.core.runtime import EncodedState, ImportOutcome, StrategyRuntime, describe_error
 from baton.strategy.core.state import DEFAULT_MAX_STATE_BYTES, state_digest
 from baton.strategy.core.strategy import Strategy
+from baton.strategy.core.term import TermVerdict, check_term
 from baton.v1 import gateway_pb2 as gw
 from baton.v1 import gateway_pb2_grpc as gw_grpc
 
@@ -181,12 +192,24 @@ class _Rejected(Exception):
 
 
 class _Marker(enum.Enum):
-    DRAIN = "drain"
     STOP = "stop"
 
 
+@dataclass(frozen=True, slots=True)
+class _Drain:
+    """Drain, queued behind the calls before it; ``term``: the Drain's, echoed."""
+
+    term: int
+
+
 _Reply = asyncio.Future[gw.AttachRequest | None]
-_OutboxItem = _Reply | _Marker
+_OutboxItem = _Reply | _Marker | _Drain
+
+
+def _term_of(msg: gw.AttachResponse) -> tuple[str | None, int]:
+    """The kind of a gateway message and the gateway term it carries."""
+    kind = msg.WhichOneof("body")
+    return kind, (getattr(msg, kind).term if kind is not None else 0)
 
 
 class StrategyHost:
@@ -255,6 +278,11 @@ class StrategyHost:
         self._shed = 0
         self._shed_logged = 0  # _shed when the last summary was logged
         self._shed_logged_ms: int | None = None
+        # Event-loop state: the highest gateway term seen (for the process's life), the
+        # messages refused for an older one, and the older terms already logged this session.
+        self._term = 0
+        self._fenced = 0
+        self._fenced_logged: set[int] = set()
 
     # -- observation (event loop thread) ---------------------------------------------------
 
@@ -292,6 +320,17 @@ class StrategyHost:
     def shed(self) -> int:
         """Evaluation requests skipped because they reached the worker past their deadline."""
         return self._shed
+
+    @property
+    def term(self) -> int:
+        """The highest gateway term this process has seen (0 until a gateway with an elected
+        leader sent one)."""
+        return self._term
+
+    @property
+    def fenced(self) -> int:
+        """Gateway messages refused (answered ``Fenced``) for carrying an older term."""
+        return self._fenced
 
     @property
     def applied_seq(self) -> dict[str, int]:
@@ -435,6 +474,19 @@ class StrategyHost:
             raise _StreamLost("gateway closed the stream before Welcome")
         if first.WhichOneof("body") != "welcome":
             raise _StreamLost(f"expected Welcome first, got {first.WhichOneof('body')}")
+        self._fenced_logged.clear()
+        refusal = self._check_term(first)
+        if refusal is not None:
+            # A deposed leader's Welcome: take no role from it. Say so (the gateway learns it is
+            # fenced) and half-close, so that the Fenced arrives before the end of the stream;
+            # give the gateway a moment to end it, then attach again as after a lost stream.
+            await self._write(call, refusal)
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await call.done_writing()
+            await self._await_close(call)
+            raise _StreamLost(
+                f"fenced: the gateway's term {first.welcome.term} is older than {self._term}"
+            )
         self._welcomed(first.welcome)
 
         outbox: asyncio.Queue[_OutboxItem] = asyncio.Queue(self._max_in_flight)
@@ -487,6 +539,7 @@ class StrategyHost:
                 "instance_id": welcome.instance_id,
                 "role": role.value if role else None,
                 "epoch": welcome.epoch,
+                "term": self._term,  # the highest seen, which this Welcome's term is
                 "slots": len(slots),
                 "cadence_ms": welcome.cadence_ms,
                 "attach_count": self._attach_count,
@@ -507,12 +560,17 @@ class StrategyHost:
             msg = await call.read()
             if not isinstance(msg, gw.AttachResponse):
                 raise _StreamLost("gateway closed the stream")
-            kind = msg.WhichOneof("body")
+            refusal = self._check_term(msg)
+            if refusal is not None:
+                await outbox.put(_resolved(refusal))
+                continue
+            kind, term = _term_of(msg)
             if kind == "evaluate_batch":
                 requests = msg.evaluate_batch.requests
                 for i in range(0, len(requests), _CHUNK):
                     chunk = requests[i : i + _CHUNK]
-                    await outbox.put(self._submit(functools.partial(self._evaluate_chunk, chunk)))
+                    evaluate = functools.partial(self._evaluate_chunk, chunk, term)
+                    await outbox.put(self._submit(evaluate))
             elif kind == "fill":
                 await outbox.put(self._submit(functools.partial(self._fill, msg.fill)))
             elif kind == "settlement":
@@ -525,10 +583,37 @@ class StrategyHost:
                 self._role_changed(msg.role_change)
             elif kind == "drain":
                 log.info("drain requested", extra={"reason": msg.drain.reason})
-                await outbox.put(_Marker.DRAIN)
+                await outbox.put(_Drain(term))
                 return
             else:
                 log.warning("unexpected message from gateway", extra={"kind": kind})
+
+    def _check_term(self, msg: gw.AttachResponse) -> gw.AttachRequest | None:
+        """Apply the term rule to ``msg`` (event loop, arrival order): None when the host acts
+        on it, else the ``Fenced`` to answer it with."""
+        kind, term = _term_of(msg)
+        if kind is None:
+            return None  # nothing to act on: the caller says it is unexpected
+        check = check_term(self._term, term)
+        if check.verdict is TermVerdict.ADOPT:
+            log.info(
+                "gateway term advanced",
+                extra={"from_term": self._term, "term": term, "what": kind},
+            )
+        self._term = check.highest
+        if check.acts:
+            return None
+        self._fenced += 1
+        # One Fenced per refused message (the gateway may lose the first with its stream, and a
+        # deposed gateway exits on the first it reads, so they are few); one WARNING per older
+        # term and session: a stale gateway that goes on sending would flood the log.
+        if term not in self._fenced_logged:
+            self._fenced_logged.add(term)
+            log.warning(
+                "gateway message of an older term refused",
+                extra={"term": term, "current_term": self._term, "what": kind},
+            )
+        return gw.AttachRequest(fenced=gw.Fenced(term=term, current_term=self._term, what=kind))
 
     def _submit(self, fn: Callable[[], gw.AttachRequest | None]) -> _Reply:
         future = self._on_worker(lambda: self._guarded(fn))
@@ -568,8 +653,11 @@ class StrategyHost:
 
     # Worker-thread handlers: proto in, proto reply out.
 
-    def _evaluate_chunk(self, requests: Sequence[gw.EvaluationRequest]) -> gw.AttachRequest | None:
+    def _evaluate_chunk(
+        self, requests: Sequence[gw.EvaluationRequest], term: int
+    ) -> gw.AttachRequest | None:
         reply = gw.AttachRequest()
+        reply.decisions.term = term  # the batch's: the gateway takes answers of its own only
         decisions = reply.decisions.decisions
         for m in requests:
             decision = self._decide(m)
@@ -639,6 +727,7 @@ class StrategyHost:
         reply = gw.AttachRequest()
         snapshot = reply.state_export
         snapshot.handoff_id = m.handoff_id
+        snapshot.term = m.term
         snapshot.strategy = self.strategy.name
         snapshot.version = self.strategy.version
         snapshot.state_schema = self.strategy.state_schema
@@ -700,6 +789,7 @@ class StrategyHost:
         return gw.AttachRequest(
             import_result=gw.ImportResult(
                 handoff_id=m.handoff_id,
+                term=m.term,
                 ok=outcome.ok,
                 error=outcome.error,
                 digest=outcome.digest,
@@ -729,13 +819,12 @@ class StrategyHost:
             item = await outbox.get()
             if item is _Marker.STOP:
                 return HostExit.STOPPED
-            if item is _Marker.DRAIN:
+            if isinstance(item, _Drain):
                 # Every call queued before the Drain has been answered (awaited in order), so
                 # applied_seq now covers all of them.
                 applied = self._runtime.applied_seq
-                await self._write(
-                    call, gw.AttachRequest(drain_complete=gw.DrainComplete(applied_seq=applied))
-                )
+                done = gw.DrainComplete(applied_seq=applied, term=item.term)
+                await self._write(call, gw.AttachRequest(drain_complete=done))
                 await call.done_writing()
                 log.info("drain complete", extra={"applied_seq_slots": len(applied)})
                 return HostExit.DRAINED
@@ -769,6 +858,13 @@ class StrategyHost:
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
             await call.done_writing()
         return HostExit.STOPPED
+
+
+def _resolved(reply: gw.AttachRequest) -> _Reply:
+    """A reply that needs no worker, queued in stream order with those that do."""
+    future: _Reply = asyncio.get_running_loop().create_future()
+    future.set_result(reply)
+    return future
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -122,6 +122,9 @@ class Router:
     # Set while a dead ACTIVE's state is being rebuilt from its checkpoint (core/standby.py): an
     # instance attaching then is not made ACTIVE with an empty state; the recovery decides.
     hold: bool = False
+    # Instances whose host refused a message of this gateway's term (``Fenced``: it has seen a
+    # newer one) -> why: the evaluations it leaves unanswered time out with this reason.
+    fenced: dict[str, str] = field(default_factory=dict)
     _next_number: int = 1
 
     # -- membership ---------------------------------------------------------------------------
@@ -295,13 +298,29 @@ class Router:
         self.shadow_answers.pop((slot_id, seq), None)
         return _missed(pending, EvalOutcome.UNDELIVERED)
 
+    def note_fenced(self, instance_id: str, reason: str) -> None:
+        """``instance_id``'s host refused this gateway's term: it will answer nothing more."""
+        if instance_id in self.instances:
+            self.fenced[instance_id] = reason
+
     def expire(self, now_ms: int) -> tuple[EvaluationRecord, ...]:
-        """Resolve every pending evaluation whose deadline has passed as a timeout."""
+        """Resolve every pending evaluation whose deadline has passed as a timeout (with the
+        reason ``fenced: ...`` when its instance's host refused this gateway's term)."""
         expired = [key for key, p in self.pending.items() if p.tick.deadline_ms <= now_ms]
         for key in expired:
             self.shadow_answers.pop(key, None)
             self._remember_missed(key)
-        return tuple(_missed(self.pending.pop(key), EvalOutcome.TIMEOUT) for key in expired)
+        records = tuple(
+            _missed(p, EvalOutcome.TIMEOUT, self.fenced.get(p.instance_id, ""))
+            for p in (self.pending.pop(key) for key in expired)
+        )
+        if self.fenced:
+            # Forget a gone instance's mark once nothing of it is left to expire.
+            owing = {p.instance_id for p in self.pending.values()}
+            for instance_id in [i for i in self.fenced if i not in self.instances]:
+                if instance_id not in owing:
+                    del self.fenced[instance_id]
+        return records
 
     def _remember_missed(self, key: tuple[str, int]) -> None:
         self.recently_missed[key] = None
@@ -344,7 +363,7 @@ class Router:
         return Judgement(Verdict.EXECUTE, pending)
 
 
-def _missed(p: Pending, outcome: EvalOutcome) -> EvaluationRecord:
+def _missed(p: Pending, outcome: EvalOutcome, reason: str = "") -> EvaluationRecord:
     return EvaluationRecord(
         p.slot.slot_id,
         p.seq,
@@ -355,6 +374,7 @@ def _missed(p: Pending, outcome: EvalOutcome) -> EvaluationRecord:
         instance_id=p.instance_id,
         version=p.version,
         epoch=p.epoch,
+        reason=reason,
         stale=p.stale,
         strategy=p.strategy,
     )
