@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,12 @@ import pytest
 
 from baton.common import Backoff, Service
 from baton.gateway.app import Gateway
-from baton.gateway.config import GatewayConfig, load_gateway_config
+from baton.gateway.config import GatewayConfig, LeaderBackend, load_gateway_config
 from baton.gateway.core.records import EvalOutcome
 from baton.gateway.execution import OTHER_TERM
+from baton.gateway.lease import LocalLease
 from baton.gateway.ledger import LedgerReader
+from baton.gateway.replica import Exit, Replica
 from baton.strategy.core.strategy import Strategy
 from baton.strategy.examples.faulty import Faulty
 from baton.strategy.examples.momentum_v1 import MomentumV1
@@ -194,5 +196,36 @@ async def test_a_host_refuses_the_welcome_of_an_older_gateway_on_its_address(
                 await asyncio.wait_for(host.wait_attached(), WAIT_S)
                 assert (host.term, host.attach_count) == (3, 2)
                 assert await host.state_digest() == digest
+    finally:
+        await gateway_a.aclose()
+
+
+async def test_a_replica_a_host_fences_is_deposed_and_exits(sim: Service, tmp_path: Path) -> None:
+    """The wiring: a replica's gateway stamps the term it was elected with, and a host's refusal
+    reaches its elector (``on_fenced`` = ``term_seen``): deposed at once, it stops and its
+    process would exit 3. Here: the host saw term 2 from a gateway that went; a fresh replica
+    (a lease of its own, so term 1: the split a partition makes) comes up on the address."""
+    newer = Term(2)
+    gateway_a = contextlib.AsyncExitStack()
+    a = await gateway_a.enter_async_context(running_gateway(config(sim, tmp_path / "a.db"), newer))
+    address = f"127.0.0.1:{a.port}"
+    try:
+        async with running_host(MomentumV1({}), address) as host:
+            await asyncio.wait_for(host.wait_attached(), WAIT_S)
+            await gateway_a.aclose()
+            cfg = config(sim, tmp_path / "b.db", address)
+            leader = replace(cfg.leader, backend=LeaderBackend.LOCAL, identity="gw-b-1")
+            replica = Replica(
+                replace(cfg, leader=leader, metrics_listen=None),
+                LocalLease(tmp_path / "lease"),
+                announce=lambda **_: None,
+            )
+            run = asyncio.create_task(replica.run())
+            exit_ = await asyncio.wait_for(run, WAIT_S)
+            assert exit_ is Exit.DEPOSED
+            assert replica.life.term == 1
+            assert replica.elector.term == 2  # it learnt the newer term from the host
+            assert not host.attached
+            assert host.term == 2
     finally:
         await gateway_a.aclose()

@@ -72,7 +72,8 @@ class Gateway:
     executes only while ``executing()`` holds: the ticker's dispatch, the execution of an answer
     and a settlement each ask it at that instant (docs/gateway-standby.md). Without election the
     term is 0 and it always executes. ``registry``: the replica's, which already serves /metrics;
-    ``market``: the replica's market book and running feed (``market_data.py``), taken over warm.
+    ``market``: the replica's market book and running feed (``market_data.py``), taken over warm;
+    ``on_fenced(term, source)``: a strategy host has seen a newer term than ``term``.
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class Gateway:
         executing: Callable[[], bool] = always,
         registry: CollectorRegistry | None = None,
         market: MarketData | None = None,
+        on_fenced: Callable[[int, str], None] | None = None,
     ) -> None:
         self.config = config
         self._now_ms = now_ms
@@ -124,6 +126,10 @@ class Gateway:
             metrics=self.metrics,
             active_seen=self._clock_go,
             now_ms=now_ms,
+            # Stamped on everything sent to a host; a host that has seen a newer term refuses
+            # it, and ``on_fenced`` (the replica's elector) deposes this gateway at once.
+            term=lambda: self.term,
+            on_fenced=on_fenced,
         )
         # The strategies earlier runs served are scheduled again (missed until they attach).
         self.lanes.restore(

@@ -150,6 +150,8 @@ class Replica:
                 executing=self.elector.executing,
                 registry=self.registry,
                 market=self.market,
+                # A host that has seen a newer term fences us: the elector deposes at once.
+                on_fenced=self.elector.term_seen,
             )
             self.gateway = gateway
             await gateway.start()
