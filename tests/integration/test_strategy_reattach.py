@@ -12,18 +12,15 @@ The tests print what they measured.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from baton.common import Service
 from baton.local import Processes
 from baton.strategy.examples.momentum_v1 import MomentumV1
 from baton.strategy.host import DEFAULT_CONNECT_TIMEOUT_S, StrategyHost
@@ -32,7 +29,8 @@ from tests.procs import (
     V1,
     StartGateway,
     StartStrategy,
-    count,
+    log_entries,
+    more_ticks_in_run,
     query,
     run_ticks,
     wait_until,
@@ -44,19 +42,6 @@ pytestmark = pytest.mark.timeout(120)
 #: machine (a process start, a first tick's work). The old behaviour missed it by seconds.
 ATTACH_SLACK_S = 1.5
 DOWN_S = 1.5  # the gateway's outage before the new process is started
-
-
-def log_records(service: Service, msg: str) -> list[dict[str, Any]]:
-    """The JSON log records of ``service`` whose message is ``msg``."""
-    out = []
-    for line in service.log_path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("msg") == msg:
-            out.append(record)
-    return out
 
 
 def attached_in_run(ledger: Path, run_id: int) -> float | None:
@@ -99,12 +84,7 @@ async def test_host_is_back_within_a_second_of_a_sigkilled_gateways_restart(
     assert attached_at - killed_at <= restart_s + ATTACH_SLACK_S, after_ready_s
 
     # Every tick the new gateway schedules after the re-attach is answered in time.
-    n = count(ledger, "SELECT count(*) FROM evaluations WHERE run_id = 2")
-    await wait_until(
-        lambda: count(ledger, "SELECT count(*) FROM evaluations WHERE run_id = 2") >= n + 4 * SLOTS,
-        timeout_s=30,
-        what="4 more ticks after the re-attach",
-    )
+    await more_ticks_in_run(ledger, 2, 4, timeout_s=30)
     assert await second.stop() == 0
     assert strategy.proc.returncode is None, "the strategy host stayed up and re-attached"
     rows = query(
@@ -119,7 +99,7 @@ async def test_host_is_back_within_a_second_of_a_sigkilled_gateways_restart(
     for slot_id, values in seqs.items():
         assert values == list(range(values[0], values[0] + len(values))), (slot_id, values)
 
-    (record,) = log_records(strategy, "re-attached to gateway")
+    (record,) = log_entries(strategy, "re-attached to gateway")
     print(f"host: detached_ms {record['detached_ms']}, attempts {record['attempts']}")
     assert record["attempts"] >= 1
     assert 1000 * DOWN_S <= record["detached_ms"] <= 1000 * (restart_s + ATTACH_SLACK_S)
@@ -188,7 +168,7 @@ async def test_an_attempt_at_an_address_that_never_answers_ends_at_the_connect_t
         print(f"attached {attached_s:.2f} s after the real gateway was ready")
         assert attached_s <= DEFAULT_CONNECT_TIMEOUT_S + ATTACH_SLACK_S
         reasons = [
-            r["reason"] for r in log_records(strategy, "gateway connection lost; attaching again")
+            r["reason"] for r in log_entries(strategy, "gateway connection lost; attaching again")
         ]
         assert reasons[0] == f"no connection to {addr} within 2 s (connect_timeout_s)", reasons
         assert gateway.proc.returncode is None
