@@ -23,7 +23,7 @@ import pytest
 
 from baton.local import Processes
 from baton.strategy.examples.momentum_v1 import MomentumV1
-from baton.strategy.host import DEFAULT_CONNECT_TIMEOUT_S, StrategyHost
+from baton.strategy.host import DEFAULT_CONNECT_TIMEOUT_S, HostExit, StrategyHost
 from tests.procs import (
     SLOTS,
     V1,
@@ -113,12 +113,14 @@ class Blackhole:
 
     accepted: list[float] = field(default_factory=list)
     given_up: list[float] = field(default_factory=list)
+    first_accepted: asyncio.Event = field(default_factory=asyncio.Event)
     first_given_up: asyncio.Event = field(default_factory=asyncio.Event)
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted.append(time.monotonic())
         self.writers.append(writer)
+        self.first_accepted.set()
         while await reader.read(65536):  # the client's preface: read and ignored
             pass
         self.given_up.append(time.monotonic())
@@ -196,3 +198,30 @@ async def test_cli_refuses_a_bad_connect_timeout_naming_the_flag(value: str) -> 
     _, err = await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode == 2, err.decode()
     assert "baton strategy: --connect-timeout: connect_timeout_s: must be" in err.decode()
+
+
+async def test_stop_cuts_an_attempt_that_hangs_in_the_connect(
+    blackhole: tuple[Blackhole, asyncio.Server],
+) -> None:
+    """SIGTERM while the attempt hangs (a pod deleted while its gateway's old address swallows
+    the handshake): the host stops at once, not at the connect timeout."""
+    hole, server = blackhole
+    port = server.sockets[0].getsockname()[1]
+    detached: list[str] = []
+    host = StrategyHost(
+        MomentumV1({}), f"127.0.0.1:{port}", connect_timeout_s=30, on_detached=detached.append
+    )
+    task = asyncio.create_task(host.run())
+    try:
+        async with asyncio.timeout(10):
+            await hole.first_accepted.wait()
+        host.stop()
+        stopped_at = time.monotonic()
+        async with asyncio.timeout(5):
+            assert await task is HostExit.STOPPED
+        assert time.monotonic() - stopped_at < 1.0
+        assert detached == []  # it never attached, and a stop is not an outage
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        host.close()

@@ -568,8 +568,8 @@ class StrategyHost:
             raise _StreamLost("gateway closed the stream before Welcome")
         if first.WhichOneof("body") != "welcome":
             raise _StreamLost(f"expected Welcome first, got {first.WhichOneof('body')}")
+        self._outage_over()  # first: on_attached (in _welcomed) sees this outage's figures
         self._welcomed(first.welcome)
-        self._outage_over()
 
         outbox: asyncio.Queue[_OutboxItem] = asyncio.Queue(self._max_in_flight)
         reader = asyncio.create_task(self._read_loop(call, outbox), name="strategy-reader")
