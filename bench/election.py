@@ -10,10 +10,11 @@ measurements, each on the pair the round before left (the roles alternate):
 - **planned**: the leader resigns (``Elector.resign()``: it stops, writes the lease free) and
   says so to the follower, which reads at once (``check()``; here the parent relays it, as the
   replication stream will): ms from the start of ``resign()`` to the follower leading.
-- **store fails**: every lease call of the leader refuses from a moment on (the cut): ms from the
-  cut to the leader stopping (its renew deadline after its last renewal), to the follower being
-  elected (a lease duration after it saw that renewal), and the margin between the two, during
-  which nobody executes (the safety margin: at least lease - renew deadline).
+- **store fails**: every lease call of the leader refuses from a moment on (the cut, at a random
+  moment of its retry period): ms from the cut to the leader stopping (its renew deadline after
+  its last renewal), to the follower being elected (a lease duration after it saw that
+  renewal), and the margin between the two, during which nobody executes (the safety margin:
+  at least lease - renew deadline).
 - **SIGKILL**: the leader process is SIGKILLed at a random moment of its retry period: ms from
   the kill to the follower being elected; a new process takes the dead one's place.
 
@@ -223,7 +224,9 @@ async def run_setup(
             leader, follower = follower, leader
             await settle(s)
 
-            # The leader's store refuses from the cut on.
+            # The leader's store refuses from the cut on, at a random moment of its renewal
+            # cycle (the pace above would otherwise cut at the same moment every round).
+            await asyncio.sleep(rng.random() * s.retry_period_ms / 1000)
             at, fat = leader.mark(), follower.mark()
             leader.tell("fail")
             cut = await leader.wait("cut", at, timeout_s=bound_s)
