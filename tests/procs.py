@@ -112,6 +112,16 @@ def assert_every_scheduled_evaluation_accounted(ledger: Path) -> dict[str, list[
     return seqs
 
 
+def seqs_by_run(ledger: Path) -> dict[int, dict[str, list[int]]]:
+    """run -> slot -> the seqs of its evaluations, in order."""
+    out: dict[int, dict[str, list[int]]] = {}
+    for run_id, slot_id, seq in query(
+        ledger, "SELECT run_id, slot_id, seq FROM evaluations ORDER BY run_id, slot_id, seq"
+    ):
+        out.setdefault(run_id, {}).setdefault(slot_id, []).append(seq)
+    return out
+
+
 def not_executed(ledger: Path) -> list[tuple[str, int]]:
     """Evaluations whose outcome is anything but executed (missed, error...): safe to read live."""
     sql = "SELECT outcome, count(*) FROM evaluations WHERE outcome != 'executed' GROUP BY 1"

@@ -20,6 +20,7 @@ from pathlib import Path
 from baton import wire
 from baton.common import ProcessFailed, Service
 from baton.control import ControlClient, summary_line
+from baton.demo_replicas import Replicas, run_changes
 from baton.gateway.core.venue import PricingKind
 from baton.gateway.report import format_report, presence_report, report_to_json
 from baton.gateway.timeline import write_html
@@ -86,6 +87,22 @@ def _parser() -> argparse.ArgumentParser:
         help="SIGKILL momentum's ACTIVE instance N times at random moments, starting a new "
         "instance each time (a pod's restart); the report adds failovers (0)",
     )
+    p.add_argument(
+        "--gateway-handovers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the gateway as two replicas with leader election and hand the leadership "
+        "over N times (a SIGTERM of the leader); the report adds gateway_handovers (0)",
+    )
+    p.add_argument(
+        "--gateway-kills",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the gateway as two replicas and SIGKILL the leader N times at random moments, "
+        "starting a new replica each time; the report adds gateway_failovers (0)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -95,13 +112,17 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> Path:
     logs = workdir / "logs"
     ledger = workdir / "ledger.sqlite"
     procs = Processes(logs)
+    replicas: Replicas | None = None
     try:
         sim = await procs.sim("sim", SimOptions(seed=args.seed, time_scale=args.time_scale))
-        gateway = await procs.gateway(
-            "gateway",
-            sim,
-            GatewayOptions(ledger=ledger, cadence_s=args.cadence_s, pricing=args.pricing),
-        )
+        options = GatewayOptions(ledger=ledger, cadence_s=args.cadence_s, pricing=args.pricing)
+        gateway: Service | str
+        if args.gateway_handovers or args.gateway_kills:
+            replicas = Replicas(procs, sim, options)
+            gateway = await replicas.start()
+        else:
+            gateway = await procs.gateway("gateway", sim, options)
+        addr = gateway if isinstance(gateway, str) else gateway.ready["grpc_addr"]
         standby = ["--standby", args.standby]
         strategy = await procs.strategy(
             "strategy-v1", gateway, V1, pod_name="momentum-v1", extra=standby
@@ -120,10 +141,22 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> Path:
             f"{args.duration:g}s, bets priced {args.pricing} (logs in {logs})",
             file=sys.stderr,
         )
+        if replicas is not None:
+            await run_changes(
+                replicas,
+                handovers=args.gateway_handovers,
+                kills=args.gateway_kills,
+                duration_s=args.duration,
+                cadence_s=args.cadence_s,
+                seed=args.seed,
+            )
+            await replicas.stop(timeout_s=args.cadence_s + 10)
+            return ledger
         if args.kill_active:
-            await _run_kills(args, procs, gateway, hosts)
+            await _run_kills(args, procs, addr, hosts)
         else:
-            await _run_handoffs(args, procs, gateway, strategy)
+            await _run_handoffs(args, procs, addr, strategy)
+        assert isinstance(gateway, Service)
         code = await procs.reap(gateway, timeout_s=args.cadence_s + 10)
         if code != 0:
             raise ProcessFailed(f"gateway exited with {code}:\n{gateway.log_tail()}")
@@ -133,7 +166,7 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> Path:
 
 
 async def _run_handoffs(
-    args: argparse.Namespace, procs: Processes, gateway: Service, blue: Service
+    args: argparse.Namespace, procs: Processes, gateway: str, blue: Service
 ) -> None:
     """Let the clock run for ``--duration``, performing ``--handoffs`` handoffs spread evenly
     over it: each starts the other version as a new process and promotes it."""
@@ -141,7 +174,7 @@ async def _run_handoffs(
     end = loop.time() + args.duration
     n = max(args.handoffs, 0)
     policy = wire.policy_to_proto(HandoffPolicy(bake_ms=round(args.bake_s * 1000)))
-    async with ControlClient(gateway.ready["grpc_addr"]) as client:
+    async with ControlClient(gateway) as client:
         for i in range(n):
             # Pace the handoffs through the run: this is the demo's schedule, not a wait.
             await asyncio.sleep(max(0.0, (end - loop.time()) / (n - i + 1)))
@@ -163,7 +196,7 @@ async def _run_handoffs(
 
 
 async def _run_kills(
-    args: argparse.Namespace, procs: Processes, gateway: Service, hosts: dict[str, Service]
+    args: argparse.Namespace, procs: Processes, gateway: str, hosts: dict[str, Service]
 ) -> None:
     """Let the clock run for ``--duration``, SIGKILLing momentum's ACTIVE ``--kill-active``
     times at random moments; each time a new instance is started in its place (a pod's
@@ -173,7 +206,7 @@ async def _run_kills(
     n = args.kill_active
     rng = random.Random(args.seed)
     extra = ["--standby", args.standby]
-    async with ControlClient(gateway.ready["grpc_addr"]) as client:
+    async with ControlClient(gateway) as client:
         for i in range(n):
             # The demo's schedule, with a random moment inside a tick: not a wait on a state.
             share = (end - loop.time()) / (n - i + 1)
@@ -210,7 +243,12 @@ async def _standby_following(client: ControlClient, *, timeout_s: float) -> None
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (args.gateway_handovers or args.gateway_kills) and (args.handoffs or args.kill_active):
+        parser.error("--gateway-handovers/--gateway-kills: not with --handoffs or --kill-active")
+    if min(args.gateway_handovers, args.gateway_kills) < 0:
+        parser.error("--gateway-handovers and --gateway-kills must be >= 0")
     with tempfile.TemporaryDirectory(prefix="baton-demo-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -85,15 +85,17 @@ class GatewayOptions:
 
 
 def strategy_args(
-    gateway: Service,
+    gateway: Service | str,
     entrypoint: str,
     pod_name: str,
     config: Mapping[str, Any] | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """``baton strategy`` attached to ``gateway``; ``config`` None: the strategy's defaults;
-    ``extra``: more flags (``--standby hot``...)."""
-    args = ["strategy", "--gateway", gateway.ready["grpc_addr"], "--entrypoint", entrypoint]
+    """``baton strategy`` attached to ``gateway`` (its process, or an address: gateway replicas
+    share one); ``config`` None: the strategy's defaults; ``extra``: more flags (``--standby
+    hot``...)."""
+    addr = gateway if isinstance(gateway, str) else gateway.ready["grpc_addr"]
+    args = ["strategy", "--gateway", addr, "--entrypoint", entrypoint]
     if config is not None:
         args += ["--config", json.dumps(dict(config))]
     return [*args, "--pod-name", pod_name, *extra]
@@ -141,7 +143,7 @@ class Processes:
     async def strategy(
         self,
         name: str,
-        gateway: Service,
+        gateway: Service | str,
         entrypoint: str,
         *,
         pod_name: str | None = None,

@@ -24,19 +24,11 @@ from tests.procs import (
     not_executed,
     query,
     run_ticks,
+    seqs_by_run,
     wait_until,
 )
 
 DOWN_S = 3.0
-
-
-def seqs_by_run(ledger: Path) -> dict[int, dict[str, list[int]]]:
-    out: dict[int, dict[str, list[int]]] = {}
-    for run_id, slot_id, seq in query(
-        ledger, "SELECT run_id, slot_id, seq FROM evaluations ORDER BY run_id, slot_id, seq"
-    ):
-        out.setdefault(run_id, {}).setdefault(slot_id, []).append(seq)
-    return out
 
 
 @pytest.mark.timeout(120)

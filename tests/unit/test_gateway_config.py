@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from baton.common import ConfigError
-from baton.gateway.config import ClockStart, load_gateway_config
+from baton.gateway.config import ClockStart, LeaderBackend, load_gateway_config
 from baton.gateway.core.venue import PricingKind
 
 
@@ -47,6 +47,24 @@ def test_the_send_queue_default_holds_four_ticks(markets: int, expected: int) ->
     config = load_gateway_config(None, environ={"BATON_GATEWAY__MARKETS": names})
     assert config.send_queue == expected
     assert config.send_queue >= 4 * len(config.slots)
+
+
+def test_leader_election_is_off_by_default_and_each_start_is_a_new_candidate() -> None:
+    config = load_gateway_config(None, environ={})
+    assert config.leader.backend is LeaderBackend.OFF
+    assert not config.leader.enabled
+    assert (
+        config.leader.lease.lease_duration_ms,
+        config.leader.lease.renew_deadline_ms,
+        config.leader.lease.retry_period_ms,
+    ) == (4000, 3000, 500)
+    env = {"BATON_LEADER__BACKEND": "local", "BATON_LEADER__IDENTITY": "gw-a"}
+    first, second = (load_gateway_config(None, environ=env).leader for _ in range(2))
+    assert first.enabled
+    assert first.identity.startswith("gw-a-")
+    assert second.identity.startswith("gw-a-")
+    # A restarted replica never mistakes the lease its previous life held for its own.
+    assert first.identity != second.identity
 
 
 def test_flat_pricing_stays_a_named_option() -> None:
@@ -95,6 +113,16 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ({"BATON_GATEWAY__HISTORY": "1.5"}, "gateway.history", "expected an integer"),
         ({"BATON_GATEWAY__CADENCS_S": "1"}, "gateway.cadencs_s", "unknown setting"),
         ({"BATON_GATEWAY__SEND_QUEUE": "20"}, "gateway.send_queue", "at least two ticks (32"),
+        ({"BATON_LEADER__BACKEND": "zookeeper"}, "leader.backend", "expected one of off, local"),
+        (
+            {"BATON_LEADER__RENEW_DEADLINE_MS": "4000"},
+            "leader.renew_deadline_ms",
+            "must be < leader.lease_duration_ms (4000)",
+        ),
+        ({"BATON_LEADER__RETRY_PERIOD_MS": "0"}, "leader.retry_period_ms", "must be > 0"),
+        ({"BATON_LEADER__LEASE_DURATION_MS": "4s"}, "leader.lease_duration_ms", "an integer"),
+        ({"BATON_LEADER__IDENTITY": "gw a"}, "leader.identity", "expected letters"),
+        ({"BATON_LEADER__LEASE_NAME": "Leader_1"}, "leader.lease_name", "a DNS label"),
     ],
     ids=[
         "negative cadence",
@@ -116,6 +144,12 @@ def test_file_then_environment(tmp_path: Path) -> None:
         "fractional history",
         "a typo is an unknown setting, not silently ignored",
         "send queue shorter than two ticks",
+        "unknown election backend",
+        "renew deadline not under the lease",
+        "no retry period",
+        "lease duration with a unit",
+        "identity with a space",
+        "lease name not a DNS label",
     ],
 )
 def test_errors_name_the_setting(env: dict[str, str], setting: str, problem: str) -> None:

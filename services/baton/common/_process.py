@@ -28,6 +28,9 @@ class Service:
         self.proc = proc
         self.log_path = log_path
         self.ready: dict[str, Any] = {}
+        # Ready lines after the first (a gateway replica announces when it starts to lead).
+        self.announced: list[dict[str, Any]] = []
+        self._announced = asyncio.Event()
         self._stdout_task: asyncio.Task[None] | None = None
 
     @property
@@ -68,8 +71,38 @@ class Service:
         return self.ready
 
     async def _drain(self, stdout: asyncio.StreamReader) -> None:
-        while await stdout.read(65536):
-            pass
+        while line := await stdout.readline():
+            fields = parse_ready(line.decode(errors="replace"))
+            if fields is not None:
+                self.announced.append(fields)
+                self._announced.set()
+
+    async def wait_announced(self, key: str, value: Any, timeout_s: float) -> dict[str, Any]:
+        """The first later ready line whose ``key`` is ``value`` (e.g. ``role`` ``leader``)."""
+
+        async def find() -> dict[str, Any]:
+            while True:
+                for fields in self.announced:
+                    if fields.get(key) == value:
+                        return fields
+                if self.proc.returncode is not None:
+                    raise ProcessFailed(
+                        f"{self.name} exited with {self.proc.returncode} before announcing "
+                        f"{key}={value!r}:\n{self.log_tail()}"
+                    )
+                self._announced.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):  # also notice an exit
+                        await self._announced.wait()
+
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await find()
+        except TimeoutError:
+            raise ProcessFailed(
+                f"{self.name} did not announce {key}={value!r} within {timeout_s}s:\n"
+                f"{self.log_tail()}"
+            ) from None
 
     async def stop(self, timeout_s: float = 10.0, sig: int = signal.SIGTERM) -> int:
         """Signal the child, wait for it (bounded), kill it if it does not go. Its exit code."""

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from baton.gateway.config import ClockStart, GatewayConfig
 from baton.gateway.coordinator import Coordinator
 from baton.gateway.core.book import StrategyEntry
-from baton.gateway.core.market import MarketBook
 from baton.gateway.core.pricing import pricing_model
 from baton.gateway.core.records import EvaluationRecord
 from baton.gateway.core.router import Router
@@ -34,8 +34,9 @@ from baton.gateway.feed_sink import MarketSink
 from baton.gateway.freshness_watch import FreshnessWatch
 from baton.gateway.instances import Instances
 from baton.gateway.lanes import Lane, Lanes
-from baton.gateway.ledger import Ledger
+from baton.gateway.ledger import Ledger, LedgerError, RunEnd
 from baton.gateway.ledger_writer import LedgerWriter
+from baton.gateway.market_data import BookSink, MarketData, market_book
 from baton.gateway.metrics import GatewayMetrics, MetricsServer
 from baton.gateway.outcomes import GatewayStats, Outcomes
 from baton.gateway.ports import HandoffFacts
@@ -60,22 +61,49 @@ def wall_ms_f() -> float:
     return time.time_ns() / 1_000_000
 
 
-class Gateway:
-    """One gateway process. ``start()`` binds and begins; ``stop()`` ends cleanly."""
+def always() -> bool:
+    return True
 
-    def __init__(self, config: GatewayConfig, *, now_ms: Callable[[], int] = wall_ms) -> None:
+
+class Gateway:
+    """One gateway process. ``start()`` binds and begins; ``stop()`` ends cleanly.
+
+    Under leader election (``replica.Replica`` builds it once elected) it leads ``term`` and
+    executes only while ``executing()`` holds: the ticker's dispatch, the execution of an answer
+    and a settlement each ask it at that instant (docs/gateway-standby.md). Without election the
+    term is 0 and it always executes. ``registry``: the replica's, which already serves /metrics;
+    ``market``: the replica's market book and running feed (``market_data.py``), taken over warm.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        now_ms: Callable[[], int] = wall_ms,
+        term: int = 0,
+        executing: Callable[[], bool] = always,
+        registry: CollectorRegistry | None = None,
+        market: MarketData | None = None,
+    ) -> None:
         self.config = config
         self._now_ms = now_ms
-        self.ledger = Ledger(config.ledger_path, max_pending_rows=config.ledger_max_pending_rows)
-        self.slots = config.slots
-        self.market = MarketBook(
-            config.streams, depth=max(config.history, config.venue.vol_window, 1)
+        self.term = term
+        self._executing = executing
+        self.ledger = Ledger(
+            config.ledger_path, max_pending_rows=config.ledger_max_pending_rows, term=term
         )
+        self.slots = config.slots
+        self._warm = market
+        self.market = market.book if market is not None else market_book(config)
         # Sequence numbers never go backwards, even across gateway restarts; one clock for the
         # whole book, so every strategy's evaluation of a (slot, tick) has the same seq.
         self._seq_base = {k: v + 1 for k, v in self.ledger.last_seqs().items()}
         self.stats = GatewayStats()
-        self.metrics = GatewayMetrics(s.slot_id for s in self.slots)
+        self.metrics = GatewayMetrics(
+            (s.slot_id for s in self.slots),
+            registry=registry,
+            feed=market.metrics if market is not None else None,
+        )
         self._metrics_server = MetricsServer(self.metrics.registry)
         self.metrics_addr: str | None = None  # bound HOST:PORT of /metrics, once started
         self.writer = LedgerWriter(self.ledger, self.metrics, now_ms)
@@ -113,8 +141,13 @@ class Gateway:
             peers=self.instances,
             stats=self.stats,
             now_ms=now_ms,
+            executing=executing,
         )
-        self.feed = ExchangeFeed(config.exchange, config.streams, sink, self.metrics.feed)
+        self._sink = sink
+        if market is not None:
+            self.feed = market.feed  # already running: the replica owns its task
+        else:
+            self.feed = ExchangeFeed(config.exchange, config.streams, sink, self.metrics.feed)
         self.ticker = Ticker(
             cadence_ms=config.cadence_ms,
             lanes=self.lanes,
@@ -132,6 +165,7 @@ class Gateway:
             stopping=self._stopping,
             now_ms=now_ms,
             wall_ms_f=wall_ms_f,
+            executing=executing,
             warmup=BackfillGate(
                 feed=self.feed,
                 book=self.market,
@@ -173,6 +207,7 @@ class Gateway:
             facts=facts,
             stats=self.stats,
             now_ms=now_ms,
+            executing=self._executing,
         )
         handoffs = Coordinator(
             fleet=self.instances,
@@ -245,7 +280,10 @@ class Gateway:
             self.metrics_addr = self._metrics_server.start(self.config.metrics_listen)
         await server.start()
         self._server = server
-        self._tasks.append(asyncio.create_task(self.feed.run(), name="feed"))
+        if self._warm is not None:
+            self._warm.sink.target = self._sink  # from now on candles are recorded and settle
+        else:
+            self._tasks.append(asyncio.create_task(self.feed.run(), name="feed"))
         self._clock_task = asyncio.create_task(self.ticker.run(), name="clock")
         if self.config.clock_start is ClockStart.IMMEDIATE:
             self._clock_go.set()
@@ -262,14 +300,42 @@ class Gateway:
     def request_stop(self) -> None:
         self._stopping.set()
 
+    async def stop_listening(self) -> None:
+        """Close the gRPC port and every stream at once (a deposed leader: nothing it could
+        still receive may be executed, and the new leader may bind the same address)."""
+        if self._server is not None:
+            await self._server.stop(0)
+
     async def wait_stopped(self) -> None:
         await self._stopping.wait()
 
-    async def stop(self, grace_s: float = 2.0) -> None:
-        """Finish the tick in flight (answers or timeouts), record it, then close everything."""
+    async def stop_after_next_tick(self, grace_s: float = 2.0) -> None:
+        """A planned handover (docs/gateway-standby.md): dispatch the next tick, resolve and
+        write it, then stop; the next leader takes over within the cadence that follows, so no
+        tick is left unscheduled. Bounded: a clock that has not started stops at once, and one
+        tick is at most two cadences away (the tick and its deadline)."""
+        ticker = self.ticker
+        if ticker.clock_started.is_set() and not self._stopping.is_set():
+            ticker.last_tick.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2 * self.config.cadence_ms / 1000 + grace_s):
+                    await ticker.clock_stopped.wait()
+        await self.stop(grace_s, end=RunEnd.HANDOVER)
+
+    async def stop(self, grace_s: float = 2.0, *, end: RunEnd = RunEnd.STOPPED) -> None:
+        """Finish the tick in flight (answers or timeouts), record it and how the run ``end``s,
+        then close everything."""
         self._stopping.set()
         if self._clock_task is not None:
             await self._clock_task
+        if self.run_id:
+            try:
+                self.ledger.end_run(ended_ms=self._now_ms(), reason=end.value)
+            except LedgerError as exc:  # the report then reads the run as one that never said
+                log.error("cannot record the run's end", extra={"error": str(exc)})
+        if self._warm is not None:
+            # The replica's feed outlives this gateway: its candles no longer reach the ledger.
+            self._warm.sink.target = BookSink(self.market, self._now_ms)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

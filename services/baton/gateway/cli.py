@@ -14,6 +14,7 @@ from prometheus_client import disable_created_metrics
 from baton.common import ConfigError, announce_ready, load_settings, setup_logging, setup_tracing
 from baton.gateway.app import Gateway
 from baton.gateway.config import GatewayConfig, gateway_config_from
+from baton.gateway.replica import Exit, Replica, lease_store
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,15 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     return gateway_config_from(flat)
 
 
+async def serve_replica(config: GatewayConfig) -> Exit:
+    """Under leader election (``leader.backend``): follow, lead once, stop."""
+    replica = Replica(config, lease_store(config))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, replica.request_stop)
+    return await replica.run()
+
+
 async def serve(config: GatewayConfig) -> None:
     gateway = Gateway(config)
     loop = asyncio.get_running_loop()
@@ -87,6 +97,9 @@ def main(argv: list[str]) -> int:
     disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated in the library
     provider = setup_tracing("baton-gateway")
     try:
+        if config.leader.enabled:
+            # 3: deposed (its supervisor starts a new follower); 1: elected but could not start.
+            return asyncio.run(serve_replica(config)).code
         asyncio.run(serve(config))
     except StartError as exc:
         print(f"baton gateway: {exc}", file=sys.stderr)

@@ -32,12 +32,25 @@ Example file (every key optional)::
 
     [metrics]
     listen = "127.0.0.1:9464"   # Prometheus /metrics; "off" disables, port 0 picks a free one
+
+    [leader]                    # two replicas, one leader (docs/gateway-standby.md)
+    backend = "off"             # "local" (a lease file) or "kube" (a coordination.k8s.io Lease)
+    identity = ""               # default: $POD_NAME or the host name; a random suffix is added
+    lease_duration_ms = 4000
+    renew_deadline_ms = 3000
+    retry_period_ms = 500
+    lease_path = ""             # local: default <ledger path>.lease (replicas sharing its folder)
+    lease_name = "baton-gateway-leader"   # kube: the Lease's name ...
+    namespace = ""              # ... and namespace (default: the pod's own, else "default")
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import os
+import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +58,8 @@ from typing import Any
 
 from baton.common import ConfigError, Settings, load_settings
 from baton.gateway.core.freshness import default_stale_after_ms
+from baton.gateway.core.leadership import SettingError
+from baton.gateway.core.leadership import Settings as LeaseSettings
 from baton.gateway.core.venue import PricingKind, VenueConfig
 from baton.gateway.exchange import ExchangeConfig
 from baton.gateway.ledger import DEFAULT_MAX_PENDING_ROWS
@@ -68,6 +83,11 @@ MAX_BACKFILL_WAIT_S = 600.0
 METRICS_OFF = ("", "off")
 
 
+DEFAULT_LEASE_NAME = "baton-gateway-leader"
+# Where a pod finds its own namespace (the service account's mount).
+POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
 def reference_markets() -> tuple[Market, ...]:
     return tuple(parse_market(spec, "gateway.markets") for spec in REFERENCE_MARKETS)
 
@@ -75,6 +95,29 @@ def reference_markets() -> tuple[Market, ...]:
 class ClockStart(enum.Enum):
     ON_FIRST_ACTIVE = "on_first_active"  # presence counts from the first deployed strategy
     IMMEDIATE = "immediate"  # the clock runs (and records misses) from gateway start
+
+
+class LeaderBackend(enum.Enum):
+    OFF = "off"  # one gateway, always executing (no election): today's single replica
+    LOCAL = "local"  # a lease file under flock: replicas on one machine (demo, tests)
+    KUBE = "kube"  # a coordination.k8s.io/v1 Lease: the chart's replicas
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderConfig:
+    """Leader election among gateway replicas (docs/gateway-standby.md). ``identity`` is this
+    process's, unique per start: a restarted replica is a new candidate, never the old holder."""
+
+    backend: LeaderBackend = LeaderBackend.OFF
+    identity: str = ""
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
+    lease_path: Path | None = None  # LOCAL; None: beside the ledger
+    lease_name: str = DEFAULT_LEASE_NAME  # KUBE
+    namespace: str = "default"  # KUBE
+
+    @property
+    def enabled(self) -> bool:
+        return self.backend is not LeaderBackend.OFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +140,7 @@ class GatewayConfig:
     stale_after_ms_setting: int | None = None
     # The clock's first tick waits at most this long for the backfill of every stream.
     backfill_wait_s: float = DEFAULT_BACKFILL_WAIT_S
+    leader: LeaderConfig = field(default_factory=LeaderConfig)
 
     @property
     def stale_after_ms(self) -> int:
@@ -254,9 +298,66 @@ def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
             minimum=0.0,
             maximum=MAX_BACKFILL_WAIT_S,
         ),
+        leader=_leader(s),
     )
     s.check_unknown(())
     return config
+
+
+def _leader(s: Settings) -> LeaderConfig:
+    raw = s.text("leader.backend", LeaderBackend.OFF.value)
+    try:
+        backend = LeaderBackend(raw.strip().lower())
+    except ValueError:
+        choices = ", ".join(b.value for b in LeaderBackend)
+        raise ConfigError("leader.backend", f"expected one of {choices}, got {raw!r}") from None
+    d = LeaseSettings()
+    try:
+        lease = LeaseSettings(
+            lease_duration_ms=s.integer("leader.lease_duration_ms", d.lease_duration_ms),
+            renew_deadline_ms=s.integer("leader.renew_deadline_ms", d.renew_deadline_ms),
+            retry_period_ms=s.integer("leader.retry_period_ms", d.retry_period_ms),
+        )
+    except SettingError as exc:
+        raise ConfigError(exc.setting, exc.problem) from None
+    base = _optional_text(s, "leader.identity") or os.environ.get("POD_NAME", "")
+    base = base or socket.gethostname() or "gateway"
+    if not all(c.isalnum() or c in "-_." for c in base):
+        raise ConfigError(
+            "leader.identity", f"expected letters, digits, '-', '_', '.', got {base!r}"
+        )
+    namespace = _optional_text(s, "leader.namespace")
+    if not namespace:
+        try:
+            namespace = POD_NAMESPACE_FILE.read_text().strip() or "default"
+        except OSError:
+            namespace = "default"
+    lease_path = _optional_text(s, "leader.lease_path")
+    return LeaderConfig(
+        backend=backend,
+        # A random suffix: a replica that restarts (same pod name) is a new candidate and never
+        # mistakes the lease its previous life held for its own.
+        identity=f"{base}-{secrets.token_hex(3)}",
+        lease=lease,
+        lease_path=Path(lease_path) if lease_path else None,
+        lease_name=_dns_label(s.text("leader.lease_name", DEFAULT_LEASE_NAME), "leader.lease_name"),
+        namespace=_dns_label(namespace, "leader.namespace"),
+    )
+
+
+def _optional_text(s: Settings, key: str) -> str:
+    """A text setting whose absence (or "") means "derive it": "" when not given."""
+    if s.raw(key, None) in (None, ""):
+        return ""
+    return s.text(key, "").strip()
+
+
+def _dns_label(value: str, key: str) -> str:
+    text = value.strip()
+    ok = 0 < len(text) <= 63 and text[0].isalnum() and text[-1].isalnum()
+    if not ok or not all(c.islower() or c.isdigit() or c == "-" for c in text):
+        raise ConfigError(key, f"expected a DNS label (a-z, 0-9, '-', <= 63), got {value!r}")
+    return text
 
 
 def _choice(s: Settings, key: str, default: PricingKind) -> PricingKind:

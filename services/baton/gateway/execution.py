@@ -28,6 +28,9 @@ from baton.v1 import gateway_pb2 as gw
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("baton.gateway")
 
+# A dropped decision's reason when this replica no longer leads (docs/gateway-standby.md).
+NOT_LEADING = "not leading"
+
 
 class Execution:
     def __init__(
@@ -43,6 +46,7 @@ class Execution:
         facts: HandoffFacts,
         stats: GatewayStats,
         now_ms: Callable[[], int],
+        executing: Callable[[], bool] = lambda: True,
     ) -> None:
         self._router = router
         self._strategy = router.strategy
@@ -55,6 +59,7 @@ class Execution:
         self._facts = facts
         self._stats = stats
         self._now_ms = now_ms
+        self._executing = executing  # leader election: may this replica execute right now?
         self._said_no_clock = False
 
     def on_decision(self, instance_id: str, msg: gw.Decision) -> None:
@@ -100,7 +105,18 @@ class Execution:
                 # A hot standby's answers (docs/standby.md): every tick for ever, and compared
                 # by state digest, not decision by decision: not a row each in the ledger.
                 return
-        if judgement.verdict not in (Verdict.EXECUTE, Verdict.ERROR) or pending is None:
+        verdict = judgement.verdict
+        if (
+            verdict in (Verdict.EXECUTE, Verdict.ERROR)
+            and pending is not None
+            and not self._executing()
+        ):
+            # Deposed (or past its renew deadline) between the dispatch and this answer: the
+            # next leader owns the tick; nothing is executed twice (docs/gateway-standby.md).
+            slot_id, seq, epoch = decision.slot_id, decision.seq, decision.epoch
+            self._drop(instance_id, slot_id, seq, epoch, now, action, NOT_LEADING)
+            return
+        if verdict not in (Verdict.EXECUTE, Verdict.ERROR) or pending is None:
             self._drop(
                 instance_id,
                 decision.slot_id,

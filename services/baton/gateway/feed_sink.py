@@ -29,6 +29,7 @@ class MarketSink:
         peers: Peers,
         stats: GatewayStats,
         now_ms: Callable[[], int],
+        executing: Callable[[], bool] = lambda: True,
     ) -> None:
         self._book = book
         self._venues = venues  # (strategy, its venue) for every strategy of the book
@@ -36,6 +37,9 @@ class MarketSink:
         self._peers = peers
         self._stats = stats
         self._now_ms = now_ms
+        # Leader election: only the leader settles (a deposed one leaves its open bets to the
+        # next leader, which settles them from the ledger and its own feed).
+        self._executing = executing
 
     def on_candle(self, candle: Candle, source: str) -> None:
         now = self._now_ms()
@@ -44,6 +48,8 @@ class MarketSink:
             return
         self._stats.candles_closed += 1
         self._ledger.record_candle(candle, source=source, observed_ms=now)
+        if not self._executing():
+            return
         for strategy, venue in self._venues():
             for settlement in venue.on_candle(candle):
                 self._ledger.record_settlement(settlement, settled_ms=now)

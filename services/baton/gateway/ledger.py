@@ -14,14 +14,23 @@ Readers (``baton presence``, tests) open the file read-only with ``open_readonly
 The schema is versioned in the ``meta`` table. Opening a ledger applies the migrations it is
 missing (in one transaction); a ledger written by a newer baton is refused, never modified.
 A read-only open never migrates: readers treat a table an older schema lacks as empty.
+
+Every commit (a flush, a run, a change of the book) gets the next **position** and the
+ledger's **term**, written in the same transaction to the ``replication`` table, and is handed
+to ``on_commit`` as a ``LedgerBatch`` (core/replication.py): what a standby's ledger applies
+(``apply``) to hold exactly the leader's rows (docs/gateway-standby.md, "Replication").
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
+import logging
+import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import TracebackType
@@ -36,9 +45,21 @@ from baton.gateway.core.records import (
     InstanceEvent,
     Staleness,
 )
+from baton.gateway.core.replication import (
+    ORIGIN,
+    BatchRefused,
+    LedgerBatch,
+    Position,
+    Row,
+    Statement,
+    Write,
+    check_batch,
+)
 from baton.model import Action, Candle, Fill, Settlement
 
-SCHEMA_VERSION = 5
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 7
 # The one strategy a pre-book ledger (schema < 4) served: the first one that attached.
 _FIRST_STRATEGY = "COALESCE((SELECT strategy FROM instance_events ORDER BY id LIMIT 1), '')"
 
@@ -306,6 +327,30 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             result TEXT NOT NULL,
             message TEXT NOT NULL) WITHOUT ROWID""",
     ),
+    # 5 -> 6: replication (docs/gateway-standby.md). One row per commit: its position (1, 2,
+    # 3...), the term of the leader that wrote it (0: no election) and when. A run names the
+    # term it ran under (NULL: a gateway that took no part in an election, as every run before
+    # schema 6). A ledger that already holds rows gets position 1, term 0 for them: they are a
+    # history no other ledger shares, so a new standby is sent a snapshot of them, never
+    # batches after them.
+    (
+        """CREATE TABLE replication (
+            position INTEGER PRIMARY KEY,
+            term INTEGER NOT NULL,
+            committed_ms INTEGER NOT NULL)""",
+        "ALTER TABLE runs ADD COLUMN term INTEGER",
+        """INSERT INTO replication (position, term, committed_ms)
+            SELECT 1, 0, CAST(strftime('%s', 'now') AS INTEGER) * 1000
+            WHERE EXISTS (SELECT 1 FROM runs)""",
+    ),
+    # 6 -> 7: how a run ended, written by the gateway on its way out (docs/gateway-standby.md):
+    # "stopped" (asked to), "handover" (a replica that handed its leadership over at a tick
+    # boundary), "deposed" (a replica that lost it). NULL: it never said (killed, crashed, or
+    # a run before schema 7). The report tells a gateway handover from a failover by it.
+    (
+        "ALTER TABLE runs ADD COLUMN ended_ms INTEGER",
+        "ALTER TABLE runs ADD COLUMN end_reason TEXT",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -348,11 +393,34 @@ _INSERTS: dict[str, str] = {
 }
 
 # After a flush that wrote checkpoints: only each strategy's last ``kept`` stay.
-_PRUNE_CHECKPOINTS = """DELETE FROM checkpoints WHERE strategy = ? AND checkpoint_id NOT IN (
-    SELECT checkpoint_id FROM checkpoints WHERE strategy = ? ORDER BY taken_ms DESC LIMIT ?)"""
+_PRUNE_CHECKPOINTS = """DELETE FROM checkpoints WHERE strategy = ?1 AND checkpoint_id NOT IN (
+    SELECT checkpoint_id FROM checkpoints WHERE strategy = ?1 ORDER BY taken_ms DESC LIMIT ?2)"""
 
 _UPSERT_SLOT_SEQ = """INSERT INTO slot_seqs (slot_id, last_seq) VALUES (?, ?)
     ON CONFLICT (slot_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)"""
+
+_RECORD_STRATEGY = """INSERT INTO strategies (name, slots, stake, added_ms, run_id)
+    VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET slots = excluded.slots,
+    stake = excluded.stake, added_ms = excluded.added_ms, run_id = excluded.run_id,
+    retired_ms = NULL WHERE retired_ms IS NOT NULL"""
+
+# Every statement a commit runs, by the name a LedgerBatch gives it: the leader runs it on its
+# rows, a follower runs the same on the same rows (``apply``). The runs row carries its id on
+# the follower, so run ids are the leader's; every other id is the next rowid, which the same
+# inserts into the same rows make the same.
+_STATEMENTS: dict[Statement, str] = {
+    Statement.RUNS: """INSERT INTO runs (id, started_ms, cadence_ms, slots, config, term)
+        VALUES (?, ?, ?, ?, ?, ?)""",
+    Statement.STRATEGIES: _RECORD_STRATEGY,
+    Statement.RETIRE_STRATEGY: "UPDATE strategies SET retired_ms = ? WHERE name = ?",
+    Statement.END_RUN: "UPDATE runs SET ended_ms = ?, end_reason = ? WHERE id = ?",
+    **{Statement(table): sql for table, sql in _INSERTS.items()},
+    Statement.SLOT_SEQS: _UPSERT_SLOT_SEQ,
+    Statement.PRUNE_CHECKPOINTS: _PRUNE_CHECKPOINTS,
+}
+assert set(_STATEMENTS) == set(Statement)
+
+_INSERT_REPLICATION = "INSERT INTO replication (position, term, committed_ms) VALUES (?, ?, ?)"
 
 _Row = tuple[Any, ...]
 
@@ -403,6 +471,11 @@ class LedgerOpenError(LedgerError):
 
 class LedgerSchemaError(LedgerOpenError):
     """The ledger's schema is newer than this baton understands."""
+
+
+class ReplicationRefused(LedgerError):
+    """``apply`` refused a batch (out of order, of an older term, or from a newer baton):
+    nothing of it was written."""
 
 
 # -- schema -------------------------------------------------------------------------------------
@@ -489,6 +562,74 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def read_last_commit(conn: sqlite3.Connection) -> Position:
+    """A ledger's last commit ((0, 0): none, or a ledger before schema 6)."""
+    if not _has_table(conn, "replication"):
+        return ORIGIN
+    row = conn.execute(
+        "SELECT position, term FROM replication ORDER BY position DESC LIMIT 1"
+    ).fetchone()
+    return ORIGIN if row is None else Position(row[0], row[1])
+
+
+def snapshot_ledger(path: str | Path) -> tuple[Position, bytes]:
+    """The whole ledger as one SQLite image (``serialize``), and its last commit, both read in
+    one read transaction on a connection of its own (WAL: the writer is not held up)."""
+    p = Path(path)
+    conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        at = read_last_commit(conn)
+        data = conn.serialize()
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return at, data
+
+
+def install_snapshot(path: str | Path, image: bytes, *, keep_as: Path | None) -> Position:
+    """Put a leader's ledger image in place of the ledger at ``path`` (closed by the caller);
+    the image's last commit. The old file, if ``keep_as``, stays there (a hard link); its
+    ``-wal``/``-shm`` are removed so that they are never read as the new file's.
+
+    The image is written beside the ledger, synced, checked to be a ledger, then renamed over
+    it: a crash leaves the old ledger or the new one, never a mix.
+    """
+    p = Path(path)
+    tmp = p.with_name(p.name + ".snapshot-tmp")
+    data = bytearray(image)
+    # The image's header says WAL (bytes 18-19 = 2). Without its -wal and -shm next to it a
+    # WAL file is opened fine, but a rollback-journal header (1) makes the file
+    # self-contained on its own; the Ledger that opens it sets WAL again.
+    data[18:20] = b"\x01\x01"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        check = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            _schema_version(check, tmp)
+            at = read_last_commit(check)
+        finally:
+            check.close()
+    except (sqlite3.Error, LedgerError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise LedgerOpenError(f"the snapshot for {p} is not a readable ledger: {exc}") from exc
+    if keep_as is not None and p.exists():
+        keep_as.unlink(missing_ok=True)
+        os.link(p, keep_as)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{p}{suffix}").unlink(missing_ok=True)
+    os.replace(tmp, p)
+    dir_fd = os.open(p.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return at
 
 
 # -- rows <-> records ---------------------------------------------------------------------------
@@ -650,6 +791,14 @@ def _candle_from_row(row: _Row) -> Candle:
 # -- the writer ---------------------------------------------------------------------------------
 
 
+class RunEnd(enum.Enum):
+    """How a gateway run ended (``runs.end_reason``, schema 7)."""
+
+    STOPPED = "stopped"  # asked to stop
+    HANDOVER = "handover"  # a replica handed its leadership over at a tick boundary
+    DEPOSED = "deposed"  # a replica lost its leadership (and stopped)
+
+
 class Ledger:
     """The gateway's writer. One per ledger file; not thread-safe (the gateway is one loop)."""
 
@@ -659,6 +808,9 @@ class Ledger:
         *,
         busy_timeout_ms: int = 1000,
         max_pending_rows: int = DEFAULT_MAX_PENDING_ROWS,
+        on_commit: Callable[[LedgerBatch], None] | None = None,
+        term: int = 0,
+        now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         if max_pending_rows < 1:
             raise ValueError(f"max_pending_rows must be >= 1, got {max_pending_rows}")
@@ -696,12 +848,36 @@ class Ledger:
         # (yet): seqs dispatched and still pending, and those of discarded rows.
         self._reserved: dict[str, int] = {}
         self.discarded_rows = 0  # rows discarded since open because flushes kept failing
+        # Called after every commit with what it wrote (the leader's replicator); on the
+        # thread that commits. An error of it is logged, never raised: the rows are written.
+        self.on_commit = on_commit
+        # The leader's term, given to every commit from now on (0: no election).
+        self.term = term
+        self._now_ms = now_ms
+        row = conn.execute(
+            "SELECT position, term FROM replication ORDER BY position DESC LIMIT 1"
+        ).fetchone()
+        self._last = ORIGIN if row is None else Position(row[0], row[1])
 
     # -- recording (memory only) ------------------------------------------------------------------
 
     @property
     def run_id(self) -> int | None:
         return self._run_id
+
+    @property
+    def last_commit(self) -> Position:
+        """The position and term of the last commit, written or applied ((0, 0): none)."""
+        return self._last
+
+    def term_at(self, position: int) -> int | None:
+        """The term of the commit at ``position`` (0 for position 0); None if there is none."""
+        if position == 0:
+            return 0
+        row = self._conn.execute(
+            "SELECT term FROM replication WHERE position = ?", (position,)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     @property
     def pending_rows(self) -> int:
@@ -713,16 +889,26 @@ class Ledger:
     ) -> int:
         """Start a run (one per gateway process start), written at once. Later records
         reference it."""
-        try:
-            cur = self._conn.execute(
-                "INSERT INTO runs (started_ms, cadence_ms, slots, config) VALUES (?, ?, ?, ?)",
-                (started_ms, cadence_ms, json.dumps(list(slots)), config_json),
+        # NULL: this gateway takes no part in an election (schema 6).
+        params = (started_ms, cadence_ms, json.dumps(list(slots)), config_json, self.term or None)
+
+        def insert(conn: sqlite3.Connection) -> list[Write]:
+            cur = conn.execute(
+                "INSERT INTO runs (started_ms, cadence_ms, slots, config, term) "
+                "VALUES (?, ?, ?, ?, ?)",
+                params,
             )
+            return [Write(Statement.RUNS, ((cur.lastrowid, *params),))]
+
+        try:
+            batch = self._commit(insert)
         except sqlite3.Error as exc:
             raise LedgerWriteError(f"cannot record run in {self.path}: {exc}") from exc
-        assert cur.lastrowid is not None
-        self._run_id = cur.lastrowid
-        return cur.lastrowid
+        run_id = batch.writes[0].rows[0][0]  # once committed: a rolled-back id is no run
+        assert isinstance(run_id, int)
+        self._run_id = run_id
+        self._published(batch)
+        return run_id
 
     def reserve_seqs(self, seqs: Mapping[str, int]) -> None:
         """Seqs in use though not yet resolved (a tick in flight): the next flush writes them
@@ -889,18 +1075,7 @@ class Ledger:
             return
         conn = self._conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for table, sql in _INSERTS.items():
-                rows = self._buffer[table]
-                if rows:
-                    conn.executemany(sql, rows)
-            last_seqs = self._buffered_last_seqs()
-            if last_seqs:
-                conn.executemany(_UPSERT_SLOT_SEQ, last_seqs.items())
-            for strategy in {row[0] for row in self._buffer["checkpoints"]}:
-                kept = self._checkpoints_kept.get(strategy, 1)
-                conn.execute(_PRUNE_CHECKPOINTS, (strategy, strategy, kept))
-            conn.execute("COMMIT")
+            batch = self._commit(self._write_buffer)
         except sqlite3.IntegrityError as exc:
             # record_* refused duplicates already: only another writer on the file gets here.
             _rollback(conn)
@@ -924,6 +1099,93 @@ class Ledger:
         self._bet_ids.clear()
         self._settled_ids.clear()
         self._handoff_ids.clear()
+        self._published(batch)
+
+    def _write_buffer(self, conn: sqlite3.Connection) -> list[Write]:
+        """Run the flush's statements; what they wrote, in order (rows as bound)."""
+        writes: list[Write] = []
+
+        def run(statement: Statement, rows: Sequence[Row]) -> None:
+            conn.executemany(_STATEMENTS[statement], rows)
+            writes.append(Write(statement, tuple(rows)))
+
+        for table in _INSERTS:
+            if rows := self._buffer[table]:
+                run(Statement(table), rows)
+        if last_seqs := self._buffered_last_seqs():
+            run(Statement.SLOT_SEQS, list(last_seqs.items()))
+        if strategies := sorted({row[0] for row in self._buffer["checkpoints"]}):
+            prunes = [(s, self._checkpoints_kept.get(s, 1)) for s in strategies]
+            run(Statement.PRUNE_CHECKPOINTS, prunes)
+        return writes
+
+    def _commit(self, write: Callable[[sqlite3.Connection], list[Write]]) -> LedgerBatch:
+        """One transaction: ``write``'s statements and the commit's replication row (the next
+        position, this ledger's term). Raises what SQLite raises, with nothing written."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            writes = write(conn)
+            at = Position(self._last.position + 1, self.term)
+            committed_ms = self._now_ms()
+            conn.execute(_INSERT_REPLICATION, (at.position, at.term, committed_ms))
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        self._last = at
+        return LedgerBatch(at.position, at.term, committed_ms, tuple(writes))
+
+    def _published(self, batch: LedgerBatch) -> None:
+        if self.on_commit is None:
+            return
+        try:
+            self.on_commit(batch)
+        except Exception:  # the rows are on disk; the replicator's fault must not undo that
+            log.exception(
+                "ledger commit hook failed", extra={"position": batch.position, "term": batch.term}
+            )
+
+    # -- a follower's ledger ----------------------------------------------------------------------
+
+    def apply(self, batch: LedgerBatch) -> None:
+        """Write a leader's commit verbatim, in one transaction, with its position and term.
+
+        Raises ``ReplicationRefused`` (nothing written) unless it is the next position of no
+        older term, or when this ledger has rows of its own waiting (a follower records
+        nothing itself); ``LedgerWriteError`` if SQLite fails (nothing written).
+        """
+        try:
+            check_batch(self._last, batch.at)
+        except BatchRefused as exc:
+            raise ReplicationRefused(f"ledger {self.path}: {exc}") from None
+        if self.pending_rows or self._reserved:
+            raise ReplicationRefused(
+                f"ledger {self.path} has {self.pending_rows} rows of its own waiting: a "
+                "follower's ledger only applies its leader's batches"
+            )
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for w in batch.writes:
+                conn.executemany(_STATEMENTS[w.statement], w.rows)
+            conn.execute(_INSERT_REPLICATION, (batch.position, batch.term, batch.committed_ms))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise LedgerWriteError(
+                f"ledger {self.path}: applying batch {batch.position} (term {batch.term}) "
+                f"failed, nothing written: {exc}"
+            ) from exc
+        except BaseException:
+            _rollback(conn)
+            raise
+        self._last = batch.at
+
+    def snapshot(self) -> tuple[Position, bytes]:
+        """The whole ledger as one SQLite image, and the last commit it holds; read on a
+        connection of its own (callable from another thread while this one writes)."""
+        return snapshot_ledger(self.path)
 
     def _shed(self) -> int:
         """Past ``max_pending_rows``, discard the oldest per-tick rows; how many. A discarded
@@ -1008,26 +1270,40 @@ class Ledger:
     ) -> None:
         """A strategy entered the book: written at once (like a run), so a gateway restarted
         right after still schedules it. Once per name; the first shape stays."""
+        # A retired strategy that attaches again enters the book anew, with the new shape.
+        row = (name, json.dumps(list(slot_ids)), stake, added_ms, self._run_id)
         try:
-            # A retired strategy that attaches again enters the book anew, with the new shape.
-            self._conn.execute(
-                "INSERT INTO strategies (name, slots, stake, added_ms, run_id) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, "
-                "stake = excluded.stake, added_ms = excluded.added_ms, "
-                "run_id = excluded.run_id, retired_ms = NULL WHERE retired_ms IS NOT NULL",
-                (name, json.dumps(list(slot_ids)), stake, added_ms, self._run_id),
-            )
+            batch = self._commit(self._run_one(Statement.STRATEGIES, row))
         except sqlite3.Error as exc:
             raise LedgerWriteError(f"cannot record strategy in {self.path}: {exc}") from exc
+        self._published(batch)
+
+    def end_run(self, *, ended_ms: int, reason: str) -> None:
+        """This run ends, and why (``RunEnd``): written at once, replicated like a run."""
+        if self._run_id is None:
+            raise ValueError("no run to end: record_run first")
+        row = (ended_ms, RunEnd(reason).value, self._run_id)
+        try:
+            batch = self._commit(self._run_one(Statement.END_RUN, row))
+        except sqlite3.Error as exc:
+            raise LedgerWriteError(f"cannot end run in {self.path}: {exc}") from exc
+        self._published(batch)
 
     def retire_strategy(self, name: str, *, retired_ms: int) -> None:
         """A strategy left the book: written at once, so a restart does not schedule it."""
         try:
-            self._conn.execute(
-                "UPDATE strategies SET retired_ms = ? WHERE name = ?", (retired_ms, name)
-            )
+            batch = self._commit(self._run_one(Statement.RETIRE_STRATEGY, (retired_ms, name)))
         except sqlite3.Error as exc:
             raise LedgerWriteError(f"cannot retire strategy in {self.path}: {exc}") from exc
+        self._published(batch)
+
+    @staticmethod
+    def _run_one(statement: Statement, row: Row) -> Callable[[sqlite3.Connection], list[Write]]:
+        def run(conn: sqlite3.Connection) -> list[Write]:
+            conn.execute(_STATEMENTS[statement], row)
+            return [Write(statement, (row,))]
+
+        return run
 
     def strategies(self, *, retired: bool = False) -> list[BookRow]:
         """The book, in the order strategies entered it; with ``retired`` also those taken
@@ -1071,6 +1347,9 @@ class Run:
     cadence_ms: int
     slots: tuple[str, ...]
     config_json: str
+    term: int | None = None  # the term it ran under; None: no election (or before schema 6)
+    ended_ms: int | None = None  # when it said it ended (schema 7); None: it never said
+    end_reason: str | None = None  # a RunEnd value
 
 
 @dataclass(frozen=True, slots=True)
@@ -1202,10 +1481,16 @@ class LedgerReader:
         return _schema_version(self.conn, self.path)
 
     def runs(self) -> list[Run]:
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
+        extra = ", ".join(c if c in columns else "NULL" for c in ("term", "ended_ms", "end_reason"))
         rows = self.conn.execute(
-            "SELECT id, started_ms, cadence_ms, slots, config FROM runs ORDER BY id"
+            f"SELECT id, started_ms, cadence_ms, slots, config, {extra} FROM runs ORDER BY id"
         )
-        return [Run(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4]) for r in rows]
+        return [Run(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], *r[5:]) for r in rows]
+
+    def last_commit(self) -> Position:
+        """The last commit's position and term ((0, 0): none, or a ledger before schema 6)."""
+        return read_last_commit(self.conn)
 
     def evaluations(
         self, slot_id: str | None = None, *, strategy: str | None = None

@@ -115,7 +115,14 @@ class FeedMetrics:
 class GatewayMetrics:
     """All of one gateway's metrics. Called from the event loop only; scraped from a thread."""
 
-    def __init__(self, slot_ids: Iterable[str], registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        slot_ids: Iterable[str],
+        registry: CollectorRegistry | None = None,
+        feed: FeedMetrics | None = None,
+    ) -> None:
+        """``feed``: the feed's metrics when the feed was built before the gateway (a replica's
+        feed runs while it follows), in the same registry."""
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         slots = tuple(slot_ids)
@@ -263,7 +270,7 @@ class GatewayMetrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
-        self.feed = FeedMetrics(r)
+        self.feed = feed if feed is not None else FeedMetrics(r)
         # The tally of the tick in progress, committed once per tick.
         self._tally: dict[tuple[str, EvalOutcome], int] = {}
         self._latencies: list[float] = []
@@ -429,6 +436,119 @@ class LeaderMetrics:
 
     def lease_error(self, call: str) -> None:
         self._errors[call].inc()
+
+
+# Applying one batch: ~1 ms at 16 slots, ~10 ms at 1,000 (docs/gateway-standby.md).
+APPLY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+class ReplicationMetrics:
+    """Ledger replication (``baton_replication_*``, docs/gateway-standby.md): the leader's
+    side (``role="leader"``: its head, what the standby acknowledged, the backlog, snapshots
+    sent) or the standby's (``role="follower"``: what it applied, its lag, apply times,
+    snapshots installed, refused batches)."""
+
+    def __init__(self, registry: CollectorRegistry, role: str) -> None:
+        self.role = role
+        self._position = Gauge(
+            "baton_replication_position",
+            "The ledger's last commit position: the leader's head, or what the follower applied",
+            ["role"],
+            registry=registry,
+        ).labels(role)
+        self._acked = Gauge(
+            "baton_replication_acked_position",
+            "The last position the follower acknowledged (leader side)",
+            registry=registry,
+        )
+        self._lag = Gauge(
+            "baton_replication_lag_batches",
+            "Batches the follower is behind the leader's announced head (follower side)",
+            registry=registry,
+        )
+        self._caught_up = Gauge(
+            "baton_replication_caught_up",
+            "1 while the follower is caught up with its leader (eligible), else 0",
+            registry=registry,
+        )
+        self._connected = Gauge(
+            "baton_replication_connected",
+            "1 while a replication stream is open (leader: a follower attached; follower: to "
+            "its leader), else 0",
+            ["role"],
+            registry=registry,
+        ).labels(role)
+        self._apply = Histogram(
+            "baton_replication_apply_seconds",
+            "Time to apply one leader batch to the follower's ledger (one transaction)",
+            buckets=APPLY_BUCKETS,
+            registry=registry,
+        )
+        self._snapshots = Counter(
+            "baton_replication_snapshots",
+            "Whole-ledger snapshots: sent (leader) or installed (follower), by reason",
+            ["role", "reason"],
+            registry=registry,
+        )
+        self._snapshot_bytes = Gauge(
+            "baton_replication_snapshot_bytes",
+            "Size of the last snapshot sent or installed",
+            ["role"],
+            registry=registry,
+        ).labels(role)
+        self._backlog_batches = Gauge(
+            "baton_replication_backlog_batches",
+            "Batches the leader holds in memory for a follower that reconnects",
+            registry=registry,
+        )
+        self._backlog_bytes = Gauge(
+            "baton_replication_backlog_bytes",
+            "Bytes of the batches the leader holds in memory",
+            registry=registry,
+        )
+        self._acks = Counter(
+            "baton_replication_acks",
+            "Acknowledgements: received (leader) or sent (follower)",
+            ["role"],
+            registry=registry,
+        ).labels(role)
+        self._refused = Counter(
+            "baton_replication_refused",
+            "Batches the follower refused, or followers the leader refused",
+            ["role"],
+            registry=registry,
+        ).labels(role)
+
+    def position(self, position: int) -> None:
+        self._position.set(position)
+
+    def acked(self, position: int) -> None:
+        self._acked.set(position)
+        self._acks.inc()
+
+    def ack_sent(self) -> None:
+        self._acks.inc()
+
+    def lag(self, batches: int, caught_up: bool) -> None:
+        self._lag.set(batches)
+        self._caught_up.set(1 if caught_up else 0)
+
+    def connected(self, up: bool) -> None:
+        self._connected.set(1 if up else 0)
+
+    def applied(self, seconds: float) -> None:
+        self._apply.observe(seconds)
+
+    def snapshot(self, reason: str, size: int) -> None:
+        self._snapshots.labels(self.role, reason).inc()
+        self._snapshot_bytes.set(size)
+
+    def backlog(self, batches: int, size: int) -> None:
+        self._backlog_batches.set(batches)
+        self._backlog_bytes.set(size)
+
+    def refused(self) -> None:
+        self._refused.inc()
 
 
 class MetricsServer:

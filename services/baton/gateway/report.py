@@ -67,6 +67,13 @@ from baton.gateway.ledger import (
     stale_column,
     strategy_column,
 )
+from baton.gateway.report_gateways import (
+    HANDOVER,
+    GatewayChange,
+    change_table,
+    change_to_json,
+    gateway_changes,
+)
 
 _EXECUTED = EvalOutcome.EXECUTED.value
 _ERROR = EvalOutcome.ERROR.value
@@ -216,6 +223,9 @@ class PresenceReport:
     pricing: str | None = None  # the model(s) that priced the bets, by run: "random_walk"
     per_strategy: tuple[StrategyRow, ...] = ()
     failovers: tuple[FailoverSummary, ...] = ()
+    # Gateway leadership changes (docs/gateway-standby.md; report_gateways.py).
+    gateway_handovers: tuple[GatewayChange, ...] = ()
+    gateway_failovers: tuple[GatewayChange, ...] = ()
 
 
 def presence_report(path: str | Path) -> PresenceReport:
@@ -250,6 +260,7 @@ def report_from(conn: sqlite3.Connection) -> PresenceReport:
     handoffs = tuple(_handoff_summary(conn, row, max_cadence) for row in read_handoffs(conn))
     completed = [h for h in handoffs if h.result == Phase.COMPLETED.value]
     pauses = [h.pause_ms for h in completed if h.pause_ms is not None]
+    changes = gateway_changes(conn)
     return PresenceReport(
         slots=len(per_slot),
         scheduled=sum(s.scheduled for s in per_slot),
@@ -285,6 +296,8 @@ def report_from(conn: sqlite3.Connection) -> PresenceReport:
         pricing=pricing,
         per_strategy=per_strategy,
         failovers=_failovers(conn),
+        gateway_handovers=tuple(c for c in changes if c.kind == HANDOVER),
+        gateway_failovers=tuple(c for c in changes if c.kind != HANDOVER),
     )
 
 
@@ -660,6 +673,8 @@ def report_to_json(r: PresenceReport) -> dict[str, object]:
         "per_strategy": [asdict(x) for x in r.per_strategy],
         "handoffs": [_handoff_to_json(h) for h in r.handoffs],
         "failovers": [asdict(f) for f in r.failovers],
+        "gateway_handovers": [change_to_json(c) for c in r.gateway_handovers],
+        "gateway_failovers": [change_to_json(c) for c in r.gateway_failovers],
     }
     return out
 
@@ -784,6 +799,11 @@ def format_report(r: PresenceReport) -> str:
     if r.failovers:
         lines += ["", "failovers (an ACTIVE died; docs/standby.md)"]
         lines += _failover_table(r.failovers)
+    changes = sorted((*r.gateway_handovers, *r.gateway_failovers), key=lambda c: c.to_run)
+    if changes:
+        lines += ["", "gateway leadership changes (docs/gateway-standby.md)"]
+        headers = ["#", "change", "replicas", "term", "pause_ms", "missed", "result"]
+        lines += _table(headers, [list(row) for row in change_table(tuple(changes))], left=3)
     return "\n".join(lines)
 
 

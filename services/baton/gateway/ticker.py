@@ -41,6 +41,7 @@ class Ticker:
         now_ms: Callable[[], int],
         wall_ms_f: Callable[[], float],
         warmup: Warmup | None = None,
+        executing: Callable[[], bool] = lambda: True,
     ) -> None:
         self._cadence_ms = cadence_ms
         self._lanes = lanes  # the book's strategies, as of now (a new one joins at a tick)
@@ -54,9 +55,22 @@ class Ticker:
         self._stopping = stopping
         self._now_ms = now_ms
         self._warmup = warmup  # None: the first tick waits for nothing but ``go``
+        # Under leader election: whether this replica may execute at this instant. A deposed
+        # leader's clock stops at once (the replica then stops the gateway and exits).
+        self._executing = executing
+        # Set: stop after the next tick is dispatched and resolved (a planned handover: the next
+        # leader then has almost a whole cadence before the tick after it).
+        self.last_tick = asyncio.Event()
+        self.clock_stopped = asyncio.Event()  # the loop has ended (its last flush written)
         self.clock_started = asyncio.Event()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.clock_stopped.set()
+
+    async def _run(self) -> None:
         go = asyncio.create_task(self._clock_go.wait())
         stop = asyncio.create_task(self._stopping.wait())
         await asyncio.wait({go, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -76,6 +90,9 @@ class Ticker:
         next_index = 0
         while not self._stopping.is_set():
             await self._sleep_until(clock.tick(next_index).scheduled_ms)
+            if not self._executing():
+                log.warning("clock stopped: no longer leading", extra={"tick": next_index})
+                break
             now = self._now_ms()
             lanes = self._lanes()
             for lane in lanes:
@@ -115,6 +132,9 @@ class Ticker:
                     self._ledger.reserve_seqs(reserved)
             next_index = plan.next_index
             self._writer.flush()
+            if self.last_tick.is_set() and tick is not None:
+                log.info("clock stopped after its last tick", extra={"tick": tick.index})
+                break
         # Stopping: every dispatched evaluation is resolved before we go.
         lanes = self._lanes()
         last_deadline = clock.tick(next_index - 1).deadline_ms if next_index else 0

@@ -28,6 +28,7 @@ from baton.gateway.core.timeline import (
 from baton.gateway.core.timeline_html import render_html
 from baton.gateway.ledger import open_readonly, stale_column
 from baton.gateway.report import PresenceReport, report_from
+from baton.gateway.report_gateways import gateway_changes
 
 _EXECUTED = EvalOutcome.EXECUTED.value
 _ERROR = EvalOutcome.ERROR.value
@@ -264,12 +265,25 @@ def _runs(conn: sqlite3.Connection) -> tuple[RunSpan, ...]:
             "SELECT run_id, MIN(scheduled_ms), MAX(scheduled_ms) FROM evaluations GROUP BY run_id"
         )
     }
-    return tuple(
-        RunSpan(n, started, *spans.get(run_id, (None, None)), cadence_ms=cadence)
-        for n, (run_id, started, cadence) in enumerate(
-            conn.execute("SELECT id, started_ms, cadence_ms FROM runs ORDER BY id"), 1
+    changes = {c.to_run: c for c in gateway_changes(conn)}
+    has_term = "term" in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    term = "term" if has_term else "NULL"
+    rows = conn.execute(f"SELECT id, started_ms, cadence_ms, {term} FROM runs ORDER BY id")
+    out = []
+    for n, (run_id, started, cadence, run_term) in enumerate(rows, 1):
+        change = changes.get(run_id)
+        out.append(
+            RunSpan(
+                n,
+                started,
+                *spans.get(run_id, (None, None)),
+                cadence_ms=cadence,
+                term=run_term,
+                change=change.kind if change is not None else "",
+                change_missed=change.missed if change is not None else 0,
+            )
         )
-    )
+    return tuple(out)
 
 
 def headline(r: PresenceReport) -> tuple[Figure, ...]:

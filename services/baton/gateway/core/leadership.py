@@ -372,9 +372,14 @@ def _fenced_reason(record: LeaseRecord | None) -> str:
 def _observe(lead: Leadership, record: LeaseRecord | None, now: int) -> Leadership:
     """Take in a record read or returned by the store. Its age counts from now only if its
     version is new to this replica. A held lease that disappears is not a free one: its holder
-    may lead until it notices, so it is waited out from its last sight."""
+    may lead until it notices, so it is waited out, counted from the first read that found it
+    gone. Not from the last version seen: the holder may have renewed after that read and just
+    before the deletion (a version this replica never saw), and then leads until a renew
+    deadline after that renewal, which was sent before the deletion, so before this read."""
     if record is None and lead.record is not None and not lead.record.free:
-        return replace(lead, seen=True, vanished=True)
+        if lead.vanished:
+            return replace(lead, seen=True)
+        return replace(lead, seen=True, vanished=True, observed_ms=now)
     lead = replace(lead, vanished=False)
     same = record is not None and lead.record is not None and record.version == lead.record.version
     if not same:

@@ -163,6 +163,21 @@ class RunSpan:
     first_ms: int | None
     last_ms: int | None
     cadence_ms: int
+    # A replica's run (docs/gateway-standby.md): the term it led, and how the leadership came
+    # to it ("handover", "failover"; "" for the first leader or a gateway without election).
+    term: int | None = None
+    change: str = ""
+    change_missed: int = 0  # the evaluations that change missed (report_gateways.py)
+
+    @property
+    def label(self) -> str:
+        """``gateway run 3`` or ``gateway run 3 · term 3 · failover``."""
+        parts = [f"gateway run {self.number}"]
+        if self.term is not None:
+            parts.append(f"term {self.term}")
+        if self.change:
+            parts.append(self.change)
+        return " · ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

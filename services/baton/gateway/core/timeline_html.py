@@ -23,6 +23,7 @@ from baton.gateway.core.timeline import (
     Figure,
     HandoffSpan,
     Kind,
+    RunSpan,
     Timeline,
     time_of_day,
 )
@@ -231,6 +232,12 @@ def _versions(t: Timeline, scale: _Scale) -> Iterator[str]:
         )
 
 
+def _change_note(run: RunSpan) -> str:
+    if not run.change:
+        return ""
+    return f"; took the lead by a {run.change}, {run.change_missed} evaluations missed by it"
+
+
 def _runs(t: Timeline, scale: _Scale, top: int, bottom: int) -> Iterator[str]:
     """Each gateway run's start as a line across every slot; the time between two runs (no
     gateway: nobody scheduled anything) as a grey band."""
@@ -255,9 +262,9 @@ def _runs(t: Timeline, scale: _Scale, top: int, bottom: int) -> Iterator[str]:
             f'<g class="run" data-run="{run.number}">{down}'
             f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{VERSION_H}" y2="{bottom}" stroke="#444" '
             f'stroke-width="1" stroke-dasharray="2,3"/>'
-            f'<text x="{_f(x + 3)}" y="{VERSION_H + LABEL_H - 4}">gateway run {run.number}'
-            f"</text><title>gateway run {run.number}: started {time_of_day(run.started_ms)}, "
-            f"first tick {time_of_day(run.first_ms)}</title></g>"
+            f'<text x="{_f(x + 3)}" y="{VERSION_H + LABEL_H - 4}">{run.label}'
+            f"</text><title>{run.label}: started {time_of_day(run.started_ms)}, "
+            f"first tick {time_of_day(run.first_ms)}{_change_note(run)}</title></g>"
         )
         previous_last = run.last_ms
 

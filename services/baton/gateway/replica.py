@@ -1,0 +1,190 @@
+"""A gateway replica under leader election: the elector, and the gateway it builds once elected.
+
+The life (``core/replica.py``): follow until elected; elected, build the ``Gateway`` from the
+ledger (exactly a restart) and start it with the term; lead while the elector says so; then
+stop. Deposed, the gateway stops executing at once (its ``executing()`` is the elector's), its
+port is closed so that nothing it still receives is acted on and the new leader can bind the
+same address, and the process ends with ``Exit.DEPOSED`` (status 3): its supervisor (the
+StatefulSet, the demo) starts a new follower. Asked to stop while leading, the gateway finishes
+the tick in flight and writes it, then the lease is released so the other replica takes over at
+once (a planned handover, ~10 ms of election, docs/gateway-standby.md).
+
+The replica serves /metrics from its start (the leader metrics: ``baton_gateway_leader``,
+``baton_gateway_term``...); the gateway's own metrics join the same registry once it is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from prometheus_client import CollectorRegistry
+
+from baton.common import announce_ready
+from baton.gateway.app import Gateway, wall_ms
+from baton.gateway.config import GatewayConfig, LeaderBackend
+from baton.gateway.core import replica as life
+from baton.gateway.election import Elector
+from baton.gateway.lease import LeaseStore, LocalLease
+from baton.gateway.ledger import RunEnd
+from baton.gateway.market_data import MarketData, following_market
+from baton.gateway.metrics import FeedMetrics, LeaderMetrics, MetricsServer
+
+log = logging.getLogger(__name__)
+
+Exit = life.Exit
+
+
+def lease_store(config: GatewayConfig) -> LeaseStore:
+    """The configured lease: a file beside the ledger (or ``leader.lease_path``), or a Lease."""
+    leader = config.leader
+    if leader.backend is LeaderBackend.LOCAL:
+        if leader.lease_path is not None:
+            return LocalLease(leader.lease_path)
+        return LocalLease.beside(config.ledger_path)
+    if leader.backend is LeaderBackend.KUBE:
+        # Imported here: the kubernetes client is only needed (and configured) in a cluster.
+        from kubernetes import client as k8s
+        from kubernetes import config as kube_config
+
+        from baton.gateway.kube_lease import KubeLease
+
+        try:
+            kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except kube_config.ConfigException:
+            kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+        return KubeLease(k8s.ApiClient(), leader.namespace, leader.lease_name)
+    raise ValueError("leader.backend is off: a single gateway takes part in no election")
+
+
+class Replica:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: LeaseStore,
+        *,
+        now_ms: Callable[[], int] = wall_ms,
+        announce: Callable[..., None] = announce_ready,
+    ) -> None:
+        self.config = config
+        self.identity = config.leader.identity
+        self._now_ms = now_ms
+        self._announce = announce
+        self.registry = CollectorRegistry()
+        self._metrics_server = MetricsServer(self.registry)
+        self.metrics_addr: str | None = None
+        self.elector = Elector(
+            store,
+            self.identity,
+            config.leader.lease,
+            on_elected=lambda term: self._post(life.Elected(term)),
+            on_deposed=lambda reason: self._post(life.Deposed(reason)),
+            metrics=LeaderMetrics(self.registry, self.identity),
+        )
+        # The feed runs from the start: an elected replica's first tick finds the market current.
+        self.market: MarketData = following_market(config, FeedMetrics(self.registry), now_ms)
+        self.gateway: Gateway | None = None
+        self.life = life.Life()
+        self._events: asyncio.Queue[life.Event] = asyncio.Queue()
+        self.elected = asyncio.Event()  # for tests and the demo: this replica leads
+        self.done = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """SIGTERM: stop (a leader hands over: finishes its tick, then releases the lease)."""
+        self._post(life.StopAsked())
+
+    def _post(self, event: life.Event) -> None:
+        # Called on the loop by the elector's callbacks: only queue here, never await.
+        if isinstance(event, life.Deposed) and self.gateway is not None:
+            self.gateway.request_stop()  # the clock stops at once; the stop is carried out below
+        self._events.put_nowait(event)
+
+    async def run(self) -> Exit:
+        """Follow, lead, stop; returns how the process ends."""
+        if self.config.metrics_listen is not None:
+            self.metrics_addr = self._metrics_server.start(self.config.metrics_listen)
+        feed = asyncio.create_task(self.market.feed.run(), name="feed")
+        elector = asyncio.create_task(self.elector.run(), name="elector")
+        self._announce(role="follower", replica=self.identity, metrics_addr=self.metrics_addr)
+        log.info(
+            "gateway replica following",
+            extra={"replica": self.identity, "lease": self.config.leader.backend.value},
+        )
+        starting: asyncio.Task[None] | None = None
+        try:
+            while True:
+                event = await self._events.get()
+                s = life.step(self.life, event)
+                self.life = s.life
+                if s.note:
+                    log.info("gateway replica event ignored", extra={"why": s.note})
+                for action in s.actions:
+                    if isinstance(action, life.StartGateway):
+                        starting = asyncio.create_task(self._start(action.term), name="start")
+                    elif isinstance(action, life.StopGateway):
+                        if starting is not None:
+                            await asyncio.gather(starting, return_exceptions=True)
+                        await self._stop(action, elector)
+                        self._post(life.Stopped())
+                    else:
+                        return action.exit
+        finally:
+            for task in (elector, feed):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._metrics_server.stop()
+            self.done.set()
+
+    async def _start(self, term: int) -> None:
+        # The gateway serves /metrics through the replica's registry; its own server is off.
+        config = replace(self.config, metrics_listen=None)
+        try:
+            gateway = Gateway(
+                config,
+                now_ms=self._now_ms,
+                term=term,
+                executing=self.elector.executing,
+                registry=self.registry,
+                market=self.market,
+            )
+            self.gateway = gateway
+            await gateway.start()
+        except Exception as exc:  # the boundary: a leader that cannot start must hand over
+            log.exception("elected gateway could not start", extra={"term": term})
+            self._post(life.StartFailed(f"{type(exc).__name__}: {exc}"))
+            return
+        host = self.config.listen.rpartition(":")[0]
+        self._announce(
+            role="leader",
+            replica=self.identity,
+            term=term,
+            grpc_addr=f"{host}:{gateway.port}",
+            ledger=str(self.config.ledger_path),
+            metrics_addr=self.metrics_addr,
+        )
+        self.elected.set()
+        self._post(life.Started())
+
+    async def _stop(self, action: life.StopGateway, elector: asyncio.Task[None]) -> None:
+        gateway = self.gateway
+        log.info(
+            "gateway replica stopping",
+            extra={"replica": self.identity, "reason": action.reason, "term": self.life.term},
+        )
+        if gateway is not None:
+            if not action.release:
+                # Deposed: close the port first; whatever still arrives is not ours to execute.
+                await gateway.stop_listening()
+            try:
+                if action.release and self.elector.executing():
+                    await gateway.stop_after_next_tick()  # a handover: at a tick boundary
+                else:
+                    await gateway.stop(end=RunEnd.STOPPED if action.release else RunEnd.DEPOSED)
+            except Exception:  # the boundary: the lease must still be released below
+                log.exception("gateway stop failed", extra={"replica": self.identity})
+        if action.release and not elector.done():
+            await self.elector.resign()

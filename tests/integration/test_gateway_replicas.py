@@ -1,0 +1,271 @@
+"""Two gateway replicas with leader election on a local lease (docs/gateway-standby.md), as real
+processes: the simulator, two ``baton gateway`` replicas on one ledger and one address (the
+one-machine case: a replica binds the port only once elected), a strategy host.
+
+What is asserted: one replica leads at a time (from the ledger: the runs' executed evaluations
+never overlap in time), the other takes over within the bound when the leader is SIGKILLed or
+cut off from the lease, at once when the leader is stopped on purpose, and every scheduled
+evaluation is accounted for across the change. The host re-attaches by itself (same address).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from baton.common import Service
+from baton.gateway.core.leadership import Settings
+from baton.gateway.report import presence_report
+from baton.gateway.report_gateways import GatewayChange
+from baton.local import Processes
+from tests.procs import (
+    CADENCE_S,
+    SLOTS,
+    V1,
+    assert_every_scheduled_evaluation_accounted,
+    count,
+    gateway_env,
+    query,
+    run_ticks,
+    seqs_by_run,
+    wait_until,
+)
+
+S = Settings()  # the reference settings: lease 4 s, renew deadline 3 s, retry 0.5 s
+# How late a process may notice something under CI's load (2 cores, everything running).
+LATE_MS = 1500
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Pair:
+    """The processes of one test: ``replica(name)`` starts a replica following the lease."""
+
+    def __init__(self, procs: Processes, sim: Service, ledger: Path, port: int) -> None:
+        self.procs = procs
+        self.sim = sim
+        self.ledger = ledger
+        self.addr = f"127.0.0.1:{port}"
+        self.cadence_s = CADENCE_S
+
+    async def replica(self, name: str, lease_path: Path | None = None) -> Service:
+        env = {
+            **gateway_env(self.sim, self.ledger),
+            "BATON_GATEWAY__LISTEN": self.addr,
+            "BATON_LEADER__BACKEND": "local",
+            "BATON_LEADER__IDENTITY": name,
+            "BATON_GATEWAY__CADENCE_S": str(self.cadence_s),
+        }
+        if lease_path is not None:
+            env["BATON_LEADER__LEASE_PATH"] = str(lease_path)
+        return await self.procs.spawn(name, ["gateway"], env=env)
+
+    async def strategy(self) -> Service:
+        args = ["strategy", "--gateway", self.addr, "--entrypoint", V1, "--pod-name", "pod-0"]
+        return await self.procs.spawn("strategy", args)
+
+
+@pytest.fixture
+async def pair(sim: Service, ledger: Path, log_dir: Path) -> AsyncIterator[Pair]:
+    procs = Processes(log_dir)
+    yield Pair(procs, sim, ledger, free_port())
+    await procs.close()
+
+
+def executed_spans(ledger: Path) -> list[tuple[int, int, int]]:
+    """(run, first, last decided_ms) of each run's executed evaluations, in run order."""
+    rows = query(
+        ledger,
+        "SELECT run_id, min(decided_ms), max(decided_ms) FROM evaluations"
+        " WHERE outcome = 'executed' GROUP BY run_id ORDER BY run_id",
+    )
+    return [(int(r), int(a), int(b)) for r, a, b in rows]
+
+
+EXECUTED = "SELECT count(*) FROM evaluations WHERE outcome = 'executed'"
+
+
+async def executed_ticks(ledger: Path, ticks: int, what: str) -> None:
+    """``ticks`` more ticks executed from now (the host re-attached to whoever leads)."""
+    target = count(ledger, EXECUTED) + ticks * SLOTS
+    await wait_until(lambda: count(ledger, EXECUTED) >= target, timeout_s=30, what=what)
+
+
+def assert_one_leader_at_a_time(ledger: Path, *, crashed: bool) -> GatewayChange:
+    """Two runs (one per term), whose executed evaluations never overlap in time; the second
+    continues every slot's seqs, never reusing one (a crash may leave the reserved seqs of the
+    ticks in flight as a hole); nothing executed twice, nothing missed."""
+    spans = executed_spans(ledger)
+    assert len(spans) == 2, f"expected two leading runs, got {spans}"
+    (_, _, old_last), (_, new_first, _) = spans
+    assert old_last < new_first, f"two replicas executed at once: {spans}"
+    runs = seqs_by_run(ledger)
+    assert sorted(runs) == [1, 2]
+    for slot_id, before in runs[1].items():
+        after = runs[2][slot_id]
+        assert max(before) < min(after), (slot_id, before, after)
+        assert min(after) - max(before) - 1 <= (2 if crashed else 0), (slot_id, before, after)
+    if not crashed:
+        assert_every_scheduled_evaluation_accounted(ledger)
+    report = presence_report(ledger)
+    assert report.runs == 2
+    assert report.missed == 0
+    print(f"report: not_scheduled {report.not_scheduled}, max_gap_ms {report.max_gap_ms}")
+    # The change as the report tells it, from the ledger alone.
+    changes = (*report.gateway_handovers, *report.gateway_failovers)
+    assert len(changes) == 1, changes
+    (change,) = changes
+    assert (change.term, change.from_run, change.to_run) == (2, 1, 2)
+    assert change.from_replica.startswith("gw-a-")
+    assert change.to_replica.startswith("gw-b-")
+    assert change.result == "completed"
+    # The ticks between the two runs, counted missed for the change: those nobody scheduled
+    # and those a killed leader dispatched and never recorded (its seqs' hole, unaccounted).
+    assert change.missed_ticks * SLOTS == report.not_scheduled + report.unaccounted
+    print(f"report: gateway {change.kind}: {change}")
+    return change
+
+
+async def first_term_running(pair: Pair) -> tuple[Service, Service]:
+    a = await pair.replica("gw-a")
+    led = await a.wait_announced("role", "leader", timeout_s=10)
+    assert led["term"] == 1
+    b = await pair.replica("gw-b")
+    assert b.ready["role"] == "follower"
+    await pair.strategy()
+    await run_ticks(pair.ledger, 4)
+    return a, b
+
+
+async def test_the_leader_sigkilled_the_follower_leads_within_the_bound(pair: Pair) -> None:
+    a, b = await first_term_running(pair)
+    killed = time.monotonic()
+    assert await pair.procs.kill(a) == -9
+    led = await b.wait_announced("role", "leader", timeout_s=15)
+    takeover_ms = (time.monotonic() - killed) * 1000
+    print(f"\nleader SIGKILLed -> the follower leads (gateway started) after {takeover_ms:.0f} ms")
+    assert led["term"] == 2
+    assert takeover_ms <= S.failover_bound_ms + LATE_MS
+    # The host finds the new leader at the same address and its ticks are executed again.
+    await executed_ticks(pair.ledger, 3, "three ticks executed by the new leader")
+    assert await pair.procs.reap(b) == 0
+    change = assert_one_leader_at_a_time(pair.ledger, crashed=True)
+    assert (change.kind, change.ended) == ("failover", "")  # a killed run says nothing
+    assert change.missed_ticks >= 1
+
+
+async def test_the_leader_stopped_hands_over_at_a_tick_boundary_and_no_tick_is_lost(
+    pair: Pair,
+) -> None:
+    # The handover fits in the cadence that follows the old leader's last tick: the follower's
+    # next read of the lease (0.5 s at most), its gateway built around its warm feed, the host's
+    # re-attach. 2 s leaves room for CI's load.
+    pair.cadence_s = 2.0
+    a, b = await first_term_running(pair)
+    asked = time.monotonic()
+    assert await pair.procs.reap(a) == 0  # SIGTERM: finishes its tick, then releases the lease
+    exited = time.monotonic()
+    led = await b.wait_announced("role", "leader", timeout_s=10)
+    after_exit_ms = (time.monotonic() - exited) * 1000
+    print(
+        f"\nplanned stop: the leader stopped in {(exited - asked) * 1000:.0f} ms, the follower"
+        f" led {after_exit_ms:.0f} ms after its exit"
+    )
+    assert led["term"] == 2
+    # A released lease is taken at the follower's next read: a retry period, not a lease.
+    assert after_exit_ms <= S.retry_period_ms + LATE_MS
+    await executed_ticks(pair.ledger, 3, "three ticks executed by the new leader")
+    assert await pair.procs.reap(b) == 0
+    change = assert_one_leader_at_a_time(pair.ledger, crashed=False)
+    # The old leader stopped right after a tick; the new one dispatched the very next one.
+    assert (change.kind, change.ended) == ("handover", "handover")
+    assert (change.missed, change.missed_ticks) == (0, 0)
+    assert change.pause_ms is not None
+    assert 0 <= change.pause_ms < pair.cadence_s * 1000
+
+
+async def test_a_leader_cut_off_from_the_lease_stops_exits_deposed_and_the_other_leads(
+    pair: Pair, tmp_path: Path
+) -> None:
+    # gw-a reaches the lease through a link we can cut; gw-b through the real folder.
+    shared, void = tmp_path / "lease-dir", tmp_path / "void"
+    shared.mkdir()
+    (void / "lease.lock").mkdir(parents=True)  # a lock that cannot be opened: calls fail
+    view = tmp_path / "a-view"
+    view.symlink_to(shared)
+    a = await pair.replica("gw-a", view / "lease")
+    await a.wait_announced("role", "leader", timeout_s=10)
+    b = await pair.replica("gw-b", shared / "lease")
+    await pair.strategy()
+    await run_ticks(pair.ledger, 3)
+
+    cut = time.monotonic()
+    tmp_link = tmp_path / "a-view.new"
+    tmp_link.symlink_to(void)
+    os.replace(tmp_link, view)  # atomic: from now on every call of gw-a fails
+    led = await b.wait_announced("role", "leader", timeout_s=15)
+    elected_ms = (time.monotonic() - cut) * 1000
+    code = await a.proc.wait()
+    print(f"\nleader cut off from the lease: the other leads {elected_ms:.0f} ms after the cut")
+    assert code == 3, "a deposed replica exits 3 (its supervisor starts a new follower)"
+    assert led["term"] == 2
+    assert elected_ms <= S.lease_duration_ms + S.retry_period_ms + LATE_MS
+    await executed_ticks(pair.ledger, 3, "three ticks executed by the new leader")
+    assert await pair.procs.reap(b) == 0
+    # Deposed, it resolved its tick in flight (missed: it may not execute) and wrote it.
+    change = assert_one_leader_at_a_time(pair.ledger, crashed=False)
+    assert (change.kind, change.ended) == ("failover", "deposed")
+    log = a.log_path.read_text()
+    assert "renew deadline passed" in log
+    assert "clock stopped: no longer leading" in log or "gateway stopped" in log
+
+
+async def test_demo_hands_the_gateway_over_and_kills_it_and_the_report_tells_each(
+    tmp_path: Path,
+) -> None:
+    """Issue 15's demo: ``--gateway-handovers 2 --gateway-kills 1 --json``: the report adds
+    ``gateway_handovers`` (0 missed each) and ``gateway_failovers`` (misses within the bound)."""
+    command = [
+        sys.executable, "-m", "baton", "demo", "--duration", "24", "--cadence-s", "2",
+        "--time-scale", "600", "--gateway-handovers", "2", "--gateway-kills", "1", "--json",
+        "--workdir", str(tmp_path / "demo"),
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(150):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    handovers, failovers = report["gateway_handovers"], report["gateway_failovers"]
+    assert len(handovers) == 2, handovers
+    assert len(failovers) == 1, failovers
+    changes = sorted([*handovers, *failovers], key=lambda c: c["term"])
+    assert [c["term"] for c in changes] == [2, 3, 4]  # one term per leader, in order
+    for h in handovers:
+        assert (h["missed"], h["result"]) == (0, "completed"), h
+        assert 0 <= h["pause_ms"] < 2000
+        assert h["from"] != h["to"]
+    (f,) = failovers
+    assert f["result"] == "completed"
+    # A takeover within lease + retry (4.5 s), the host's re-attach and the next boundary: the
+    # ticks in between are its misses, at most ceil(takeover / cadence) + the killed one.
+    assert f["takeover_ms"] is not None
+    assert f["missed_ticks"] <= -(-f["takeover_ms"] // 2000) + 1
+    assert f["missed"] == f["missed_ticks"] * SLOTS
+    assert report["missed"] == 0  # nothing recorded missed: the gaps are the changes'
+    assert report["runs"] == 4
+    print(f"\ndemo: handovers {handovers}\nfailover {f}")
