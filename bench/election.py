@@ -43,7 +43,7 @@ from typing import Any
 from baton.gateway.core.leadership import Settings
 from baton.gateway.election import monotonic_ms
 from bench.harness import REPO_ROOT, BenchError
-from bench.live import BenchExit, Progress, fmt, run_live, tables, write_document
+from bench.live import BenchExit, Progress, fmt, run_live, save_document, tables
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "election.json"
 QUICK_OUT = REPO_ROOT / "bench" / "results" / "election-quick.json"
@@ -441,10 +441,7 @@ def main(argv: list[str]) -> int:
     print("\n".join(document["election_table"]))
     print("\nmedians as a ratio to the reference settings' (same run):")
     print("\n".join(document["ratio_table"]))
-    out: Path = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
-    write_document(out, document)
-    print(f"\nresults: {out}  ({document['wall_s']} s)")
-    return 0
+    return save_document(args.out or (QUICK_OUT if args.quick else DEFAULT_OUT), document)
 
 
 if __name__ == "__main__":
