@@ -94,8 +94,12 @@ imports: setup
 
 check: lint typecheck imports
 
+# The handoff against its baselines (~17 min), then leader election against the Lease settings
+# (~3 min). Each writes its JSON to bench/results/; the others (bench.scale, bench.standby,
+# bench.soak) are run by name.
 bench: setup
 	$(PY) -m bench
+	$(PY) -m bench.election
 
 # Always podman, never Docker: one path, the one the tests build and run (tests/integration/
 # test_image.py), and it needs neither a Docker engine nor a registry: the Dockerfile's

@@ -474,3 +474,10 @@ def document_head(
 def write_document(path: Path, document: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def save_document(path: Path, document: Mapping[str, Any]) -> int:
+    """A run's last step: write ``document``, say where, exit status 0."""
+    write_document(path, document)
+    print(f"\nresults: {path}  ({document['wall_s']} s)")
+    return 0

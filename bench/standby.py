@@ -66,11 +66,11 @@ from bench.live import (
     ms_quantile,
     outcome_counts,
     run_live,
+    save_document,
     start_gateway,
     start_sim,
     start_strategy,
     tables,
-    write_document,
 )
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "standby.json"
@@ -898,10 +898,7 @@ def main(argv: list[str]) -> int:
     document["cost"] = results["cost"]
     document["state"] = results["state"]
     print("\n".join(document["findings"]))
-    out: Path = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
-    write_document(out, document)
-    print(f"\nresults: {out}  ({document['wall_s']} s)")
-    return 0
+    return save_document(args.out or (QUICK_OUT if args.quick else DEFAULT_OUT), document)
 
 
 if __name__ == "__main__":

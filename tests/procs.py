@@ -43,6 +43,19 @@ async def wait_until(
         await asyncio.sleep(poll_s)
 
 
+def log_entries(service: Service, msg: str) -> list[dict[str, Any]]:
+    """The service's JSON log lines with message ``msg``."""
+    out = []
+    for line in service.log_path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("msg") == msg:
+            out.append(entry)
+    return out
+
+
 def query(ledger: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     """Read a live ledger (WAL lets us read while the gateway writes)."""
     if not ledger.exists():
@@ -72,6 +85,17 @@ async def run_ticks(ledger: Path, ticks: int) -> None:
         lambda: evaluations(ledger) >= ticks * SLOTS,
         timeout_s=ticks * CADENCE_S + 20,
         what=f"{ticks} ticks of evaluations in the ledger",
+    )
+
+
+async def more_ticks_in_run(ledger: Path, run_id: int, ticks: int, *, timeout_s: float) -> None:
+    """Until gateway run ``run_id`` has recorded ``ticks`` more ticks of evaluations than now."""
+    sql = "SELECT count(*) FROM evaluations WHERE run_id = ?"
+    target = count(ledger, sql, run_id) + ticks * SLOTS
+    await wait_until(
+        lambda: count(ledger, sql, run_id) >= target,
+        timeout_s=timeout_s,
+        what=f"{ticks} more ticks of run {run_id}",
     )
 
 

@@ -5,7 +5,6 @@ carried."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,25 +17,21 @@ from baton.gateway.report import presence_report
 from baton.local import Processes
 from tests.integration.history_probe import ENTRYPOINT, LOG_MSG
 from tests.integration.test_stale_evaluations import UNKNOWN_MATIC, metric
-from tests.procs import SLOTS, StartGateway, count, query, run_ticks, sim_fault, wait_until
+from tests.procs import (
+    SLOTS,
+    StartGateway,
+    count,
+    log_entries,
+    query,
+    run_ticks,
+    sim_fault,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 HISTORY = 30  # gateway.history's default: closed candles in every request
 STARTED = "backfill finished: the clock starts"
 UNFINISHED = "backfill unfinished: the clock starts without it"
-
-
-def log_entries(service: Service, msg: str) -> list[dict[str, Any]]:
-    """The service's JSON log lines with message ``msg``."""
-    out = []
-    for line in service.log_path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("msg") == msg:
-            out.append(entry)
-    return out
 
 
 def first_requests(probe: Service) -> dict[str, dict[str, Any]]:

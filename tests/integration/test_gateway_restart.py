@@ -20,7 +20,7 @@ from tests.procs import (
     StartGateway,
     StartStrategy,
     assert_every_scheduled_evaluation_accounted,
-    count,
+    more_ticks_in_run,
     not_executed,
     query,
     run_ticks,
@@ -66,12 +66,7 @@ async def test_gateway_restart_resumes_with_the_same_strategy_and_reports_the_ga
         f"\nrestart ({signal.Signals(sig).name}): ready after {ready_s:.2f} s, first executed "
         f"evaluation {gap_s:.2f} s after the restart (cadence {CADENCE_S:g} s)"
     )
-    n = count(ledger, "SELECT count(*) FROM evaluations WHERE run_id = 2")
-    await wait_until(
-        lambda: count(ledger, "SELECT count(*) FROM evaluations WHERE run_id = 2") >= n + 3 * SLOTS,
-        timeout_s=20,
-        what="3 more ticks after the restart",
-    )
+    await more_ticks_in_run(ledger, 2, 3, timeout_s=20)
     assert await second.stop() == 0
     assert strategy.proc.returncode is None, "the strategy host stayed up and re-attached"
 

@@ -4,7 +4,6 @@ report, metric), never as a fresh evaluation; the exchange problem behind it is 
 
 from __future__ import annotations
 
-import json
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from tests.procs import (
     StartGateway,
     StartStrategy,
     count,
+    log_entries,
     query,
     run_ticks,
     sim_fault,
@@ -44,15 +44,7 @@ def metric(gateway: Service, name: str, **labels: str) -> float:
 
 def warnings(gateway: Service, msg: str) -> list[dict[str, Any]]:
     """The gateway's WARNING log lines with message ``msg``."""
-    out = []
-    for line in gateway.log_path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("level") == "warning" and entry["msg"] == msg:
-            out.append(entry)
-    return out
+    return [e for e in log_entries(gateway, msg) if e.get("level") == "warning"]
 
 
 def stale_by_slot(ledger: Path, outcome: str = "executed") -> dict[tuple[str, str], int]:

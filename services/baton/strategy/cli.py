@@ -18,7 +18,13 @@ from baton.common import announce_ready, setup_logging, setup_tracing
 from baton.model import StandbyMode, StandbyPolicy, check_slot_ids
 from baton.strategy.core.errors import StrategyError
 from baton.strategy.core.state import DEFAULT_MAX_STATE_BYTES
-from baton.strategy.host import Attachment, StrategyHost, default_pod_name
+from baton.strategy.host import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    Attachment,
+    StrategyHost,
+    check_connect_timeout,
+    default_pod_name,
+)
 from baton.strategy.loader import build_strategy, load_strategy_class, parse_config
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
         "--exit-on-disconnect",
         action="store_true",
         help="exit 1 when the gateway connection is lost instead of attaching again",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        metavar="S",
+        help="give up an attach attempt whose connection is not up within this many seconds and "
+        "try again on a new connection, 0.1 to 60 (default: %(default)g; gRPC alone waits 20 s "
+        "for an address that swallows the handshake, such as a terminating pod)",
     )
     p.add_argument(
         "--no-shed-late",
@@ -159,6 +174,11 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"baton strategy: --slots: {exc}", file=sys.stderr)
         return 2
+    try:
+        connect_timeout_s = check_connect_timeout(args.connect_timeout)
+    except ValueError as exc:
+        print(f"baton strategy: --connect-timeout: {exc}", file=sys.stderr)
+        return 2
     if args.stake is not None and not (math.isfinite(args.stake) and args.stake > 0):
         print(f"baton strategy: --stake: must be a number > 0, got {args.stake:g}", file=sys.stderr)
         return 2
@@ -202,6 +222,7 @@ def main(argv: list[str]) -> int:
         args.gateway,
         pod_name=pod_name,
         exit_on_disconnect=args.exit_on_disconnect,
+        connect_timeout_s=connect_timeout_s,
         max_state_bytes=int(args.max_state_mib * 1024 * 1024),
         on_attached=ready,
         shed_late=args.shed_late,

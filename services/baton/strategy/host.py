@@ -33,9 +33,15 @@ Batches: the gateway sends one ``EvaluationBatch`` per tick; the host evaluates 
 per-message costs are paid per chunk and the first answers leave before the last are computed.
 
 Reconnect: if the gateway is unreachable or the stream breaks, the host attaches again (a new
-``Hello``) after a ``Backoff`` delay (``RECONNECT_BACKOFF``: 0.1 s doubling to at most 1 s, so a
-restarted gateway has its strategy back within about a second), keeping its in-memory state;
-the gateway decides the role.
+``Hello``) after a ``Backoff`` delay (``RECONNECT_BACKOFF``: 0.1 s doubling to at most 1 s,
+jittered, started over after every successful attach, so a restarted gateway has its strategy
+back within about a second), keeping its in-memory state; the gateway decides the role. Each
+attempt is bounded and gets a channel of its own (``channel_options``): the Hello must be on a
+connected transport within ``connect_timeout_s`` (2 s), else the attempt is given up and the
+next one opens a new connection. An attempt at an address that swallows the handshake (a
+terminating pod behind a Service, whose SYNs are still DNATed to it) used to wait out gRPC's
+20 s connect deadline, and ticks went unanswered all that time (docs/real-node.md). Every
+re-attach logs ``re-attached to gateway`` with ``detached_ms`` and the attempts it took.
 With ``exit_on_disconnect`` it returns ``HostExit.DISCONNECTED`` instead (Kubernetes restarts the
 pod).
 
@@ -132,6 +138,69 @@ def wall_ms() -> int:
 #: "Restart").
 RECONNECT_BACKOFF = Backoff(initial_s=0.1, factor=2.0, max_s=1.0)
 
+#: How long one attach attempt may take to get its Hello onto a connected transport. A gateway
+#: on the same node or behind a Service connects in milliseconds; 2 s is room for a loaded
+#: machine while still ending a hung attempt (SYNs to a pod that is gone, a peer that accepts
+#: and never speaks HTTP/2) well within one 5 s cadence, where gRPC alone waits 20 s.
+DEFAULT_CONNECT_TIMEOUT_S = 2.0
+
+#: gRPC clamps its connect deadline to at least 100 ms; longer than a minute is a hang, not a
+#: connect.
+_CONNECT_TIMEOUT_RANGE_S = (0.1, 60.0)
+
+
+def check_connect_timeout(value: float) -> float:
+    """``value`` if it is a usable connect timeout, else ``ValueError`` naming the setting.
+
+    >>> check_connect_timeout(2)
+    2.0
+    >>> check_connect_timeout(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: connect_timeout_s: must be a number of seconds from 0.1 to 60, got 0
+    """
+    low, high = _CONNECT_TIMEOUT_RANGE_S
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(
+            f"connect_timeout_s: must be a number of seconds from {low:g} to {high:g}, "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
+def channel_options(
+    max_message: int, connect_timeout_s: float, backoff: Backoff = RECONNECT_BACKOFF
+) -> list[tuple[str, int]]:
+    """The gRPC options of one attach attempt's channel.
+
+    Why each reconnect option: the host opens a new channel per attempt and ends the attempt
+    itself, so gRPC's own reconnect machinery should never be what the host waits on. Left at
+    its defaults it would be: a subchannel that failed backs off 1 s x 1.6 per failure up to
+    120 s, and a connect attempt may take 20 s (``min_reconnect_backoff_ms`` is gRPC's minimum
+    connect deadline, not a backoff), which is the 20 s the node measured.
+
+    - ``grpc.min_reconnect_backoff_ms`` = the connect timeout: the transport gives up its
+      connect when the host gives up the attempt, so nothing half-open outlives it.
+    - ``grpc.initial_reconnect_backoff_ms`` / ``grpc.max_reconnect_backoff_ms`` = the host's own
+      backoff (0.1 s, 1 s): if a channel ever does retry by itself, it is no slower than the host.
+    - ``grpc.use_local_subchannel_pool``: by default channels to the same target with the same
+      options share subchannels process-wide, so a "new" channel could inherit the old one's
+      broken connection and its backoff; a local pool makes the new channel really new (and its
+      connection a new conntrack entry, DNATed to whichever pod serves now).
+
+    >>> dict(channel_options(1024, 2.0))["grpc.min_reconnect_backoff_ms"]
+    2000
+    """
+    return [
+        ("grpc.max_send_message_length", max_message),
+        ("grpc.max_receive_message_length", max_message),
+        ("grpc.min_reconnect_backoff_ms", max(100, round(connect_timeout_s * 1000))),
+        ("grpc.initial_reconnect_backoff_ms", max(100, round(backoff.initial_s * 1000))),
+        ("grpc.max_reconnect_backoff_ms", max(100, round(backoff.max_s * 1000))),
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
+
+
 #: Status codes after which attaching again cannot help: the gateway refuses this host as it is.
 _FATAL_CODES = frozenset(
     {
@@ -202,6 +271,14 @@ class _Drain:
     term: int
 
 
+class _Wait(enum.Enum):
+    """How a bounded wait of the attach ended."""
+
+    DONE = "done"
+    TIMEOUT = "timeout"
+    STOPPED = "stopped"  # stop() came first
+
+
 _Reply = asyncio.Future[gw.AttachRequest | None]
 _OutboxItem = _Reply | _Marker | _Drain
 
@@ -230,6 +307,7 @@ class StrategyHost:
         backoff: Backoff | None = None,
         max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
         welcome_timeout_s: float = 10.0,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         stop_grace_s: float = 2.0,
         max_in_flight: int = 10_000,
         on_attached: Callable[[Attachment], None] | None = None,
@@ -257,12 +335,22 @@ class StrategyHost:
         self._backoff = backoff or RECONNECT_BACKOFF
         self._rng = rng
         self._welcome_timeout_s = welcome_timeout_s
+        self._connect_timeout_s = check_connect_timeout(connect_timeout_s)
         self._stop_grace_s = stop_grace_s
         self._max_in_flight = max_in_flight
         self._on_attached = on_attached
         self._on_detached = on_detached
         self._on_role_changed = on_role_changed
         self._max_message = max_state_bytes + _MESSAGE_OVERHEAD
+        self._channel_options = channel_options(
+            self._max_message, self._connect_timeout_s, self._backoff
+        )
+        # The attach loop's record of the current outage (event loop thread).
+        self._detached_at: float | None = None  # monotonic s when the last attached stream ended
+        self._attempts = 0  # attach attempts since then (or since the start)
+        self._last_reason = ""
+        self._reconnects = 0
+        self._last_detached_ms: int | None = None
         self._runtime = StrategyRuntime(strategy, max_state_bytes=max_state_bytes)
         self._worker = SerialExecutor("baton-strategy-worker")
         self._stop = asyncio.Event()
@@ -310,6 +398,16 @@ class StrategyHost:
     @property
     def attach_count(self) -> int:
         return self._attach_count
+
+    @property
+    def reconnects(self) -> int:
+        """Attaches after the first: each one ended an outage."""
+        return self._reconnects
+
+    @property
+    def last_detached_ms(self) -> int | None:
+        """How long the last outage lasted: from the stream's end to the next Welcome."""
+        return self._last_detached_ms
 
     @property
     def evaluations(self) -> int:
@@ -373,7 +471,10 @@ class StrategyHost:
             else:
                 return end
             finally:
+                if self._attached.is_set():
+                    self._detached_at = time.monotonic()  # an outage starts
                 self._attached.clear()
+            self._last_reason = reason
             if self._on_detached is not None:
                 self._on_detached(reason)
             if self._stop.is_set():
@@ -389,10 +490,18 @@ class StrategyHost:
             delay = next(delays)
             log.warning(
                 "gateway connection lost; attaching again",
-                extra={"reason": reason, "gateway": self.gateway, "retry_in_s": round(delay, 3)},
+                extra={
+                    "reason": reason,
+                    "gateway": self.gateway,
+                    "retry_in_s": round(delay, 3),
+                    "attempts": self._attempts,
+                },
             )
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as its inner wait ends (gateway/election.py).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
         return HostExit.STOPPED
 
     # -- internals -------------------------------------------------------------------------
@@ -418,10 +527,7 @@ class StrategyHost:
         )
 
     async def _session(self) -> HostExit:
-        options = [
-            ("grpc.max_send_message_length", self._max_message),
-            ("grpc.max_receive_message_length", self._max_message),
-        ]
+        self._attempts += 1
         log.info(
             "attaching to gateway",
             extra={
@@ -429,9 +535,15 @@ class StrategyHost:
                 "pod_name": self.pod_name,
                 "slots": len(self.slots) or "all",  # a count: a selection can be thousands
                 "stake": self.stake,
+                "attempt": self._attempts,
+                "connect_timeout_s": self._connect_timeout_s,
             },
         )
-        async with grpc.aio.insecure_channel(self.gateway, options=options) as channel:
+        # A channel per attempt, closed with it: a channel that saw its target die keeps its
+        # subchannel's state and backoff (channel_options says which).
+        async with grpc.aio.insecure_channel(
+            self.gateway, options=self._channel_options
+        ) as channel:
             stub = gw_grpc.GatewayServiceStub(channel)
             # No request iterator: the host writes with call.write() (replies leave in order).
             call = stub.Attach(None)
@@ -445,31 +557,52 @@ class StrategyHost:
             finally:
                 call.cancel()
 
-    async def _attached_session(
-        self, call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse]
-    ) -> HostExit:
-        await self._write(call, self._hello())
-        # Wait for the Welcome, but let stop() (SIGTERM) cut the wait short.
-        welcome = asyncio.ensure_future(call.read())
+    async def _bounded(
+        self, awaitable: asyncio.Future[T], timeout_s: float
+    ) -> tuple[_Wait, T | None]:
+        """``awaitable``'s result within ``timeout_s``, unless stop() (SIGTERM) comes first; on
+        a timeout or a stop it is cancelled and waited for, so nothing is left running."""
         stopped = asyncio.ensure_future(self._stop.wait())
+        racing: set[asyncio.Future[Any]] = {awaitable, stopped}
         try:
             done, _ = await asyncio.wait(
-                {welcome, stopped},
-                timeout=self._welcome_timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
+                racing, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             stopped.cancel()
-            if not welcome.done():
-                welcome.cancel()
-        if welcome not in done:
-            await asyncio.wait({welcome})  # let the cancelled read finish before leaving
-            if not welcome.cancelled():
-                welcome.exception()  # it lost the race to the timeout: retrieved and dropped
-            if self._stop.is_set():
-                return HostExit.STOPPED
+            if not awaitable.done():
+                awaitable.cancel()
+        if awaitable in done:
+            return _Wait.DONE, awaitable.result()  # raises what the awaitable raised
+        await asyncio.wait({awaitable})  # let the cancelled call finish before leaving
+        if not awaitable.cancelled():
+            awaitable.exception()  # it lost the race: retrieved and dropped
+        return (_Wait.STOPPED if self._stop.is_set() else _Wait.TIMEOUT), None
+
+    async def _attached_session(
+        self, call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse]
+    ) -> HostExit:
+        # The Hello's write completes once the call is on a connected transport, so it is the
+        # connect: bounded by the connect timeout. A refused connection fails it at once
+        # (UNAVAILABLE); one that hangs (no SYN-ACK, no HTTP/2 preface) would wait out gRPC's
+        # connect deadline without this bound.
+        sent, _ = await self._bounded(
+            asyncio.ensure_future(self._write(call, self._hello())), self._connect_timeout_s
+        )
+        if sent is _Wait.STOPPED:
+            return HostExit.STOPPED
+        if sent is _Wait.TIMEOUT:
+            raise _StreamLost(
+                f"no connection to {self.gateway} within {self._connect_timeout_s:g} s "
+                "(connect_timeout_s)"
+            )
+        got, first = await self._bounded(
+            asyncio.ensure_future(call.read()), self._welcome_timeout_s
+        )
+        if got is _Wait.STOPPED:
+            return HostExit.STOPPED
+        if got is _Wait.TIMEOUT:
             raise _StreamLost(f"no Welcome within {self._welcome_timeout_s:g} s")
-        first = welcome.result()
         if not isinstance(first, gw.AttachResponse):
             raise _StreamLost("gateway closed the stream before Welcome")
         if first.WhichOneof("body") != "welcome":
@@ -487,6 +620,7 @@ class StrategyHost:
             raise _StreamLost(
                 f"fenced: the gateway's term {first.welcome.term} is older than {self._term}"
             )
+        self._outage_over()  # first: on_attached (in _welcomed) sees this outage's figures
         self._welcomed(first.welcome)
 
         outbox: asyncio.Queue[_OutboxItem] = asyncio.Queue(self._max_in_flight)
@@ -511,6 +645,26 @@ class StrategyHost:
             for task in (reader, writer, stopper):
                 task.cancel()
             await asyncio.gather(reader, writer, stopper, return_exceptions=True)
+
+    def _outage_over(self) -> None:
+        """After a Welcome: the record of the outage it ends (none on the first attach)."""
+        attempts, self._attempts = self._attempts, 0
+        if self._detached_at is None:
+            return
+        detached_ms = round((time.monotonic() - self._detached_at) * 1000)
+        self._detached_at = None
+        self._reconnects += 1
+        self._last_detached_ms = detached_ms
+        log.info(
+            "re-attached to gateway",
+            extra={
+                "gateway": self.gateway,
+                "detached_ms": detached_ms,
+                "attempts": attempts,
+                "last_reason": self._last_reason,
+                "reconnects": self._reconnects,
+            },
+        )
 
     def _welcomed(self, welcome: gw.Welcome) -> None:
         role: Role | None
