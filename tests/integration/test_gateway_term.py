@@ -170,34 +170,46 @@ async def test_answers_to_a_batch_of_another_term_are_dropped_not_executed(
     assert executed  # the ticks of term 3 were answered and executed
 
 
+@contextlib.asynccontextmanager
+async def host_left_by(
+    sim: Service, tmp_path: Path, term: Term
+) -> AsyncIterator[tuple[StrategyHost, str]]:
+    """A host served by a gateway of ``term`` (a tick evaluated), which then went: the host
+    keeps the term, and its address is free for the next gateway."""
+    gone = contextlib.AsyncExitStack()
+    a = await gone.enter_async_context(running_gateway(config(sim, tmp_path / "a.db"), term))
+    address = f"127.0.0.1:{a.port}"
+    try:
+        async with running_host(MomentumV1({}), address) as host:
+            await asyncio.wait_for(host.wait_attached(), WAIT_S)
+            await until(lambda: host.evaluations >= 2, f"a tick evaluated at term {term.value}")
+            await gone.aclose()
+            yield host, address
+    finally:
+        await gone.aclose()
+
+
 async def test_a_host_refuses_the_welcome_of_an_older_gateway_on_its_address(
     sim: Service, tmp_path: Path
 ) -> None:
     # Gateway A leads term 2; it goes, and a gateway of term 1 (deposed, unaware) comes up on the
     # same address: the host takes no role from it. When it learns a newer term (3) the host is
     # served again, with the state it kept.
-    newer, older = Term(2), Term(1)
-    gateway_a = contextlib.AsyncExitStack()
-    a = await gateway_a.enter_async_context(running_gateway(config(sim, tmp_path / "a.db"), newer))
-    address = f"127.0.0.1:{a.port}"
-    try:
-        async with running_host(MomentumV1({}), address) as host:
-            await asyncio.wait_for(host.wait_attached(), WAIT_S)
-            await until(lambda: host.evaluations >= 2, "a tick evaluated at term 2")
-            await gateway_a.aclose()
-            async with running_gateway(config(sim, tmp_path / "b.db", address), older) as b:
-                await asyncio.wait_for(older.told.wait(), WAIT_S)
-                assert older.fenced[0][0] == 2
-                assert fenced_samples(b, "welcome") >= 1
-                assert not host.attached
-                assert host.attach_count == 1
-                digest = await host.state_digest()
-                older.value = 3
-                await asyncio.wait_for(host.wait_attached(), WAIT_S)
-                assert (host.term, host.attach_count) == (3, 2)
-                assert await host.state_digest() == digest
-    finally:
-        await gateway_a.aclose()
+    older = Term(1)
+    async with (
+        host_left_by(sim, tmp_path, Term(2)) as (host, address),
+        running_gateway(config(sim, tmp_path / "b.db", address), older) as b,
+    ):
+        await asyncio.wait_for(older.told.wait(), WAIT_S)
+        assert older.fenced[0][0] == 2
+        assert fenced_samples(b, "welcome") >= 1
+        assert not host.attached
+        assert host.attach_count == 1
+        digest = await host.state_digest()
+        older.value = 3
+        await asyncio.wait_for(host.wait_attached(), WAIT_S)
+        assert (host.term, host.attach_count) == (3, 2)
+        assert await host.state_digest() == digest
 
 
 async def test_a_replica_a_host_fences_is_deposed_and_exits(sim: Service, tmp_path: Path) -> None:
@@ -205,27 +217,17 @@ async def test_a_replica_a_host_fences_is_deposed_and_exits(sim: Service, tmp_pa
     reaches its elector (``on_fenced`` = ``term_seen``): deposed at once, it stops and its
     process would exit 3. Here: the host saw term 2 from a gateway that went; a fresh replica
     (a lease of its own, so term 1: the split a partition makes) comes up on the address."""
-    newer = Term(2)
-    gateway_a = contextlib.AsyncExitStack()
-    a = await gateway_a.enter_async_context(running_gateway(config(sim, tmp_path / "a.db"), newer))
-    address = f"127.0.0.1:{a.port}"
-    try:
-        async with running_host(MomentumV1({}), address) as host:
-            await asyncio.wait_for(host.wait_attached(), WAIT_S)
-            await gateway_a.aclose()
-            cfg = config(sim, tmp_path / "b.db", address)
-            leader = replace(cfg.leader, backend=LeaderBackend.LOCAL, identity="gw-b-1")
-            replica = Replica(
-                replace(cfg, leader=leader, metrics_listen=None),
-                LocalLease(tmp_path / "lease"),
-                announce=lambda **_: None,
-            )
-            run = asyncio.create_task(replica.run())
-            exit_ = await asyncio.wait_for(run, WAIT_S)
-            assert exit_ is Exit.DEPOSED
-            assert replica.life.term == 1
-            assert replica.elector.term == 2  # it learnt the newer term from the host
-            assert not host.attached
-            assert host.term == 2
-    finally:
-        await gateway_a.aclose()
+    async with host_left_by(sim, tmp_path, Term(2)) as (host, address):
+        cfg = config(sim, tmp_path / "b.db", address)
+        leader = replace(cfg.leader, backend=LeaderBackend.LOCAL, identity="gw-b-1")
+        replica = Replica(
+            replace(cfg, leader=leader, metrics_listen=None),
+            LocalLease(tmp_path / "lease"),
+            announce=lambda **_: None,
+        )
+        exit_ = await asyncio.wait_for(replica.run(), WAIT_S)
+        assert exit_ is Exit.DEPOSED
+        assert replica.life.term == 1
+        assert replica.elector.term == 2  # it learnt the newer term from the host
+        assert not host.attached
+        assert host.term == 2
