@@ -26,6 +26,7 @@ from baton.gateway.core.leadership import Settings
 from baton.gateway.report import presence_report
 from baton.gateway.report_gateways import GatewayChange
 from baton.local import Processes
+from tests.ledger_workload import tables
 from tests.procs import (
     CADENCE_S,
     SLOTS,
@@ -61,9 +62,13 @@ class Pair:
         self.addr = f"127.0.0.1:{port}"
         self.cadence_s = CADENCE_S
 
-    async def replica(self, name: str, lease_path: Path | None = None) -> Service:
+    async def replica(
+        self, name: str, lease_path: Path | None = None, *, own_ledger: Path | None = None
+    ) -> Service:
+        """``own_ledger``: the replica keeps a ledger of its own, a copy of the leader's
+        (``leader.replicate_from`` = the address the leader serves)."""
         env = {
-            **gateway_env(self.sim, self.ledger),
+            **gateway_env(self.sim, own_ledger or self.ledger),
             "BATON_GATEWAY__LISTEN": self.addr,
             "BATON_LEADER__BACKEND": "local",
             "BATON_LEADER__IDENTITY": name,
@@ -71,6 +76,9 @@ class Pair:
         }
         if lease_path is not None:
             env["BATON_LEADER__LEASE_PATH"] = str(lease_path)
+        if own_ledger is not None:
+            env["BATON_LEADER__REPLICATE_FROM"] = self.addr
+            env["BATON_LEADER__LEASE_PATH"] = str(self.ledger.with_name("lease"))
         return await self.procs.spawn(name, ["gateway"], env=env)
 
     async def strategy(self) -> Service:
@@ -269,3 +277,62 @@ async def test_demo_hands_the_gateway_over_and_kills_it_and_the_report_tells_eac
     assert report["missed"] == 0  # nothing recorded missed: the gaps are the changes'
     assert report["runs"] == 4
     print(f"\ndemo: handovers {handovers}\nfailover {f}")
+
+
+async def test_replicas_with_ledgers_of_their_own_fail_over_and_hand_over_from_their_copies(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """Each replica keeps its own ledger, a copy of the leader's (``leader.replicate_from``):
+    the SIGKILLed leader's standby takes over from its copy (nothing it had is lost, no seq is
+    reused); a new, empty standby is seeded with a snapshot, catches up and takes a handover
+    with 0 missed; the last two ledgers are then the same row for row."""
+    pair.cadence_s = 2.0
+    ledgers = {name: tmp_path / f"{name}.sqlite" for name in ("a", "b", "c")}
+    a = await pair.replica("gw-a", own_ledger=ledgers["a"])
+    await a.wait_announced("role", "leader", timeout_s=15)
+    b = await pair.replica("gw-b", own_ledger=ledgers["b"])
+    await pair.strategy()
+    await executed_ticks(ledgers["a"], 3, "three ticks led by gw-a")
+    await wait_until(
+        lambda: count(ledgers["b"], EXECUTED) >= count(ledgers["a"], EXECUTED) - 2 * SLOTS,
+        timeout_s=10,
+        what="gw-b's copy within a tick of gw-a's ledger",
+    )
+    assert await pair.procs.kill(a) == -9
+    led = await b.wait_announced("role", "leader", timeout_s=15)
+    assert led["term"] == 2
+    await executed_ticks(ledgers["b"], 2, "two ticks led by gw-b")
+
+    c = await pair.replica("gw-c", own_ledger=ledgers["c"])  # empty: seeded by a snapshot
+    await wait_until(
+        lambda: (
+            count(ledgers["c"], EXECUTED) >= count(ledgers["b"], EXECUTED) - 2 * SLOTS
+            and count(ledgers["c"], EXECUTED) > 0
+        ),
+        timeout_s=20,
+        what="gw-c caught up with gw-b",
+    )
+    assert await pair.procs.reap(b) == 0  # a handover at a tick boundary, to gw-c
+    led = await c.wait_announced("role", "leader", timeout_s=15)
+    assert led["term"] == 3
+    await executed_ticks(ledgers["c"], 2, "two ticks led by gw-c")
+    assert await pair.procs.reap(c) == 0
+
+    report = presence_report(ledgers["c"])
+    assert report.runs == 3
+    assert report.missed == 0
+    failover, handover = report.gateway_failovers, report.gateway_handovers
+    assert [(f.term, f.from_replica[:4], f.to_replica[:4]) for f in failover] == [
+        (2, "gw-a", "gw-b")
+    ]
+    assert [(h.term, h.missed, h.result) for h in handover] == [(3, 0, "completed")]
+    # Seqs never reused across the three runs (the failover skips what gw-a may have sent).
+    runs = seqs_by_run(ledgers["c"])
+    for slot_id, first in runs[1].items():
+        assert max(first) < min(runs[2][slot_id])
+        assert max(runs[2][slot_id]) < min(runs[3][slot_id])
+    # gw-b's ledger (closed at its handover) is a prefix of gw-c's: same rows, same ids.
+    b_rows, c_rows = tables(ledgers["b"]), tables(ledgers["c"])
+    for table in ("runs", "bets", "settlements"):
+        assert c_rows[table][: len(b_rows[table])] == b_rows[table], table
+    print(f"\nown ledgers: {failover[0]}\n{handover[0]}")

@@ -123,6 +123,17 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ({"BATON_LEADER__LEASE_DURATION_MS": "4s"}, "leader.lease_duration_ms", "an integer"),
         ({"BATON_LEADER__IDENTITY": "gw a"}, "leader.identity", "expected letters"),
         ({"BATON_LEADER__LEASE_NAME": "Leader_1"}, "leader.lease_name", "a DNS label"),
+        ({"BATON_LEADER__REPLICATE_FROM": "127.0.0.1:7001"}, "leader.replicate_from", "needs"),
+        (
+            {"BATON_LEADER__BACKEND": "local", "BATON_LEADER__REPLICATE_FROM": "gw:0"},
+            "leader.replicate_from",
+            "needs a port",
+        ),
+        (
+            {"BATON_LEADER__BACKEND": "local", "BATON_LEADER__REPLICATE_FROM": "gw"},
+            "leader.replicate_from",
+            "HOST:PORT",
+        ),
     ],
     ids=[
         "negative cadence",
@@ -150,6 +161,9 @@ def test_file_then_environment(tmp_path: Path) -> None:
         "lease duration with a unit",
         "identity with a space",
         "lease name not a DNS label",
+        "replication without an election",
+        "replication from port 0",
+        "replication address without a port",
     ],
 )
 def test_errors_name_the_setting(env: dict[str, str], setting: str, problem: str) -> None:

@@ -37,9 +37,10 @@ from baton.gateway.lanes import Lane, Lanes
 from baton.gateway.ledger import Ledger, LedgerError, RunEnd
 from baton.gateway.ledger_writer import LedgerWriter
 from baton.gateway.market_data import BookSink, MarketData, market_book
-from baton.gateway.metrics import GatewayMetrics, MetricsServer
+from baton.gateway.metrics import GatewayMetrics, MetricsServer, ReplicationMetrics
 from baton.gateway.outcomes import GatewayStats, Outcomes
 from baton.gateway.ports import HandoffFacts
+from baton.gateway.replication import Replicator, add_replication_servicer
 from baton.gateway.server import Parts, add_servicer
 from baton.gateway.standby_keeper import StandbyKeeper
 from baton.gateway.ticker import Ticker
@@ -73,7 +74,10 @@ class Gateway:
     and a settlement each ask it at that instant (docs/gateway-standby.md). Without election the
     term is 0 and it always executes. ``registry``: the replica's, which already serves /metrics;
     ``market``: the replica's market book and running feed (``market_data.py``), taken over warm;
-    ``on_fenced(term, source)``: a strategy host has seen a newer term than ``term``.
+    ``on_fenced(term, source)``: a strategy host has seen a newer term than ``term``;
+    ``replication``: serve ``ReplicationService`` from this ledger (a replica with a ledger of its
+    own: its standby follows it); ``seq_gap``: seqs skipped per slot past the ledger's last (a
+    new leader whose predecessor may have dispatched ticks it never replicated).
     """
 
     def __init__(
@@ -86,6 +90,8 @@ class Gateway:
         registry: CollectorRegistry | None = None,
         market: MarketData | None = None,
         on_fenced: Callable[[int, str], None] | None = None,
+        replication: ReplicationMetrics | None = None,
+        seq_gap: int = 0,
     ) -> None:
         self.config = config
         self._now_ms = now_ms
@@ -94,12 +100,17 @@ class Gateway:
         self.ledger = Ledger(
             config.ledger_path, max_pending_rows=config.ledger_max_pending_rows, term=term
         )
+        # Attached to the ledger's commits before the first one (the run): every row reaches
+        # the standby in the order it was written.
+        self.replicator = (
+            Replicator(self.ledger, metrics=replication) if replication is not None else None
+        )
         self.slots = config.slots
         self._warm = market
         self.market = market.book if market is not None else market_book(config)
         # Sequence numbers never go backwards, even across gateway restarts; one clock for the
         # whole book, so every strategy's evaluation of a (slot, tick) has the same seq.
-        self._seq_base = {k: v + 1 for k, v in self.ledger.last_seqs().items()}
+        self._seq_base = {k: v + 1 + seq_gap for k, v in self.ledger.last_seqs().items()}
         self.stats = GatewayStats()
         self.metrics = GatewayMetrics(
             (s.slot_id for s in self.slots),
@@ -276,6 +287,8 @@ class Gateway:
             server,
             Parts(instances=self.instances, lanes=self.lanes, ledger=self.writer),
         )
+        if self.replicator is not None:
+            add_replication_servicer(server, self.replicator)
         try:
             self.port = server.add_insecure_port(self.config.listen)
         except RuntimeError as exc:  # grpcio raises on a port in use; older ones returned 0
@@ -339,6 +352,13 @@ class Gateway:
                 self.ledger.end_run(ended_ms=self._now_ms(), reason=end.value)
             except LedgerError as exc:  # the report then reads the run as one that never said
                 log.error("cannot record the run's end", extra={"error": str(exc)})
+        if self.replicator is not None:
+            if end is RunEnd.HANDOVER:
+                # The standby leads next: it must hold every row, the run's end included.
+                head = self.ledger.last_commit.position
+                if not await self.replicator.wait_acked(head, within_s=grace_s):
+                    log.warning("standby did not acknowledge the last rows", extra={"head": head})
+            self.replicator.close("gateway stopping")
         if self._warm is not None:
             # The replica's feed outlives this gateway: its candles no longer reach the ledger.
             self._warm.sink.target = BookSink(self.market, self._now_ms)

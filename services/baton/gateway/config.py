@@ -40,6 +40,8 @@ Example file (every key optional)::
     renew_deadline_ms = 3000
     retry_period_ms = 500
     lease_path = ""             # local: default <ledger path>.lease (replicas sharing its folder)
+    replicate_from = ""         # HOST:PORT where the leader serves: each replica keeps its own
+                                # ledger, a copy of the leader's; "": the replicas share one
     lease_name = "baton-gateway-leader"   # kube: the Lease's name ...
     namespace = ""              # ... and namespace (default: the pod's own, else "default")
 """
@@ -114,6 +116,9 @@ class LeaderConfig:
     lease_path: Path | None = None  # LOCAL; None: beside the ledger
     lease_name: str = DEFAULT_LEASE_NAME  # KUBE
     namespace: str = "default"  # KUBE
+    # Where the leader serves ReplicationService (docs/gateway-standby.md): each replica keeps
+    # its own ledger, a copy of the leader's. None: the replicas share one ledger (one machine).
+    replicate_from: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -333,6 +338,13 @@ def _leader(s: Settings) -> LeaderConfig:
         except OSError:
             namespace = "default"
     lease_path = _optional_text(s, "leader.lease_path")
+    replicate_from = _optional_text(s, "leader.replicate_from")
+    if replicate_from:
+        replicate_from = _listen(s, "leader.replicate_from", replicate_from)
+        if replicate_from.endswith(":0"):
+            raise ConfigError("leader.replicate_from", f"needs a port, got {replicate_from!r}")
+    if replicate_from and backend is LeaderBackend.OFF:
+        raise ConfigError("leader.replicate_from", "needs leader.backend local or kube")
     return LeaderConfig(
         backend=backend,
         # A random suffix: a replica that restarts (same pod name) is a new candidate and never
@@ -342,6 +354,7 @@ def _leader(s: Settings) -> LeaderConfig:
         lease_path=Path(lease_path) if lease_path else None,
         lease_name=_dns_label(s.text("leader.lease_name", DEFAULT_LEASE_NAME), "leader.lease_name"),
         namespace=_dns_label(namespace, "leader.namespace"),
+        replicate_from=replicate_from or None,
     )
 
 

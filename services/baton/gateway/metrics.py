@@ -18,6 +18,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -452,82 +453,127 @@ class LeaderMetrics:
 APPLY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
+@dataclass(frozen=True, slots=True)
+class _ReplicationCollectors:
+    """The ``baton_replication_*`` collectors of one registry (``ReplicationMetrics`` views)."""
+
+    position: Gauge
+    acked: Gauge
+    lag: Gauge
+    caught_up: Gauge
+    connected: Gauge
+    apply: Histogram
+    snapshots: Counter
+    snapshot_bytes: Gauge
+    backlog_batches: Gauge
+    backlog_bytes: Gauge
+    acks: Counter
+    refused: Counter
+
+    @classmethod
+    def build(cls, registry: CollectorRegistry) -> _ReplicationCollectors:
+        return cls(
+            position=Gauge(
+                "baton_replication_position",
+                "The ledger's last commit position: the leader's head, or what the follower "
+                "applied",
+                ["role"],
+                registry=registry,
+            ),
+            acked=Gauge(
+                "baton_replication_acked_position",
+                "The last position the follower acknowledged (leader side)",
+                registry=registry,
+            ),
+            lag=Gauge(
+                "baton_replication_lag_batches",
+                "Batches the follower is behind the leader's announced head (follower side)",
+                registry=registry,
+            ),
+            caught_up=Gauge(
+                "baton_replication_caught_up",
+                "1 while the follower is caught up with its leader (eligible), else 0",
+                registry=registry,
+            ),
+            connected=Gauge(
+                "baton_replication_connected",
+                "1 while a replication stream is open (leader: a follower attached; follower: to "
+                "its leader), else 0",
+                ["role"],
+                registry=registry,
+            ),
+            apply=Histogram(
+                "baton_replication_apply_seconds",
+                "Time to apply one leader batch to the follower's ledger (one transaction)",
+                buckets=APPLY_BUCKETS,
+                registry=registry,
+            ),
+            snapshots=Counter(
+                "baton_replication_snapshots",
+                "Whole-ledger snapshots: sent (leader) or installed (follower), by reason",
+                ["role", "reason"],
+                registry=registry,
+            ),
+            snapshot_bytes=Gauge(
+                "baton_replication_snapshot_bytes",
+                "Size of the last snapshot sent or installed",
+                ["role"],
+                registry=registry,
+            ),
+            backlog_batches=Gauge(
+                "baton_replication_backlog_batches",
+                "Batches the leader holds in memory for a follower that reconnects",
+                registry=registry,
+            ),
+            backlog_bytes=Gauge(
+                "baton_replication_backlog_bytes",
+                "Bytes of the batches the leader holds in memory",
+                registry=registry,
+            ),
+            acks=Counter(
+                "baton_replication_acks",
+                "Acknowledgements: received (leader) or sent (follower)",
+                ["role"],
+                registry=registry,
+            ),
+            refused=Counter(
+                "baton_replication_refused",
+                "Batches the follower refused, or followers the leader refused",
+                ["role"],
+                registry=registry,
+            ),
+        )
+
+
 class ReplicationMetrics:
     """Ledger replication (``baton_replication_*``, docs/gateway-standby.md): the leader's
     side (``role="leader"``: its head, what the standby acknowledged, the backlog, snapshots
     sent) or the standby's (``role="follower"``: what it applied, its lag, apply times,
     snapshots installed, refused batches)."""
 
-    def __init__(self, registry: CollectorRegistry, role: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, role: str, *, _base: _ReplicationCollectors | None = None
+    ) -> None:
         self.role = role
-        self._position = Gauge(
-            "baton_replication_position",
-            "The ledger's last commit position: the leader's head, or what the follower applied",
-            ["role"],
-            registry=registry,
-        ).labels(role)
-        self._acked = Gauge(
-            "baton_replication_acked_position",
-            "The last position the follower acknowledged (leader side)",
-            registry=registry,
-        )
-        self._lag = Gauge(
-            "baton_replication_lag_batches",
-            "Batches the follower is behind the leader's announced head (follower side)",
-            registry=registry,
-        )
-        self._caught_up = Gauge(
-            "baton_replication_caught_up",
-            "1 while the follower is caught up with its leader (eligible), else 0",
-            registry=registry,
-        )
-        self._connected = Gauge(
-            "baton_replication_connected",
-            "1 while a replication stream is open (leader: a follower attached; follower: to "
-            "its leader), else 0",
-            ["role"],
-            registry=registry,
-        ).labels(role)
-        self._apply = Histogram(
-            "baton_replication_apply_seconds",
-            "Time to apply one leader batch to the follower's ledger (one transaction)",
-            buckets=APPLY_BUCKETS,
-            registry=registry,
-        )
-        self._snapshots = Counter(
-            "baton_replication_snapshots",
-            "Whole-ledger snapshots: sent (leader) or installed (follower), by reason",
-            ["role", "reason"],
-            registry=registry,
-        )
-        self._snapshot_bytes = Gauge(
-            "baton_replication_snapshot_bytes",
-            "Size of the last snapshot sent or installed",
-            ["role"],
-            registry=registry,
-        ).labels(role)
-        self._backlog_batches = Gauge(
-            "baton_replication_backlog_batches",
-            "Batches the leader holds in memory for a follower that reconnects",
-            registry=registry,
-        )
-        self._backlog_bytes = Gauge(
-            "baton_replication_backlog_bytes",
-            "Bytes of the batches the leader holds in memory",
-            registry=registry,
-        )
-        self._acks = Counter(
-            "baton_replication_acks",
-            "Acknowledgements: received (leader) or sent (follower)",
-            ["role"],
-            registry=registry,
-        ).labels(role)
-        self._refused = Counter(
-            "baton_replication_refused",
-            "Batches the follower refused, or followers the leader refused",
-            ["role"],
-            registry=registry,
-        ).labels(role)
+        base = _base if _base is not None else _ReplicationCollectors.build(registry)
+        self._registry = registry
+        self._base = base
+        self._position = base.position.labels(role)
+        self._acked = base.acked
+        self._lag = base.lag
+        self._caught_up = base.caught_up
+        self._connected = base.connected.labels(role)
+        self._apply = base.apply
+        self._snapshots = base.snapshots
+        self._snapshot_bytes = base.snapshot_bytes.labels(role)
+        self._backlog_batches = base.backlog_batches
+        self._backlog_bytes = base.backlog_bytes
+        self._acks = base.acks.labels(role)
+        self._refused = base.refused.labels(role)
+
+    def as_role(self, role: str) -> ReplicationMetrics:
+        """The same series from the other side: a replica follows, then leads (one registry)."""
+        return ReplicationMetrics(self._registry, role, _base=self._base)
 
     def position(self, position: int) -> None:
         self._position.set(position)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -28,10 +29,11 @@ from baton.gateway.app import Gateway, wall_ms
 from baton.gateway.config import GatewayConfig, LeaderBackend
 from baton.gateway.core import replica as life
 from baton.gateway.election import Elector
+from baton.gateway.follower import Follower
 from baton.gateway.lease import LeaseStore, LocalLease
-from baton.gateway.ledger import RunEnd
+from baton.gateway.ledger import LedgerReader, RunEnd
 from baton.gateway.market_data import MarketData, following_market
-from baton.gateway.metrics import FeedMetrics, LeaderMetrics, MetricsServer
+from baton.gateway.metrics import FeedMetrics, LeaderMetrics, MetricsServer, ReplicationMetrics
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,15 @@ class Replica:
         self.registry = CollectorRegistry()
         self._metrics_server = MetricsServer(self.registry)
         self.metrics_addr: str | None = None
+        # With a ledger of its own (leader.replicate_from), a replica follows the leader's
+        # ledger and is a candidate only once it holds it (or nobody can have more: eligible).
+        target = config.leader.replicate_from
+        self._replication = ReplicationMetrics(self.registry, "follower")
+        self.follower = (
+            Follower(config.ledger_path, target, self.identity, metrics=self._replication)
+            if target is not None
+            else None
+        )
         self.elector = Elector(
             store,
             self.identity,
@@ -83,6 +94,7 @@ class Replica:
             on_elected=lambda term: self._post(life.Elected(term)),
             on_deposed=lambda reason: self._post(life.Deposed(reason)),
             metrics=LeaderMetrics(self.registry, self.identity),
+            eligible=self.follower is None,
         )
         # The feed runs from the start: an elected replica's first tick finds the market current.
         self.market: MarketData = following_market(config, FeedMetrics(self.registry), now_ms)
@@ -90,6 +102,8 @@ class Replica:
         self.life = life.Life()
         self._events: asyncio.Queue[life.Event] = asyncio.Queue()
         self.elected = asyncio.Event()  # for tests and the demo: this replica leads
+        self._following: list[asyncio.Task[None]] = []
+        self._follower_closed = False
         self.done = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -108,6 +122,13 @@ class Replica:
             self.metrics_addr = self._metrics_server.start(self.config.metrics_listen)
         feed = asyncio.create_task(self.market.feed.run(), name="feed")
         elector = asyncio.create_task(self.elector.run(), name="elector")
+        following: list[asyncio.Task[None]] = []
+        if self.follower is not None:
+            following = [
+                asyncio.create_task(self.follower.run(), name="follower"),
+                asyncio.create_task(self._watch_eligibility(), name="eligibility"),
+            ]
+        self._following = following
         self._announce(role="follower", replica=self.identity, metrics_addr=self.metrics_addr)
         log.info(
             "gateway replica following",
@@ -132,6 +153,7 @@ class Replica:
                     else:
                         return action.exit
         finally:
+            await self._stop_following()
             for task in (elector, feed):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -139,9 +161,65 @@ class Replica:
             await self._metrics_server.stop()
             self.done.set()
 
+    async def _watch_eligibility(self) -> None:
+        """A follower with a ledger of its own is a candidate while it is caught up with the
+        leader, or when nobody can hold more than it does: the lease was never held (a new
+        pair), or its ledger's last commit is of the lease's term (it was that leader, or it
+        holds that leader's last commit). Otherwise a standby that just started, or fell
+        behind, must not take over (Patroni's ``maximum_lag_on_failover``)."""
+        assert self.follower is not None
+        eligible = False
+        while True:
+            lead = self.elector.leadership
+            record = lead.record
+            never_held = lead.seen and record is None and not lead.vanished
+            last = self.follower.last_commit
+            current = record is not None and record.term > 0 and last.term == record.term
+            now = self.follower.caught_up or never_held or current
+            if now != eligible:
+                eligible = now
+                self.elector.set_eligible(eligible)
+                log.info(
+                    "gateway replica eligibility",
+                    extra={
+                        "replica": self.identity,
+                        "eligible": eligible,
+                        "caught_up": self.follower.caught_up,
+                        "position": last.position,
+                    },
+                )
+            await asyncio.sleep(self.config.leader.lease.retry_period_ms / 1000)
+
+    async def _stop_following(self) -> None:
+        for task in self._following:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._following = []
+        if self.follower is not None and not self._follower_closed:
+            self._follower_closed = True
+            self.follower.close()
+
+    def _seq_gap(self) -> int:
+        """Seqs to skip per slot: the ticks the old leader may have dispatched after the last
+        commit this ledger received (at most one a cadence); none after a handover, which
+        waited for the standby to hold everything."""
+        if self.follower is None:
+            return 0
+        with LedgerReader(self.config.ledger_path) as reader:
+            runs = reader.runs()
+        if runs and runs[-1].end_reason == RunEnd.HANDOVER.value:
+            return 0
+        last = self.follower.last_message_s
+        if last is None:
+            return 1
+        return 1 + int((time.monotonic() - last) / self.config.cadence_s)
+
     async def _start(self, term: int) -> None:
         # The gateway serves /metrics through the replica's registry; its own server is off.
         config = replace(self.config, metrics_listen=None)
+        # The follower's ledger becomes the gateway's: stop applying and close it first.
+        await self._stop_following()
         try:
             gateway = Gateway(
                 config,
@@ -152,6 +230,10 @@ class Replica:
                 market=self.market,
                 # A host that has seen a newer term fences us: the elector deposes at once.
                 on_fenced=self.elector.term_seen,
+                replication=(
+                    self._replication.as_role("leader") if self.follower is not None else None
+                ),
+                seq_gap=self._seq_gap(),
             )
             self.gateway = gateway
             await gateway.start()
