@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.common import Service
+from baton.common import ProcessFailed, Service
 from baton.gateway.core.leadership import Settings
 from baton.gateway.report import presence_report
 from baton.gateway.report_gateways import GatewayChange
@@ -63,7 +63,12 @@ class Pair:
         self.cadence_s = CADENCE_S
 
     async def replica(
-        self, name: str, lease_path: Path | None = None, *, own_ledger: Path | None = None
+        self,
+        name: str,
+        lease_path: Path | None = None,
+        *,
+        own_ledger: Path | None = None,
+        bootstrap: bool = False,
     ) -> Service:
         """``own_ledger``: the replica keeps a ledger of its own, a copy of the leader's
         (``leader.replicate_from`` = the address the leader serves)."""
@@ -79,6 +84,7 @@ class Pair:
         if own_ledger is not None:
             env["BATON_LEADER__REPLICATE_FROM"] = self.addr
             env["BATON_LEADER__LEASE_PATH"] = str(self.ledger.with_name("lease"))
+            env["BATON_LEADER__BOOTSTRAP"] = "true" if bootstrap else "false"
         return await self.procs.spawn(name, ["gateway"], env=env)
 
     async def strategy(self) -> Service:
@@ -340,3 +346,27 @@ async def test_replicas_with_ledgers_of_their_own_fail_over_and_hand_over_from_t
     for table in ("runs", "bets", "settlements"):
         assert c_rows[table][: len(b_rows[table])] == b_rows[table], table
     print(f"\nown ledgers: {failover[0]}\n{handover[0]}")
+
+
+async def test_a_replica_that_cannot_know_it_is_current_waits_unless_told_to_bootstrap(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """Every replica down, the lease left held by the dead leader: a replica with a ledger of
+    its own cannot know whether it holds the last leader's last commit, so it does not lead
+    (a stale standby must never take over); ``leader.bootstrap`` on the one known to be
+    newest lets it lead, from its own ledger."""
+    ledger = tmp_path / "a.sqlite"
+    a = await pair.replica("gw-a", own_ledger=ledger)
+    await a.wait_announced("role", "leader", timeout_s=15)
+    await pair.strategy()
+    await executed_ticks(ledger, 2, "two ticks led by gw-a")
+    assert await pair.procs.kill(a) == -9
+    waiting = await pair.replica("gw-a2", own_ledger=ledger)
+    with pytest.raises(ProcessFailed, match="did not announce"):
+        await waiting.wait_announced("role", "leader", timeout_s=S.failover_bound_ms / 1000 + 3)
+    assert await pair.procs.reap(waiting) == 0
+    told = await pair.replica("gw-a3", own_ledger=ledger, bootstrap=True)
+    led = await told.wait_announced("role", "leader", timeout_s=15)
+    assert led["term"] == 2
+    await executed_ticks(ledger, 2, "two ticks led by gw-a3 from the same ledger")
+    assert await pair.procs.reap(told) == 0

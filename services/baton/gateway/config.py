@@ -42,6 +42,7 @@ Example file (every key optional)::
     lease_path = ""             # local: default <ledger path>.lease (replicas sharing its folder)
     replicate_from = ""         # HOST:PORT where the leader serves: each replica keeps its own
                                 # ledger, a copy of the leader's; "": the replicas share one
+    bootstrap = false           # with replicate_from: may lead without being caught up
     lease_name = "baton-gateway-leader"   # kube: the Lease's name ...
     namespace = ""              # ... and namespace (default: the pod's own, else "default")
 """
@@ -119,6 +120,9 @@ class LeaderConfig:
     # Where the leader serves ReplicationService (docs/gateway-standby.md): each replica keeps
     # its own ledger, a copy of the leader's. None: the replicas share one ledger (one machine).
     replicate_from: str | None = None
+    # With replicate_from: a candidate even when not caught up (after every replica was down,
+    # on the one whose ledger is the newest). Off: only a caught-up standby takes over.
+    bootstrap: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -355,6 +359,7 @@ def _leader(s: Settings) -> LeaderConfig:
         lease_name=_dns_label(s.text("leader.lease_name", DEFAULT_LEASE_NAME), "leader.lease_name"),
         namespace=_dns_label(namespace, "leader.namespace"),
         replicate_from=replicate_from or None,
+        bootstrap=s.boolean("leader.bootstrap", False),
     )
 
 

@@ -164,18 +164,18 @@ class Replica:
     async def _watch_eligibility(self) -> None:
         """A follower with a ledger of its own is a candidate while it is caught up with the
         leader, or when nobody can hold more than it does: the lease was never held (a new
-        pair), or its ledger's last commit is of the lease's term (it was that leader, or it
-        holds that leader's last commit). Otherwise a standby that just started, or fell
-        behind, must not take over (Patroni's ``maximum_lag_on_failover``)."""
+        pair), or ``leader.bootstrap`` says so (after every replica was down, on the one whose
+        ledger is known to be the newest). Otherwise a standby that just started, or fell
+        behind, must not take over (Patroni's ``maximum_lag_on_failover``): nothing it can see
+        tells it that it holds the last leader's last commit."""
         assert self.follower is not None
         eligible = False
+        bootstrap = self.config.leader.bootstrap
         while True:
             lead = self.elector.leadership
-            record = lead.record
-            never_held = lead.seen and record is None and not lead.vanished
+            never_held = lead.seen and lead.record is None and not lead.vanished
             last = self.follower.last_commit
-            current = record is not None and record.term > 0 and last.term == record.term
-            now = self.follower.caught_up or never_held or current
+            now = self.follower.caught_up or never_held or bootstrap
             if now != eligible:
                 eligible = now
                 self.elector.set_eligible(eligible)
