@@ -341,9 +341,10 @@ async def test_replicas_with_ledgers_of_their_own_fail_over_and_hand_over_from_t
     for slot_id, first in runs[1].items():
         assert max(first) < min(runs[2][slot_id])
         assert max(runs[2][slot_id]) < min(runs[3][slot_id])
-    # gw-b's ledger (closed at its handover) is a prefix of gw-c's: same rows, same ids.
+    # gw-b's ledger (closed at its handover) is a prefix of gw-c's: same rows, same ids; its
+    # last writes (the detachments, the run's end) included.
     b_rows, c_rows = tables(ledgers["b"]), tables(ledgers["c"])
-    for table in ("runs", "bets", "settlements"):
+    for table in ("runs", "evaluations", "bets", "settlements", "instance_events", "replication"):
         assert c_rows[table][: len(b_rows[table])] == b_rows[table], table
     print(f"\nown ledgers: {failover[0]}\n{handover[0]}")
 

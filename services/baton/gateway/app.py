@@ -347,6 +347,21 @@ class Gateway:
         self._stopping.set()
         if self._clock_task is not None:
             await self._clock_task
+        if self._warm is not None:
+            # The replica's feed outlives this gateway: its candles no longer reach the ledger.
+            self._warm.sink.target = BookSink(self.market, self._now_ms)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.instances.close_all("gateway stopping")
+        # The run's last rows (each stream's detachment, recorded as its handler ends; bounded),
+        # then its end: the last thing it writes, so a standby that holds the end holds all.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                await self.instances.all_detached.wait()
+        self.writer.flush()
         if self.run_id:
             try:
                 self.ledger.end_run(ended_ms=self._now_ms(), reason=end.value)
@@ -359,15 +374,6 @@ class Gateway:
                 if not await self.replicator.wait_acked(head, within_s=grace_s):
                     log.warning("standby did not acknowledge the last rows", extra={"head": head})
             self.replicator.close("gateway stopping")
-        if self._warm is not None:
-            # The replica's feed outlives this gateway: its candles no longer reach the ledger.
-            self._warm.sink.target = BookSink(self.market, self._now_ms)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.instances.close_all("gateway stopping")
         if self._server is not None:
             await self._server.stop(grace_s)
         self.ledger.close()

@@ -64,6 +64,10 @@ class Instances:
         self._active_seen = active_seen  # the clock starts on the first ACTIVE (clock_start)
         self._now_ms = now_ms
         self.connections: dict[str, Connection] = {}
+        # Set while no instance is attached: a stopping gateway waits for its streams' ends
+        # (their detachments are rows of its run) before it writes the run's end.
+        self.all_detached = asyncio.Event()
+        self.all_detached.set()
 
     def _router(self, instance_id: str) -> Router | None:
         lane = self._book.lane_of(instance_id)
@@ -87,6 +91,7 @@ class Instances:
         self._book.bind(instance.instance_id, lane)
         conn = Connection(instance.instance_id, self._send_queue, term=self._term)
         self.connections[instance.instance_id] = conn
+        self.all_detached.clear()
         self._ledger.record_instance_event(
             InstanceEvent(
                 now,
@@ -127,6 +132,8 @@ class Instances:
     def detach(self, conn: Connection, reason: str) -> None:
         conn.close(reason)
         self.connections.pop(conn.instance_id, None)
+        if not self.connections:
+            self.all_detached.set()
         lane = self._book.lane_of(conn.instance_id)
         if lane is None:
             return
