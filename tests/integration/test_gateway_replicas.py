@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from baton.common import ProcessFailed, Service
+from baton.demo_replicas import free_port
 from baton.gateway.core.leadership import Settings
 from baton.gateway.report import presence_report
 from baton.gateway.report_gateways import GatewayChange
@@ -43,13 +43,6 @@ from tests.procs import (
 S = Settings()  # the reference settings: lease 4 s, renew deadline 3 s, retry 0.5 s
 # How late a process may notice something under CI's load (2 cores, everything running).
 LATE_MS = 1500
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Pair:
