@@ -84,6 +84,11 @@ async def test_fills_go_out_once_the_standby_holds_them_and_never_wait_past_the_
         lambda: released(metrics, "replicated") >= 8, timeout_s=60, what="8 fills replicated"
     )
     assert released(metrics, "timed_out") == 0
+    s = samples(metrics)
+    n = s[("baton_gateway_release_delay_seconds_count", ())]
+    mean_ms = 1000 * s[("baton_gateway_release_delay_seconds_sum", ())] / n
+    within_25ms = s[("baton_gateway_release_delay_seconds_bucket", (("le", "0.025"),))] / n
+    print(f"\nrelease delay, standby following: mean {mean_ms:.1f} ms, {within_25ms:.0%} <= 25 ms")
     # What the strategy was told, the standby holds: every bet of the leader's ledger is in
     # the standby's once the leader's last commit is acknowledged (a tick at most).
     await wait_until(
