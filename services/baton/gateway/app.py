@@ -25,6 +25,7 @@ from baton.gateway.coordinator import Coordinator
 from baton.gateway.core.book import StrategyEntry
 from baton.gateway.core.pricing import pricing_model
 from baton.gateway.core.records import EvaluationRecord
+from baton.gateway.core.release import Standby
 from baton.gateway.core.router import Router
 from baton.gateway.core.venue import PaperVenue
 from baton.gateway.dispatch import Dispatcher
@@ -40,6 +41,7 @@ from baton.gateway.market_data import BookSink, MarketData, market_book
 from baton.gateway.metrics import GatewayMetrics, MetricsServer, ReplicationMetrics
 from baton.gateway.outcomes import GatewayStats, Outcomes
 from baton.gateway.ports import HandoffFacts
+from baton.gateway.release import LedgerState, ReleaseGate
 from baton.gateway.replication import Replicator, add_replication_servicer
 from baton.gateway.server import Parts, add_servicer
 from baton.gateway.standby_keeper import StandbyKeeper
@@ -142,6 +144,21 @@ class Gateway:
             term=lambda: self.term,
             on_fenced=on_fenced,
         )
+        # Fills and settlements reach the strategies through the gate: once the ledger (and the
+        # standby following it) holds them, so the next leader knows every bet a strategy was
+        # told of (docs/gateway-standby.md, core/release.py).
+        self.gate = ReleaseGate(
+            self.instances,
+            ledger=lambda: LedgerState(self.ledger.pending_rows, self.ledger.last_commit.position),
+            write=self._write_held,
+            standby=self._standby,
+            now_ms=now_ms,
+            wait_ms=config.release_wait_ms,
+            metrics=self.metrics,
+        )
+        self.writer.on_flushed = self.gate.pump
+        if self.replicator is not None:
+            self.replicator.on_change = self.gate.pump
         # The strategies earlier runs served are scheduled again (missed until they attach).
         self.lanes.restore(
             self.ledger.strategies(),
@@ -155,7 +172,7 @@ class Gateway:
             book=self.market,
             venues=self.lanes.venues,
             ledger=self.ledger,
-            peers=self.instances,
+            peers=self.gate,
             stats=self.stats,
             now_ms=now_ms,
             executing=executing,
@@ -198,6 +215,20 @@ class Gateway:
         self._clock_task: asyncio.Task[None] | None = None
         self.run_id = 0
 
+    def _write_held(self) -> None:
+        """The release gate's early write. Not while writes fail: the tick's flush retries
+        (once a tick, as before), and what is held goes out at the gate's bound."""
+        if self.writer.health.ok:
+            self.writer.flush()
+
+    def _standby(self) -> Standby | None:
+        """The standby following this ledger, as the release gate needs it (None: no
+        replication here)."""
+        r = self.replicator
+        if r is None:
+            return None
+        return Standby(following=r.follower is not None, acked=r.acked_position)
+
     def _make_lane(self, entry: StrategyEntry) -> Lane:
         """The parts of one strategy of the book; shared: clock, feed, market, connections,
         ledger. The coordinator drives the parts below and they tell it what happens: it is
@@ -219,7 +250,7 @@ class Gateway:
             venue=venue,
             slots=entry.slots,
             ledger=self.ledger,
-            peers=self.instances,
+            peers=self.gate,
             outcomes=outcomes,
             facts=facts,
             stats=self.stats,
@@ -355,6 +386,10 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if end is not RunEnd.DEPOSED and not await self.gate.drained(grace_s):
+            # Their rows are written; the strategies hear of them only from the ledger now.
+            log.warning("fills or settlements held past the stop's grace")
+        self.gate.close()
         self.instances.close_all("gateway stopping")
         # The run's last rows (each stream's detachment, recorded as its handler ends; bounded),
         # then its end: the last thing it writes, so a standby that holds the end holds all.

@@ -29,6 +29,7 @@ Example file (every key optional)::
 
     [ledger]
     path = "baton-ledger.sqlite"
+    release_wait_ms = 1000   # a fill is told once written (and replicated), or after this
 
     [metrics]
     listen = "127.0.0.1:9464"   # Prometheus /metrics; "off" disables, port 0 picks a free one
@@ -84,6 +85,9 @@ DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 DEFAULT_BACKFILL_WAIT_S = 5.0
 MAX_BACKFILL_WAIT_S = 600.0
 METRICS_OFF = ("", "off")
+# A fill waits at most this long for the ledger and the standby (~3 ms at the reference
+# workload, bench.replication): past it a failing disk or a stuck standby delays no strategy.
+DEFAULT_RELEASE_WAIT_MS = 1000
 
 
 DEFAULT_LEASE_NAME = "baton-gateway-leader"
@@ -140,6 +144,9 @@ class GatewayConfig:
     send_queue: int = 8192  # evaluations; build_config's default grows with the slots
     ledger_path: Path = Path("baton-ledger.sqlite")
     ledger_max_pending_rows: int = DEFAULT_MAX_PENDING_ROWS
+    # A fill or settlement reaches the strategy once the ledger (and a standby following it)
+    # holds it, or after this long at most (docs/gateway-standby.md, core/release.py).
+    release_wait_ms: int = DEFAULT_RELEASE_WAIT_MS
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     venue: VenueConfig = field(default_factory=VenueConfig)
     log_level: str = "INFO"
@@ -291,6 +298,9 @@ def gateway_config_from(flat: Mapping[str, Any]) -> GatewayConfig:
         ledger_path=Path(s.text("ledger.path", "baton-ledger.sqlite")),
         ledger_max_pending_rows=s.integer(
             "ledger.max_pending_rows", DEFAULT_MAX_PENDING_ROWS, minimum=1
+        ),
+        release_wait_ms=s.integer(
+            "ledger.release_wait_ms", DEFAULT_RELEASE_WAIT_MS, minimum=0, maximum=60_000
         ),
         exchange=exchange,
         venue=venue,

@@ -83,6 +83,11 @@ class Follower:
         self._changed = asyncio.Event()  # replaced after being set at every commit
         self.connected = False
         self.last_message_s: float | None = None  # monotonic, of the last message received
+        # When the stream last broke (monotonic ms, the elector's clock); None while it is up
+        # or before it ever was (core/eligibility.py: a standby cut off from a live leader).
+        self.disconnected_ms: int | None = None
+        # The open stream has brought a message (its head is the leader's current one).
+        self.heard = False
         self.snapshots_installed = 0
         self.kept_files: list[Path] = []  # the diverged ledgers kept aside
         self.connects = 0  # streams opened
@@ -186,6 +191,7 @@ class Follower:
             chunks: list[bytes] = []
             async for message in call:
                 self.last_message_s = time.monotonic()
+                self.heard = True
                 self._head = message.head_position
                 self._leader_term = message.leader_term
                 kind = message.WhichOneof("kind")
@@ -320,7 +326,12 @@ class Follower:
         self._changed = asyncio.Event()
 
     def _set_connected(self, up: bool) -> None:
+        if self.connected and not up:
+            self.disconnected_ms = time.monotonic_ns() // 1_000_000
+        elif up:
+            self.disconnected_ms = None
         self.connected = up
+        self.heard = False
         if self._metrics is not None:
             self._metrics.connected(up)
 

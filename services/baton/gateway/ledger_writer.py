@@ -24,6 +24,8 @@ class LedgerWriter:
         self._metrics = metrics
         self._now_ms = now_ms
         self._health = LedgerHealth()  # replaced after every flush (flush)
+        # Called after every flush, written or not (the release gate: held fills may go).
+        self.on_flushed: Callable[[], None] | None = None
 
     @property
     def health(self) -> LedgerHealth:
@@ -74,6 +76,8 @@ class LedgerWriter:
         self._metrics.ledger_pending(ledger.pending_rows)
         # Once per tick, right after the rows: between ticks the counters equal the ledger.
         self._metrics.commit()
+        if self.on_flushed is not None:
+            self.on_flushed()
 
     def record_handoff(self, h: Handoff, missed: int) -> None:
         self._ledger.record_handoff(h, missed=missed)

@@ -272,6 +272,25 @@ class GatewayMetrics:
             ["what"],
             registry=r,
         )
+        self._held = Gauge(
+            "baton_gateway_held_messages",
+            "Fills and settlements written or being written, not yet told to the strategy: "
+            "held until the ledger (and the standby) holds them (docs/gateway-standby.md)",
+            registry=r,
+        )
+        self._released = Counter(
+            "baton_gateway_released",
+            "Fills and settlements told to the strategy, by how: replicated (the standby held "
+            "them), committed (no standby follows), timed_out (held ledger.release_wait_ms)",
+            ["how"],
+            registry=r,
+        )
+        self._release_delay = Histogram(
+            "baton_gateway_release_delay_seconds",
+            "From a fill or settlement to its release to the strategy",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
         self._takeover = Histogram(
             "baton_takeover_seconds",
             "From an ACTIVE's death to its successor being ACTIVE",
@@ -390,6 +409,14 @@ class GatewayMetrics:
     def fenced(self, what: str) -> None:
         self._fenced.labels(what).inc()
 
+    def held(self, count: int) -> None:
+        """Fills and settlements held now (``release.ReleaseGate``)."""
+        self._held.set(count)
+
+    def released(self, how: str, delay_s: float) -> None:
+        self._released.labels(how).inc()
+        self._release_delay.observe(delay_s)
+
     def membership(self, strategy: str, roles: Iterable[Role], epoch: int) -> None:
         """One strategy's instances (by role) and epoch, after any change of them."""
         counts = dict.fromkeys(Role, 0)
@@ -431,6 +458,17 @@ class LeaderMetrics:
             registry=registry,
         )
         self._errors = {c: calls.labels(c) for c in ("read", "acquire", "renew", "release")}
+        self._candidate = Gauge(
+            "baton_gateway_candidate",
+            "1 while this standby may take over (core/eligibility.py), else 0",
+            registry=registry,
+        )
+        self._cut_off = Gauge(
+            "baton_gateway_cut_off",
+            "1 while this standby's replication stream is down and its leader renews on: it "
+            "holds less than the strategies were told, and is no candidate",
+            registry=registry,
+        )
         self._leader.set(0)
 
     def elected(self, term: int) -> None:
@@ -447,6 +485,10 @@ class LeaderMetrics:
 
     def lease_error(self, call: str) -> None:
         self._errors[call].inc()
+
+    def candidate(self, eligible: bool, cut_off: bool) -> None:
+        self._candidate.set(int(eligible))
+        self._cut_off.set(int(cut_off))
 
 
 # Applying one batch: ~1 ms at 16 slots, ~10 ms at 1,000 (docs/gateway-standby.md).

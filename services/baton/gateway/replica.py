@@ -28,6 +28,7 @@ from baton.common import announce_ready
 from baton.gateway.app import Gateway, wall_ms
 from baton.gateway.config import GatewayConfig, LeaderBackend
 from baton.gateway.core import replica as life
+from baton.gateway.core.eligibility import Standing, cut_off_margin_ms, judge
 from baton.gateway.election import Elector
 from baton.gateway.follower import Follower
 from baton.gateway.lease import LeaseStore, LocalLease
@@ -87,13 +88,14 @@ class Replica:
             if target is not None
             else None
         )
+        self._leader_metrics = LeaderMetrics(self.registry, self.identity)
         self.elector = Elector(
             store,
             self.identity,
             config.leader.lease,
             on_elected=lambda term: self._post(life.Elected(term)),
             on_deposed=lambda reason: self._post(life.Deposed(reason)),
-            metrics=LeaderMetrics(self.registry, self.identity),
+            metrics=self._leader_metrics,
             eligible=self.follower is None,
         )
         # The feed runs from the start: an elected replica's first tick finds the market current.
@@ -168,27 +170,49 @@ class Replica:
         ledger is known to be the newest). Otherwise a standby that just started, or fell
         behind, must not take over (Patroni's ``maximum_lag_on_failover``): nothing it can see
         tells it that it holds the last leader's last commit."""
-        assert self.follower is not None
+        follower = self.follower
+        assert follower is not None
         eligible = False
-        bootstrap = self.config.leader.bootstrap
+        cut_off = False
+        settings = self.config.leader.lease
+        margin_ms = cut_off_margin_ms(settings.retry_period_ms)
         while True:
             lead = self.elector.leadership
-            never_held = lead.seen and lead.record is None and not lead.vanished
-            last = self.follower.last_commit
-            now = self.follower.caught_up or never_held or bootstrap
-            if now != eligible:
-                eligible = now
+            held = lead.record is not None and not lead.record.free
+            verdict = judge(
+                Standing(
+                    caught_up=follower.caught_up,
+                    connected=follower.connected and follower.heard,
+                    lag=follower.lag,
+                    disconnected_ms=follower.disconnected_ms,
+                    renewal_seen_ms=lead.observed_ms if held else None,
+                    never_held=lead.seen and lead.record is None and not lead.vanished,
+                    bootstrap=self.config.leader.bootstrap,
+                ),
+                was_cut_off=cut_off,
+                margin_ms=margin_ms,
+            )
+            if verdict.cut_off and not cut_off:
+                log.warning(
+                    "replication cut off from a live leader: not a candidate until caught up",
+                    extra={"replica": self.identity, "position": follower.last_commit.position},
+                )
+            cut_off = verdict.cut_off
+            self._leader_metrics.candidate(verdict.eligible, cut_off)
+            if verdict.eligible != eligible:
+                eligible = verdict.eligible
                 self.elector.set_eligible(eligible)
                 log.info(
                     "gateway replica eligibility",
                     extra={
                         "replica": self.identity,
                         "eligible": eligible,
-                        "caught_up": self.follower.caught_up,
-                        "position": last.position,
+                        "why": verdict.why.value,
+                        "caught_up": follower.caught_up,
+                        "position": follower.last_commit.position,
                     },
                 )
-            await asyncio.sleep(self.config.leader.lease.retry_period_ms / 1000)
+            await asyncio.sleep(settings.retry_period_ms / 1000)
 
     async def _stop_following(self) -> None:
         for task in self._following:

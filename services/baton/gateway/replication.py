@@ -22,7 +22,7 @@ import collections
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -166,6 +166,8 @@ class Replicator:
         self._numbers = itertools.count(1)
         self.snapshots_sent = 0
         self._closed: str | None = None
+        # Called after the follower acknowledges or its stream ends (the release gate).
+        self.on_change: Callable[[], None] | None = None
         ledger.on_commit = self.committed
         if metrics is not None:
             metrics.position(self._head)
@@ -265,6 +267,8 @@ class Replicator:
         self._acked = position
         if self._metrics is not None:
             self._metrics.acked(position)
+        if self.on_change is not None:
+            self.on_change()
         still = []
         for waiter in self._waiters:
             wanted, fut = waiter
@@ -337,6 +341,8 @@ class Replicator:
                 self._current = None
                 if self._metrics is not None:
                     self._metrics.connected(False)
+                if self.on_change is not None:
+                    self.on_change()  # what waited for this follower goes now
 
     async def _serve(
         self, stream: _Follow, follower: Position, acks: asyncio.Task[None]
