@@ -1,12 +1,14 @@
 """``baton demo --gateway-handovers N`` / ``--gateway-kills N``: the gateway as two replicas.
 
 Two ``baton gateway`` replicas with leader election on a local lease (docs/gateway-standby.md),
-sharing the demo's ledger and one gRPC address: the leader serves it, the other follows with its
-exchange feed warm. A handover is a SIGTERM of the leader (it finishes its tick, writes it and
-releases the lease; the follower leads at its next read); a kill is a SIGKILL at a random moment
-(the follower leads a lease duration later). Each time a new follower is started in the old
-leader's place, as a StatefulSet would restart its pod. The strategy hosts re-attach by
-themselves to whoever serves the address.
+sharing the demo's ledger, each on an address of its own (as two pods): the leader serves its
+address, the other follows with its exchange feed warm and no port open. A handover is a SIGTERM
+of the leader (it finishes its tick, writes it and releases the lease; the follower leads at its
+next read); a kill is a SIGKILL at a random moment (the follower leads a lease duration later).
+Each time a new follower is started in the old leader's place and on its address, as a
+StatefulSet would restart its pod. The strategy hosts are given both addresses
+(``--gateway A,B``): attached to the leader, they keep dialling the other, so they attach to a
+new leader within one attempt of its start.
 """
 
 from __future__ import annotations
@@ -48,25 +50,34 @@ class Replicas:
     procs: Processes
     sim: Service
     options: GatewayOptions
-    addr: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
+    addrs: tuple[str, str] = field(
+        default_factory=lambda: (f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
+    )
     leader: Service | None = None
     follower: Service | None = None
     started: int = 0
+    addr_of: dict[str, str] = field(default_factory=dict)  # replica name -> its address
     changes: list[Change] = field(default_factory=list)
 
+    @property
+    def addr(self) -> str:
+        """What strategy hosts are given: both replicas' addresses (``--gateway A,B``)."""
+        return ",".join(self.addrs)
+
     async def start(self) -> str:
-        """The first leader and its follower; the address strategy hosts attach to."""
-        first = await self._replica()
+        """The first leader and its follower; the addresses strategy hosts attach to."""
+        first = await self._replica(self.addrs[0])
         await first.wait_announced("role", "leader", timeout_s=LEAD_TIMEOUT_S)
         self.leader = first
-        self.follower = await self._replica()
+        self.follower = await self._replica(self.addrs[1])
         return self.addr
 
-    async def _replica(self) -> Service:
+    async def _replica(self, addr: str) -> Service:
         name = f"gateway-{chr(ord('a') + self.started)}"
         self.started += 1
+        self.addr_of[name] = addr
         env = {
-            "BATON_GATEWAY__LISTEN": self.addr,
+            "BATON_GATEWAY__LISTEN": addr,
             "BATON_LEADER__BACKEND": "local",
             "BATON_LEADER__IDENTITY": name,
         }
@@ -87,7 +98,7 @@ class Replicas:
         led = await new.wait_announced("role", "leader", timeout_s=LEAD_TIMEOUT_S)
         change = Change(kind, old.name, new.name, int(led["term"]), (time.monotonic() - t0) * 1000)
         self.changes.append(change)
-        self.leader, self.follower = new, await self._replica()
+        self.leader, self.follower = new, await self._replica(self.addr_of[old.name])
         print(
             f"demo: gateway {kind} {len(self.changes)}: {old.name} -> {new.name}, term "
             f"{change.term}, the new leader's gateway started {change.elected_after_ms:.0f} ms "
