@@ -431,7 +431,17 @@ class LeaderMetrics:
             registry=registry,
         )
         self._errors = {c: calls.labels(c) for c in ("read", "acquire", "renew", "release")}
+        self._handovers = Counter(
+            "baton_gateway_handovers",
+            "Handovers asked of this replica (ControlService.Handover) by result: completed, "
+            "failed, or the refusal (not leading, starting, under way, stopping)",
+            ["result"],
+            registry=registry,
+        )
         self._leader.set(0)
+
+    def handover(self, result: str) -> None:
+        self._handovers.labels(result).inc()
 
     def elected(self, term: int) -> None:
         self._leader.set(1)
