@@ -2,13 +2,14 @@
 
 Two ``baton gateway`` replicas with leader election on a local lease (docs/gateway-standby.md),
 sharing the demo's ledger, each on an address of its own (as two pods): the leader serves its
-address, the other follows with its exchange feed warm and no port open. A handover is a SIGTERM
-of the leader (it finishes its tick, writes it and releases the lease; the follower leads at its
-next read); a kill is a SIGKILL at a random moment (the follower leads a lease duration later).
-Each time a new follower is started in the old leader's place and on its address, as a
-StatefulSet would restart its pod. The strategy hosts are given both addresses
-(``--gateway A,B``): attached to the leader, they keep dialling the other, so they attach to a
-new leader within one attempt of its start.
+address, the other follows with its exchange feed warm and no port open. A handover is asked of
+the leader with ``ControlService.Handover`` (``baton gateway handover``: it finishes its tick,
+writes it, releases the lease and exits 0; the follower leads at its next read); a kill is a
+SIGKILL at a random moment (the follower leads a lease duration later). Each time a new
+follower is started in the old leader's place and on its address, as a StatefulSet would
+restart its pod. The strategy hosts are given both addresses (``--gateway A,B``): attached to
+the leader, they keep dialling the other, so they attach to a new leader within one attempt of
+its start.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import time
 from dataclasses import dataclass, field
 
 from baton.common import ProcessFailed, Service
+from baton.control.client import ControlClient
 from baton.local import GatewayOptions, Processes
 
 # A replica announces its leadership within a lease duration plus a retry and its start.
 LEAD_TIMEOUT_S = 20.0
+# A handover waits for the next tick boundary and that tick's deadline, then its writes.
+HANDOVER_TIMEOUT_S = 30.0
 
 
 def free_port() -> int:
@@ -42,7 +46,7 @@ class Change:
     old: str
     new: str
     term: int
-    elected_after_ms: float  # from the SIGTERM / SIGKILL to the new leader's gateway started
+    elected_after_ms: float  # from the handover request / SIGKILL to the new leader's start
 
 
 @dataclass
@@ -84,12 +88,18 @@ class Replicas:
         return await self.procs.gateway(name, self.sim, self.options, env=env)
 
     async def change(self, kind: str) -> Change:
-        """A handover (SIGTERM of the leader) or a failover (SIGKILL); then a new follower."""
+        """A handover (asked of the leader) or a failover (SIGKILL); then a new follower."""
         old, new = self.leader, self.follower
         assert old is not None
         assert new is not None
         t0 = time.monotonic()
         if kind == "handover":
+            # As the chart's preStop hook does: `baton gateway handover` (ControlService.Handover)
+            # answers once the lease is released; then the old leader exits 0 by itself.
+            async with ControlClient(self.addr_of[old.name], timeout_s=HANDOVER_TIMEOUT_S) as c:
+                await c.handover("demo")
+            async with asyncio.timeout(HANDOVER_TIMEOUT_S):
+                await old.proc.wait()
             code = await self.procs.reap(old)
             if code != 0:
                 raise ProcessFailed(f"{old.name} exited with {code}:\n{old.log_tail()}")
@@ -102,7 +112,7 @@ class Replicas:
         print(
             f"demo: gateway {kind} {len(self.changes)}: {old.name} -> {new.name}, term "
             f"{change.term}, the new leader's gateway started {change.elected_after_ms:.0f} ms "
-            f"after the {'SIGTERM' if kind == 'handover' else 'SIGKILL'}",
+            f"after the {'handover request' if kind == 'handover' else 'SIGKILL'}",
             file=sys.stderr,
         )
         return change
