@@ -611,7 +611,8 @@ class StrategyHost:
     async def _session(self, link: _Link) -> HostExit:
         link.attempts += 1
         log.log(
-            logging.INFO if link.attempts == 1 else logging.DEBUG,
+            # With several addresses a follower is dialled on and on: its attempts at DEBUG.
+            logging.INFO if link.attempts == 1 or len(self.gateways) == 1 else logging.DEBUG,
             "attaching to gateway",
             extra={
                 "gateway": link.address,
