@@ -99,3 +99,25 @@ async def test_a_drain_on_the_obeyed_stream_ends_the_host_and_the_other_loop() -
         host.stop()
         host.close()
         await g.server.stop(None)
+
+
+async def test_exit_on_disconnect_waits_for_the_last_attached_stream_not_a_follower() -> None:
+    g = await start_gateway(ScriptedGateway(term=1))
+    idle = f"127.0.0.1:{free_port()}"  # refused on every attempt, as a follower's address
+    host = StrategyHost(
+        MomentumV1({}), [idle, g.address], backoff=FAST_BACKOFF, exit_on_disconnect=True
+    )
+    task = asyncio.create_task(host.run())
+    try:
+        s = await g.servicer.next_session()
+        await asyncio.wait_for(host.wait_attached(), WAIT)
+        # The follower's refused attempts go on meanwhile; the host stays and answers.
+        s.send(**at(1, evaluation(1)))
+        assert (await s.recv("decisions")).term == 1
+        assert not task.done()
+        s.end()  # the leader's stream, the only one attached, is lost
+        assert await asyncio.wait_for(task, WAIT) is HostExit.DISCONNECTED
+    finally:
+        host.stop()
+        host.close()
+        await g.server.stop(None)
