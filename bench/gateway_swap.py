@@ -7,8 +7,9 @@ one strategy host (MomentumV1), the reference 16 slots.
   gateway before issue 15.
 
 Every swap is asked at a random moment of the tick (the same moments in every arm, ``--seed``).
-- ``handover``: two replicas with leader election (``leader.backend = local``, one ledger, one
-  address, ``baton.demo_replicas``); the leader SIGTERMed: it hands over at a tick boundary.
+- ``handover``: two replicas with leader election (``leader.backend = local``, one ledger, an
+  address each, the host given both, ``baton.demo_replicas``); the leader asked to hand over
+  (``ControlService.Handover``, as ``baton gateway handover``): at a tick boundary.
 - ``failover``: the same replicas, the leader SIGKILLed at a random moment of the tick.
 
 Each arm swaps ``--swaps`` times, a few ticks apart, and is measured from its own ledger by the

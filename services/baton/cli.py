@@ -12,7 +12,11 @@ from collections.abc import Callable, Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("baton.exchange_sim.cli", "run the Binance-wire-compatible exchange simulator"),
-    "gateway": ("baton.gateway.cli", "run the market gateway (clock, router, venue, ledger)"),
+    "gateway": (
+        "baton.gateway.cli",
+        "run the market gateway (clock, router, venue, ledger); `gateway handover`: hand the "
+        "leader replica's term over",
+    ),
     "strategy": ("baton.strategy.cli", "run a strategy host attached to a gateway"),
     "demo": ("baton.demo", "run simulator, gateway and strategy locally; print the report"),
     "presence": ("baton.gateway.report_cli", "print the presence report of a ledger file"),
@@ -20,6 +24,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "instances": ("baton.control.cli:instances_main", "list a gateway's attached instances"),
     "retire": ("baton.control.cli:retire_main", "take a strategy out of a gateway's book"),
     "operator": ("baton.operator.cli", "run the Kubernetes operator (StrategyVersion rollouts)"),
+}
+
+
+#: ``baton <command> <sub>`` handled elsewhere than the command's own module.
+SUBCOMMANDS: dict[tuple[str, str], str] = {
+    ("gateway", "handover"): "baton.control.cli:gateway_handover_main",
 }
 
 
@@ -39,7 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"baton: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module_name, _, func = COMMANDS[name][0].partition(":")
+    target = COMMANDS[name][0]
+    if rest and (name, rest[0]) in SUBCOMMANDS:
+        target, rest = SUBCOMMANDS[(name, rest[0])], rest[1:]
+    module_name, _, func = target.partition(":")
     module = importlib.import_module(module_name)
     entry: Callable[[list[str]], int] = getattr(module, func or "main")
     return entry(rest)

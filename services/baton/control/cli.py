@@ -1,4 +1,5 @@
-"""``baton handoff`` and ``baton instances``: drive the gateway's control service by hand."""
+"""``baton handoff``, ``baton instances``, ``baton retire`` and ``baton gateway handover``: drive
+the gateway's control service by hand."""
 
 from __future__ import annotations
 
@@ -258,3 +259,63 @@ def retire_main(argv: list[str]) -> int:
     except ControlError as exc:
         print(f"baton retire: {exc}", file=sys.stderr)
         return 2
+
+
+def handover_to_json(response: ctl.HandoverResponse) -> dict[str, object]:
+    return {
+        "from": response.from_replica,
+        "term": response.term,
+        "last_tick_ms": response.last_tick_ms,
+        "asked_ms": response.asked_ms,
+        "released_ms": response.released_ms,
+        "stop_ms": response.released_ms - response.asked_ms,
+        "to": response.to_replica or None,
+        "new_term": response.new_term or None,
+    }
+
+
+def handover_line(response: ctl.HandoverResponse) -> str:
+    """One line: who handed over, when, and to whom if it was seen."""
+    line = (
+        f"{response.from_replica} handed over term {response.term} after its tick of "
+        f"{response.last_tick_ms} ms; lease released "
+        f"{response.released_ms - response.asked_ms} ms after the request; "
+    )
+    if response.to_replica:
+        return line + f"{response.to_replica} leads term {response.new_term}"
+    return line + "the next leader was not seen yet (it takes the lease at its next read)"
+
+
+async def _handover(address: str, reason: str, timeout_s: float, *, as_json: bool) -> int:
+    async with ControlClient(address, timeout_s=timeout_s) as client:
+        response = await client.handover(reason)
+    print(json.dumps(handover_to_json(response), indent=2) if as_json else handover_line(response))
+    return 0
+
+
+def gateway_handover_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="baton gateway handover",
+        description="Ask the leader gateway replica to hand over at its next tick boundary "
+        "(0 missed evaluations): it writes its last tick, closes its port, releases the lease "
+        "and exits 0; the other replica leads the next term. Exit 0 once the lease is "
+        "released, 1 when refused (not a replica, not the leader, a handover already under "
+        "way) or not done within --timeout.",
+    )
+    p.add_argument("--gateway", required=True, help="the leader's HOST:PORT")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="give up after this many seconds (default: %(default)g; the handover waits for "
+        "the next tick and its deadline: up to two cadences)",
+    )
+    p.add_argument("--reason", default="", help="logged by the gateway (e.g. preStop)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    args = p.parse_args(argv)
+    try:
+        return asyncio.run(_handover(args.gateway, args.reason, args.timeout, as_json=args.json))
+    except ControlError as exc:
+        print(f"baton gateway handover: {exc}", file=sys.stderr)
+        return 1

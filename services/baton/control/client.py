@@ -127,6 +127,19 @@ class ControlClient:
     async def close(self) -> None:
         await self._channel.close(None)
 
+    async def handover(
+        self, reason: str = "", *, timeout_s: float | None = None
+    ) -> ctl.HandoverResponse:
+        """Ask the leader replica to hand over (``ControlService.Handover``): returns once its
+        lease is released; ``timeout_s``: the call's deadline (default: the client's)."""
+        try:
+            return await self._stub.Handover(
+                ctl.HandoverRequest(reason=reason),
+                timeout=timeout_s if timeout_s is not None else self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+
     async def list_instances(self) -> ctl.ListInstancesResponse:
         try:
             return await self._stub.ListInstances(

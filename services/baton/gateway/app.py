@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import grpc
@@ -40,7 +40,7 @@ from baton.gateway.ledger_writer import LedgerWriter
 from baton.gateway.market_data import BookSink, MarketData, market_book
 from baton.gateway.metrics import GatewayMetrics, MetricsServer, ReplicationMetrics
 from baton.gateway.outcomes import GatewayStats, Outcomes
-from baton.gateway.ports import HandoffFacts
+from baton.gateway.ports import HandoffFacts, HandoverPort
 from baton.gateway.release import LedgerState, ReleaseGate
 from baton.gateway.replication import Replicator, add_replication_servicer
 from baton.gateway.server import Parts, add_servicer
@@ -94,10 +94,12 @@ class Gateway:
         on_fenced: Callable[[int, str], None] | None = None,
         replication: ReplicationMetrics | None = None,
         seq_gap: int = 0,
+        handover: HandoverPort | None = None,
     ) -> None:
         self.config = config
         self._now_ms = now_ms
         self.term = term
+        self._handover = handover  # a replica's ControlService.Handover; None: not a replica
         self._executing = executing
         self.ledger = Ledger(
             config.ledger_path, max_pending_rows=config.ledger_max_pending_rows, term=term
@@ -316,7 +318,12 @@ class Gateway:
         )
         add_servicer(
             server,
-            Parts(instances=self.instances, lanes=self.lanes, ledger=self.writer),
+            Parts(
+                instances=self.instances,
+                lanes=self.lanes,
+                ledger=self.writer,
+                handover=self._handover,
+            ),
         )
         if self.replicator is not None:
             add_replication_servicer(server, self.replicator)
@@ -359,7 +366,9 @@ class Gateway:
     async def wait_stopped(self) -> None:
         await self._stopping.wait()
 
-    async def stop_after_next_tick(self, grace_s: float = 2.0) -> None:
+    async def stop_after_next_tick(
+        self, grace_s: float = 2.0, *, after_close: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         """A planned handover (docs/gateway-standby.md): dispatch the next tick, resolve and
         write it, then stop; the next leader takes over within the cadence that follows, so no
         tick is left unscheduled. Bounded: a clock that has not started stops at once, and one
@@ -370,11 +379,24 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2 * self.config.cadence_ms / 1000 + grace_s):
                     await ticker.clock_stopped.wait()
-        await self.stop(grace_s, end=RunEnd.HANDOVER)
+        await self.stop(grace_s, end=RunEnd.HANDOVER, after_close=after_close)
 
-    async def stop(self, grace_s: float = 2.0, *, end: RunEnd = RunEnd.STOPPED) -> None:
+    @property
+    def last_tick_ms(self) -> int:
+        """The scheduled time of the last tick dispatched (0: none yet)."""
+        return self.ticker.last_scheduled_ms
+
+    async def stop(
+        self,
+        grace_s: float = 2.0,
+        *,
+        end: RunEnd = RunEnd.STOPPED,
+        after_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Finish the tick in flight (answers or timeouts), record it and how the run ``end``s,
-        then close everything."""
+        then close everything. ``after_close``: run once the port is closed while the calls in
+        flight still have ``grace_s`` to finish (a Handover's answer leaves after the lease's
+        release, which must follow the port's closing: the next leader may bind the address)."""
         self._stopping.set()
         if self._clock_task is not None:
             await self._clock_task
@@ -410,7 +432,15 @@ class Gateway:
                     log.warning("standby did not acknowledge the last rows", extra={"head": head})
             self.replicator.close("gateway stopping")
         if self._server is not None:
-            await self._server.stop(grace_s)
+            closing = asyncio.ensure_future(self._server.stop(grace_s))
+            if after_close is not None:
+                # The stop's first step closes the listening socket (grpc core shuts its
+                # listeners down at once); then the calls in flight get ``grace_s``.
+                await asyncio.sleep(0)
+                await after_close()
+            await closing
+        elif after_close is not None:
+            await after_close()
         self.ledger.close()
         log.info("gateway stopped", extra={"stats": vars(self.stats)})
 

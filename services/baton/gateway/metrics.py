@@ -469,7 +469,17 @@ class LeaderMetrics:
             "holds less than the strategies were told, and is no candidate",
             registry=registry,
         )
+        self._handovers = Counter(
+            "baton_gateway_handovers",
+            "Handovers asked of this replica (ControlService.Handover) by result: completed, "
+            "failed, or the refusal (not leading, starting, under way, stopping)",
+            ["result"],
+            registry=registry,
+        )
         self._leader.set(0)
+
+    def handover(self, result: str) -> None:
+        self._handovers.labels(result).inc()
 
     def elected(self, term: int) -> None:
         self._leader.set(1)

@@ -15,6 +15,7 @@ from typing import Protocol
 from baton.gateway.connection import Connection, SendResult
 from baton.gateway.core.clock import Tick
 from baton.gateway.core.handoff import Handoff
+from baton.gateway.core.handover import HandoverResult
 from baton.gateway.core.records import ConnectionEvent, EvaluationRecord, InstanceEvent, Staleness
 from baton.gateway.core.router import Instance, Router
 from baton.model import Candle, Fill, LedgerHealth, Role, Settlement, Slot
@@ -329,3 +330,10 @@ class MarketRows(Protocol):
     def record_settlement(self, s: Settlement, *, settled_ms: int) -> None: ...
 
     def record_connection_event(self, ev: ConnectionEvent) -> None: ...
+
+
+class HandoverPort(Protocol):
+    """A replica's planned handover, for ``ControlService.Handover`` (``replica.py``): returns
+    once the lease is released; raises ``core.handover.HandoverRefused``."""
+
+    async def handover(self, reason: str) -> HandoverResult: ...

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from baton.common import announce_ready
@@ -29,6 +30,7 @@ from baton.gateway.app import Gateway, wall_ms
 from baton.gateway.config import GatewayConfig, LeaderBackend
 from baton.gateway.core import replica as life
 from baton.gateway.core.eligibility import Standing, cut_off_margin_ms, judge
+from baton.gateway.core.handover import HandoverRefused, HandoverResult, Refusal, admit
 from baton.gateway.election import Elector
 from baton.gateway.follower import Follower
 from baton.gateway.lease import LeaseStore, LocalLease
@@ -37,6 +39,11 @@ from baton.gateway.market_data import MarketData, following_market
 from baton.gateway.metrics import FeedMetrics, LeaderMetrics, MetricsServer, ReplicationMetrics
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("baton.gateway")
+
+#: How long a handover's answer waits, after the release, to name the next leader: below the
+#: gRPC server's grace (2 s), within which the answer must leave.
+NEXT_LEADER_WAIT_S = 1.2
 
 Exit = life.Exit
 
@@ -89,6 +96,11 @@ class Replica:
             else None
         )
         self._leader_metrics = LeaderMetrics(self.registry, self.identity)
+        # ControlService.Handover: the answer of the one under way, and whether the lease was
+        # released (once: a second resign would wait for a release that never comes).
+        self._handover: asyncio.Future[HandoverResult] | None = None
+        self._handover_asked_ms = 0
+        self._released = False
         self.elector = Elector(
             store,
             self.identity,
@@ -258,6 +270,7 @@ class Replica:
                     self._replication.as_role("leader") if self.follower is not None else None
                 ),
                 seq_gap=self._seq_gap(),
+                handover=self,
             )
             self.gateway = gateway
             await gateway.start()
@@ -289,10 +302,105 @@ class Replica:
                 await gateway.stop_listening()
             try:
                 if action.release and self.elector.executing():
-                    await gateway.stop_after_next_tick()  # a handover: at a tick boundary
+                    # A handover at a tick boundary; asked over gRPC, the lease is released as
+                    # soon as the port is closed, so that the answer leaves after it.
+                    asked = self._handover is not None
+                    await gateway.stop_after_next_tick(
+                        after_close=self._release_handing_over if asked else None
+                    )
                 else:
                     await gateway.stop(end=RunEnd.STOPPED if action.release else RunEnd.DEPOSED)
             except Exception:  # the boundary: the lease must still be released below
                 log.exception("gateway stop failed", extra={"replica": self.identity})
-        if action.release and not elector.done():
+        if action.release and not elector.done() and not self._released:
+            self._released = True
             await self.elector.resign()
+        if self._handover is not None and not self._handover.done():
+            self._leader_metrics.handover("failed")
+            self._handover.set_exception(
+                HandoverRefused(
+                    Refusal.STOPPING,
+                    f"{self.identity} stopped without handing over ({action.reason}): it was "
+                    "no longer leading when its stop began",
+                )
+            )
+
+    # -- ControlService.Handover ---------------------------------------------------------
+
+    async def handover(self, reason: str) -> HandoverResult:
+        """A planned handover asked over gRPC: the SIGTERM path (``request_stop``), answered
+        once the lease is released; the process then exits 0 (one term per process)."""
+        refused = admit(
+            self.life.phase,
+            under_way=self._handover is not None,
+            identity=self.identity,
+            term=self.life.term,
+        )
+        if refused is not None:
+            self._leader_metrics.handover(refused.refusal.value)
+            log.warning(
+                "gateway handover refused",
+                extra={"replica": self.identity, "why": str(refused), "reason": reason},
+            )
+            raise refused
+        self._handover = asyncio.get_running_loop().create_future()
+        self._handover_asked_ms = self._now_ms()
+        log.info(
+            "gateway handover asked",
+            extra={"replica": self.identity, "term": self.life.term, "reason": reason},
+        )
+        self._post(life.StopAsked())
+        # Shielded: a caller that goes away does not stop the handover under way.
+        return await asyncio.shield(self._handover)
+
+    async def _release_handing_over(self) -> None:
+        """The gateway's tick is written and its port closed: release the lease, then answer."""
+        assert self._handover is not None
+        gateway = self.gateway
+        term = self.life.term
+        with tracer.start_as_current_span(
+            "gateway.handover", attributes={"baton.replica": self.identity, "baton.term": term}
+        ) as span:
+            self._released = True
+            await self.elector.resign()
+            released_ms = self._now_ms()
+            to_replica, new_term = await self._next_leader()
+            result = HandoverResult(
+                from_replica=self.identity,
+                term=term,
+                last_tick_ms=gateway.last_tick_ms if gateway is not None else 0,
+                asked_ms=self._handover_asked_ms,
+                released_ms=released_ms,
+                to_replica=to_replica,
+                new_term=new_term,
+            )
+            span.set_attribute("baton.last_tick_ms", result.last_tick_ms)
+            span.set_attribute("baton.to_replica", to_replica)
+            span.set_attribute("baton.new_term", new_term)
+        self._leader_metrics.handover("completed")
+        log.info(
+            "gateway handed over",
+            extra={
+                "replica": self.identity,
+                "term": term,
+                "last_tick_ms": result.last_tick_ms,
+                "stop_ms": released_ms - result.asked_ms,
+                "to_replica": to_replica,
+                "new_term": new_term,
+            },
+        )
+        if not self._handover.done():
+            self._handover.set_result(result)
+
+    async def _next_leader(self) -> tuple[str, int]:
+        """The replica that took the lease, read (bounded: ``NEXT_LEADER_WAIT_S``) so that the
+        answer can name it; ("", 0) when it has not yet."""
+        deadline = time.monotonic() + NEXT_LEADER_WAIT_S
+        while True:
+            record = self.elector.leadership.record
+            if record is not None and not record.free and record.holder != self.identity:
+                return record.holder, record.term
+            if time.monotonic() >= deadline:
+                return "", 0
+            self.elector.check()
+            await asyncio.sleep(0.1)  # a poll of the store, bounded by the deadline

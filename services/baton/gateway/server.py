@@ -19,8 +19,9 @@ from baton import wire
 from baton.gateway.connection import Connection
 from baton.gateway.coordinator import Coordinator, PromoteError
 from baton.gateway.core import handoff as hm
+from baton.gateway.core.handover import NOT_A_REPLICA, HandoverRefused
 from baton.gateway.lanes import AdmitError, Lane, Lanes
-from baton.gateway.ports import LedgerHealthView, Membership
+from baton.gateway.ports import HandoverPort, LedgerHealthView, Membership
 from baton.model import StandbyPolicy
 from baton.v1 import control_pb2 as ctl
 from baton.v1 import control_pb2_grpc as ctl_grpc
@@ -39,6 +40,7 @@ class Parts:
     instances: Membership
     lanes: Lanes  # the book: routes decisions and handoff messages to their strategy's lane
     ledger: LedgerHealthView
+    handover: HandoverPort | None = None  # a replica's (leader.backend on); None: a single one
 
 
 class GatewayServicer(gw_grpc.GatewayServiceServicer):
@@ -152,6 +154,7 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
     def __init__(self, parts: Parts) -> None:
         self._lanes = parts.lanes
         self._ledger = parts.ledger
+        self._handover = parts.handover
 
     @staticmethod
     def _status(coordinator: Coordinator, h: hm.Handoff) -> ctl.HandoffStatus:
@@ -285,6 +288,27 @@ class ControlServicer(ctl_grpc.ControlServiceServicer):
         except PromoteError as exc:
             await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         return ctl.RetireStrategyResponse(retired=self._strategy_status(lane))
+
+    async def Handover(
+        self,
+        request: ctl.HandoverRequest,
+        context: grpc.aio.ServicerContext[ctl.HandoverRequest, ctl.HandoverResponse],
+    ) -> ctl.HandoverResponse:
+        try:
+            if self._handover is None:
+                raise NOT_A_REPLICA
+            result = await self._handover.handover(request.reason)
+        except HandoverRefused as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        return ctl.HandoverResponse(
+            from_replica=result.from_replica,
+            term=result.term,
+            last_tick_ms=result.last_tick_ms,
+            asked_ms=result.asked_ms,
+            released_ms=result.released_ms,
+            to_replica=result.to_replica,
+            new_term=result.new_term,
+        )
 
 
 def add_servicer(server: grpc.aio.Server, parts: Parts) -> None:

@@ -63,6 +63,7 @@ class Ticker:
         self.last_tick = asyncio.Event()
         self.clock_stopped = asyncio.Event()  # the loop has ended (its last flush written)
         self.clock_started = asyncio.Event()
+        self.last_scheduled_ms = 0  # the scheduled time of the last tick dispatched
 
     async def run(self) -> None:
         try:
@@ -105,6 +106,7 @@ class Ticker:
             tick = plan.dispatch
             if tick is not None:
                 self._stats.ticks += 1
+                self.last_scheduled_ms = tick.scheduled_ms
                 self._metrics.tick_dispatched(tick.scheduled_ms, self._wall_ms_f())
                 if self._warmup is not None:
                     self._warmup.before_tick()

@@ -1,4 +1,4 @@
-"""``baton strategy``: run a strategy host attached to a gateway.
+"""``baton strategy``: run a strategy host attached to a gateway (or to each of its replicas).
 
 Exit codes: 0 drained or stopped (SIGTERM/SIGINT); 1 disconnected with ``--exit-on-disconnect``
 or refused by the gateway; 2 bad arguments, entrypoint or strategy config.
@@ -18,6 +18,7 @@ from baton.common import announce_ready, setup_logging, setup_tracing
 from baton.model import StandbyMode, StandbyPolicy, check_slot_ids
 from baton.strategy.core.errors import StrategyError
 from baton.strategy.core.state import DEFAULT_MAX_STATE_BYTES
+from baton.strategy.core.streams import parse_gateways
 from baton.strategy.host import (
     DEFAULT_CONNECT_TIMEOUT_S,
     Attachment,
@@ -49,7 +50,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="baton strategy",
         description="Run a strategy host: load a Strategy class, attach it to a gateway.",
     )
-    p.add_argument("--gateway", required=True, metavar="HOST:PORT", help="gateway gRPC address")
+    p.add_argument(
+        "--gateway",
+        required=True,
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="gateway gRPC address; the replicas of one gateway as a comma list: the host keeps "
+        "attaching to every one at once and obeys the highest gateway term "
+        "(docs/gateway-standby.md)",
+    )
     p.add_argument(
         "--entrypoint",
         required=True,
@@ -175,6 +183,11 @@ def main(argv: list[str]) -> int:
         print(f"baton strategy: --slots: {exc}", file=sys.stderr)
         return 2
     try:
+        gateways = parse_gateways(args.gateway)
+    except ValueError as exc:
+        print(f"baton strategy: --gateway: {exc}", file=sys.stderr)
+        return 2
+    try:
         connect_timeout_s = check_connect_timeout(args.connect_timeout)
     except ValueError as exc:
         print(f"baton strategy: --connect-timeout: {exc}", file=sys.stderr)
@@ -219,7 +232,7 @@ def main(argv: list[str]) -> int:
 
     host = StrategyHost(
         strategy,
-        args.gateway,
+        gateways,
         pod_name=pod_name,
         exit_on_disconnect=args.exit_on_disconnect,
         connect_timeout_s=connect_timeout_s,

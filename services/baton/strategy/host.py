@@ -79,11 +79,12 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+from opentelemetry import trace
 
 from baton import wire
 from baton.common import Backoff
@@ -94,11 +95,13 @@ from baton.strategy.core.errors import StateError
 from baton.strategy.core.runtime import EncodedState, ImportOutcome, StrategyRuntime, describe_error
 from baton.strategy.core.state import DEFAULT_MAX_STATE_BYTES, state_digest
 from baton.strategy.core.strategy import Strategy
-from baton.strategy.core.term import TermVerdict, check_term
+from baton.strategy.core.streams import Streams, lost, observe, parse_gateways, welcome
+from baton.strategy.core.term import TermVerdict
 from baton.v1 import gateway_pb2 as gw
 from baton.v1 import gateway_pb2_grpc as gw_grpc
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("baton.strategy")
 
 T = TypeVar("T")
 
@@ -252,6 +255,16 @@ class Attachment:
     attach_count: int  # 1 for the first attach of this process, 2 after one reconnect, ...
 
 
+@dataclass(slots=True)
+class _Link:
+    """One gateway address the host keeps an attach loop to (event loop thread)."""
+
+    address: str
+    attempts: int = 0  # attach attempts since its last Welcome (or since the start)
+    welcomes: int = 0  # Welcomes accepted on it
+    fenced_logged: set[int] = field(default_factory=set)  # older terms logged this session
+
+
 class _StreamLost(Exception):
     """The stream ended or failed in a way worth attaching again for."""
 
@@ -299,7 +312,7 @@ class StrategyHost:
     def __init__(
         self,
         strategy: Strategy[Any],
-        gateway: str,
+        gateway: str | Sequence[str],
         *,
         pod_name: str | None = None,
         labels: Mapping[str, str] | None = None,
@@ -328,7 +341,13 @@ class StrategyHost:
             raise ValueError(f"stake: must be a number > 0, got {stake!r}")
         self.stake = stake
         self.standby = standby  # None: the gateway's defaults
-        self.gateway = gateway
+        # Every replica's address (a comma list, or a sequence): an attach loop to each.
+        self.gateways = (
+            parse_gateways(gateway)
+            if isinstance(gateway, str)
+            else parse_gateways(",".join(gateway))
+        )
+        self.gateway = ",".join(self.gateways)
         self.pod_name = pod_name or default_pod_name()
         self._labels = dict(labels or {})
         self._exit_on_disconnect = exit_on_disconnect
@@ -347,7 +366,6 @@ class StrategyHost:
         )
         # The attach loop's record of the current outage (event loop thread).
         self._detached_at: float | None = None  # monotonic s when the last attached stream ended
-        self._attempts = 0  # attach attempts since then (or since the start)
         self._last_reason = ""
         self._reconnects = 0
         self._last_detached_ms: int | None = None
@@ -366,11 +384,11 @@ class StrategyHost:
         self._shed = 0
         self._shed_logged = 0  # _shed when the last summary was logged
         self._shed_logged_ms: int | None = None
-        # Event-loop state: the highest gateway term seen (for the process's life), the
-        # messages refused for an older one, and the older terms already logged this session.
-        self._term = 0
+        # Event-loop state: the attached streams and the highest gateway term seen (for the
+        # process's life), the messages refused for an older one, the switches of stream.
+        self._streams = Streams()
         self._fenced = 0
-        self._fenced_logged: set[int] = set()
+        self._term_switches = 0
 
     # -- observation (event loop thread) ---------------------------------------------------
 
@@ -423,7 +441,22 @@ class StrategyHost:
     def term(self) -> int:
         """The highest gateway term this process has seen (0 until a gateway with an elected
         leader sent one)."""
-        return self._term
+        return self._streams.highest
+
+    @property
+    def attached_gateways(self) -> tuple[str, ...]:
+        """The addresses whose stream is attached now (a Welcome taken, not yet ended)."""
+        return tuple(address for address, _ in self._streams.attached)
+
+    @property
+    def obeyed_gateway(self) -> str | None:
+        """The attached stream of the highest term: the one whose requests the host acts on."""
+        return self._streams.obeyed
+
+    @property
+    def term_switches(self) -> int:
+        """How often the obeyed stream moved from one address to another."""
+        return self._term_switches
 
     @property
     def fenced(self) -> int:
@@ -458,43 +491,77 @@ class StrategyHost:
         self._worker.shutdown(wait=False)
 
     async def run(self) -> HostExit:
+        """Attach (again and again) to every gateway address until drained, stopped or refused.
+
+        With several addresses (the replicas of one gateway) an attach loop runs for each at
+        once; the first loop to end ends the host (a Drain, a refusal, ``stop()``, or with
+        ``exit_on_disconnect`` the loss of the last attached stream) and the others are stopped.
+        """
+        links = [_Link(address) for address in self.gateways]
+        if len(links) == 1:
+            return await self._attach_loop(links[0])
+        loops = [
+            asyncio.create_task(self._attach_loop(link), name=f"attach {link.address}")
+            for link in links
+        ]
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+            end = next(iter(done)).result()
+            self._stop.set()  # the other loops: flush their replies briefly and detach
+            await asyncio.gather(*loops, return_exceptions=True)
+            return end
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _attach_loop(self, link: _Link) -> HostExit:
         delays = self._delays()
+        several = len(self.gateways) > 1
         while not self._stop.is_set():
-            attaches_before = self._attach_count
+            welcomes_before = link.welcomes
             try:
-                end = await self._session()
+                end = await self._session(link)
             except _Rejected as exc:
-                log.error("gateway rejected the attach", extra={"error": str(exc)})
+                log.error(
+                    "gateway rejected the attach",
+                    extra={"error": str(exc), "gateway": link.address},
+                )
                 return HostExit.REJECTED
             except _StreamLost as exc:
                 reason = str(exc)
             else:
                 return end
             finally:
-                if self._attached.is_set():
-                    self._detached_at = time.monotonic()  # an outage starts
-                self._attached.clear()
+                was_attached = self._detach(link)
             self._last_reason = reason
-            if self._on_detached is not None:
+            if self._on_detached is not None and (was_attached or not several):
                 self._on_detached(reason)
             if self._stop.is_set():
                 break
-            if self._exit_on_disconnect:
+            # One address: any loss ends the host. Several: the loss of the last attached
+            # stream does (a replica that does not listen, a follower, is dialled on).
+            if self._exit_on_disconnect and (
+                not several or (was_attached and not self._streams.attached)
+            ):
                 log.error(
                     "gateway connection lost; exiting (exit_on_disconnect)",
-                    extra={"reason": reason, "gateway": self.gateway},
+                    extra={"reason": reason, "gateway": link.address},
                 )
                 return HostExit.DISCONNECTED
-            if self._attach_count != attaches_before:
+            if link.welcomes != welcomes_before:
                 delays = self._delays()  # the last attempt got through: start the backoff over
             delay = next(delays)
-            log.warning(
+            # A replica that is not listening (a follower) is dialled on quietly: DEBUG.
+            level = logging.WARNING if was_attached or not several else logging.DEBUG
+            log.log(
+                level,
                 "gateway connection lost; attaching again",
                 extra={
                     "reason": reason,
-                    "gateway": self.gateway,
+                    "gateway": link.address,
                     "retry_in_s": round(delay, 3),
-                    "attempts": self._attempts,
+                    "attempts": link.attempts,
                 },
             )
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
@@ -503,6 +570,21 @@ class StrategyHost:
                 async with asyncio.timeout(delay):
                     await self._stop.wait()
         return HostExit.STOPPED
+
+    def _detach(self, link: _Link) -> bool:
+        """The session of ``link`` ended: whether it had been attached. When it was the last
+        attached stream, an outage starts."""
+        if self._streams.term_of(link.address) is None:
+            return False
+        self._streams = lost(self._streams, link.address)
+        log.info(
+            "detached from gateway",
+            extra={"gateway": link.address, "still_attached": list(self.attached_gateways)},
+        )
+        if not self._streams.attached:
+            self._detached_at = time.monotonic()  # an outage starts
+            self._attached.clear()
+        return True
 
     # -- internals -------------------------------------------------------------------------
 
@@ -526,29 +608,31 @@ class StrategyHost:
             )
         )
 
-    async def _session(self) -> HostExit:
-        self._attempts += 1
-        log.info(
+    async def _session(self, link: _Link) -> HostExit:
+        link.attempts += 1
+        log.log(
+            # With several addresses a follower is dialled on and on: its attempts at DEBUG.
+            logging.INFO if link.attempts == 1 or len(self.gateways) == 1 else logging.DEBUG,
             "attaching to gateway",
             extra={
-                "gateway": self.gateway,
+                "gateway": link.address,
                 "pod_name": self.pod_name,
                 "slots": len(self.slots) or "all",  # a count: a selection can be thousands
                 "stake": self.stake,
-                "attempt": self._attempts,
+                "attempt": link.attempts,
                 "connect_timeout_s": self._connect_timeout_s,
             },
         )
         # A channel per attempt, closed with it: a channel that saw its target die keeps its
         # subchannel's state and backoff (channel_options says which).
         async with grpc.aio.insecure_channel(
-            self.gateway, options=self._channel_options
+            link.address, options=self._channel_options
         ) as channel:
             stub = gw_grpc.GatewayServiceStub(channel)
             # No request iterator: the host writes with call.write() (replies leave in order).
             call = stub.Attach(None)
             try:
-                return await self._attached_session(call)
+                return await self._attached_session(call, link)
             except grpc.aio.AioRpcError as exc:
                 text = f"{exc.code().name}: {exc.details()}"
                 if is_retryable(exc.code()):
@@ -580,7 +664,7 @@ class StrategyHost:
         return (_Wait.STOPPED if self._stop.is_set() else _Wait.TIMEOUT), None
 
     async def _attached_session(
-        self, call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse]
+        self, call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse], link: _Link
     ) -> HostExit:
         # The Hello's write completes once the call is on a connected transport, so it is the
         # connect: bounded by the connect timeout. A refused connection fails it at once
@@ -593,7 +677,7 @@ class StrategyHost:
             return HostExit.STOPPED
         if sent is _Wait.TIMEOUT:
             raise _StreamLost(
-                f"no connection to {self.gateway} within {self._connect_timeout_s:g} s "
+                f"no connection to {link.address} within {self._connect_timeout_s:g} s "
                 "(connect_timeout_s)"
             )
         got, first = await self._bounded(
@@ -607,8 +691,8 @@ class StrategyHost:
             raise _StreamLost("gateway closed the stream before Welcome")
         if first.WhichOneof("body") != "welcome":
             raise _StreamLost(f"expected Welcome first, got {first.WhichOneof('body')}")
-        self._fenced_logged.clear()
-        refusal = self._check_term(first)
+        link.fenced_logged.clear()
+        refusal = self._check_welcome(first, link)
         if refusal is not None:
             # A deposed leader's Welcome: take no role from it. Say so (the gateway learns it is
             # fenced) and half-close, so that the Fenced arrives before the end of the stream;
@@ -618,13 +702,13 @@ class StrategyHost:
                 await call.done_writing()
             await self._await_close(call)
             raise _StreamLost(
-                f"fenced: the gateway's term {first.welcome.term} is older than {self._term}"
+                f"fenced: the gateway's term {first.welcome.term} is older than {self.term}"
             )
-        self._outage_over()  # first: on_attached (in _welcomed) sees this outage's figures
-        self._welcomed(first.welcome)
+        self._outage_over(link)  # first: on_attached (in _welcomed) sees this outage's figures
+        self._welcomed(first.welcome, link)
 
         outbox: asyncio.Queue[_OutboxItem] = asyncio.Queue(self._max_in_flight)
-        reader = asyncio.create_task(self._read_loop(call, outbox), name="strategy-reader")
+        reader = asyncio.create_task(self._read_loop(call, outbox, link), name="strategy-reader")
         writer = asyncio.create_task(self._write_loop(call, outbox), name="strategy-writer")
         stopper = asyncio.create_task(self._stop.wait(), name="strategy-stop")
         tasks: set[asyncio.Task[Any]] = {reader, writer, stopper}
@@ -646,9 +730,10 @@ class StrategyHost:
                 task.cancel()
             await asyncio.gather(reader, writer, stopper, return_exceptions=True)
 
-    def _outage_over(self) -> None:
-        """After a Welcome: the record of the outage it ends (none on the first attach)."""
-        attempts, self._attempts = self._attempts, 0
+    def _outage_over(self, link: _Link) -> None:
+        """After a Welcome: the record of the outage it ends (none on the first attach, none
+        while another stream was attached)."""
+        attempts, link.attempts = link.attempts, 0
         if self._detached_at is None:
             return
         detached_ms = round((time.monotonic() - self._detached_at) * 1000)
@@ -658,7 +743,7 @@ class StrategyHost:
         log.info(
             "re-attached to gateway",
             extra={
-                "gateway": self.gateway,
+                "gateway": link.address,
                 "detached_ms": detached_ms,
                 "attempts": attempts,
                 "last_reason": self._last_reason,
@@ -666,7 +751,7 @@ class StrategyHost:
             },
         )
 
-    def _welcomed(self, welcome: gw.Welcome) -> None:
+    def _welcomed(self, welcome: gw.Welcome, link: _Link) -> None:
         role: Role | None
         try:
             role = wire.role_from_proto(welcome.role, field="welcome.role")
@@ -677,6 +762,7 @@ class StrategyHost:
             with contextlib.suppress(wire.WireError):
                 slots.append(wire.slot_from_proto(s))
         self._attach_count += 1
+        link.welcomes += 1
         self._role, self._epoch = role, welcome.epoch
         self._attachment = Attachment(
             instance_id=welcome.instance_id,
@@ -689,11 +775,12 @@ class StrategyHost:
         log.info(
             "attached to gateway" if self._attach_count == 1 else "attached to gateway again",
             extra={
-                "gateway": self.gateway,
+                "gateway": link.address,
+                "attached": list(self.attached_gateways),
                 "instance_id": welcome.instance_id,
                 "role": role.value if role else None,
                 "epoch": welcome.epoch,
-                "term": self._term,  # the highest seen, which this Welcome's term is
+                "term": self.term,  # the highest seen, which this Welcome's term is
                 "slots": len(slots),
                 "cadence_ms": welcome.cadence_ms,
                 "attach_count": self._attach_count,
@@ -708,13 +795,14 @@ class StrategyHost:
         self,
         call: grpc.aio.StreamStreamCall[gw.AttachRequest, gw.AttachResponse],
         outbox: asyncio.Queue[_OutboxItem],
+        link: _Link,
     ) -> None:
         """Read until Drain (returns) or the end of the stream (raises ``_StreamLost``)."""
         while True:
             msg = await call.read()
             if not isinstance(msg, gw.AttachResponse):
                 raise _StreamLost("gateway closed the stream")
-            refusal = self._check_term(msg)
+            refusal = self._check_term(msg, link)
             if refusal is not None:
                 await outbox.put(_resolved(refusal))
                 continue
@@ -742,32 +830,89 @@ class StrategyHost:
             else:
                 log.warning("unexpected message from gateway", extra={"kind": kind})
 
-    def _check_term(self, msg: gw.AttachResponse) -> gw.AttachRequest | None:
-        """Apply the term rule to ``msg`` (event loop, arrival order): None when the host acts
-        on it, else the ``Fenced`` to answer it with."""
+    def _check_term(self, msg: gw.AttachResponse, link: _Link) -> gw.AttachRequest | None:
+        """Apply the term rule to ``msg`` (event loop, arrival order, every stream alike): None
+        when the host acts on it, else the ``Fenced`` to answer it with."""
         kind, term = _term_of(msg)
         if kind is None:
             return None  # nothing to act on: the caller says it is unexpected
-        check = check_term(self._term, term)
-        if check.verdict is TermVerdict.ADOPT:
+        before = self._streams.highest
+        if term > before and self._streams.term_of(link.address) is not None:
+            # An attached stream carrying a newer term: it is that term's stream now.
+            change = welcome(self._streams, link.address, term)
+            self._streams = change.streams
+            self._note_switch(change.switched_from, link, term)
+            check = change.check
+        else:
+            self._streams, check = observe(self._streams, term)
+        return self._verdict(check.verdict, kind, term, before, link)
+
+    def _check_welcome(self, msg: gw.AttachResponse, link: _Link) -> gw.AttachRequest | None:
+        """The term rule on a Welcome: taken, the stream is attached (and may be the one now
+        obeyed); refused, the ``Fenced`` to answer it with."""
+        term = msg.welcome.term
+        before = self._streams.highest
+        change = welcome(self._streams, link.address, term)
+        self._streams = change.streams
+        if change.check.acts:
+            with tracer.start_as_current_span(
+                "strategy.attached",
+                attributes={
+                    "baton.gateway": link.address,
+                    "baton.term": term,
+                    "baton.attached": len(self._streams.attached),
+                },
+            ):
+                pass
+            if change.switched_from is not None:
+                self._note_switch(change.switched_from, link, term)
+        return self._verdict(change.check.verdict, "welcome", term, before, link)
+
+    def _note_switch(self, previous: str | None, link: _Link, term: int) -> None:
+        if previous is None:
+            return
+        self._term_switches += 1
+        log.info(
+            "obeying another gateway: its term is newer",
+            extra={"from_gateway": previous, "gateway": link.address, "term": term},
+        )
+        with tracer.start_as_current_span(
+            "strategy.term_switch",
+            attributes={
+                "baton.from_gateway": previous,
+                "baton.gateway": link.address,
+                "baton.term": term,
+            },
+        ):
+            pass
+
+    def _verdict(
+        self, verdict: TermVerdict, kind: str, term: int, before: int, link: _Link
+    ) -> gw.AttachRequest | None:
+        if verdict is TermVerdict.ADOPT:
             log.info(
                 "gateway term advanced",
-                extra={"from_term": self._term, "term": term, "what": kind},
+                extra={"from_term": before, "term": term, "what": kind, "gateway": link.address},
             )
-        self._term = check.highest
-        if check.acts:
+        if verdict is not TermVerdict.REFUSE:
             return None
         self._fenced += 1
+        current = self._streams.highest
         # One Fenced per refused message (the gateway may lose the first with its stream, and a
         # deposed gateway exits on the first it reads, so they are few); one WARNING per older
         # term and session: a stale gateway that goes on sending would flood the log.
-        if term not in self._fenced_logged:
-            self._fenced_logged.add(term)
+        if term not in link.fenced_logged:
+            link.fenced_logged.add(term)
             log.warning(
                 "gateway message of an older term refused",
-                extra={"term": term, "current_term": self._term, "what": kind},
+                extra={
+                    "term": term,
+                    "current_term": current,
+                    "what": kind,
+                    "gateway": link.address,
+                },
             )
-        return gw.AttachRequest(fenced=gw.Fenced(term=term, current_term=self._term, what=kind))
+        return gw.AttachRequest(fenced=gw.Fenced(term=term, current_term=current, what=kind))
 
     def _submit(self, fn: Callable[[], gw.AttachRequest | None]) -> _Reply:
         future = self._on_worker(lambda: self._guarded(fn))
