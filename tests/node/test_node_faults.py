@@ -230,12 +230,19 @@ GATEWAY_PODS = ("baton-gateway-0", "baton-gateway-1")
 LEASE_S, RETRY_S, LATE_S = 4.0, 0.5, 3.0
 
 
-def gateway_change(report: Json, term: int) -> Json:
-    """The report's gateway change (handover or failover) to ``term``."""
+def gateway_changes(report: Json, after_run: int = 0) -> list[Json]:
+    """The report's gateway changes (handovers and failovers) to a run after ``after_run``, in
+    order."""
     changes = [*report["gateway_handovers"], *report["gateway_failovers"]]
-    (change,) = [c for c in changes if c["term"] == term]
-    found: Json = change
-    return found
+    return sorted((c for c in changes if c["to_run"] > after_run), key=lambda c: c["to_run"])
+
+
+def led_since(node: Node, pod: str, runs_before: int, changes: int) -> Json | None:
+    """``pod``'s report once it tells ``changes`` gateway changes after run ``runs_before``, the
+    last one's new leader having executed (``completed``: its first tick done); else None."""
+    r = presence(node, pod)
+    new = gateway_changes(r, runs_before)
+    return r if len(new) >= changes and new[-1]["result"] == "completed" else None
 
 
 def pod_back(node: Node, name: str, old_uid: str) -> Json | None:
@@ -276,14 +283,14 @@ def test_gateway_leader_pod_deleted_the_other_leads_and_it_comes_back_following(
     assert leader_pod(node) == other  # labelled, Ready, the Lease's holder
     labelled_s = time.monotonic() - t0
 
-    def ticking() -> Json | None:
-        r = presence(node, other)
-        return r if r["evaluated"] >= before["evaluated"] + 2 * r["slots"] else None
-
-    after = wait_for(ticking, timeout_s=120, what="two ticks led by the other pod", poll_s=1)
+    after = wait_for(
+        lambda: led_since(node, other, before["runs"], 1),
+        timeout_s=120,
+        what="the other pod's first tick executed",
+        poll_s=1,
+    )
     resumed_s = time.monotonic() - t0
-    last_term = max(c["term"] for c in [*after["gateway_handovers"], *after["gateway_failovers"]])
-    change = gateway_change(after, last_term)
+    (change,) = gateway_changes(after, before["runs"])
     assert (change["from"], change["to"]) == (old_holder, new_holder), change
     assert change["result"] == "completed", change
     # Misses: at most the ticks of the takeover (0 for a handover at a tick boundary).
@@ -381,17 +388,16 @@ def test_helm_upgrade_of_the_gateway_is_a_rolling_update_with_0_missed(
         env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
         assert env["BATON_EXCHANGE__STALL_TIMEOUT_S"] == "25", pod["metadata"]["name"]
 
-    def ticking() -> Json | None:
-        r = presence(node)
-        return r if r["evaluated"] >= before["evaluated"] + 2 * r["slots"] + 1 else None
-
-    after = wait_for(ticking, timeout_s=120, what="ticks after the rolling update", poll_s=1)
-    new_changes = [
-        c
-        for c in [*after["gateway_handovers"], *after["gateway_failovers"]]
-        if c["to_run"] > before["runs"]
-    ]
-    handovers = [c for c in after["gateway_handovers"] if c["to_run"] > before["runs"]]
+    # Both pods replaced, so every handover is done: the last new leader's first tick.
+    leader = leader_pod(node)
+    after = wait_for(
+        lambda: led_since(node, leader, before["runs"], 1),
+        timeout_s=120,
+        what="the new leader's first tick executed",
+        poll_s=1,
+    )
+    new_changes = gateway_changes(after, before["runs"])
+    handovers = [c for c in new_changes if c in after["gateway_handovers"]]
     # One handover when the pod replaced first (the highest ordinal) was the follower, two
     # when it led; never a failover.
     assert new_changes == handovers, new_changes
