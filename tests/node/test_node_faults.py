@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -343,6 +344,104 @@ def test_gateway_leader_pod_deleted_the_other_leads_and_it_comes_back_following(
         (ARTIFACTS / f"cluster-fault-{pod}.log").write_text(
             "\n".join(logs.splitlines()[-200:]) + "\n"
         )
+
+
+def gateway_process(pod: str) -> int:
+    """The pid (on this host: the node is this machine) of ``baton gateway`` in ``pod``'s
+    container: its environment names the pod (the downward API's POD_NAME) and it runs the
+    gateway (a ``kubectl exec`` in the same container inherits the environment, not the
+    command)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"POD_NAME={pod}".encode() in env and argv[-2:] == [b"gateway", b""]:
+            found.append(int(proc.name))
+    (pid,) = found
+    return pid
+
+
+def restarts(pod: Json) -> int:
+    return int(sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses") or []))
+
+
+def test_gateway_leader_process_sigkilled_the_other_takes_over_within_the_bound(
+    node: Node, rollout: Rollout
+) -> None:
+    """SIGKILL of the leader's gateway process (a crash, the OOM killer: no handover): the other
+    pod's replica takes the Lease once it expires (lease + a retry period), labels its pod and
+    leads; the ticks scheduled meanwhile are missed, at most ceil(takeover / cadence) of them
+    (+ one for the strategy host's re-attach and the next boundary). The kubelet restarts the
+    killed container in the same pod: a follower again (its label set back), Ready once its
+    ledger holds the new leader's."""
+    wait_for(
+        lambda: len(pods(node, "gateway")) == 2 and all(ready(p) for p in pods(node, "gateway")),
+        timeout_s=180,
+        what="both gateway pods Ready",
+    )
+    leader = leader_pod(node)
+    (other,) = [n for n in GATEWAY_PODS if n != leader]
+    before = presence(node, leader)
+    cadence_s = before["cadence_ms"] / 1000
+    old_holder = lease_holder(node)
+    old_restarts = restarts(node.get("pod", leader))
+    pid = gateway_process(leader)
+    os.kill(pid, signal.SIGKILL)
+    t0 = time.monotonic()
+
+    def took_over() -> str | None:
+        holder = lease_holder(node)
+        return holder if holder.startswith(f"{other}-") else None
+
+    new_holder = wait_for(took_over, timeout_s=60, what=f"{other} holds the Lease", poll_s=0.1)
+    takeover_s = time.monotonic() - t0
+    assert takeover_s <= LEASE_S + RETRY_S + LATE_S, takeover_s
+    assert leader_pod(node) == other
+    labelled_s = time.monotonic() - t0
+    after = wait_for(
+        lambda: led_since(node, other, before["runs"], 1),
+        timeout_s=120,
+        what="the other pod's first tick executed",
+        poll_s=1,
+    )
+    resumed_s = time.monotonic() - t0
+    (change,) = gateway_changes(after, before["runs"])
+    assert change in after["gateway_failovers"], change
+    assert (change["from"], change["to"]) == (old_holder, new_holder), change
+    assert change["ended"] == "", "killed: its run never said how it ended"
+    bound_ticks = math.ceil(takeover_s / cadence_s) + 1
+    assert change["missed_ticks"] <= bound_ticks, (change, takeover_s)
+    assert change["missed"] <= bound_ticks * after["slots"], change
+    assert after["first_scheduled_ms"] == before["first_scheduled_ms"]
+
+    def restarted() -> Json | None:
+        pod = node.get("pod", leader)
+        labels = pod["metadata"].get("labels") or {}
+        back = restarts(pod) > old_restarts and labels.get(GATEWAY_ROLE) == "follower"
+        return pod if back and ready(pod) else None
+
+    wait_for(restarted, timeout_s=180, what=f"{leader} restarted, following, Ready")
+    back_s = time.monotonic() - t0
+    figures = {
+        "from": old_holder,
+        "to": new_holder,
+        "takeover_s": round(takeover_s, 2),
+        "report_takeover_ms": change["takeover_ms"],
+        "missed_ticks": change["missed_ticks"],
+        "missed": change["missed"],
+        "bound_ticks": bound_ticks,
+        "leader_labelled_s": round(labelled_s, 1),
+        "first_tick_seen_s": round(resumed_s, 1),
+        "killed_pod_back_following_s": round(back_s, 1),
+        "cadence_s": cadence_s,
+    }
+    print("gateway leader SIGKILLed:", json.dumps(figures))
+    record("cluster-fault-gateway-sigkill.json", figures)
 
 
 def test_helm_upgrade_of_the_gateway_is_a_rolling_update_with_0_missed(
