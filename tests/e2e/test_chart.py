@@ -829,8 +829,9 @@ def test_readme_walkthrough_uses_what_exists(rendered: dict[str, Rendered]) -> N
     assert len(refs) >= 5
     for kind, name in refs:
         if kind == "pvc":
-            claim = name.removeprefix("data-").removesuffix("-0")
+            claim, _, ordinal = name.removeprefix("data-").rpartition("-")
             sts = r.get("StatefulSet", claim)
+            assert int(ordinal) < sts["spec"]["replicas"], name  # a pod the StatefulSet has
             assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
         else:
             assert name in r.names(kinds[kind]), f"{kind}/{name}"
