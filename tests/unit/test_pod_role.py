@@ -56,7 +56,9 @@ async def test_the_wanted_role_is_patched_and_a_failure_retried() -> None:
     task = asyncio.create_task(role.run())
     try:
         role.want(FOLLOWER)
+        assert not role.shows(FOLLOWER)
         await until(lambda: role.labelled == FOLLOWER)
+        assert role.shows(FOLLOWER)
         assert pod.calls == [FOLLOWER] * 3
         assert count(registry, FOLLOWER, "error") == 2
         assert count(registry, FOLLOWER, "ok") == 1
@@ -79,6 +81,7 @@ async def test_a_pod_that_does_not_exist_is_told_once_and_not_retried(
     try:
         role.want(FOLLOWER)
         await until(lambda: count(registry, FOLLOWER, "not_found") == 1)
+        assert role.shows(FOLLOWER), "no pod to label: nothing to wait for"
         role.want(LEADER)
         await until(lambda: count(registry, LEADER, "not_found") == 1)
         await asyncio.sleep(0.1)

@@ -70,6 +70,11 @@ class PodRole:
             registry=registry,
         )
 
+    def shows(self, role: str) -> bool:
+        """The pod is labelled ``role`` (or there is no pod to label): a follower is Ready only
+        then, so that a stale ``leader`` label never puts a follower behind the Service."""
+        return self.labelled == role or self._missing_told
+
     def want(self, role: str) -> None:
         if role != self._wanted:
             self._wanted = role

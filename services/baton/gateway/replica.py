@@ -137,6 +137,8 @@ class Replica:
         if self.follower is None:
             return True, f"follower {self.identity} (a shared ledger)"
         f = self.follower
+        if self.pod_role is not None and not self.pod_role.shows(FOLLOWER):
+            return False, f"follower {self.identity}: its pod not yet labelled follower"
         if f.caught_up:
             return True, f"follower {self.identity}, caught up at position {f.position}"
         return False, f"follower {self.identity} not caught up: position {f.position}, lag {f.lag}"
