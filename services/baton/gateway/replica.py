@@ -89,6 +89,7 @@ class Replica:
         self._metrics_server = MetricsServer(self.registry, {"/ready": self.readiness})
         # On Kubernetes, the label on its own pod that the Service to the leader selects.
         self.pod_role: PodRole | None = pod_role_for(config, self.registry)
+        self._candidate = (False, "not judged yet")  # a follower's eligibility, and why
         self.metrics_addr: str | None = None
         # With a ledger of its own (leader.replicate_from), a replica follows the leader's
         # ledger and is a candidate only once it holds it (or nobody can have more: eligible).
@@ -127,8 +128,8 @@ class Replica:
     def readiness(self) -> tuple[bool, str]:
         """Ready (the pod's readiness, so the StatefulSet's rolling update never deletes a
         leader before its standby holds the ledger): a leader that is starting or serving; a
-        follower that holds the leader's ledger (caught up), or shares it. Called from the
-        metrics server's thread: reads only."""
+        follower that holds the leader's ledger (caught up) and is a candidate, or shares the
+        ledger. Called from the metrics server's thread: reads only."""
         phase, term = self.life.phase, self.life.term
         if phase in (life.Phase.STARTING, life.Phase.LEADING):
             return True, f"leader {self.identity}, term {term}, {phase.value}"
@@ -139,8 +140,11 @@ class Replica:
         f = self.follower
         if self.pod_role is not None and not self.pod_role.shows(FOLLOWER):
             return False, f"follower {self.identity}: its pod not yet labelled follower"
-        if f.caught_up:
+        eligible, why = self._candidate
+        if f.caught_up and eligible:
             return True, f"follower {self.identity}, caught up at position {f.position}"
+        if f.caught_up:
+            return False, f"follower {self.identity} caught up but not a candidate: {why}"
         return False, f"follower {self.identity} not caught up: position {f.position}, lag {f.lag}"
 
     def request_stop(self) -> None:
@@ -237,6 +241,7 @@ class Replica:
                     extra={"replica": self.identity, "position": follower.last_commit.position},
                 )
             cut_off = verdict.cut_off
+            self._candidate = (verdict.eligible, verdict.why.value)  # for ``readiness``
             self._leader_metrics.candidate(verdict.eligible, cut_off)
             if verdict.eligible != eligible:
                 eligible = verdict.eligible
