@@ -442,6 +442,21 @@ def test_gateway_leader_process_sigkilled_the_other_takes_over_within_the_bound(
     }
     print("gateway leader SIGKILLed:", json.dumps(figures))
     record("cluster-fault-gateway-sigkill.json", figures)
+    # Where the takeover's time goes: both replicas' logs (the killed one's previous container
+    # and its restart), and the ACTIVE strategy host's attach attempts.
+    for pod, previous in ((leader, True), (leader, False), (other, False)):
+        flags = ["--timestamps", *(["--previous"] if previous else [])]
+        argv = ["-n", RELEASE_NS, "logs", pod, *flags]
+        logs = node.kubectl(*argv, check=False, timeout=30).stdout
+        name = f"cluster-fault-sigkill-{pod}{'-previous' if previous else ''}.log"
+        (ARTIFACTS / name).write_text("\n".join(logs.splitlines()[-200:]) + "\n")
+    host = node.kubectl(
+        *("-n", RELEASE_NS, "logs", active(node)["status"]["pod"], "--timestamps"),
+        check=False,
+        timeout=30,
+    ).stdout
+    lines = [x for x in host.splitlines() if "attach" in x or "gateway" in x]
+    (ARTIFACTS / "cluster-fault-sigkill-strategy.log").write_text("\n".join(lines[-150:]) + "\n")
 
 
 def test_helm_upgrade_of_the_gateway_is_a_rolling_update_with_0_missed(
