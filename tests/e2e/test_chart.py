@@ -31,6 +31,7 @@ import yaml
 
 from baton.common import load_settings
 from baton.gateway.config import gateway_config_from
+from baton.gateway.core.lease_rbac import ROLE_LABEL, pod_names
 from baton.gateway.core.lease_rbac import rules as lease_rules
 from baton.operator.core import pods
 from baton.operator.core.config import build_config
@@ -219,8 +220,10 @@ def test_every_pod_runs_non_root_read_only_with_probes_and_resources(
         assert spec["enableServiceLinks"] is False, (
             f"{where}: Service link variables would sit next to the BATON_* settings"
         )
-        # Only the operator talks to the API.
-        assert spec["automountServiceAccountToken"] is ("operator" in w["metadata"]["name"])
+        # Only the operator and the gateway's replicas (their Lease, their pods' label) talk
+        # to the API.
+        talks = w["metadata"]["name"] in (f"{RELEASE}-operator", gateway_name())
+        assert spec["automountServiceAccountToken"] is talks, where
         for c in spec["containers"]:
             sc = c["securityContext"]
             assert sc["runAsNonRoot"] is True, where
@@ -246,7 +249,11 @@ def test_services_select_their_pods_and_ports(
 ) -> None:
     r = rendered[value_set]
     for svc in r.all("Service"):
-        selector = svc["spec"]["selector"]
+        selector = dict(svc["spec"]["selector"])
+        if selector.get(ROLE_LABEL) == "leader":
+            # The gateway's pods start as followers; the leader relabels its own pod.
+            del selector[ROLE_LABEL]
+            assert svc["metadata"]["name"].startswith(gateway_name())
         matches = [
             w
             for w in workloads(r)
@@ -266,12 +273,13 @@ def test_services_select_their_pods_and_ports(
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
-def test_gateway_is_one_pod_with_its_ledger_on_a_volume(
+def test_gateway_is_two_pods_each_with_its_ledger_on_a_volume(
     rendered: dict[str, Rendered], value_set: str
 ) -> None:
     r = rendered[value_set]
     sts = r.get("StatefulSet", gateway_name())
-    assert sts["spec"]["replicas"] == 1
+    assert sts["spec"]["replicas"] == 2
+    assert sts["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
     assert sts["spec"]["serviceName"] in r.names("Service")
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["metadata"]["name"] == "data"
@@ -284,10 +292,46 @@ def test_gateway_is_one_pod_with_its_ledger_on_a_volume(
     assert env_of(c)["BATON_LEDGER__PATH"] == "/data/ledger.sqlite"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"grpc": 50051, "metrics": 9464}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert c[probe]["tcpSocket"] == {"port": "grpc"}
+    # A follower serves no gRPC: every probe is on the metrics server, Ready from /ready.
+    assert c["startupProbe"]["tcpSocket"] == {"port": "metrics"}
+    assert c["livenessProbe"]["tcpSocket"] == {"port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
     svc = r.get("Service", gateway_name())
     assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == ports
+    # The Service reaches the leader only: the pod its replica labelled so.
+    assert svc["spec"]["selector"][ROLE_LABEL] == "leader"
+    assert sts["spec"]["template"]["metadata"]["labels"][ROLE_LABEL] == "follower"
+    spec = sts["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == r.get("ServiceAccount", gateway_name())["metadata"]["name"]
+    cadence = float(env_of(c)["BATON_GATEWAY__CADENCE_S"])
+    assert spec["terminationGracePeriodSeconds"] >= 2 * cadence + 15
+
+
+def test_one_gateway_pod_runs_without_election(helm_home: Path) -> None:
+    """gateway.replicas=1: the single gateway of before, no Lease, no token, probes on gRPC."""
+    r = Rendered(parse(template_text(helm_home, sets=["gateway.replicas=1"])))
+    sts = r.get("StatefulSet", gateway_name())
+    assert sts["spec"]["replicas"] == 1
+    c = container(sts)
+    assert not [k for k in env_of(c) if k.startswith("BATON_LEADER__")]
+    assert sts["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["tcpSocket"] == {"port": "grpc"}
+    assert ROLE_LABEL not in r.get("Service", gateway_name())["spec"]["selector"]
+    assert f"{RELEASE}-gateway-leader" not in r.names("Role")
+
+
+def test_one_gateway_pod_may_still_take_the_lease(helm_home: Path) -> None:
+    """replicas=1 with leaderElection.enabled: a replica on the Lease, sharing no ledger with
+    anyone (no replicate_from: a lone replica restarted must not wait for a leader)."""
+    sets = ["gateway.replicas=1", "gateway.leaderElection.enabled=true"]
+    r = Rendered(parse(template_text(helm_home, sets=sets)))
+    env = env_of(container(r.get("StatefulSet", gateway_name())))
+    assert env["BATON_LEADER__BACKEND"] == "kube"
+    assert "BATON_LEADER__REPLICATE_FROM" not in env
+    assert r.get("Role", f"{RELEASE}-gateway-leader")["rules"] == [
+        rule.to_k8s() for rule in lease_rules(pods=pod_names(gateway_name(), 1))
+    ]
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -331,6 +375,13 @@ def test_gateway_settings_are_what_the_gateway_reads(
         assert config.cadence_s == 5.0
     if value_set == "namespaced":
         assert [s.slot_id for s in config.slots][:2] == ["BTC/1m", "BTC/5m"]
+    # Two replicas on the Lease; the follower replicates from the gateway Service (the leader),
+    # fully qualified; the identity is the pod's name (POD_NAME, downward API) plus a suffix.
+    assert config.leader.backend.value == "kube"
+    assert config.leader.lease_name == "baton-gateway-leader"
+    assert config.leader.replicate_from == f"{gateway_name()}.{NAMESPACE}.svc:50051"
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
 
 
 @pytest.mark.parametrize("value_set", ["default", "namespaced"])
@@ -428,9 +479,13 @@ def test_rbac_is_rbac_py_rules(rendered: dict[str, Rendered], value_set: str) ->
     ]
     assert sa_name == sa["metadata"]["name"]
     subject = {"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}
+    # The operator's (the gateway's own Role, on its Lease, is checked below).
+    gateway_rbac = f"{RELEASE}-gateway-leader"
+    operator_roles = [m for m in r.all("Role") if m["metadata"]["name"] != gateway_rbac]
+    operator_bindings = [m for m in r.all("RoleBinding") if m["metadata"]["name"] != gateway_rbac]
     if value_set == "production":
-        assert not r.all("Role")
-        assert not r.all("RoleBinding")
+        assert not operator_roles
+        assert not operator_bindings
         (role,) = r.all("ClusterRole")
         (binding,) = r.all("ClusterRoleBinding")
         roles = [role]
@@ -438,7 +493,7 @@ def test_rbac_is_rbac_py_rules(rendered: dict[str, Rendered], value_set: str) ->
     else:
         assert not r.all("ClusterRole")
         assert not r.all("ClusterRoleBinding")
-        roles, bindings = r.all("Role"), r.all("RoleBinding")
+        roles, bindings = operator_roles, operator_bindings
         namespaces = [m["metadata"]["namespace"] for m in roles]
         assert namespaces == [m["metadata"]["namespace"] for m in bindings]
         assert tuple(namespaces) == tuple(flag_values(operator_args(r), "--namespace"))
@@ -457,16 +512,18 @@ def test_rbac_is_rbac_py_rules(rendered: dict[str, Rendered], value_set: str) ->
     assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in rbac_rules())
 
 
-# The gateway's leadership Lease (issue 15): baton.gateway.core.lease_rbac's rules, only when
-# asked for (nothing runs as the gateway's ServiceAccount yet).
+# The gateway's leadership Lease (issue 15): baton.gateway.core.lease_rbac's rules, with the
+# StatefulSet's own pods for the role label.
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
-def test_the_gateway_has_no_rbac_unless_leader_election_is_enabled(
+def test_the_gateway_has_lease_rbac_with_its_replicas(
     rendered: dict[str, Rendered], value_set: str
 ) -> None:
-    names = {m["metadata"]["name"] for m in rendered[value_set].manifests}
-    assert f"{RELEASE}-gateway-leader" not in names
+    role = rendered[value_set].get("Role", f"{RELEASE}-gateway-leader")
+    assert role["rules"] == [
+        rule.to_k8s() for rule in lease_rules(pods=pod_names(gateway_name(), 2))
+    ]
 
 
 def test_the_gateways_lease_rbac_is_lease_rbac_py_rules(helm_home: Path) -> None:
@@ -481,7 +538,16 @@ def test_the_gateways_lease_rbac_is_lease_rbac_py_rules(helm_home: Path) -> None
     sa = r.get("ServiceAccount", f"{RELEASE}-gateway")
     role = r.get("Role", f"{RELEASE}-gateway-leader")
     binding = r.get("RoleBinding", f"{RELEASE}-gateway-leader")
-    assert role["rules"] == [rule.to_k8s() for rule in lease_rules("gl")]
+    assert role["rules"] == [
+        rule.to_k8s() for rule in lease_rules("gl", pod_names(gateway_name(), 2))
+    ]
+    (pods_rule,) = [rule for rule in role["rules"] if rule["resources"] == ["pods"]]
+    assert pods_rule == {
+        "apiGroups": [""],
+        "resources": ["pods"],
+        "verbs": ["patch"],
+        "resourceNames": [f"{gateway_name()}-0", f"{gateway_name()}-1"],
+    }
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
     ]
@@ -573,7 +639,9 @@ def test_gateway_admits_grpc_from_strategies_and_the_operator_only(
     assert spec["policyTypes"] == ["Ingress"]
     grpc, *metrics = spec["ingress"]
     assert grpc["ports"] == [{"port": "grpc", "protocol": "TCP"}]
-    strategies, operator = grpc["from"]
+    strategies, operator, gateway = grpc["from"]
+    # The follower's replication stream from the other gateway pod.
+    assert gateway == {"podSelector": spec["podSelector"]}
     assert selects(strategies["podSelector"], strategy_pod_labels())
     if value_set == "production":
         assert strategies["namespaceSelector"] == {}, "cluster-wide: any namespace"
@@ -761,8 +829,9 @@ def test_readme_walkthrough_uses_what_exists(rendered: dict[str, Rendered]) -> N
     assert len(refs) >= 5
     for kind, name in refs:
         if kind == "pvc":
-            claim = name.removeprefix("data-").removesuffix("-0")
+            claim, _, ordinal = name.removeprefix("data-").rpartition("-")
             sts = r.get("StatefulSet", claim)
+            assert int(ordinal) < sts["spec"]["replicas"], name  # a pod the StatefulSet has
             assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
         else:
             assert name in r.names(kinds[kind]), f"{kind}/{name}"
@@ -852,7 +921,8 @@ def test_helm_lint_strict_with_the_dashboards_on(helm_home: Path) -> None:
     ("sets", "message"),
     [
         (["gateway.cadenceSeconds=-1"], "at '/gateway/cadenceSeconds': minimum: got -1"),
-        (["gateway.replicas=2"], "additional properties 'replicas' not allowed"),
+        (["gateway.replicas=3"], "at '/gateway/replicas': maximum: got 3, want 2"),
+        (["gateway.leaderElection.enabled=maybe"], "at '/gateway/leaderElection/enabled'"),
         (["gatway.cadenceSeconds=1"], "additional properties 'gatway' not allowed"),
         (["image.tag=null", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
         (["gateway.metrics.nodePort=80"], "at '/gateway/metrics/nodePort': minimum: got 80"),
@@ -896,6 +966,14 @@ def test_schema_refuses_bad_values(helm_home: Path, sets: list[str], message: st
         (
             ["operator.metrics.port=8080"],
             "operator.metrics.port and operator.livenessPort must differ",
+        ),
+        (
+            ["gateway.leaderElection.enabled=false"],
+            "gateway.replicas is 2 but gateway.leaderElection.enabled is false",
+        ),
+        (
+            ["gateway.cadenceSeconds=10"],
+            "gateway.terminationGracePeriodSeconds is 30: a leader's SIGTERM hands over",
         ),
     ],
 )

@@ -252,10 +252,54 @@ MOMENTUM_V1 = "baton.strategy.examples.momentum_v1:MomentumV1"
 MOMENTUM_V2 = "baton.strategy.examples.momentum_v2:MomentumV2"
 
 
-def presence(node: Node) -> Json:
-    """``baton presence --json`` of the gateway's ledger, run inside the gateway pod."""
+GATEWAY_ROLE = "baton.dev/gateway-role"  # the label each replica keeps on its own pod
+GATEWAY_LEASE = "baton-gateway-leader"
+
+
+def pod_ready(pod: Json) -> bool:
+    conds = pod.get("status", {}).get("conditions") or []
+    return pod["metadata"].get("deletionTimestamp") is None and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in conds
+    )
+
+
+def gateway_pods(node: Node) -> list[Json]:
+    items = node.get("pods", "-l", "app.kubernetes.io/component=gateway")["items"]
+    return sorted(items, key=lambda p: str(p["metadata"]["name"]))
+
+
+def leader_pod(node: Node, timeout_s: float = 60) -> str:
+    """The gateway pod that leads: labelled so by its replica, Ready, not terminating, and the
+    one whose replica holds the Lease (the label routes; the Lease decides)."""
+
+    def find() -> str | None:
+        holder = lease_holder(node)
+        for pod in gateway_pods(node):
+            name = str(pod["metadata"]["name"])
+            labels = pod["metadata"].get("labels") or {}
+            leads = labels.get(GATEWAY_ROLE) == "leader" and holder.startswith(f"{name}-")
+            if leads and pod_ready(pod):
+                return name
+        return None
+
+    return wait_for(find, timeout_s=timeout_s, what="the gateway's leader pod")
+
+
+def lease_holder(node: Node) -> str:
+    """The gateway Lease's holderIdentity ("" when free or absent)."""
+    p = node.kubectl(*("-n", RELEASE_NS, "get", "lease", GATEWAY_LEASE, "-o", "json"), check=False)
+    if p.returncode != 0:
+        return ""
+    spec = json.loads(p.stdout).get("spec") or {}
+    return str(spec.get("holderIdentity") or "")
+
+
+def presence(node: Node, pod: str | None = None) -> Json:
+    """``baton presence --json`` of a gateway pod's ledger, run inside it: the leader's (the
+    ledger that every other copies) unless ``pod`` says which."""
+    pod = pod or leader_pod(node)
     out = node.kubectl(
-        *("-n", RELEASE_NS, "exec", "baton-gateway-0", "--"),
+        *("-n", RELEASE_NS, "exec", pod, "--"),
         *("baton", "presence", "--ledger", "/data/ledger.sqlite", "--json"),
         timeout=90,
     ).stdout

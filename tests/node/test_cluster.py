@@ -18,6 +18,7 @@ import time
 import pytest
 
 from tests.node.kube import (
+    GATEWAY_ROLE,
     RELEASE_NS,
     SLEEP,
     STATE,
@@ -28,7 +29,9 @@ from tests.node.kube import (
     cluster,
     diff,
     events,
+    gateway_pods,
     host_state,
+    leader_pod,
     pod_json,
     presence,
     record,
@@ -165,8 +168,18 @@ def test_the_readme_walkthrough_on_the_real_node(
     jaeger = components["jaeger"]["spec"]["containers"][0]
     assert jaeger["image"] == "localhost/baton-jaeger:v2.13.0"
     assert jaeger["imagePullPolicy"] == "Never"
+    # Two gateway pods, each Ready (the follower: caught up) on a claim of its own; one leads:
+    # its pod labelled so, its replica the Lease's holder.
+    gateways = sorted(n for n, p in release.pods.items() if n.startswith("baton-gateway-"))
+    assert gateways == ["baton-gateway-0", "baton-gateway-1"], list(release.pods)
     pvc = node.get("pvc")["items"]
-    assert [c["status"]["phase"] for c in pvc] == ["Bound"]
+    assert sorted(c["metadata"]["name"] for c in pvc) == [f"data-{g}" for g in gateways]
+    assert [c["status"]["phase"] for c in pvc] == ["Bound", "Bound"]
+    leader = leader_pod(node)
+    roles = {
+        p["metadata"]["name"]: p["metadata"]["labels"].get(GATEWAY_ROLE) for p in gateway_pods(node)
+    }
+    assert roles == {g: ("leader" if g == leader else "follower") for g in gateways}, roles
 
     assert rollout.v1["status"]["phase"] == "Retired"
     v2 = rollout.v2["status"]

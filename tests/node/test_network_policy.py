@@ -40,6 +40,7 @@ from tests.node.kube import (
     Json,
     Node,
     Rollout,
+    leader_pod,
     record,
     run_pod,
 )
@@ -116,7 +117,8 @@ def _port(svc: Json, name: str) -> int:
 def targets(node: Node, rollout: Rollout) -> Targets:
     gw = _get(node, "svc", "baton-gateway")
     sim = _get(node, "svc", "baton-sim")
-    gw_pod = _get(node, "pod", "baton-gateway-0")["status"]["podIP"]
+    # The leader's pod: only it serves gRPC (a follower's port is closed).
+    gw_pod = _get(node, "pod", leader_pod(node))["status"]["podIP"]
     grpc, metrics = _port(gw, "grpc"), _port(gw, "metrics")
     jaeger = _get(node, "svc", "baton-jaeger")  # hack/cluster-values.yaml: the in-chart Jaeger
     jaeger_ports = {

@@ -136,6 +136,37 @@ the simulator's --symbols: a stream of an unlisted symbol stays silent, as on Bi
 {{- if and .Values.operator.metrics.port (eq (int .Values.operator.metrics.port) (int .Values.operator.livenessPort)) -}}
 {{- fail "operator.metrics.port and operator.livenessPort must differ" -}}
 {{- end -}}
+{{- $gw := .Values.gateway -}}
+{{- if and (gt (int $gw.replicas) 1) (eq (toString $gw.leaderElection.enabled) "false") -}}
+{{- fail (printf "gateway.replicas is %d but gateway.leaderElection.enabled is false: replicas without a Lease would run %d clocks executing side by side (leave enabled unset or true, or set replicas to 1)" (int $gw.replicas) (int $gw.replicas)) -}}
+{{- end -}}
+{{- if include "baton.gateway.leaderElection" . -}}
+{{- $needed := add (mul 2 (ceil $gw.cadenceSeconds | int)) 15 -}}
+{{- if lt (int $gw.terminationGracePeriodSeconds) (int $needed) -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds is %d: a leader's SIGTERM hands over at its next tick boundary and waits (bounded) for the standby; with gateway.cadenceSeconds %v it needs at least %d (2 x cadence + 15)" (int $gw.terminationGracePeriodSeconds) $gw.cadenceSeconds (int $needed)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the gateway runs under leader election (gateway.leaderElection.enabled; unset:
+on when gateway.replicas > 1), else empty. */}}
+{{- define "baton.gateway.leaderElection" -}}
+{{- $le := .Values.gateway.leaderElection.enabled -}}
+{{- if kindIs "bool" $le -}}
+{{- if $le }}true{{ end -}}
+{{- else if gt (int .Values.gateway.replicas) 1 -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The gateway's pod names: the Role's resourceNames for the label patch (lease_rbac.pod_names). */}}
+{{- define "baton.gateway.podNames" -}}
+{{- $name := include "baton.gateway.fullname" . -}}
+{{- $out := list -}}
+{{- range $i := until (int .Values.gateway.replicas) -}}
+{{- $out = append $out (printf "%s-%d" $name $i) -}}
+{{- end -}}
+{{- $out | toJson -}}
 {{- end -}}
 
 {{/* The restricted container security context every Baton container runs with. */}}

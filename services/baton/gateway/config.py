@@ -45,7 +45,7 @@ Example file (every key optional)::
                                 # ledger, a copy of the leader's; "": the replicas share one
     bootstrap = false           # with replicate_from: may lead without being caught up
     lease_name = "baton-gateway-leader"   # kube: the Lease's name ...
-    namespace = ""              # ... and namespace (default: the pod's own, else "default")
+    namespace = ""              # ... and namespace (default: $POD_NAMESPACE, the pod's own)
 """
 
 from __future__ import annotations
@@ -345,7 +345,8 @@ def _leader(s: Settings) -> LeaderConfig:
         raise ConfigError(
             "leader.identity", f"expected letters, digits, '-', '_', '.', got {base!r}"
         )
-    namespace = _optional_text(s, "leader.namespace")
+    # The pod's namespace: $POD_NAMESPACE (the chart's downward API), else its ServiceAccount's.
+    namespace = _optional_text(s, "leader.namespace") or os.environ.get("POD_NAMESPACE", "")
     if not namespace:
         try:
             namespace = POD_NAMESPACE_FILE.read_text().strip() or "default"

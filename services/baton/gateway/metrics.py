@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from baton.common.metrics_http import serve_metrics
+from baton.common.metrics_http import Probe, serve_metrics, serve_metrics_and_probes
 from baton.gateway.core.binance import (
     ControlError,
     ControlReply,
@@ -663,13 +663,21 @@ class MetricsServer:
     """``GET /metrics`` of one registry, served by prometheus_client's threaded HTTP server
     (off the event loop: a scrape never blocks a tick, beyond the GIL it holds rendering)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, probes: Mapping[str, Probe] | None = None
+    ) -> None:
         self._registry = registry
+        self._probes = dict(probes or {})  # path -> probe, e.g. a replica's /ready
         self._httpd: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self, listen: str) -> str:
         """Bind ``HOST:PORT`` (port 0: any free one) and serve; the bound ``HOST:PORT``."""
+        if self._probes:
+            addr, self._httpd, self._thread = serve_metrics_and_probes(
+                self._registry, listen, "metrics.listen", self._probes
+            )
+            return addr
         addr, self._httpd, self._thread = serve_metrics(self._registry, listen, "metrics.listen")
         return addr
 

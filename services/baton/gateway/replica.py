@@ -37,6 +37,7 @@ from baton.gateway.lease import LeaseStore, LocalLease
 from baton.gateway.ledger import LedgerReader, RunEnd
 from baton.gateway.market_data import MarketData, following_market
 from baton.gateway.metrics import FeedMetrics, LeaderMetrics, MetricsServer, ReplicationMetrics
+from baton.gateway.pod_role import FOLLOWER, LEADER, PodRole, pod_role_for
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("baton.gateway")
@@ -84,7 +85,11 @@ class Replica:
         self._now_ms = now_ms
         self._announce = announce
         self.registry = CollectorRegistry()
-        self._metrics_server = MetricsServer(self.registry)
+        # /ready beside /metrics: the chart's readiness probe (see ``readiness``).
+        self._metrics_server = MetricsServer(self.registry, {"/ready": self.readiness})
+        # On Kubernetes, the label on its own pod that the Service to the leader selects.
+        self.pod_role: PodRole | None = pod_role_for(config, self.registry)
+        self._candidate = (False, "not judged yet")  # a follower's eligibility, and why
         self.metrics_addr: str | None = None
         # With a ledger of its own (leader.replicate_from), a replica follows the leader's
         # ledger and is a candidate only once it holds it (or nobody can have more: eligible).
@@ -120,6 +125,28 @@ class Replica:
         self._follower_closed = False
         self.done = asyncio.Event()
 
+    def readiness(self) -> tuple[bool, str]:
+        """Ready (the pod's readiness, so the StatefulSet's rolling update never deletes a
+        leader before its standby holds the ledger): a leader that is starting or serving; a
+        follower that holds the leader's ledger (caught up) and is a candidate, or shares the
+        ledger. Called from the metrics server's thread: reads only."""
+        phase, term = self.life.phase, self.life.term
+        if phase in (life.Phase.STARTING, life.Phase.LEADING):
+            return True, f"leader {self.identity}, term {term}, {phase.value}"
+        if phase is not life.Phase.FOLLOWING:
+            return False, f"{self.identity} {phase.value}"
+        if self.follower is None:
+            return True, f"follower {self.identity} (a shared ledger)"
+        f = self.follower
+        if self.pod_role is not None and not self.pod_role.shows(FOLLOWER):
+            return False, f"follower {self.identity}: its pod not yet labelled follower"
+        eligible, why = self._candidate
+        if f.caught_up and eligible:
+            return True, f"follower {self.identity}, caught up at position {f.position}"
+        if f.caught_up:
+            return False, f"follower {self.identity} caught up but not a candidate: {why}"
+        return False, f"follower {self.identity} not caught up: position {f.position}, lag {f.lag}"
+
     def request_stop(self) -> None:
         """SIGTERM: stop (a leader hands over: finishes its tick, then releases the lease)."""
         self._post(life.StopAsked())
@@ -143,6 +170,10 @@ class Replica:
                 asyncio.create_task(self._watch_eligibility(), name="eligibility"),
             ]
         self._following = following
+        labelling: list[asyncio.Task[None]] = []
+        if self.pod_role is not None:
+            self.pod_role.want(FOLLOWER)  # a restarted container in a once-leader pod
+            labelling.append(asyncio.create_task(self.pod_role.run(), name="pod-role"))
         self._announce(role="follower", replica=self.identity, metrics_addr=self.metrics_addr)
         log.info(
             "gateway replica following",
@@ -168,7 +199,7 @@ class Replica:
                         return action.exit
         finally:
             await self._stop_following()
-            for task in (elector, feed):
+            for task in (elector, feed, *labelling):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -210,6 +241,7 @@ class Replica:
                     extra={"replica": self.identity, "position": follower.last_commit.position},
                 )
             cut_off = verdict.cut_off
+            self._candidate = (verdict.eligible, verdict.why.value)  # for ``readiness``
             self._leader_metrics.candidate(verdict.eligible, cut_off)
             if verdict.eligible != eligible:
                 eligible = verdict.eligible
@@ -287,6 +319,8 @@ class Replica:
             ledger=str(self.config.ledger_path),
             metrics_addr=self.metrics_addr,
         )
+        if self.pod_role is not None:
+            self.pod_role.want(LEADER)  # the Service to the leader now routes here
         self.elected.set()
         self._post(life.Started())
 
