@@ -23,10 +23,10 @@ def test_pod_gateway_may_name_every_gateway_replica() -> None:
     c = build_config(
         {
             "operator.gateway": "baton-gateway.baton.svc:50051",
-            "operator.pod_gateway": "gw-0.gw-headless.baton.svc:50051, gw-1.gw-headless.baton.svc:50051",
+            "operator.pod_gateway": "gw-0.gw-h.baton.svc:50051, gw-1.gw-h.baton.svc:50051",
         }
     )
-    assert c.pod_gateway == "gw-0.gw-headless.baton.svc:50051,gw-1.gw-headless.baton.svc:50051"
+    assert c.pod_gateway == "gw-0.gw-h.baton.svc:50051,gw-1.gw-h.baton.svc:50051"
 
 
 def test_every_setting() -> None:
