@@ -33,3 +33,11 @@ async def start_strategy(log_dir: Path) -> AsyncIterator[StartStrategy]:
 
     yield start
     await procs.close()
+
+
+@pytest.fixture
+async def procs(log_dir: Path) -> AsyncIterator[Processes]:
+    """Processes the test starts itself (each logged to ``log_dir``), all stopped at its end."""
+    p = Processes(log_dir)
+    yield p
+    await p.close()

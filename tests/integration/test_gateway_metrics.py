@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from baton.common import ProcessFailed, Service, spawn_baton
 from baton.control import ControlClient, phase_name
@@ -34,30 +33,11 @@ from tests.procs import (
     run_ticks,
     wait_until,
 )
+from tests.scrape import Samples, sample, scrape
 
 V2 = "baton.strategy.examples.momentum_v2:MomentumV2"
 FAST = ctl.HandoffPolicy(shadow_ticks=2, bake_s=0.6, step_timeout_s=10)
 MISSED = {o.value for o in MISSED_OUTCOMES}
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(addr: str) -> Samples:
-    """Every sample of ``GET http://addr/metrics``, by (name, labels)."""
-    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as resp:
-        assert resp.status == 200
-        assert resp.headers["Content-Type"].startswith("text/plain")
-        text = resp.read().decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def sample(samples: Samples, name: str, **labels: str) -> float:
-    """A sample's value; a series not (yet) created counts as 0."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def evaluation_counts(samples: Samples) -> Counter[tuple[str, str]]:

@@ -12,44 +12,23 @@ from __future__ import annotations
 
 import os
 import signal
-import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from baton.common import Service
 from baton.demo_replicas import free_port
 from baton.local import Processes
 from tests.procs import CADENCE_S, V1, count, gateway_env, query, wait_until
+from tests.scrape import metric, sample, scrape
 
 WAIT_MS = 400  # ledger.release_wait_ms here: well inside the test cadence
 
 
-def samples(addr: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
 def released(addr: str, how: str) -> float:
-    return samples(addr).get(("baton_gateway_released_total", (("how", how),)), 0.0)
+    return metric(addr, "baton_gateway_released_total", how=how)
 
 
 def bets(ledger: Path) -> list[str]:
     return [str(r[0]) for r in query(ledger, "SELECT bet_id FROM bets ORDER BY bet_id")]
-
-
-@pytest.fixture
-async def procs(log_dir: Path) -> AsyncIterator[Processes]:
-    p = Processes(log_dir)
-    yield p
-    await p.close()
 
 
 async def test_fills_go_out_once_the_standby_holds_them_and_never_wait_past_the_bound(
@@ -84,10 +63,10 @@ async def test_fills_go_out_once_the_standby_holds_them_and_never_wait_past_the_
         lambda: released(metrics, "replicated") >= 8, timeout_s=60, what="8 fills replicated"
     )
     assert released(metrics, "timed_out") == 0
-    s = samples(metrics)
-    n = s[("baton_gateway_release_delay_seconds_count", ())]
-    mean_ms = 1000 * s[("baton_gateway_release_delay_seconds_sum", ())] / n
-    within_25ms = s[("baton_gateway_release_delay_seconds_bucket", (("le", "0.025"),))] / n
+    s = scrape(metrics)
+    n = sample(s, "baton_gateway_release_delay_seconds_count")
+    mean_ms = 1000 * sample(s, "baton_gateway_release_delay_seconds_sum") / n
+    within_25ms = sample(s, "baton_gateway_release_delay_seconds_bucket", le="0.025") / n
     print(f"\nrelease delay, standby following: mean {mean_ms:.1f} ms, {within_25ms:.0%} <= 25 ms")
     # What the strategy was told, the standby holds: every bet of the leader's ledger is in
     # the standby's once the leader's last commit is acknowledged (a tick at most).
@@ -106,12 +85,12 @@ async def test_fills_go_out_once_the_standby_holds_them_and_never_wait_past_the_
             timeout_s=30,
             what="fills told at the bound while the standby is frozen",
         )
-        s = samples(metrics)
+        s = scrape(metrics)
         # Every release waited at least the bound or was acknowledged before it: the smallest
         # bucket at or above the bound holds at most the releases before the freeze.
-        under = s[("baton_gateway_release_delay_seconds_bucket", (("le", "0.25"),))]
-        told = s[("baton_gateway_released_total", (("how", "replicated"),))]
-        told += s.get(("baton_gateway_released_total", (("how", "committed"),)), 0.0)
+        under = sample(s, "baton_gateway_release_delay_seconds_bucket", le="0.25")
+        told = sample(s, "baton_gateway_released_total", how="replicated")
+        told += sample(s, "baton_gateway_released_total", how="committed")
         assert under <= told, s
     finally:
         os.kill(b.pid, signal.SIGCONT)

@@ -9,41 +9,19 @@ the leader dies, it does not take over (a `leader.bootstrap` replica would).
 
 from __future__ import annotations
 
-import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from baton.common import ProcessFailed, Service
 from baton.demo_replicas import free_port
 from baton.gateway.core.leadership import Settings
 from baton.local import Processes
 from tests.procs import CADENCE_S, V1, gateway_env, run_ticks, wait_until
+from tests.scrape import metric, scrape
 from tests.tcp_proxy import TcpProxy
 
 S = Settings()  # the reference lease: 4 s, renew deadline 3 s, retry 0.5 s
-
-
-def gauge(addr: str, name: str) -> float:
-    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    values = [
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name
-    ]
-    assert values, f"{name} not served by {addr}"
-    return values[0]
-
-
-@pytest.fixture
-async def procs(log_dir: Path) -> AsyncIterator[Processes]:
-    p = Processes(log_dir)
-    yield p
-    await p.close()
 
 
 async def test_a_standby_cut_off_from_a_live_leader_is_no_candidate_until_it_holds_the_head(
@@ -78,10 +56,10 @@ async def test_a_standby_cut_off_from_a_live_leader_is_no_candidate_until_it_hol
         await run_ticks(tmp_path / "gw-a.sqlite", 3)
 
         def candidate() -> bool:
-            return gauge(metrics, "baton_gateway_candidate") == 1
+            return metric(metrics, "baton_gateway_candidate") == 1
 
         def cut_off() -> bool:
-            return gauge(metrics, "baton_gateway_cut_off") == 1
+            return metric(metrics, "baton_gateway_cut_off") == 1
 
         await wait_until(candidate, timeout_s=15, what="gw-b caught up: a candidate")
 
@@ -104,7 +82,8 @@ async def test_a_standby_cut_off_from_a_live_leader_is_no_candidate_until_it_hol
         wait_s = (S.lease_duration_ms + 4 * S.retry_period_ms) / 1000 + 2
         with pytest.raises(ProcessFailed, match="did not announce"):
             await b.wait_announced("role", "leader", timeout_s=wait_s)
-        assert gauge(metrics, "baton_gateway_leader") == 0
+        leader = ("baton_gateway_leader", frozenset({("replica", str(b.ready["replica"]))}))
+        assert scrape(metrics)[leader] == 0  # the series exists, at 0
         assert cut_off()
         assert not candidate()
     finally:

@@ -19,6 +19,16 @@ def test_defaults() -> None:
     assert c.metrics is None, "no metrics endpoint unless asked for"
 
 
+def test_pod_gateway_may_name_every_gateway_replica() -> None:
+    c = build_config(
+        {
+            "operator.gateway": "baton-gateway.baton.svc:50051",
+            "operator.pod_gateway": "gw-0.gw-h.baton.svc:50051, gw-1.gw-h.baton.svc:50051",
+        }
+    )
+    assert c.pod_gateway == "gw-0.gw-h.baton.svc:50051,gw-1.gw-h.baton.svc:50051"
+
+
 def test_every_setting() -> None:
     c = build_config(
         {
@@ -47,6 +57,21 @@ def test_every_setting() -> None:
             {"operator.gateway": "h:1", "operator.pod_gateway": "x"},
             "operator.pod_gateway",
             id="pod-gateway",
+        ),
+        pytest.param(
+            {"operator.gateway": "h:1", "operator.pod_gateway": "a:1,b"},
+            "operator.pod_gateway",
+            id="pod-gateway-one-of-several-no-port",
+        ),
+        pytest.param(
+            {"operator.gateway": "h:1", "operator.pod_gateway": "a:1,,b:2"},
+            "operator.pod_gateway",
+            id="pod-gateway-empty-item",
+        ),
+        pytest.param(
+            {"operator.gateway": "h:1", "operator.pod_gateway": "a:1,a:1"},
+            "operator.pod_gateway",
+            id="pod-gateway-twice",
         ),
         pytest.param(
             {"operator.gateway": "h:1", "operator.namespaces": ["Bad_NS"]},

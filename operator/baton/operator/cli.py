@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pod-gateway",
         metavar="HOST:PORT",
-        help="the address strategy pods attach to (default: --gateway)",
+        help="the address strategy pods attach to, or each gateway replica's, comma-separated "
+        "(default: --gateway)",
     )
     p.add_argument(
         "--namespace",

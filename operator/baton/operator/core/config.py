@@ -8,6 +8,8 @@ Example file (every key but ``gateway`` optional)::
     [operator]
     gateway = "baton-gateway.baton.svc:50052"   # the gateway's control address
     pod_gateway = "baton-gateway.baton.svc:50051"  # what strategy pods dial (default: gateway)
+    # ... or every gateway replica's own address, comma-separated: hosts attach to all at once
+    # and answer the leader (docs/gateway-standby.md, "Strategy hosts on both replicas").
     namespaces = ["baton"]                        # empty: every namespace
     pod_env = ["OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4317"]
     liveness = "http://0.0.0.0:8080/healthz"
@@ -33,7 +35,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 @dataclass(frozen=True)
 class OperatorConfig:
     gateway: str  # HOST:PORT of the gateway's ControlService
-    pod_gateway: str  # HOST:PORT strategy pods attach to
+    pod_gateway: str  # HOST:PORT strategy pods attach to, or several, comma-separated
     namespaces: tuple[str, ...] = ()  # () = cluster-wide
     pod_env: tuple[tuple[str, str], ...] = ()
     liveness: str | None = None
@@ -50,6 +52,21 @@ def _address(s: Settings, key: str, default: str | None) -> str:
     if not 0 < port < 65536:
         raise ConfigError(key, f"port out of range in {value!r}")
     return value
+
+
+def _addresses(s: Settings, key: str, default: str) -> str:
+    """One HOST:PORT or several, comma-separated (a gateway replica's each), each checked."""
+    value = s.raw(key, default)
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected HOST:PORT[,HOST:PORT...], got {value!r}")
+    items = [item.strip() for item in value.split(",")]
+    if not all(items):
+        raise ConfigError(key, f"an empty address in {value!r}")
+    for item in items:
+        _address(Settings({key: item}), key, None)
+    if len(set(items)) != len(items):
+        raise ConfigError(key, f"an address given twice in {value!r}")
+    return ",".join(items)
 
 
 def build_config(flat: Mapping[str, Any]) -> OperatorConfig:
@@ -88,7 +105,7 @@ def build_config(flat: Mapping[str, Any]) -> OperatorConfig:
         raise ConfigError("operator.log_level", f"expected DEBUG/INFO/WARNING/ERROR, got {level!r}")
     config = OperatorConfig(
         gateway=gateway,
-        pod_gateway=_address(s, "operator.pod_gateway", gateway),
+        pod_gateway=_addresses(s, "operator.pod_gateway", gateway),
         namespaces=tuple(namespaces),
         pod_env=tuple(pod_env),
         liveness=liveness,

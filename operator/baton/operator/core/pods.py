@@ -28,7 +28,9 @@ CONTAINER = "strategy"
 class PodSettings:
     """Operator-wide settings that shape every strategy pod."""
 
-    gateway_address: str  # HOST:PORT the strategy hosts dial (the gateway Service in a cluster)
+    # HOST:PORT the strategy hosts dial (the gateway Service in a cluster), or each gateway
+    # replica's, comma-separated (the host attaches to all and answers the leader).
+    gateway_address: str
     extra_env: tuple[tuple[str, str], ...] = ()  # e.g. OTEL_EXPORTER_OTLP_ENDPOINT for all pods
     termination_grace_s: int = 30
 
