@@ -320,6 +320,23 @@ async def first_dispatch(ledger: Path, run: int, what: str) -> int:
     return count(ledger, sql, run)
 
 
+def tick_in_flight(ledger: Path, cadence_ms: int, killed_ms: int) -> bool:
+    """Whether a dead leader's ledger shows the tick of the kill's cadence dispatched (its seqs
+    reserved: the flush right after the dispatch) and none of its evaluations written (they go
+    with the next tick's flush): the kill fell mid-tick."""
+    rows = query(
+        ledger,
+        "SELECT e.seq, e.scheduled_ms, s.last_seq FROM evaluations e"
+        " JOIN slot_seqs s ON s.slot_id = e.slot_id ORDER BY e.seq DESC LIMIT 1",
+    )
+    if not rows:
+        return False
+    ((seq, scheduled, reserved),) = rows
+    reserved_tick = int(scheduled) + (int(reserved) - int(seq)) * cadence_ms
+    boundary = killed_ms // cadence_ms * cadence_ms
+    return reserved_tick == boundary and int(scheduled) < boundary
+
+
 # -- the test: kills --------------------------------------------------------------------------
 
 
@@ -338,6 +355,7 @@ class Kill:
     active_before: str = ""  # the pod ACTIVE before the kill
     active_after: str = ""  # the pod ACTIVE on the new leader
     state_lost: bool = False  # the new ACTIVE is a host that did not hold the strategy's state
+    in_flight: bool = False  # the dead leader's ledger: its tick dispatched, nothing of it written
     notes: list[str] = field(default_factory=list)
 
 
@@ -400,6 +418,7 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
             active_before=active.pod_name,
         )
         kills.append(kill)
+        kill.in_flight = tick_in_flight(old.ledger, cadence_ms, killed_ms)
         # The dead leader's pod comes back on its own volume: a new follower.
         cluster.leader = new
         cluster.standby = await cluster.start_replica(old.ledger)
@@ -416,7 +435,8 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
             f"kill {n:2d} {mode:8s} {kill.killed} (term {term}) at +{kill.offset_ms} ms in its"
             f" tick: elected after {elected_ms} ms, first dispatch after"
             f" {kill.first_dispatch_ms} ms; ACTIVE {kill.active_before} -> {kill.active_after}"
-            f" {phase}{' STATE LOST' if kill.state_lost else ''}"
+            f" {phase}{' in-flight' if kill.in_flight else ''}"
+            f"{' STATE LOST' if kill.state_lost else ''}"
         )
     await cluster.leading_run_executes(2)
     await cluster.standby_caught_up()
@@ -447,6 +467,12 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
         bound = math.ceil(kill.first_dispatch_ms / cadence_ms) + 1
         assert kill.missed_ticks <= bound, (kill, f)
     elected = sorted(k.elected_ms for k in kills)
+    # The mid-tick kills really fell between a tick's dispatch and the write of its answers
+    # (most of them: under load a dispatch can come later than the kill).
+    mid_tick = [k for k in kills if k.mode == "mid_tick"]
+    confirmed = [k.n for k in mid_tick if k.in_flight]
+    print(f"mid-tick kills with the tick in flight (from the dead leader's ledger): {confirmed}")
+    assert len(confirmed) * 2 >= len(mid_tick), [(k.n, k.offset_ms) for k in mid_tick]
     dispatch = sorted(k.first_dispatch_ms or 0 for k in kills)
     lost = [k.n for k in kills if k.state_lost]
     summary = {
@@ -459,6 +485,7 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
         # makes ACTIVE whichever host attaches first.
         "active_changed_to_a_host_without_the_state": lost,
         "missed_ticks": sorted(k.missed_ticks or 0 for k in kills),
+        "mid_tick_in_flight": confirmed,
         "loop_s": round(loop_s, 1),
         "prefix_rows": sizes,
         "presence": {
