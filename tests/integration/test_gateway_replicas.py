@@ -15,26 +15,26 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from baton.common import ProcessFailed, Service
-from baton.demo_replicas import free_port
 from baton.gateway.core.leadership import Settings
 from baton.gateway.report import presence_report
 from baton.gateway.report_gateways import GatewayChange
-from baton.local import Processes
+from tests.integration.replica_helpers import (
+    EXECUTED,
+    Pair,
+    executed_spans,
+    executed_ticks,
+)
+from tests.integration.replica_helpers import pair as pair
 from tests.ledger_workload import tables
 from tests.procs import (
-    CADENCE_S,
     SLOTS,
-    V1,
     assert_every_scheduled_evaluation_accounted,
     count,
-    gateway_env,
-    query,
     run_ticks,
     seqs_by_run,
     wait_until,
@@ -43,72 +43,6 @@ from tests.procs import (
 S = Settings()  # the reference settings: lease 4 s, renew deadline 3 s, retry 0.5 s
 # How late a process may notice something under CI's load (2 cores, everything running).
 LATE_MS = 1500
-
-
-class Pair:
-    """The processes of one test: ``replica(name)`` starts a replica following the lease."""
-
-    def __init__(self, procs: Processes, sim: Service, ledger: Path, port: int) -> None:
-        self.procs = procs
-        self.sim = sim
-        self.ledger = ledger
-        self.addr = f"127.0.0.1:{port}"
-        self.cadence_s = CADENCE_S
-
-    async def replica(
-        self,
-        name: str,
-        lease_path: Path | None = None,
-        *,
-        own_ledger: Path | None = None,
-        bootstrap: bool = False,
-    ) -> Service:
-        """``own_ledger``: the replica keeps a ledger of its own, a copy of the leader's
-        (``leader.replicate_from`` = the address the leader serves)."""
-        env = {
-            **gateway_env(self.sim, own_ledger or self.ledger),
-            "BATON_GATEWAY__LISTEN": self.addr,
-            "BATON_LEADER__BACKEND": "local",
-            "BATON_LEADER__IDENTITY": name,
-            "BATON_GATEWAY__CADENCE_S": str(self.cadence_s),
-        }
-        if lease_path is not None:
-            env["BATON_LEADER__LEASE_PATH"] = str(lease_path)
-        if own_ledger is not None:
-            env["BATON_LEADER__REPLICATE_FROM"] = self.addr
-            env["BATON_LEADER__LEASE_PATH"] = str(self.ledger.with_name("lease"))
-            env["BATON_LEADER__BOOTSTRAP"] = "true" if bootstrap else "false"
-        return await self.procs.spawn(name, ["gateway"], env=env)
-
-    async def strategy(self) -> Service:
-        args = ["strategy", "--gateway", self.addr, "--entrypoint", V1, "--pod-name", "pod-0"]
-        return await self.procs.spawn("strategy", args)
-
-
-@pytest.fixture
-async def pair(sim: Service, ledger: Path, log_dir: Path) -> AsyncIterator[Pair]:
-    procs = Processes(log_dir)
-    yield Pair(procs, sim, ledger, free_port())
-    await procs.close()
-
-
-def executed_spans(ledger: Path) -> list[tuple[int, int, int]]:
-    """(run, first, last decided_ms) of each run's executed evaluations, in run order."""
-    rows = query(
-        ledger,
-        "SELECT run_id, min(decided_ms), max(decided_ms) FROM evaluations"
-        " WHERE outcome = 'executed' GROUP BY run_id ORDER BY run_id",
-    )
-    return [(int(r), int(a), int(b)) for r, a, b in rows]
-
-
-EXECUTED = "SELECT count(*) FROM evaluations WHERE outcome = 'executed'"
-
-
-async def executed_ticks(ledger: Path, ticks: int, what: str) -> None:
-    """``ticks`` more ticks executed from now (the host re-attached to whoever leads)."""
-    target = count(ledger, EXECUTED) + ticks * SLOTS
-    await wait_until(lambda: count(ledger, EXECUTED) >= target, timeout_s=30, what=what)
 
 
 def assert_one_leader_at_a_time(ledger: Path, *, crashed: bool) -> GatewayChange:

@@ -18,6 +18,7 @@ from baton.gateway.core.replica import (
     StopAsked,
     StopGateway,
     Stopped,
+    failover_seq_gap,
     step,
 )
 
@@ -88,3 +89,36 @@ def test_a_whole_life_leads_one_term_and_ends_deposed() -> None:
         StopGateway(release=False, reason="renew deadline passed"),
         Finish(Exit.DEPOSED),
     ]
+
+
+@pytest.mark.parametrize(
+    ("last_commit_ms", "now_ms", "gap"),
+    [
+        (10_020, 10_900, 0),  # no boundary since the last commit: nothing can have been sent
+        (10_020, 11_000, 1),  # the boundary at 11 s: its tick may have left unreplicated
+        (10_020, 12_999, 2),
+        (10_999, 13_500, 3),
+        (None, 13_500, 1),  # nothing known: one, as before
+    ],
+)
+def test_a_failover_skips_one_seq_per_boundary_since_the_last_commit(
+    last_commit_ms: int | None, now_ms: int, gap: int
+) -> None:
+    assert failover_seq_gap(1000, last_commit_ms, now_ms) == gap
+
+
+def test_a_failover_never_numbers_a_tick_that_never_was() -> None:
+    """The seqs skipped plus the new leader's first one never outrun the ticks between the
+    last reserved tick and the new first tick (the old rule, 1 + elapsed / cadence, did by one
+    when the takeover ended late in a cadence: the report counted a tick twice)."""
+    cadence = 1000
+    for last_tick in range(0, 3000, cadence):
+        for delay in range(1, cadence, 97):  # the reservation's commit, after the dispatch
+            committed = last_tick + delay
+            for now in range(committed, committed + 5000, 113):
+                first_tick = (now // cadence + 1) * cadence  # the new clock's first boundary
+                seqs_advanced = 1 + failover_seq_gap(cadence, committed, now)
+                assert seqs_advanced <= (first_tick - last_tick) // cadence
+                # ... and every boundary the dead leader may have dispatched is skipped.
+                sent = [b for b in range(last_tick + cadence, now + 1, cadence)]
+                assert len(sent) <= seqs_advanced - 1

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -270,18 +269,20 @@ class Replica:
 
     def _seq_gap(self) -> int:
         """Seqs to skip per slot: the ticks the old leader may have dispatched after the last
-        commit this ledger received (at most one a cadence); none after a handover, which
-        waited for the standby to hold everything."""
+        commit this ledger received (``core/replica.py``); none after a handover, which waited
+        for the standby to hold everything."""
         if self.follower is None:
             return 0
         with LedgerReader(self.config.ledger_path) as reader:
             runs = reader.runs()
+            # When the last commit this ledger holds was made (the leader's wall clock).
+            row = reader.conn.execute(
+                "SELECT committed_ms FROM replication ORDER BY position DESC LIMIT 1"
+            ).fetchone()
+        committed = None if row is None else int(row[0])
         if runs and runs[-1].end_reason == RunEnd.HANDOVER.value:
             return 0
-        last = self.follower.last_message_s
-        if last is None:
-            return 1
-        return 1 + int((time.monotonic() - last) / self.config.cadence_s)
+        return life.failover_seq_gap(self.config.cadence_ms, committed, self._now_ms())
 
     async def _start(self, term: int) -> None:
         # The gateway serves /metrics through the replica's registry; its own server is off.

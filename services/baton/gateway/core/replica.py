@@ -156,3 +156,24 @@ def _stopping(life: Life, exit_: Exit, *, release: bool, reason: str) -> Step:
         replace(life, phase=Phase.STOPPING, exit=exit_),
         (StopGateway(release=release, reason=reason),),
     )
+
+
+def failover_seq_gap(cadence_ms: int, last_commit_ms: int | None, now_ms: int) -> int:
+    """Seqs a new leader skips per slot after a failover: one per tick boundary in
+    ``(last_commit_ms, now_ms]``, the ticks its predecessor may have dispatched after the last
+    commit this ledger holds (ticks fall on multiples of the cadence, for every replica).
+
+    Not more: a tick's seqs are reserved by the flush that follows its dispatch, so every tick
+    dispatched before that commit is in this ledger, and the new leader's first tick is after
+    ``now_ms``. Skipping more (``1 + elapsed / cadence`` did) numbers ticks that never were: the
+    report counted them as unaccounted evaluations, a tick counted twice. ``None`` (no commit
+    known): one, as before.
+
+    >>> failover_seq_gap(1000, 10_020, 12_900)  # ticks 11,000 and 12,000
+    2
+    >>> failover_seq_gap(1000, 10_020, 10_900)  # no boundary since the last commit
+    0
+    """
+    if last_commit_ms is None:
+        return 1
+    return max(0, now_ms // cadence_ms - last_commit_ms // cadence_ms)
