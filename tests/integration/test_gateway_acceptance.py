@@ -44,6 +44,7 @@ import pytest
 
 from baton.common import Service
 from baton.control import ControlClient, ControlError, phase_name, role_name
+from baton.gateway.app import prefer_wait_ms
 from baton.gateway.core.leadership import Settings
 from baton.v1 import control_pb2 as ctl
 from tests.integration.replica_helpers import (
@@ -691,19 +692,14 @@ async def test_a_standby_killed_and_restarted_catches_up_and_leads_without_boots
     )
 
 
-# -- the known gap: which host a new leader makes ACTIVE ---------------------------------------
+# -- which host a new leader makes ACTIVE --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a new leader makes ACTIVE whichever host attaches first, not the one that holds the"
-    " strategy's state (Router.attach; the Hello says nothing of the host's last role): found by"
-    " test_twenty_leader_kills (about half of its kills), not fixed here",
-)
-async def test_a_failover_keeps_the_state_of_the_strategy(pair: Pair, tmp_path: Path) -> None:
-    """blue ACTIVE (it holds momentum's state), green an idle STANDBY (empty state). The leader
-    is killed while blue is slow to come back (SIGSTOPped, then let go): the new leader must
-    not go on with green's empty state: blue ACTIVE again, or green given blue's state."""
+async def blue_active_green_idle(
+    pair: Pair, tmp_path: Path
+) -> tuple[Service, Service, Service, Service, Path]:
+    """gw-a leads, gw-b follows (caught up); blue (v1) ACTIVE with momentum's state, green (v2)
+    an idle STANDBY with an empty one."""
     pair.lease = FAST
     a_ledger, b_ledger = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
     a = await pair.replica("gw-a", own_ledger=a_ledger)
@@ -720,15 +716,55 @@ async def test_a_failover_keeps_the_state_of_the_strategy(pair: Pair, tmp_path: 
         timeout_s=30,
         what="gw-b caught up",
     )
+    return a, b, blue, green, b_ledger
+
+
+async def test_a_failover_keeps_the_state_of_the_strategy(pair: Pair, tmp_path: Path) -> None:
+    """The leader is killed while blue is slow to come back (SIGSTOPped until green has
+    attached to the new leader): the new leader waits for blue, the pod its ledger last made
+    ACTIVE, instead of going on with green's empty state (``Router.prefer_pod``)."""
+    a, b, blue, _, b_ledger = await blue_active_green_idle(pair, tmp_path)
     os.kill(blue.proc.pid, signal.SIGSTOP)
     try:
         assert await pair.procs.kill(a) == -9
         await b.wait_announced("role", "leader", timeout_s=20)
-        await executed_ticks(b_ledger, 1, "a tick led by gw-b")
+
+        async def green_waits() -> bool:
+            try:
+                listing = await instances(pair.addr)
+            except ControlError:
+                return False
+            pods = {i.pod_name: role_name(i.role) for i in listing.instances}
+            return pods == {"pod-green": "STANDBY"}
+
+        deadline = time.monotonic() + 15
+        while not await green_waits():
+            assert time.monotonic() < deadline, "green attached to gw-b, waiting as STANDBY"
+            await asyncio.sleep(0.05)
     finally:
         os.kill(blue.proc.pid, signal.SIGCONT)
+    await executed_ticks(b_ledger, 1, "a tick led by gw-b")
     (after,) = actives(await both_hosts_attached(pair.addr))
-    imported = log_entries(green, "state imported")
-    assert after.pod_name == "pod-blue" or imported, (
-        f"{after.pod_name} ACTIVE on the new leader without the strategy's state"
-    )
+    assert after.pod_name == "pod-blue"
+    assert not log_entries(b, "the pod that held the strategy's state did not attach")
+
+
+async def test_a_failover_whose_active_host_died_too_goes_on_after_the_wait(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """Blue dies with the leader: the new leader waits its bound for it
+    (``prefer_wait_ms``), then green goes on with its own state, and says so."""
+    a, b, blue, _, b_ledger = await blue_active_green_idle(pair, tmp_path)
+    assert await pair.procs.kill(blue) == -9
+    assert await pair.procs.kill(a) == -9
+    await b.wait_announced("role", "leader", timeout_s=20)
+    elected = time.monotonic()
+    await executed_ticks(b_ledger, 1, "a tick led by gw-b, green ACTIVE")
+    waited_s = time.monotonic() - elected
+    wait_s = prefer_wait_ms(int(pair.cadence_s * 1000)) / 1000
+    print(f"\nthe new leader went on without blue {waited_s:.1f} s after its election")
+    assert waited_s >= wait_s - 0.5, "green was made ACTIVE before the wait ended"
+    (warning,) = log_entries(b, "the pod that held the strategy's state did not attach")
+    assert warning["waited_for"] == "pod-blue"
+    listing = await instances(pair.addr)
+    assert [i.pod_name for i in actives(listing)] == ["pod-green"]
