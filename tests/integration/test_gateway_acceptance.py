@@ -323,8 +323,9 @@ async def first_dispatch(ledger: Path, run: int, what: str) -> int:
 
 def tick_in_flight(ledger: Path, cadence_ms: int, killed_ms: int) -> bool:
     """Whether a dead leader's ledger shows the tick of the kill's cadence dispatched (its seqs
-    reserved: the flush right after the dispatch) and none of its evaluations written (they go
-    with the next tick's flush): the kill fell mid-tick."""
+    reserved: the flush right after the dispatch) and not all of its evaluations written (they
+    go with the release gate's write a few ms after the tick's first fill, or with the next
+    tick's flush): the kill fell mid-tick."""
     rows = query(
         ledger,
         "SELECT e.seq, e.scheduled_ms, s.last_seq FROM evaluations e"
@@ -335,7 +336,10 @@ def tick_in_flight(ledger: Path, cadence_ms: int, killed_ms: int) -> bool:
     ((seq, scheduled, reserved),) = rows
     reserved_tick = int(scheduled) + (int(reserved) - int(seq)) * cadence_ms
     boundary = killed_ms // cadence_ms * cadence_ms
-    return reserved_tick == boundary and int(scheduled) < boundary
+    if reserved_tick != boundary:
+        return False
+    written = count(ledger, "SELECT count(*) FROM evaluations WHERE scheduled_ms = ?", boundary)
+    return written < SLOTS
 
 
 # -- the test: kills --------------------------------------------------------------------------
@@ -368,8 +372,10 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
     cadence_ms = 1000
     cluster = Cluster(pair, (tmp_path / "a.sqlite", tmp_path / "b.sqlite"))
     await cluster.start()
-    await pair.strategy("blue", V1, "pod-blue")
-    await pair.strategy("green", V2, "pod-green")
+    hosts = {
+        "pod-blue": await pair.strategy("blue", V1, "pod-blue"),
+        "pod-green": await pair.strategy("green", V2, "pod-green"),
+    }
     modes = ["random", "mid_tick", "random", "mid_tick", "handoff"] * (KILLS // 5)
     rng.shuffle(modes)
     kills: list[Kill] = []
@@ -382,6 +388,7 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
         old, new = cluster.leader, cluster.standby
         term = int(old.service.announced[-1]["term"])
         phase = ""
+        paused: Service | None = None
         listing = await both_hosts_attached(pair.addr)
         (active,) = actives(listing)
         if mode == "handoff":
@@ -394,17 +401,25 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
                 )
             phase = await handoff_reaches(pair.addr, started_handoff.handoff_id, phase)
         elif mode == "mid_tick":
-            # Right after a boundary: the tick is dispatched (its seqs reserved and flushed),
-            # its answers arrive and are executed within milliseconds, written at the next
-            # tick's flush.
+            # Mid-tick: the tick dispatched (its seqs reserved and flushed), its answers not
+            # back. They come within milliseconds (and are written a few ms after the first
+            # fill, the release gate's write), too soon to hit by a timer: the ACTIVE's host is
+            # paused just before the boundary and let go right after the kill.
             now = wall_ms()
             boundary = (now // cadence_ms + 1) * cadence_ms
-            await asyncio.sleep((boundary - now + rng.uniform(2, 40)) / 1000)
+            await asyncio.sleep(max(0, boundary - now - 30) / 1000)
+            paused = hosts[active.pod_name]
+            os.kill(paused.proc.pid, signal.SIGSTOP)
+            await asyncio.sleep(max(0, boundary - wall_ms() + rng.uniform(20, 60)) / 1000)
         else:
             await asyncio.sleep(rng.uniform(0, 2 * pair.cadence_s))
         killed_ms = wall_ms()
         t0 = time.monotonic()
-        assert await pair.procs.kill(old.service) == -9
+        try:
+            assert await pair.procs.kill(old.service) == -9
+        finally:
+            if paused is not None:
+                os.kill(paused.proc.pid, signal.SIGCONT)
         led = await new.service.wait_announced("role", "leader", timeout_s=20)
         elected_ms = round((time.monotonic() - t0) * 1000)
         assert int(led["term"]) == term + 1
@@ -476,6 +491,8 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
     assert len(confirmed) * 2 >= len(mid_tick), [(k.n, k.offset_ms) for k in mid_tick]
     dispatch = sorted(k.first_dispatch_ms or 0 for k in kills)
     lost = [k.n for k in kills if k.state_lost]
+    # A new leader waits for the pod that held the strategy's state (Router.prefer_pod).
+    assert not lost, [(k.n, k.mode, k.active_before, k.active_after) for k in kills]
     summary = {
         "settings": asdict(FAST),
         "cadence_ms": cadence_ms,
