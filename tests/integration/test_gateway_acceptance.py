@@ -44,6 +44,7 @@ import pytest
 
 from baton.common import Service
 from baton.control import ControlClient, ControlError, phase_name, role_name
+from baton.gateway.app import prefer_wait_ms
 from baton.gateway.core.leadership import Settings
 from baton.v1 import control_pb2 as ctl
 from tests.integration.replica_helpers import (
@@ -322,8 +323,9 @@ async def first_dispatch(ledger: Path, run: int, what: str) -> int:
 
 def tick_in_flight(ledger: Path, cadence_ms: int, killed_ms: int) -> bool:
     """Whether a dead leader's ledger shows the tick of the kill's cadence dispatched (its seqs
-    reserved: the flush right after the dispatch) and none of its evaluations written (they go
-    with the next tick's flush): the kill fell mid-tick."""
+    reserved: the flush right after the dispatch) and not all of its evaluations written (they
+    go with the release gate's write a few ms after the tick's first fill, or with the next
+    tick's flush): the kill fell mid-tick."""
     rows = query(
         ledger,
         "SELECT e.seq, e.scheduled_ms, s.last_seq FROM evaluations e"
@@ -334,7 +336,10 @@ def tick_in_flight(ledger: Path, cadence_ms: int, killed_ms: int) -> bool:
     ((seq, scheduled, reserved),) = rows
     reserved_tick = int(scheduled) + (int(reserved) - int(seq)) * cadence_ms
     boundary = killed_ms // cadence_ms * cadence_ms
-    return reserved_tick == boundary and int(scheduled) < boundary
+    if reserved_tick != boundary:
+        return False
+    written = count(ledger, "SELECT count(*) FROM evaluations WHERE scheduled_ms = ?", boundary)
+    return written < SLOTS
 
 
 # -- the test: kills --------------------------------------------------------------------------
@@ -367,8 +372,10 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
     cadence_ms = 1000
     cluster = Cluster(pair, (tmp_path / "a.sqlite", tmp_path / "b.sqlite"))
     await cluster.start()
-    await pair.strategy("blue", V1, "pod-blue")
-    await pair.strategy("green", V2, "pod-green")
+    hosts = {
+        "pod-blue": await pair.strategy("blue", V1, "pod-blue"),
+        "pod-green": await pair.strategy("green", V2, "pod-green"),
+    }
     modes = ["random", "mid_tick", "random", "mid_tick", "handoff"] * (KILLS // 5)
     rng.shuffle(modes)
     kills: list[Kill] = []
@@ -381,6 +388,7 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
         old, new = cluster.leader, cluster.standby
         term = int(old.service.announced[-1]["term"])
         phase = ""
+        paused: Service | None = None
         listing = await both_hosts_attached(pair.addr)
         (active,) = actives(listing)
         if mode == "handoff":
@@ -393,17 +401,25 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
                 )
             phase = await handoff_reaches(pair.addr, started_handoff.handoff_id, phase)
         elif mode == "mid_tick":
-            # Right after a boundary: the tick is dispatched (its seqs reserved and flushed),
-            # its answers arrive and are executed within milliseconds, written at the next
-            # tick's flush.
+            # Mid-tick: the tick dispatched (its seqs reserved and flushed), its answers not
+            # back. They come within milliseconds (and are written a few ms after the first
+            # fill, the release gate's write), too soon to hit by a timer: the ACTIVE's host is
+            # paused just before the boundary and let go right after the kill.
             now = wall_ms()
             boundary = (now // cadence_ms + 1) * cadence_ms
-            await asyncio.sleep((boundary - now + rng.uniform(2, 40)) / 1000)
+            await asyncio.sleep(max(0, boundary - now - 30) / 1000)
+            paused = hosts[active.pod_name]
+            os.kill(paused.proc.pid, signal.SIGSTOP)
+            await asyncio.sleep(max(0, boundary - wall_ms() + rng.uniform(20, 60)) / 1000)
         else:
             await asyncio.sleep(rng.uniform(0, 2 * pair.cadence_s))
         killed_ms = wall_ms()
         t0 = time.monotonic()
-        assert await pair.procs.kill(old.service) == -9
+        try:
+            assert await pair.procs.kill(old.service) == -9
+        finally:
+            if paused is not None:
+                os.kill(paused.proc.pid, signal.SIGCONT)
         led = await new.service.wait_announced("role", "leader", timeout_s=20)
         elected_ms = round((time.monotonic() - t0) * 1000)
         assert int(led["term"]) == term + 1
@@ -475,6 +491,8 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
     assert len(confirmed) * 2 >= len(mid_tick), [(k.n, k.offset_ms) for k in mid_tick]
     dispatch = sorted(k.first_dispatch_ms or 0 for k in kills)
     lost = [k.n for k in kills if k.state_lost]
+    # A new leader waits for the pod that held the strategy's state (Router.prefer_pod).
+    assert not lost, [(k.n, k.mode, k.active_before, k.active_after) for k in kills]
     summary = {
         "settings": asdict(FAST),
         "cadence_ms": cadence_ms,
@@ -691,19 +709,14 @@ async def test_a_standby_killed_and_restarted_catches_up_and_leads_without_boots
     )
 
 
-# -- the known gap: which host a new leader makes ACTIVE ---------------------------------------
+# -- which host a new leader makes ACTIVE --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a new leader makes ACTIVE whichever host attaches first, not the one that holds the"
-    " strategy's state (Router.attach; the Hello says nothing of the host's last role): found by"
-    " test_twenty_leader_kills (about half of its kills), not fixed here",
-)
-async def test_a_failover_keeps_the_state_of_the_strategy(pair: Pair, tmp_path: Path) -> None:
-    """blue ACTIVE (it holds momentum's state), green an idle STANDBY (empty state). The leader
-    is killed while blue is slow to come back (SIGSTOPped, then let go): the new leader must
-    not go on with green's empty state: blue ACTIVE again, or green given blue's state."""
+async def blue_active_green_idle(
+    pair: Pair, tmp_path: Path
+) -> tuple[Service, Service, Service, Service, Path]:
+    """gw-a leads, gw-b follows (caught up); blue (v1) ACTIVE with momentum's state, green (v2)
+    an idle STANDBY with an empty one."""
     pair.lease = FAST
     a_ledger, b_ledger = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
     a = await pair.replica("gw-a", own_ledger=a_ledger)
@@ -720,15 +733,55 @@ async def test_a_failover_keeps_the_state_of_the_strategy(pair: Pair, tmp_path: 
         timeout_s=30,
         what="gw-b caught up",
     )
+    return a, b, blue, green, b_ledger
+
+
+async def test_a_failover_keeps_the_state_of_the_strategy(pair: Pair, tmp_path: Path) -> None:
+    """The leader is killed while blue is slow to come back (SIGSTOPped until green has
+    attached to the new leader): the new leader waits for blue, the pod its ledger last made
+    ACTIVE, instead of going on with green's empty state (``Router.prefer_pod``)."""
+    a, b, blue, _, b_ledger = await blue_active_green_idle(pair, tmp_path)
     os.kill(blue.proc.pid, signal.SIGSTOP)
     try:
         assert await pair.procs.kill(a) == -9
         await b.wait_announced("role", "leader", timeout_s=20)
-        await executed_ticks(b_ledger, 1, "a tick led by gw-b")
+
+        async def green_waits() -> bool:
+            try:
+                listing = await instances(pair.addr)
+            except ControlError:
+                return False
+            pods = {i.pod_name: role_name(i.role) for i in listing.instances}
+            return pods == {"pod-green": "STANDBY"}
+
+        deadline = time.monotonic() + 15
+        while not await green_waits():
+            assert time.monotonic() < deadline, "green attached to gw-b, waiting as STANDBY"
+            await asyncio.sleep(0.05)
     finally:
         os.kill(blue.proc.pid, signal.SIGCONT)
+    await executed_ticks(b_ledger, 1, "a tick led by gw-b")
     (after,) = actives(await both_hosts_attached(pair.addr))
-    imported = log_entries(green, "state imported")
-    assert after.pod_name == "pod-blue" or imported, (
-        f"{after.pod_name} ACTIVE on the new leader without the strategy's state"
-    )
+    assert after.pod_name == "pod-blue"
+    assert not log_entries(b, "the pod that held the strategy's state did not attach")
+
+
+async def test_a_failover_whose_active_host_died_too_goes_on_after_the_wait(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """Blue dies with the leader: the new leader waits its bound for it
+    (``prefer_wait_ms``), then green goes on with its own state, and says so."""
+    a, b, blue, _, b_ledger = await blue_active_green_idle(pair, tmp_path)
+    assert await pair.procs.kill(blue) == -9
+    assert await pair.procs.kill(a) == -9
+    await b.wait_announced("role", "leader", timeout_s=20)
+    elected = time.monotonic()
+    await executed_ticks(b_ledger, 1, "a tick led by gw-b, green ACTIVE")
+    waited_s = time.monotonic() - elected
+    wait_s = prefer_wait_ms(int(pair.cadence_s * 1000)) / 1000
+    print(f"\nthe new leader went on without blue {waited_s:.1f} s after its election")
+    assert waited_s >= wait_s - 0.5, "green was made ACTIVE before the wait ended"
+    (warning,) = log_entries(b, "the pod that held the strategy's state did not attach")
+    assert warning["waited_for"] == "pod-blue"
+    listing = await instances(pair.addr)
+    assert [i.pod_name for i in actives(listing)] == ["pod-green"]

@@ -427,3 +427,61 @@ def test_a_reader_snapshot_holds_still_while_the_gateway_flushes(
             ledger.flush()  # a reader never blocks the writer (WAL)
             assert len(r.evaluations()) == 1
         assert len(r.evaluations()) == 2
+
+
+def _attached(
+    t: int, instance: str, pod: str, role: str, strategy: str = "momentum"
+) -> InstanceEvent:
+    return InstanceEvent(t, instance, "attached", pod, strategy, "v1", role, 1)
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        pytest.param([], None, id="never-any"),
+        pytest.param([_attached(1, "i1-blue", "blue", "STANDBY")], None, id="never-active"),
+        pytest.param([_attached(1, "i1-blue", "blue", "ACTIVE")], "blue", id="attached-active"),
+        pytest.param(
+            [
+                _attached(1, "i1-blue", "blue", "ACTIVE"),
+                _attached(2, "i2-green", "green", "STANDBY"),
+                InstanceEvent(3, "i2-green", "role", role="SHADOW", epoch=1),
+                InstanceEvent(4, "i2-green", "role", role="ACTIVE", epoch=2),
+            ],
+            "green",
+            id="a-handoff-flipped-to-green",
+        ),
+        pytest.param(
+            [
+                _attached(1, "i1-blue", "blue", "ACTIVE"),
+                _attached(2, "i2-green", "green", "STANDBY"),
+                InstanceEvent(3, "i1-blue", "detached", role="ACTIVE", epoch=1),
+            ],
+            "blue",
+            id="the-active-gone-still-holds-the-state",
+        ),
+        pytest.param(
+            [
+                _attached(1, "i1-blue", "blue", "ACTIVE"),
+                _attached(2, "i1-other", "other", "ACTIVE", strategy="reversion"),
+            ],
+            "blue",
+            id="another-strategys-active-is-not-this-ones",
+        ),
+        pytest.param(
+            [
+                _attached(1, "i1-blue", "blue", "ACTIVE"),
+                _attached(2, "i1-green", "green", "ACTIVE"),  # a later run numbers again
+            ],
+            "green",
+            id="the-latest-run-wins",
+        ),
+    ],
+)
+def test_the_pod_last_made_active(
+    ledger: Ledger, events: list[InstanceEvent], expected: str | None
+) -> None:
+    for e in events:
+        ledger.record_instance_event(e)
+    ledger.flush()
+    assert ledger.last_active_pod("momentum") == expected

@@ -42,6 +42,39 @@ def test_detach_of_active_leaves_no_active_and_next_attach_gets_a_new_epoch() ->
     assert router.epoch == 2
 
 
+@pytest.mark.parametrize(
+    ("prefer", "order", "active", "still_preferred"),
+    [
+        pytest.param(None, ("green", "blue"), "green", None, id="no-preference-first-wins"),
+        pytest.param("blue", ("blue", "green"), "blue", None, id="preferred-first-is-active"),
+        pytest.param(
+            "blue", ("green", "blue"), "blue", None, id="preferred-after-another-is-active"
+        ),
+        pytest.param("blue", ("green",), None, "blue", id="another-alone-waits-as-standby"),
+        pytest.param("blue", ("green", "red"), None, "blue", id="others-all-wait"),
+    ],
+)
+def test_a_started_gateway_prefers_the_pod_that_held_the_state(
+    prefer: str | None, order: tuple[str, ...], active: str | None, still_preferred: str | None
+) -> None:
+    router = Router(SLOTS, prefer_pod=prefer)
+    for n, pod in enumerate(order):
+        router.attach(info(pod), n)
+    assert (router.active.info.pod_name if router.active else None) == active
+    assert router.prefer_pod == still_preferred
+    assert router.epoch == (1 if active else 0)
+
+
+def test_when_the_wait_ends_the_first_standby_is_the_one_attached_first() -> None:
+    router = Router(SLOTS, prefer_pod="blue")
+    green = router.attach(info("green"), 5).instance_id
+    router.attach(info("red"), 7)
+    assert router.first_standby() == green
+    router.flip(green, previous_role=Role.STANDBY)
+    assert (router.active_id, router.prefer_pod) == (green, None)
+    assert Router(SLOTS).first_standby() is None
+
+
 def test_tick_without_active_is_missed_at_once() -> None:
     router = Router(SLOTS)
     plan = router.on_tick(CLOCK.tick(0), now_ms=0)

@@ -47,6 +47,7 @@ from baton.gateway.server import Parts, add_servicer
 from baton.gateway.standby_keeper import StandbyKeeper
 from baton.gateway.ticker import Ticker
 from baton.gateway.warmup import BackfillGate
+from baton.model import Role
 from baton.v1 import gateway_pb2 as gw
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,13 @@ def wall_ms_f() -> float:
 
 def always() -> bool:
     return True
+
+
+def prefer_wait_ms(cadence_ms: int) -> int:
+    """How long a started gateway waits for the pod that held a strategy's state (hosts dial
+    every gateway address and attach within a second or two) before another goes on: two
+    cadences, at least 3 s."""
+    return max(2 * cadence_ms, 3000)
 
 
 class Gateway:
@@ -170,6 +178,11 @@ class Gateway:
                 if row.retired_ms is not None and self.ledger.open_bets(row.name)
             ],
         )
+        # Each strategy waits (bounded) for the pod that held its state when the last run
+        # ended: whichever host re-attaches first must not go on with its own state.
+        for lane in self.lanes:
+            lane.router.prefer_pod = self.ledger.last_active_pod(lane.name)
+        self._prefer_timer: asyncio.TimerHandle | None = None
         sink = MarketSink(
             book=self.market,
             venues=self.lanes.venues,
@@ -344,6 +357,16 @@ class Gateway:
         self._clock_task = asyncio.create_task(self.ticker.run(), name="clock")
         if self.config.clock_start is ClockStart.IMMEDIATE:
             self._clock_go.set()
+        waiting = {lane.name: lane.router.prefer_pod for lane in self.lanes}
+        if any(waiting.values()):
+            wait_ms = prefer_wait_ms(self.config.cadence_ms)
+            log.info(
+                "waiting for the pods that held each strategy's state",
+                extra={"pods": waiting, "wait_ms": wait_ms},
+            )
+            self._prefer_timer = asyncio.get_running_loop().call_later(
+                wait_ms / 1000, self._stop_preferring
+            )
         log.info(
             "gateway started",
             extra={
@@ -356,6 +379,28 @@ class Gateway:
 
     def request_stop(self) -> None:
         self._stopping.set()
+
+    def _stop_preferring(self) -> None:
+        """The preferred pods had their time: a strategy still without an ACTIVE goes on with
+        the instance attached first, with its own state (as a gateway without a ledger would)."""
+        self._prefer_timer = None
+        for lane in self.lanes:
+            router = lane.router
+            pod, router.prefer_pod = router.prefer_pod, None
+            if pod is None or router.active_id is not None or router.hold:
+                continue
+            first = router.first_standby()
+            log.warning(
+                "the pod that held the strategy's state did not attach",
+                extra={
+                    "strategy": lane.name,
+                    "waited_for": pod,
+                    "instance": first,  # goes on with its own state (None: nobody attached)
+                },
+            )
+            if first is not None:
+                lane.execution.flip_to(first, previous_role=Role.STANDBY)
+                self._clock_go.set()  # the clock starts on the first ACTIVE
 
     async def stop_listening(self) -> None:
         """Close the gRPC port and every stream at once (a deposed leader: nothing it could
@@ -398,6 +443,8 @@ class Gateway:
         flight still have ``grace_s`` to finish (a Handover's answer leaves after the lease's
         release, which must follow the port's closing: the next leader may bind the address)."""
         self._stopping.set()
+        if self._prefer_timer is not None:
+            self._prefer_timer.cancel()
         if self._clock_task is not None:
             await self._clock_task
         if self._warm is not None:

@@ -1310,6 +1310,19 @@ class Ledger:
         out of it."""
         return read_book(self._conn, retired=retired)
 
+    def last_active_pod(self, strategy: str) -> str | None:
+        """The pod of the strategy's instance last made ACTIVE (attached as ACTIVE, or
+        flipped to it), as written: the one holding the strategy's state when the gateway
+        that wrote it went away. None: never any."""
+        row = self._conn.execute(
+            "SELECT a.pod_name FROM instance_events e JOIN instance_events a"
+            " ON a.instance_id = e.instance_id AND a.event = 'attached'"
+            " WHERE e.role = 'ACTIVE' AND e.event IN ('attached', 'role') AND a.strategy = ?"
+            " ORDER BY e.id DESC, a.id DESC LIMIT 1",
+            (strategy,),
+        ).fetchone()
+        return str(row[0]) if row is not None else None
+
     def _exists(self, sql: str, params: tuple[Any, ...]) -> bool:
         return self._conn.execute(sql, params).fetchone() is not None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable, Mapping, Sequence
 
 from baton.gateway.core.clock import SlotClock
@@ -23,6 +24,10 @@ from baton.gateway.outcomes import GatewayStats
 from baton.gateway.ports import Flusher, TickLane, TickWrites, Warmup
 
 log = logging.getLogger(__name__)
+
+# The early write of a tick's answers gives up this long before the next boundary (whose flush
+# writes them anyway): it never delays a dispatch.
+ANSWERED_MARGIN_S = 0.05
 
 
 class Ticker:
@@ -137,6 +142,13 @@ class Ticker:
             if self.last_tick.is_set() and tick is not None:
                 log.info("clock stopped after its last tick", extra={"tick": tick.index})
                 break
+            if tick is not None and await self._answered_before(
+                clock.tick(next_index).scheduled_ms
+            ):
+                # The tick's answers written as soon as they are all in (a few ms), not at the
+                # next boundary: a leader killed mid-cadence leaves its standby (and its own
+                # ledger) every tick it had answered (docs/gateway-standby.md).
+                self._writer.flush()
         # Stopping: every dispatched evaluation is resolved before we go.
         lanes = self._lanes()
         last_deadline = clock.tick(next_index - 1).deadline_ms if next_index else 0
@@ -149,6 +161,34 @@ class Ticker:
         for lane in lanes:
             lane.outcomes.resolve(lane.router.expire(max(self._now_ms(), last_deadline)))
         self._writer.flush()
+
+    async def _answered_before(self, t_ms: int) -> bool:
+        """Whether every lane's pending evaluations are resolved before ``t_ms`` (less a
+        margin: the boundary's own flush writes whatever is late) and no stop came first."""
+        if self._stopping.is_set():
+            return False
+        lanes = [lane for lane in self._lanes() if lane.router.pending]
+        if not lanes:
+            return True  # answered already, as the dispatch went out
+        delay = (t_ms - self._now_ms()) / 1000 - ANSWERED_MARGIN_S
+        if delay <= 0:
+            return False
+
+        async def answered() -> None:
+            await asyncio.gather(*(lane.outcomes.settled() for lane in lanes))
+
+        async def stopped() -> None:
+            await self._stopping.wait()
+
+        waits = {asyncio.create_task(answered()), asyncio.create_task(stopped())}
+        try:
+            done, _ = await asyncio.wait(waits, timeout=delay, return_when=FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*waits)
+        return bool(done) and not self._stopping.is_set()
 
     async def _sleep_until(self, t_ms: int) -> None:
         delay = (t_ms - self._now_ms()) / 1000

@@ -122,6 +122,11 @@ class Router:
     # Set while a dead ACTIVE's state is being rebuilt from its checkpoint (core/standby.py): an
     # instance attaching then is not made ACTIVE with an empty state; the recovery decides.
     hold: bool = False
+    # After a gateway start (a restart, a new leader): the pod whose instance the ledger last
+    # recorded ACTIVE, the one holding the strategy's state. Until it attaches (or the gateway
+    # stops waiting for it), an instance of another pod attaching stays STANDBY instead of
+    # going on with its own state.
+    prefer_pod: str | None = None
     # Instances whose host refused a message of this gateway's term (``Fenced``: it has seen a
     # newer one) -> why: the evaluations it leaves unanswered time out with this reason.
     fenced: dict[str, str] = field(default_factory=dict)
@@ -140,11 +145,19 @@ class Router:
         instance_id = f"i{number}-{info.pod_name}"
         instance = Instance(instance_id, info, Role.STANDBY, now_ms)
         self.instances[instance_id] = instance
-        if self.active_id is None and not self.hold:
+        preferred = self.prefer_pod is None or info.pod_name == self.prefer_pod
+        if self.active_id is None and not self.hold and preferred:
             self._promote(instance)
         return instance
 
+    def first_standby(self) -> str | None:
+        """The STANDBY instance attached first (the one made ACTIVE when the gateway stops
+        waiting for the preferred pod)."""
+        waiting = [i for i in self.instances.values() if i.role is Role.STANDBY]
+        return min(waiting, key=lambda i: i.attached_ms).instance_id if waiting else None
+
     def _promote(self, instance: Instance) -> None:
+        self.prefer_pod = None  # an ACTIVE is chosen: nobody is waited for any more
         self.epoch += 1
         instance.role = Role.ACTIVE
         self.active_id = instance.instance_id
