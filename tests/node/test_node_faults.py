@@ -375,15 +375,22 @@ def test_gateway_leader_process_sigkilled_the_other_takes_over_within_the_bound(
 ) -> None:
     """SIGKILL of the leader's gateway process (a crash, the OOM killer: no handover): the other
     pod's replica takes the Lease once it expires (lease + a retry period), labels its pod and
-    leads; the ticks scheduled meanwhile are missed, at most ceil(takeover / cadence) of them
-    (+ one for the strategy host's re-attach and the next boundary). The kubelet restarts the
-    killed container in the same pod: a follower again (its label set back), Ready once its
-    ledger holds the new leader's."""
+    leads; the ticks scheduled meanwhile are missed, at most ceil(takeover / cadence) of them:
+    strategy hosts dial both gateway pods by their own names (the chart's --pod-gateway), so
+    the new leader is attached to within about a second of its start, not after a connect
+    timeout on the killed pod's address behind the Service. The kubelet restarts the killed
+    container in the same pod: a follower again (its label set back), Ready once its ledger
+    holds the new leader's."""
     wait_for(
         lambda: len(pods(node, "gateway")) == 2 and all(ready(p) for p in pods(node, "gateway")),
         timeout_s=180,
         what="both gateway pods Ready",
     )
+    # The ACTIVE strategy host dials each gateway pod by its own name (the chart's
+    # --pod-gateway), not the Service: a new leader is reached as soon as it listens.
+    host_args = node.get("pod", active(node)["status"]["pod"])["spec"]["containers"][0]["args"]
+    dialled = host_args[host_args.index("--gateway") + 1].split(",")
+    assert dialled == [f"{p}.baton-gateway-headless.{RELEASE_NS}.svc:50051" for p in GATEWAY_PODS]
     leader = leader_pod(node)
     (other,) = [n for n in GATEWAY_PODS if n != leader]
     before = presence(node, leader)
@@ -414,7 +421,11 @@ def test_gateway_leader_process_sigkilled_the_other_takes_over_within_the_bound(
     assert change in after["gateway_failovers"], change
     assert (change["from"], change["to"]) == (old_holder, new_holder), change
     assert change["ended"] == "", "killed: its run never said how it ended"
-    bound_ticks = math.ceil(takeover_s / cadence_s) + 1
+    # The issue's bound, with the takeover as this test measures it: from the SIGKILL to the
+    # other replica holding the Lease (observed, so a little late: never shorter than the
+    # election). Not the report's takeover_ms, which runs from the first undispatched tick's
+    # schedule to the new leader's first dispatch and so spans every missed tick by definition.
+    bound_ticks = math.ceil(takeover_s / cadence_s)
     assert change["missed_ticks"] <= bound_ticks, (change, takeover_s)
     assert change["missed"] <= bound_ticks * after["slots"], change
     assert after["first_scheduled_ms"] == before["first_scheduled_ms"]
