@@ -305,6 +305,9 @@ def test_gateway_is_two_pods_each_with_its_ledger_on_a_volume(
     assert spec["serviceAccountName"] == r.get("ServiceAccount", gateway_name())["metadata"]["name"]
     cadence = float(env_of(c)["BATON_GATEWAY__CADENCE_S"])
     assert spec["terminationGracePeriodSeconds"] >= 2 * cadence + 15
+    # Strategy pods dial each pod by its DNS name: a replaced pod is Ready for longer than the
+    # DNS cache's TTL (CoreDNS: 30 s) before the leader's pod is replaced and hands over to it.
+    assert sts["spec"]["minReadySeconds"] > 30
 
 
 def test_one_gateway_pod_runs_without_election(helm_home: Path) -> None:
@@ -319,6 +322,7 @@ def test_one_gateway_pod_runs_without_election(helm_home: Path) -> None:
         assert c[probe]["tcpSocket"] == {"port": "grpc"}
     assert ROLE_LABEL not in r.get("Service", gateway_name())["spec"]["selector"]
     assert f"{RELEASE}-gateway-leader" not in r.names("Role")
+    assert "minReadySeconds" not in sts["spec"], "no rolling hand-over to wait for"
     # Strategy pods dial the Service, as the operator does (no --pod-gateway: its default).
     assert "--pod-gateway" not in operator_args(r)
 
