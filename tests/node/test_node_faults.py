@@ -367,6 +367,7 @@ def gateway_process(pod: str) -> int:
     return pid
 
 
+HOST_BACKOFF_MAX_S = 1.0  # the strategy host's attach backoff cap (docs/gateway-standby.md)
 DNS_TTL_S = 30.0  # CoreDNS's cache and the kubernetes plugin's ttl on the node (hack/cluster.sh)
 
 
@@ -424,6 +425,7 @@ def test_gateway_leader_process_sigkilled_the_other_takes_over_within_the_bound(
     pid = gateway_process(leader)
     os.kill(pid, signal.SIGKILL)
     t0 = time.monotonic()
+    killed_at = datetime.now(UTC)
 
     def took_over() -> str | None:
         holder = lease_holder(node)
@@ -445,13 +447,22 @@ def test_gateway_leader_process_sigkilled_the_other_takes_over_within_the_bound(
     assert change in after["gateway_failovers"], change
     assert (change["from"], change["to"]) == (old_holder, new_holder), change
     assert change["ended"] == "", "killed: its run never said how it ended"
-    strategy_log(node)
-    # The issue's bound, with the takeover as this test measures it: from the SIGKILL to the
-    # other replica holding the Lease (observed, so a little late: never shorter than the
-    # election). Not the report's takeover_ms, which runs from the first undispatched tick's
-    # schedule to the new leader's first dispatch and so spans every missed tick by definition.
-    bound_ticks = math.ceil(takeover_s / cadence_s)
-    assert change["missed_ticks"] <= bound_ticks, (change, takeover_s)
+    # The ACTIVE host attached to the new leader (its log; the node's clock is this machine's):
+    # it dials both pods by name, so within its backoff's cap (1 s) of the new gateway's start,
+    # no connect timeout on a dead address behind the Service.
+    attached_s = (host_attached_at(strategy_log(node), other) - killed_at).total_seconds()
+    assert attached_s <= LEASE_S + RETRY_S + HOST_BACKOFF_MAX_S + LATE_S, attached_s
+    # The misses: the issue's ceil(takeover / cadence), the takeover as this test measures it
+    # (the SIGKILL to the other replica holding the Lease), plus one. The kill -> the host
+    # attached to the new leader is about one cadence here (lease 4 s + 0.5 s, then up to the
+    # host's 1 s backoff, at a 5 s cadence), so a kill just before a tick boundary (or just
+    # after a dispatch the killed leader never recorded) also loses the boundary after the
+    # election: measured 2 in such runs (docs/gateway-standby.md, "On Kubernetes: the chart").
+    # The report's takeover_ms is no measure for this bound: it runs from the first
+    # undispatched tick's schedule to the new leader's first dispatch, so it spans every
+    # missed tick by definition.
+    bound_ticks = math.ceil(takeover_s / cadence_s) + 1
+    assert change["missed_ticks"] <= bound_ticks, (change, takeover_s, attached_s)
     assert change["missed"] <= bound_ticks * after["slots"], change
     assert after["first_scheduled_ms"] == before["first_scheduled_ms"]
 
@@ -471,6 +482,7 @@ def test_gateway_leader_process_sigkilled_the_other_takes_over_within_the_bound(
         "missed_ticks": change["missed_ticks"],
         "missed": change["missed"],
         "bound_ticks": bound_ticks,
+        "host_attached_s": round(attached_s, 2),
         "leader_labelled_s": round(labelled_s, 1),
         "first_tick_seen_s": round(resumed_s, 1),
         "killed_pod_back_following_s": round(back_s, 1),
@@ -489,8 +501,8 @@ def test_gateway_leader_process_sigkilled_the_other_takes_over_within_the_bound(
     strategy_log(node)
 
 
-def strategy_log(node: Node) -> None:
-    """The ACTIVE strategy host's attach attempts, kept (before the bound is asserted too)."""
+def strategy_log(node: Node) -> list[str]:
+    """The ACTIVE strategy host's attach attempts (kept as an artifact), with timestamps."""
     host = node.kubectl(
         *("-n", RELEASE_NS, "logs", active(node)["status"]["pod"], "--timestamps"),
         check=False,
@@ -498,6 +510,24 @@ def strategy_log(node: Node) -> None:
     ).stdout
     lines = [x for x in host.splitlines() if "attach" in x or "gateway" in x]
     (ARTIFACTS / "cluster-fault-sigkill-strategy.log").write_text("\n".join(lines[-150:]) + "\n")
+    return lines
+
+
+def host_attached_at(lines: list[str], pod: str) -> datetime:
+    """When the host logged its last ``attached to gateway again`` to ``pod``'s address."""
+    times = [
+        _kubectl_time(line.split(" ", 1)[0])
+        for line in lines
+        if '"attached to gateway again"' in line and f'"gateway": "{pod}.' in line
+    ]
+    assert times, f"the host never attached to {pod}"
+    return times[-1]
+
+
+def _kubectl_time(stamp: str) -> datetime:
+    """``kubectl logs --timestamps``' RFC 3339 time (nanoseconds, trailing zeros trimmed)."""
+    whole, _, frac = stamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{whole}.{(frac + '000000')[:6]}+00:00")
 
 
 def test_helm_upgrade_of_the_gateway_is_a_rolling_update_with_0_missed(
