@@ -305,6 +305,9 @@ def test_gateway_is_two_pods_each_with_its_ledger_on_a_volume(
     assert spec["serviceAccountName"] == r.get("ServiceAccount", gateway_name())["metadata"]["name"]
     cadence = float(env_of(c)["BATON_GATEWAY__CADENCE_S"])
     assert spec["terminationGracePeriodSeconds"] >= 2 * cadence + 15
+    # Strategy pods dial each pod by its DNS name: a replaced pod is Ready for longer than the
+    # DNS cache's TTL (CoreDNS: 30 s) before the leader's pod is replaced and hands over to it.
+    assert sts["spec"]["minReadySeconds"] > 30
 
 
 def test_one_gateway_pod_runs_without_election(helm_home: Path) -> None:
@@ -319,6 +322,9 @@ def test_one_gateway_pod_runs_without_election(helm_home: Path) -> None:
         assert c[probe]["tcpSocket"] == {"port": "grpc"}
     assert ROLE_LABEL not in r.get("Service", gateway_name())["spec"]["selector"]
     assert f"{RELEASE}-gateway-leader" not in r.names("Role")
+    assert "minReadySeconds" not in sts["spec"], "no rolling hand-over to wait for"
+    # Strategy pods dial the Service, as the operator does (no --pod-gateway: its default).
+    assert "--pod-gateway" not in operator_args(r)
 
 
 def test_one_gateway_pod_may_still_take_the_lease(helm_home: Path) -> None:
@@ -427,10 +433,29 @@ def test_operator_arguments_are_what_the_operator_reads(
         flat["operator.namespaces"] = args.namespace
     if args.pod_env is not None:
         flat["operator.pod_env"] = args.pod_env
+    if args.pod_gateway is not None:
+        flat["operator.pod_gateway"] = args.pod_gateway
     config = build_config(flat)
-    # The gateway's Service, fully qualified (strategy pods may live in other namespaces).
+    # Control calls: the gateway's Service (the leader), fully qualified (strategy pods may
+    # live in other namespaces).
     assert config.gateway == f"{gateway_name()}.{NAMESPACE}.svc:50051"
-    assert config.pod_gateway == config.gateway
+    # Strategy pods: every gateway pod by its own name under the StatefulSet's governing
+    # (headless) Service, which publishes a pod's address before it is Ready (a new leader is
+    # dialled at once), not the Service, whose endpoint may still be a killed leader's.
+    sts = r.get("StatefulSet", gateway_name())
+    headless = r.get("Service", sts["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert (
+        headless["spec"]["selector"].items() <= pod_labels(r, "StatefulSet", gateway_name()).items()
+    )
+    assert ROLE_LABEL not in headless["spec"]["selector"], "both pods, whichever leads"
+    assert {p["name"]: p["port"] for p in headless["spec"]["ports"]} == {"grpc": 50051}
+    governing = headless["metadata"]["name"]
+    assert config.pod_gateway.split(",") == [
+        f"{pod}.{governing}.{NAMESPACE}.svc:50051"
+        for pod in pod_names(gateway_name(), sts["spec"]["replicas"])
+    ]
     assert config.liveness == "http://0.0.0.0:8080/healthz"
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"healthz": 8080, "metrics": 9465}

@@ -69,6 +69,21 @@ pods in other namespaces resolve it too. */}}
 {{- printf "%s.%s.svc:%d" (include "baton.gateway.fullname" .) .Release.Namespace (int .Values.gateway.grpc.port) -}}
 {{- end -}}
 
+{{/* Every gateway pod's own stable address under the headless Service, comma-separated
+(<fullname>-gateway-<i>.<fullname>-gateway-headless.<ns>.svc:<port>): the operator's
+--pod-gateway with more than one replica, so a strategy host keeps an attach loop to each pod
+(docs/gateway-standby.md, "Strategy hosts on both replicas") and a new leader welcomes it as soon
+as it listens, instead of the host dialling the Service, whose endpoint may still be a killed
+leader's. With one replica strategy pods dial the Service (the operator's --gateway). */}}
+{{- define "baton.gateway.podAddresses" -}}
+{{- $name := include "baton.gateway.fullname" . -}}
+{{- $out := list -}}
+{{- range $i := until (int .Values.gateway.replicas) -}}
+{{- $out = append $out (printf "%s-%d.%s-headless.%s.svc:%d" $name $i $name $.Release.Namespace (int $.Values.gateway.grpc.port)) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
+
 {{/* The OTLP gRPC endpoint every component exports to; empty when tracing is off. */}}
 {{- define "baton.otlpEndpoint" -}}
 {{- if .Values.tracing.otlpEndpoint -}}
