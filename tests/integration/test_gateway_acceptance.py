@@ -163,21 +163,14 @@ def presence_json(ledger: Path) -> dict[str, Any]:
 def assert_nothing_twice(ledger: Path) -> None:
     """No evaluation twice (slot, seq) or (slot, tick); no bet twice for an evaluation or for a
     (slot, window, seq); no settlement twice; seqs increase with the run."""
-    dup = query(
-        ledger,
-        "SELECT slot_id, seq, count(*) FROM evaluations GROUP BY 1, 2 HAVING count(*) > 1",
-    )
-    assert not dup, f"an evaluation recorded twice: {dup[:5]}"
-    dup = query(
-        ledger,
-        "SELECT slot_id, scheduled_ms, count(*) FROM evaluations GROUP BY 1, 2 HAVING count(*) > 1",
-    )
-    assert not dup, f"a tick evaluated twice: {dup[:5]}"
-    dup = query(
-        ledger,
-        "SELECT slot_id, seq, count(*) FROM bets GROUP BY 1, 2 HAVING count(*) > 1",
-    )
-    assert not dup, f"an evaluation executed twice: {dup[:5]}"
+    twice = {
+        "an evaluation recorded twice": "SELECT slot_id, seq, count(*) FROM evaluations",
+        "a tick evaluated twice": "SELECT slot_id, scheduled_ms, count(*) FROM evaluations",
+        "an evaluation executed twice": "SELECT slot_id, seq, count(*) FROM bets",
+    }
+    for what, sql in twice.items():
+        dup = query(ledger, sql + " GROUP BY 1, 2 HAVING count(*) > 1")
+        assert not dup, f"{what}: {dup[:5]}"
     dup = query(ledger, "SELECT bet_id, count(*) FROM settlements GROUP BY 1 HAVING count(*) > 1")
     assert not dup, f"a settlement applied twice: {dup[:5]}"
     orphan = query(
