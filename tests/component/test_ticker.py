@@ -82,6 +82,9 @@ class Rows:
     def flush(self) -> None:
         pass
 
+    def flush_early(self) -> None:
+        pass
+
 
 async def test_every_lane_every_tick_and_the_first_served_rotates() -> None:
     calls = Calls(want=4 * 3)

@@ -127,8 +127,8 @@ async def test_full_disk_keeps_the_clock_and_loses_nothing_once_space_is_back(
         assert healthy.last_ok_flush_ms > 0
 
         set_file_size_limit(gateway.pid, 0)  # the disk is full
-        # One failed write per tick, plus at most one early write of a held fill (the release
-        # gate stops asking for those once a write failed): 5 failures span 4 ticks at least.
+        # One failed write per tick, plus at most one early write (a tick's answers, a held
+        # fill: skipped once a write failed): 5 failures span 4 ticks at least.
         await wait_until(
             lambda: metric(metrics, "baton_ledger_write_errors_total") >= 5,
             timeout_s=10 * CADENCE_S,

@@ -233,8 +233,7 @@ class Gateway:
     def _write_held(self) -> None:
         """The release gate's early write. Not while writes fail: the tick's flush retries
         (once a tick, as before), and what is held goes out at the gate's bound."""
-        if self.writer.health.ok:
-            self.writer.flush()
+        self.writer.flush_early()
 
     def _standby(self) -> Standby | None:
         """The standby following this ledger, as the release gate needs it (None: no

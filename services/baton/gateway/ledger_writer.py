@@ -79,6 +79,12 @@ class LedgerWriter:
         if self.on_flushed is not None:
             self.on_flushed()
 
+    def flush_early(self) -> None:
+        """A write between the per-tick flushes (a tick's answers all in, a held fill):
+        skipped while writes fail, so a failing disk still sees one attempt a tick."""
+        if self._health.ok:
+            self.flush()
+
     def record_handoff(self, h: Handoff, missed: int) -> None:
         self._ledger.record_handoff(h, missed=missed)
         self._metrics.handoff(h.phase.value, h.pause_ms)

@@ -246,6 +246,10 @@ class Flusher(Protocol):
 
     def flush(self) -> None: ...
 
+    def flush_early(self) -> None:
+        """A write between two ticks' flushes; skipped while writes fail."""
+        ...
+
 
 class Warmup(Protocol):
     """What the clock waits for before its first tick (``warmup.BackfillGate``)."""

@@ -148,7 +148,7 @@ class Ticker:
                 # The tick's answers written as soon as they are all in (a few ms), not at the
                 # next boundary: a leader killed mid-cadence leaves its standby (and its own
                 # ledger) every tick it had answered (docs/gateway-standby.md).
-                self._writer.flush()
+                self._writer.flush_early()
         # Stopping: every dispatched evaluation is resolved before we go.
         lanes = self._lanes()
         last_deadline = clock.tick(next_index - 1).deadline_ms if next_index else 0
