@@ -133,6 +133,14 @@ class Cluster:
             what=f"{standby.name} caught up",
         )
 
+    async def ready_to_swap(self) -> tuple[Member, Member, int]:
+        """The leader executing, its standby caught up: (leader, standby, the leader's term)."""
+        await self.leading_run_executes(1)
+        await self.standby_caught_up()
+        assert self.leader is not None
+        assert self.standby is not None
+        return self.leader, self.standby, int(self.leader.service.announced[-1]["term"])
+
     async def leading_run_executes(self, ticks: int = 2, timeout_s: float = 30) -> None:
         assert self.leader is not None
         await executed_ticks(self.leader.ledger, ticks, "the leader executes", timeout_s)
@@ -374,12 +382,7 @@ async def test_twenty_leader_kills(pair: Pair, tmp_path: Path) -> None:
     kills: list[Kill] = []
     started = time.monotonic()
     for n, mode in enumerate(modes, 1):
-        await cluster.leading_run_executes(1)
-        await cluster.standby_caught_up()
-        assert cluster.leader is not None
-        assert cluster.standby is not None
-        old, new = cluster.leader, cluster.standby
-        term = int(old.service.announced[-1]["term"])
+        old, new, term = await cluster.ready_to_swap()
         phase = ""
         paused: Service | None = None
         listing = await both_hosts_attached(pair.addr)
@@ -523,12 +526,7 @@ async def test_ten_planned_handovers_miss_nothing(pair: Pair, tmp_path: Path) ->
     await pair.strategy("blue", V1, "pod-blue")
     stops: list[dict[str, Any]] = []
     for n in range(1, HANDOVERS + 1):
-        await cluster.leading_run_executes(1)
-        await cluster.standby_caught_up()
-        assert cluster.leader is not None
-        assert cluster.standby is not None
-        old, new = cluster.leader, cluster.standby
-        term = int(old.service.announced[-1]["term"])
+        old, new, term = await cluster.ready_to_swap()
         t0 = time.monotonic()
         assert await pair.procs.reap(old.service) == 0
         stopped_ms = round((time.monotonic() - t0) * 1000)

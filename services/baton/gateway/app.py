@@ -160,7 +160,8 @@ class Gateway:
         self.gate = ReleaseGate(
             self.instances,
             ledger=lambda: LedgerState(self.ledger.pending_rows, self.ledger.last_commit.position),
-            write=self._write_held,
+            # Not while writes fail: the tick's flush retries, the gate's bound releases.
+            write=self.writer.flush_early,
             standby=self._standby,
             now_ms=now_ms,
             wait_ms=config.release_wait_ms,
@@ -229,11 +230,6 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._clock_task: asyncio.Task[None] | None = None
         self.run_id = 0
-
-    def _write_held(self) -> None:
-        """The release gate's early write. Not while writes fail: the tick's flush retries
-        (once a tick, as before), and what is held goes out at the gate's bound."""
-        self.writer.flush_early()
 
     def _standby(self) -> Standby | None:
         """The standby following this ledger, as the release gate needs it (None: no
